@@ -1,0 +1,1 @@
+"""Data: official manifests -> validated song records -> token shards -> (training) packed batches."""

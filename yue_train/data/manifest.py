@@ -1,0 +1,178 @@
+"""Official YuE manifest records (JSONL) -> validated :class:`~yue_train.format.song.Song` objects.
+
+The record-level rules are the official preprocessing's (track lengths trimmed when they differ by at
+most 10 frames, frames per second in [49, 51]); everything it would crash on or silently drop is
+turned into a :class:`RecordError` whose message names the field and says what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yue_train.format import codec_layout as cl
+from yue_train.format.song import Segment, Song
+
+MAX_TRACK_LENGTH_DIFF = 10  # frames
+FPS_RANGE = (49.0, 51.0)
+# A segment may end a little past the codes (the official loader trims tracks by up to 10 frames and
+# then skips such a segment); further out, the manifest does not describe these codes.
+SEGMENT_END_TOLERANCE = MAX_TRACK_LENGTH_DIFF
+
+CODE_FIELDS = {"vocal": "vocals_codec", "inst": "instrumental_codec", "mixture": "codec"}
+
+
+class RecordError(ValueError):
+    """A manifest record that cannot be used; the message says why."""
+
+
+@dataclass
+class RawRecord:
+    """One manifest line: its 1-based line number, the parsed object or the reason it could not be parsed."""
+
+    line_no: int
+    data: dict[str, Any] | None
+    error: str | None = None
+
+    @property
+    def id(self) -> str:
+        if self.data is not None and "id" in self.data:
+            return str(self.data["id"])
+        return f"line {self.line_no}"
+
+
+def read_manifest(path: str | Path) -> Iterator[RawRecord]:
+    """Records of a JSONL manifest. Lines are decoded one by one so one bad line loses only itself."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield RawRecord(line_no, None, f"line {line_no} is not UTF-8 ({e.reason} at byte {e.start})")
+                continue
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as e:
+                yield RawRecord(line_no, None, f"line {line_no} is not valid JSON: {e.msg} (column {e.colno})")
+                continue
+            if not isinstance(data, dict):
+                yield RawRecord(line_no, None, f"line {line_no} is a JSON {type(data).__name__}, not an object")
+                continue
+            yield RawRecord(line_no, data)
+
+
+def _require(data: dict[str, Any], key: str, types: type | tuple[type, ...]) -> Any:
+    if key not in data:
+        raise RecordError(f"missing field {key!r}")
+    value = data[key]
+    if not isinstance(value, types) or isinstance(value, bool):
+        raise RecordError(f"field {key!r} has type {type(value).__name__}")
+    return value
+
+
+def load_codes(path_value: str, root: Path, field: str, min_codebooks: int = 1) -> np.ndarray:
+    """Load and check a codes ``.npy``: 2-D integer ``(n_codebooks, n_frames)`` with codes in 0..1023."""
+    path = Path(path_value)
+    if not path.is_absolute():
+        path = root / path
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise RecordError(f"{field}: file not found: {path}") from None
+    except Exception as e:  # numpy raises several types for corrupt files
+        raise RecordError(f"{field}: cannot read {path} as .npy ({type(e).__name__}: {e})") from None
+    if arr.ndim != 2 or arr.shape[0] < min_codebooks or arr.shape[1] == 0:
+        raise RecordError(
+            f"{field}: {path.name} has shape {arr.shape}, expected (n_codebooks >= {min_codebooks}, n_frames > 0)"
+        )
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise RecordError(f"{field}: {path.name} has dtype {arr.dtype}, expected integer codes")
+    try:
+        cl.check_codes(arr, what=f"{field} {path.name}")
+    except cl.CodecRangeError as e:
+        raise RecordError(str(e)) from None
+    return arr
+
+
+def _trim_pair(a: np.ndarray, b: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    if a.shape[1] == b.shape[1]:
+        return a, b
+    diff = abs(a.shape[1] - b.shape[1])
+    if diff > MAX_TRACK_LENGTH_DIFF:
+        raise RecordError(
+            f"{what} lengths differ by {diff} frames ({a.shape[1]} vs {b.shape[1]}); at most "
+            f"{MAX_TRACK_LENGTH_DIFF} is trimmed"
+        )
+    n = min(a.shape[1], b.shape[1])
+    return a[:, :n], b[:, :n]
+
+
+def _segments(data: dict[str, Any], n_frames: int | None) -> list[Segment]:
+    lyrics = _require(data, "splitted_lyrics", dict)
+    raw = lyrics.get("segmented_lyrics")
+    if not isinstance(raw, list) or not raw:
+        raise RecordError("splitted_lyrics.segmented_lyrics is missing or empty")
+    segments = []
+    for i, s in enumerate(raw):
+        where = f"segmented_lyrics[{i}]"
+        if not isinstance(s, dict):
+            raise RecordError(f"{where} is not an object")
+        try:
+            start = _require(s, "codec_frame_start", int)
+            end = _require(s, "codec_frame_end", int)
+            duration = float(_require(s, "duration", (int, float)))
+            content = _require(s, "line_content", str)
+        except RecordError as e:
+            raise RecordError(f"{where}: {e}") from None
+        if n_frames is not None and (start >= n_frames or end > n_frames + SEGMENT_END_TOLERANCE):
+            raise RecordError(f"{where}: frames {start}..{end} lie beyond the {n_frames}-frame codes")
+        segments.append(Segment(content, start, end, duration, float(s.get("offset", 0.0) or 0.0)))
+    if not any(seg.line_content.strip() for seg in segments):
+        raise RecordError("lyrics are empty: every segment's line_content is blank")
+    return segments
+
+
+def load_song(
+    data: dict[str, Any], root: str | Path, tracks: tuple[str, ...] = ("vocal", "inst"), lyrics: bool = True
+) -> Song:
+    """Validate a record and load the code arrays named by ``tracks`` (``vocal``, ``inst``, ``mixture``).
+
+    With ``lyrics`` (stage-1 modes) the genre, lyrics and frame rate are checked too.
+    """
+    root = Path(root)
+    record_id = str(_require(data, "id", (str, int)))
+    arrays = {t: load_codes(_require(data, CODE_FIELDS[t], str), root, CODE_FIELDS[t]) for t in tracks}
+    vocals, inst, mix = arrays.get("vocal"), arrays.get("inst"), arrays.get("mixture")
+    if vocals is not None and inst is not None:
+        vocals, inst = _trim_pair(vocals, inst, "vocal and instrumental code")
+    if mix is not None and vocals is not None and mix.shape[1] != vocals.shape[1]:
+        mix, _ = _trim_pair(mix, vocals, "mixture and vocal code")
+        vocals, inst = vocals[:, : mix.shape[1]], None if inst is None else inst[:, : mix.shape[1]]
+    song = Song(id=record_id, vocals=vocals, instrumental=inst, mixture=mix)
+    if not lyrics:
+        return song
+    song.genres = _require(data, "genres", str)
+    song.audio_length_in_sec = float(_require(data, "audio_length_in_sec", (int, float)))
+    if song.audio_length_in_sec <= 0:
+        raise RecordError(f"audio_length_in_sec is {song.audio_length_in_sec}, must be > 0")
+    if not FPS_RANGE[0] <= song.fps <= FPS_RANGE[1]:
+        raise RecordError(
+            f"{song.n_frames} frames over {song.audio_length_in_sec} s is {song.fps:.2f} frames/s, "
+            f"outside [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}]: audio_length_in_sec does not match the codes"
+        )
+    song.segments = _segments(data, song.n_frames)
+    msa = data.get("msa", [])
+    if not isinstance(msa, list) or not all(isinstance(m, dict) for m in msa):
+        raise RecordError("field 'msa' must be a list of {start, end, label} objects")
+    song.msa = msa
+    return song

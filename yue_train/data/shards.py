@@ -1,0 +1,173 @@
+"""Token shards: webdataset tar files of documents (token ids, roles, metadata).
+
+Each sample in a shard has three members: ``KEY.input_ids.npy`` (int32), ``KEY.roles.npy`` (uint8, see
+:mod:`yue_train.format.roles`) and ``KEY.json`` (record id, mode, token counts, ...). A shard is written
+under a temporary name and renamed when closed, so a file named ``*.tar`` is always complete.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import webdataset as wds
+
+SUMMARY_NAME = "summary.json"
+TMP_SUFFIX = ".tmp"
+
+
+@dataclass
+class Document:
+    """One training document: token ids, a role per token, and metadata (``id`` and ``mode`` at least)."""
+
+    input_ids: np.ndarray
+    roles: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.input_ids = np.asarray(self.input_ids, dtype=np.int32)
+        self.roles = np.asarray(self.roles, dtype=np.uint8)
+        if self.input_ids.shape != self.roles.shape or self.input_ids.ndim != 1:
+            raise ValueError(f"input_ids {self.input_ids.shape} and roles {self.roles.shape} must be equal 1-D")
+
+    @property
+    def id(self) -> str:
+        return str(self.meta.get("id", ""))
+
+    @property
+    def mode(self) -> str:
+        return str(self.meta.get("mode", ""))
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+class ShardWriter:
+    """Writes documents into ``{prefix}-{n:06d}.tar`` shards of at most ``max_docs`` documents each."""
+
+    def __init__(self, out_dir: str | Path, prefix: str, max_docs: int = 1000) -> None:
+        if max_docs < 1:
+            raise ValueError("max_docs must be >= 1")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.prefix = prefix
+        self.max_docs = max_docs
+        self.shards: list[dict[str, Any]] = []  # name, n_docs, n_tokens per finished shard
+        self._tar: wds.TarWriter | None = None
+        self._tmp_path: Path | None = None
+        self._docs_in_shard = 0
+        self._tokens_in_shard = 0
+        self._n_written = 0
+
+    def _open(self) -> None:
+        name = f"{self.prefix}-{len(self.shards):06d}.tar"
+        self._tmp_path = self.out_dir / (name + TMP_SUFFIX)
+        self._tar = wds.TarWriter(str(self._tmp_path))
+        self._docs_in_shard = 0
+        self._tokens_in_shard = 0
+
+    def _close_current(self) -> None:
+        if self._tar is None or self._tmp_path is None:
+            return
+        self._tar.close()
+        final = self._tmp_path.with_name(self._tmp_path.name[: -len(TMP_SUFFIX)])
+        os.replace(self._tmp_path, final)
+        self.shards.append({"name": final.name, "n_docs": self._docs_in_shard, "n_tokens": self._tokens_in_shard})
+        self._tar = None
+        self._tmp_path = None
+
+    def write(self, doc: Document) -> None:
+        if self._tar is None:
+            self._open()
+        assert self._tar is not None
+        self._tar.write(
+            {
+                "__key__": f"{self._n_written:09d}",
+                "input_ids.npy": _npy_bytes(doc.input_ids),
+                "roles.npy": _npy_bytes(doc.roles),
+                "json": json.dumps(doc.meta, ensure_ascii=False).encode("utf-8"),
+            }
+        )
+        self._n_written += 1
+        self._docs_in_shard += 1
+        self._tokens_in_shard += len(doc)
+        if self._docs_in_shard >= self.max_docs:
+            self._close_current()
+
+    def close(self) -> list[dict[str, Any]]:
+        self._close_current()
+        return self.shards
+
+    def abort(self) -> None:
+        """Drop the shard being written (its temporary file) without publishing it."""
+        if self._tar is not None:
+            self._tar.close()
+            self._tar = None
+        if self._tmp_path is not None and self._tmp_path.exists():
+            self._tmp_path.unlink()
+        self._tmp_path = None
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _decode_sample(sample: dict[str, Any]) -> Document:
+    def load(name: str) -> np.ndarray:
+        return np.load(io.BytesIO(sample[name]), allow_pickle=False)
+
+    meta = json.loads(sample["json"].decode("utf-8"))
+    return Document(input_ids=load("input_ids.npy"), roles=load("roles.npy"), meta=meta)
+
+
+def shard_paths(path: str | Path) -> list[str]:
+    """The ``*.tar`` shards of a shard folder in name order (a single ``.tar`` path is returned as is)."""
+    p = Path(path)
+    if p.is_file():
+        return [str(p)]
+    if not p.is_dir():
+        raise FileNotFoundError(f"no shard folder or file at {p}")
+    paths = sorted(str(x) for x in p.glob("*.tar"))
+    if not paths:
+        raise FileNotFoundError(f"{p} holds no .tar shards (run `yue-prep tokenize` to write some)")
+    return paths
+
+
+def iter_documents(urls: str | Path | list[str]) -> Iterator[Document]:
+    """Documents of one or more shards (paths or URLs webdataset can open), in shard order."""
+    if isinstance(urls, (str, Path)) and not str(urls).startswith(("http://", "https://", "pipe:", "s3://")):
+        urls = shard_paths(urls)
+    dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+    for sample in dataset:
+        yield _decode_sample(sample)
+
+
+def read_summary(shard_dir: str | Path) -> dict[str, Any]:
+    path = Path(shard_dir) / SUMMARY_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: the shard folder is incomplete or was not written by yue-prep")
+    return json.loads(path.read_text())
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
