@@ -1,0 +1,1 @@
+"""``yue-prep``: data preparation (manifests -> token shards, shard inspection, synthetic corpora)."""

@@ -1,0 +1,180 @@
+"""``yue-prep``: data preparation for yue-train.
+
+Subcommands:
+  tokenize        official manifest (JSONL + codes .npy) -> webdataset token shards + summary.json
+  inspect         show the documents of a shard folder (decoded text, audio spans) or their ids
+  make-tokenizer  write the generated stand-in tokenizer (real id layout, for tests and demos)
+  demo            synthetic manifest -> CoT, ICL and stage-2 shards, then inspect them
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from itertools import islice
+from pathlib import Path
+
+from yue_train.format.sequences import ICL_PROMPT_MODES
+
+
+def _tokenize_args(p: argparse.ArgumentParser) -> None:
+    from data_prep.tokenize_manifest import MODES, STAGE2_SOURCES
+
+    p.add_argument("--manifest", type=Path, required=True, help="JSONL manifest in the official YuE format")
+    p.add_argument("--out", type=Path, required=True, help="output folder for shards and summary.json")
+    p.add_argument(
+        "--root", type=Path, default=Path("."), help="folder that relative .npy paths start from (default: cwd)"
+    )
+    p.add_argument("--tokenizer", default=None, help="YuE tokenizer.model (default: the generated synthetic tokenizer)")
+    p.add_argument("--mode", choices=MODES, default="cot", help="document kind (default: cot)")
+    p.add_argument(
+        "--icl-prompt", choices=ICL_PROMPT_MODES, default="dual", help="ICL reference stream (default: dual)"
+    )
+    p.add_argument(
+        "--stage2-source",
+        action="append",
+        choices=sorted(STAGE2_SOURCES),
+        help="codes used for stage 2 (repeatable; default: mixture = the record's 'codec')",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the ICL prompt draws (default: 0)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    p.add_argument("--shard-docs", type=int, default=1000, help="documents per shard (default: 1000)")
+    p.add_argument("--strict", action="store_true", help="stop (exit 2, nothing kept) at the first rejected record")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    from data_prep.tokenize_manifest import EXIT_FATAL, TokenizeOptions, run_tokenize
+    from yue_train.data.manifest import RecordError
+
+    try:
+        opts = TokenizeOptions(
+            manifest=args.manifest,
+            out=args.out,
+            root=args.root,
+            tokenizer=args.tokenizer,
+            mode=args.mode,
+            icl_prompt=args.icl_prompt,
+            stage2_sources=tuple(args.stage2_source or ["mixture"]),
+            seed=args.seed,
+            workers=args.workers,
+            shard_docs=args.shard_docs,
+            strict=args.strict,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+        summary, code = run_tokenize(opts)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        kind = "rejected (--strict)" if isinstance(e, RecordError) else "error"
+        print(f"yue-prep tokenize: {kind}: {e}", file=sys.stderr)
+        return EXIT_FATAL
+    print(
+        f"{summary['documents_written']} documents ({summary['tokens_total']:,} tokens) in "
+        f"{len(summary['shards'])} shards; {summary['records_rejected']} of {summary['records_read']} records "
+        f"rejected -> {args.out / 'summary.json'}"
+    )
+    for r in summary["rejected"]:
+        print(f"  rejected {r['id']} (line {r['line']}): {r['reason']}", file=sys.stderr)
+    return code
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from data_prep.inspect_shards import document_header, ids_lines, render_document
+    from yue_train.data.shards import SUMMARY_NAME, iter_documents, read_summary
+    from yue_train.tokenizer import load_tokenizer
+
+    try:
+        docs = islice(iter_documents(args.path), args.limit) if args.limit else iter_documents(args.path)
+        if args.ids:
+            for line in ids_lines(docs):
+                print(line)
+            return 0
+        tokenizer_path = args.tokenizer
+        summary_file = Path(args.path) / SUMMARY_NAME
+        if tokenizer_path is None and summary_file.exists():
+            summary = read_summary(args.path)
+            tokenizer_path = summary.get("tokenizer_file")
+            print(
+                f"{args.path}: {summary['documents_written']} documents, {summary['tokens_total']:,} tokens, "
+                f"{summary['records_rejected']} records rejected; tokens per role: {summary['tokens_per_role']}"
+            )
+        tokenizer = load_tokenizer(tokenizer_path)
+        for doc in docs:
+            print(document_header(doc))
+            print(render_document(doc, tokenizer))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"yue-prep inspect: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_make_tokenizer(args: argparse.Namespace) -> int:
+    from yue_train.tokenizer import build_synthetic_tokenizer
+
+    print(build_synthetic_tokenizer(args.out))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Synthetic songs -> shards of every kind -> a look at the first CoT document."""
+    from data_prep.tokenize_manifest import TokenizeOptions, run_tokenize
+    from yue_train.data.synthetic import write_synthetic_manifest
+
+    manifest = write_synthetic_manifest(args.out / "songs", n_songs=args.songs, seed=args.seed)
+    print(f"wrote {args.songs} synthetic songs -> {manifest}")
+    for mode, prompt in (("cot", "dual"), ("icl", "dual"), ("icl", "vocal"), ("stage2", "dual")):
+        name = f"icl-{prompt}" if mode == "icl" else mode
+        opts = TokenizeOptions(
+            manifest=manifest,
+            out=args.out / "shards" / name,
+            root=manifest.parent,
+            mode=mode,
+            icl_prompt=prompt,
+            seed=args.seed,
+            overwrite=True,
+            progress=False,
+        )
+        summary, _ = run_tokenize(opts)
+        print(f"  {name:10s} {summary['documents_written']} docs, {summary['tokens_total']:,} tokens -> {opts.out}")
+    print()
+    return cmd_inspect(argparse.Namespace(path=args.out / "shards" / "cot", ids=False, limit=1, tokenizer=None))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yue-prep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("tokenize", help="manifest -> token shards", description=cmd_tokenize.__doc__)
+    _tokenize_args(p)
+    p.epilog = "Exit codes: 0 all records written, 3 some records rejected (listed in summary.json), 2 fatal error."
+    p.set_defaults(func=cmd_tokenize)
+
+    p = sub.add_parser("inspect", help="show the documents of a shard folder")
+    p.add_argument("path", help="shard folder (or one .tar)")
+    p.add_argument("--ids", action="store_true", help='one JSON object per document: {"id", "mode", "input_ids"}')
+    p.add_argument("--limit", type=int, default=0, help="show at most this many documents")
+    p.add_argument("--tokenizer", default=None, help="tokenizer for decoding (default: the one the shards used)")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("make-tokenizer", help="write the generated stand-in tokenizer")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_make_tokenizer)
+
+    p = sub.add_parser("demo", help="synthetic songs -> shards of every kind, then inspect")
+    p.add_argument("--out", type=Path, default=Path("runs/prep-demo"))
+    p.add_argument("--songs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

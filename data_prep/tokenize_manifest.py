@@ -1,0 +1,206 @@
+"""``yue-prep tokenize``: an official-format manifest -> webdataset token shards + a summary.
+
+Records are processed in a worker pool but written in manifest order, and every random draw comes from
+a generator seeded by (seed, record id), so the shards do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+import yue_train
+from yue_train.data.manifest import RawRecord, RecordError, load_song, read_manifest
+from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, Document, ShardWriter, write_json_atomic
+from yue_train.format import sequences as seq
+from yue_train.format.roles import role_token_counts
+from yue_train.tokenizer import load_tokenizer
+
+MODES = ("cot", "icl", "stage2")
+STAGE2_SOURCES = {"mixture": "codec", "vocal": "vocals_codec", "inst": "instrumental_codec"}
+
+EXIT_OK, EXIT_REJECTED, EXIT_FATAL = 0, 3, 2
+
+
+@dataclass
+class TokenizeOptions:
+    manifest: Path
+    out: Path
+    root: Path = Path(".")
+    tokenizer: str | None = None
+    mode: str = "cot"
+    icl_prompt: str = "dual"
+    stage2_sources: tuple[str, ...] = ("mixture",)
+    seed: int = 0
+    workers: int = 1
+    shard_docs: int = 1000
+    strict: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.icl_prompt not in seq.ICL_PROMPT_MODES:
+            raise ValueError(f"unknown ICL prompt {self.icl_prompt!r}; choose one of {', '.join(seq.ICL_PROMPT_MODES)}")
+        for s in self.stage2_sources:
+            if s not in STAGE2_SOURCES:
+                raise ValueError(f"unknown stage-2 source {s!r}; choose from {', '.join(STAGE2_SOURCES)}")
+
+    @property
+    def shard_prefix(self) -> str:
+        return f"icl-{self.icl_prompt}" if self.mode == "icl" else self.mode
+
+
+@dataclass
+class RecordResult:
+    line_no: int
+    id: str
+    documents: list[Document] = field(default_factory=list)
+    error: str | None = None
+
+
+_worker_tokenizer = None
+
+
+def _init_worker(tokenizer_path: str | None) -> None:
+    global _worker_tokenizer
+    _worker_tokenizer = load_tokenizer(tokenizer_path)
+
+
+def documents_for_record(record: dict[str, Any], opts: TokenizeOptions, tokenizer) -> list[Document]:
+    """The documents one record yields in ``opts.mode``; raises RecordError/SequenceError when it cannot."""
+    if opts.mode == "stage2":
+        song = load_song(record, opts.root, tracks=tuple(opts.stage2_sources), lyrics=False)
+        arrays = {"mixture": song.mixture, "vocal": song.vocals, "inst": song.instrumental}
+        return [seq.build_stage2_document(arrays[s], song.id, source=s) for s in opts.stage2_sources]
+    if opts.mode == "cot":
+        return [seq.build_cot_document(tokenizer, load_song(record, opts.root))]
+    tracks = ("vocal", "inst", "mixture") if opts.icl_prompt == "mixture" else ("vocal", "inst")
+    song = load_song(record, opts.root, tracks=tracks)
+    return [seq.build_icl_document(tokenizer, song, opts.icl_prompt, seq.record_rng(opts.seed, song.id))]
+
+
+def _process(args: tuple[RawRecord, TokenizeOptions]) -> RecordResult:
+    raw, opts = args
+    result = RecordResult(raw.line_no, raw.id)
+    if raw.error is not None:
+        result.error = raw.error
+        return result
+    try:
+        result.documents = documents_for_record(raw.data, opts, _worker_tokenizer)
+        for doc in result.documents:
+            doc.meta["line"] = raw.line_no
+    except (RecordError, seq.SequenceError) as e:
+        result.error = str(e)
+    return result
+
+
+def _owned_files(out: Path, prefix: str) -> list[Path]:
+    return [*out.glob(f"{prefix}-*.tar"), *out.glob(f"*{TMP_SUFFIX}"), *out.glob(SUMMARY_NAME)]
+
+
+def prepare_output(opts: TokenizeOptions) -> str | None:
+    """Make ``opts.out`` ready; returns a note for the user, raises FileExistsError to refuse."""
+    out = opts.out
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    owned = _owned_files(out, opts.shard_prefix)
+    if not owned:
+        return None
+    if (out / SUMMARY_NAME).exists() and not opts.overwrite:
+        raise FileExistsError(f"{out} already holds a finished run ({SUMMARY_NAME}); pass --overwrite to redo it")
+    for path in owned:
+        path.unlink()
+    if opts.overwrite:
+        return f"--overwrite: removed {len(owned)} files of the previous run"
+    # No summary: a run was interrupted. Its shards were complete, but the rerun is cheap and rewriting
+    # them keeps shard numbering and the summary consistent.
+    return f"previous run did not finish: discarded its {len(owned)} files and started again"
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def run_tokenize(opts: TokenizeOptions) -> tuple[dict[str, Any], int]:
+    """Tokenize the manifest; returns (summary, exit code). The summary is also written to the output."""
+    if not opts.manifest.is_file():
+        raise FileNotFoundError(f"manifest not found: {opts.manifest}")
+    tokenizer = load_tokenizer(opts.tokenizer)  # fail fast (and once) on a bad tokenizer file
+    note = prepare_output(opts)
+    if note:
+        print(f"yue-prep tokenize: {note}", file=sys.stderr)
+
+    started = time.time()
+    seen: dict[str, int] = {}
+    rejected: list[dict[str, Any]] = []
+    role_counts: Counter[str] = Counter()
+    n_docs = n_records = segments_skipped = 0
+    records = ((raw, opts) for raw in read_manifest(opts.manifest))
+    pool = None
+    if opts.workers > 1:
+        pool = mp.get_context("spawn").Pool(opts.workers, initializer=_init_worker, initargs=(opts.tokenizer,))
+        results = pool.imap(_process, records, chunksize=4)
+    else:
+        _init_worker(opts.tokenizer)
+        results = map(_process, records)
+    writer = ShardWriter(opts.out, opts.shard_prefix, max_docs=opts.shard_docs)
+    bar = tqdm(
+        total=_count_lines(opts.manifest), unit="song", desc=f"tokenize {opts.shard_prefix}", disable=not opts.progress
+    )
+    try:
+        for result in results:
+            n_records += 1
+            bar.update()
+            if result.error is None and result.id in seen:
+                result.error = f"duplicate id (first seen on line {seen[result.id]})"
+            seen.setdefault(result.id, result.line_no)
+            if result.error is not None:
+                rejected.append({"id": result.id, "line": result.line_no, "reason": result.error})
+                if opts.strict:
+                    raise RecordError(f"record {result.id} (line {result.line_no}): {result.error}")
+                continue
+            for doc in result.documents:
+                writer.write(doc)
+                n_docs += 1
+                role_counts.update(role_token_counts(doc.roles))
+                segments_skipped += int(doc.meta.get("segments_skipped", 0))
+            bar.set_postfix(docs=n_docs, rejected=len(rejected))
+        shards = writer.close()
+    except BaseException:
+        writer.abort()
+        for path in _owned_files(opts.out, opts.shard_prefix):
+            path.unlink()
+        raise
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+
+    summary = {
+        "yue_train_version": yue_train.__version__,
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items() if k != "progress"},
+        "tokenizer_file": str(tokenizer.path),
+        "mode": opts.shard_prefix,
+        "records_read": n_records,
+        "records_rejected": len(rejected),
+        "documents_written": n_docs,
+        "segments_skipped": segments_skipped,
+        "tokens_total": int(sum(role_counts.values())),
+        "tokens_per_role": dict(sorted(role_counts.items())),
+        "shards": shards,
+        "rejected": rejected,
+        "elapsed_s": round(time.time() - started, 3),
+    }
+    write_json_atomic(opts.out / SUMMARY_NAME, summary)
+    return summary, EXIT_REJECTED if rejected else EXIT_OK

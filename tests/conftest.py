@@ -1,0 +1,52 @@
+"""Shared fixtures. ``../shared`` (beside the checkout) holds the real YuE reference files; tests that need
+them skip with a reason when it is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REFERENCE = SHARED / "reference"
+
+
+def require_shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: ../shared (the read-only YuE reference files) is not beside this checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_tokenizer_path() -> Path:
+    return require_shared("reference", "yue", "tokenizer.model")
+
+
+@pytest.fixture(scope="session")
+def real_tokenizer(real_tokenizer_path):
+    from yue_train.tokenizer import load_tokenizer
+
+    return load_tokenizer(real_tokenizer_path)
+
+
+@pytest.fixture(scope="session")
+def synth_tokenizer():
+    from yue_train.tokenizer import load_tokenizer
+
+    return load_tokenizer(None)
+
+
+@pytest.fixture(scope="session")
+def reference_example() -> Path:
+    """``reference/yue``: the root that the example manifest's relative paths start from."""
+    require_shared("reference", "yue", "example", "jsonl", "dummy.msa.xcodec_16k.jsonl")
+    return REFERENCE / "yue"
+
+
+@pytest.fixture(scope="session")
+def synthetic_corpus(tmp_path_factory) -> Path:
+    from yue_train.data.synthetic import write_synthetic_manifest
+
+    return write_synthetic_manifest(tmp_path_factory.mktemp("corpus"), n_songs=4, seed=1)
