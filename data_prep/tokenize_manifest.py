@@ -149,7 +149,7 @@ def run_tokenize(opts: TokenizeOptions) -> tuple[dict[str, Any], int]:
     records = ((raw, opts) for raw in read_manifest(opts.manifest))
     pool = None
     if opts.workers > 1:
-        pool = mp.get_context("spawn").Pool(opts.workers, initializer=_init_worker, initargs=(opts.tokenizer,))
+        pool = mp.get_context().Pool(opts.workers, initializer=_init_worker, initargs=(opts.tokenizer,))
         results = pool.imap(_process, records, chunksize=4)
     else:
         _init_worker(opts.tokenizer)

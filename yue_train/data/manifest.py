@@ -86,9 +86,15 @@ def load_codes(path_value: str, root: Path, field: str, min_codebooks: int = 1) 
     if not path.is_absolute():
         path = root / path
     try:
+        with path.open("rb") as f:
+            magic = f.read(6)
+        if magic != b"\x93NUMPY":
+            raise RecordError(f"{field}: {path} is not a .npy file (it does not start with the NumPy magic bytes)")
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise RecordError(f"{field}: file not found: {path}") from None
+    except RecordError:
+        raise
     except Exception as e:  # numpy raises several types for corrupt files
         raise RecordError(f"{field}: cannot read {path} as .npy ({type(e).__name__}: {e})") from None
     if arr.ndim != 2 or arr.shape[0] < min_codebooks or arr.shape[1] == 0:
