@@ -26,7 +26,8 @@ def test_cot_round_trip(synth_tokenizer, seg_frames, seed):
     song.audio_length_in_sec = total / 50
     bounds = np.cumsum([0, *seg_frames])
     song.segments = [
-        Segment(f"[s{n}]\n", int(a), int(b), (b - a) / 50) for n, (a, b) in enumerate(zip(bounds, bounds[1:]))
+        Segment(f"[s{n}]\n", int(a), int(b), (b - a) / 50)
+        for n, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
     ]
     doc = seq.build_cot_document(synth_tokenizer, song)
     vocal, inst = parse_stage1_output(doc.input_ids)

@@ -133,7 +133,7 @@ def test_icl_prefers_a_chorus_that_fits(synth_tokenizer):
     for seed in range(20):
         _, _, where = seq.draw_icl_prompt(song, "vocal", seq.record_rng(seed, "x"))
         assert where.from_chorus
-        assert 40 * 50 <= where.start and where.start + where.length <= 90 * 50
+        assert where.start >= 40 * 50 and where.start + where.length <= 90 * 50
 
 
 def test_icl_chorus_too_short_falls_back_to_anywhere(synth_tokenizer):

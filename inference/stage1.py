@@ -1,0 +1,117 @@
+"""Stage-1 generation: section by section, with classifier-free guidance batched into one KV cache.
+
+Per section the released code calls ``generate`` with ``guidance_scale``: Hugging Face then runs an
+unconditional branch whose context is only the prompt's last token plus what has been generated, in a
+second model call per step. Here both branches are rows of one batch (the unconditional row is
+left-padded and masked), so each step is one forward of batch 2 with one cache.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from inference.cache_api import forward_step
+from inference.sampling import SamplingConfig, stage1_next_token
+from yue_train.format import vocab
+from yue_train.format.sequences import DocBuilder
+
+MODEL_WINDOW = 16_384
+
+
+@dataclass
+class SectionStats:
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float
+    truncated_context: bool
+
+
+@dataclass
+class Stage1Result:
+    ids: np.ndarray  # the whole sequence: prompts and generated tokens
+    sections: list[SectionStats] = field(default_factory=list)
+
+
+def window(ids: torch.Tensor, max_new_tokens: int, model_window: int = MODEL_WINDOW) -> tuple[torch.Tensor, bool]:
+    """The released rule: keep the last ``window - max_new_tokens - 1`` tokens of an over-long context."""
+    max_context = model_window - max_new_tokens - 1
+    if ids.shape[-1] > max_context:
+        return ids[..., -max_context:], True
+    return ids, False
+
+
+@torch.no_grad()
+def generate_section(
+    model: torch.nn.Module,
+    context: torch.Tensor,
+    cfg: SamplingConfig,
+    guidance: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Generate one section after ``context`` (1-D ids ending in ``<SOA> <xcodec>``); returns the new ids,
+    ending in ``<EOA>`` (appended when the budget runs out, as the released code does)."""
+    device = next(model.parameters()).device
+    context = context.to(device)
+    n = context.shape[0]
+    use_cfg = guidance != 1
+    if use_cfg:
+        # row 0: the full context; row 1 (unconditional): only the last context token, left-padded
+        input_ids = torch.stack([context, torch.full_like(context, context[-1])])
+        attention_mask = torch.zeros(2, n, dtype=torch.long, device=device)
+        attention_mask[0] = 1
+        attention_mask[1, -1] = 1
+        position_ids = torch.stack([torch.arange(n, device=device), torch.zeros(n, dtype=torch.long, device=device)])
+    else:
+        input_ids = context[None]
+        attention_mask = torch.ones(1, n, dtype=torch.long, device=device)
+        position_ids = torch.arange(n, device=device)[None]
+    logits, cache = forward_step(model, input_ids, None, attention_mask=attention_mask, position_ids=position_ids)
+    generated: list[torch.Tensor] = []
+    history = context[None]
+    for step in range(cfg.max_new_tokens):
+        token = stage1_next_token(
+            logits[:1], logits[1:] if use_cfg else None, history, step, cfg, guidance, generator
+        )  # (1,)
+        generated.append(token)
+        history = torch.cat([history, token[None]], dim=1)
+        if token.item() == vocab.EOA or step + 1 == cfg.max_new_tokens:
+            break
+        step_ids = token.repeat(input_ids.shape[0])[:, None]
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+        position_ids = position_ids[:, -1:] + 1
+        logits, cache = forward_step(model, step_ids, cache, attention_mask=attention_mask, position_ids=position_ids)
+    out = torch.cat(generated)
+    if out[-1].item() != vocab.EOA:
+        out = torch.cat([out, torch.tensor([vocab.EOA], device=device)])
+    return out.cpu()
+
+
+def generate_stage1(
+    model: torch.nn.Module,
+    first: DocBuilder,
+    following: list[DocBuilder],
+    cfg: SamplingConfig,
+    seed: int = 0,
+    model_window: int = MODEL_WINDOW,
+    progress: bool = True,
+) -> Stage1Result:
+    """All sections: the first prompt, then for each later section its prompt appended to all that came before."""
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    sequence = torch.as_tensor(first.ids, dtype=torch.long)
+    result = Stage1Result(ids=np.zeros(0, dtype=np.int64))
+    prompts = [None, *following]
+    for i, prompt in enumerate(tqdm(prompts, desc="stage 1", unit="section", disable=not progress)):
+        if prompt is not None:
+            sequence = torch.cat([sequence, torch.as_tensor(prompt.ids, dtype=torch.long)])
+        context, truncated = window(sequence, cfg.max_new_tokens, model_window)
+        started = time.perf_counter()
+        new = generate_section(model, context, cfg, cfg.guidance_first if i == 0 else cfg.guidance_rest, generator)
+        result.sections.append(SectionStats(len(context), len(new), time.perf_counter() - started, truncated))
+        sequence = torch.cat([sequence, new])
+    result.ids = sequence.numpy()
+    return result
