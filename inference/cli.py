@@ -1,7 +1,8 @@
 """``yue-infer``: generation-side tools for YuE.
 
 Subcommands:
-  prompt   show the stage-1 prompts generation will use for a genre + lyrics file (and a reference)
+  generate  genre + lyrics -> stage-1 and stage-2 codes -> stems and mixes (16 kHz and 44.1 kHz)
+  prompt    show the stage-1 prompts generation will use for a genre + lyrics file (and a reference)
 """
 
 from __future__ import annotations
@@ -52,11 +53,93 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from inference.generate import GenerateInputError, GenerateOptions, run_generate
+    from inference.sampling import SamplingConfig
+
+    try:
+        sampling = SamplingConfig(
+            top_p=args.top_p,
+            temperature=args.temperature,
+            repetition_penalty=args.repetition_penalty,
+            guidance_first=args.guidance_first,
+            guidance_rest=args.guidance_rest,
+            max_new_tokens=args.max_new_tokens,
+            min_new_tokens=min(args.min_new_tokens, args.max_new_tokens),
+            greedy=args.greedy,
+        )
+        opts = GenerateOptions(
+            genre_txt=args.genre_txt, lyrics_txt=args.lyrics_txt, out=args.out,
+            stage1_model=args.stage1_model, stage2_model=args.stage2_model, codec=args.codec,
+            tokenizer=args.tokenizer, adapters=args.adapter or [], adapter=args.active_adapter,
+            n_sections=args.n_sections, ref_audio=args.ref_audio, ref_vocal_audio=args.ref_vocal_audio,
+            ref_inst_audio=args.ref_inst_audio, ref_codes=args.ref_codes, ref_vocal_codes=args.ref_vocal_codes,
+            ref_inst_codes=args.ref_inst_codes, ref_start=args.ref_start, ref_end=args.ref_end,
+            continue_from=args.continue_from, n_songs=args.n_songs, seed=args.seed,
+            stage2_batch_size=args.stage2_batch_size, device=args.device, sampling=sampling,
+            progress=not args.no_progress,
+        )  # fmt: skip
+        report = run_generate(opts)
+    except (GenerateInputError, FileNotFoundError, ValueError) as e:
+        print(f"yue-infer generate: error: {e}", file=sys.stderr)
+        return 2
+    t = report["timings"]
+    print(
+        f"{len(report['songs'])} song(s), {report['music_seconds']:.1f} s of music: stage 1 {t['stage1_s']:.1f} s, "
+        f"stage 2 {t['stage2_s']:.1f} s, decode {t['decode_s']:.1f} s -> {args.out / 'report.json'}"
+    )
+    return 0
+
+
+def _generate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--genre-txt", type=Path, required=True, help="genre tags, one line")
+    p.add_argument("--lyrics-txt", type=Path, required=True, help="lyrics in [label] sections")
+    p.add_argument(
+        "--stage1-model", required=True, help="stage-1 model folder or hub id (m-a-p/YuE-s1-7B-anneal-en-cot)"
+    )
+    p.add_argument("--stage2-model", required=True, help="stage-2 model folder or hub id (m-a-p/YuE-s2-1B-general)")
+    p.add_argument(
+        "--codec", type=Path, help="converted codec folder (yue-prep convert-codec); without it only codes are written"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--tokenizer", default=None, help="YuE tokenizer.model (default: generated synthetic tokenizer)")
+    p.add_argument("--adapter", action="append", help="LoRA adapter folder for stage 1 (repeatable)")
+    p.add_argument(
+        "--active-adapter", default=None, help="which --adapter to use (a0, a1, ... or its path; default a0)"
+    )
+    p.add_argument("--n-sections", type=int, default=None, help="generate only the first N sections")
+    for name, what in (("ref-audio", "single-track reference audio"), ("ref-vocal-audio", "dual reference: vocal stem"),
+                       ("ref-inst-audio", "dual reference: accompaniment stem"), ("ref-codes", "single-track reference codes .npy"),
+                       ("ref-vocal-codes", "dual reference: vocal codes .npy"), ("ref-inst-codes", "dual reference: instrumental codes .npy")):  # fmt: skip
+        p.add_argument(f"--{name}", type=Path, help=what)
+    p.add_argument("--ref-start", type=float, default=0.0, help="reference start, seconds (default 0)")
+    p.add_argument("--ref-end", type=float, default=30.0, help="reference end, seconds (default 30)")
+    p.add_argument(
+        "--continue-from", type=Path, help="a song folder of an earlier run: append the lyrics' sections to it"
+    )
+    p.add_argument("--n-songs", type=int, default=1, help="songs to generate (seeds seed, seed+1, ...)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--top-p", type=float, default=0.93)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--repetition-penalty", type=float, default=1.1)
+    p.add_argument("--guidance-first", type=float, default=1.5, help="classifier-free guidance, first section")
+    p.add_argument("--guidance-rest", type=float, default=1.2, help="classifier-free guidance, later sections")
+    p.add_argument("--max-new-tokens", type=int, default=3000, help="per section (100 tokens = 1 s)")
+    p.add_argument("--min-new-tokens", type=int, default=100, help="<EOA> is blocked before this many tokens")
+    p.add_argument("--greedy", action="store_true", help="greedy stage 1 (stage 2 is always greedy)")
+    p.add_argument("--stage2-batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="yue-infer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("generate", help="generate songs (codes, stems, mixes)")
+    _generate_args(p)
+    p.set_defaults(func=cmd_generate)
     p = sub.add_parser("prompt", help="show the stage-1 generation prompts")
     p.add_argument("--genre-txt", type=Path, required=True, help="genre tags, one line")
     p.add_argument("--lyrics-txt", type=Path, required=True, help="lyrics in [label] sections")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from yue_train.format import codec_layout as cl
 from yue_train.format import vocab
 
 
@@ -24,6 +25,10 @@ class SamplingConfig:
     max_new_tokens: int = 3000  # per section
     min_new_tokens: int = 100  # <EOA> is blocked before this many tokens
     greedy: bool = False
+    # The released code only blocks ids below 32,002, so an untrained or drifting model can emit ids that
+    # are not codebook-0 audio and the song cannot be decoded. By default we allow exactly what a stage-1
+    # section can hold: codebook-0 ids and <EOA>. False reproduces the released rule.
+    audio_ids_only: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.top_p <= 1:
@@ -82,7 +87,11 @@ def stage1_next_token(
     scores = apply_repetition_penalty(scores, context, cfg.repetition_penalty)
     if n_generated < cfg.min_new_tokens:
         scores[:, vocab.EOA] = float("-inf")
-    scores[:, : vocab.MIN_SAMPLED_ID] = float("-inf")  # only audio, <EOA> and later ids may be sampled
+    scores[:, : vocab.MIN_SAMPLED_ID] = float("-inf")  # the released rule: nothing below <EOA>
+    if cfg.audio_ids_only:
+        lo, hi = cl.codebook_range(0)
+        scores[:, vocab.EOA + 1 : lo] = float("-inf")
+        scores[:, hi:] = float("-inf")
     if cfg.greedy:
         return scores.argmax(dim=-1)
     scores = top_p_filter(scores / cfg.temperature, cfg.top_p)

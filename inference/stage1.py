@@ -93,24 +93,34 @@ def generate_section(
 
 def generate_stage1(
     model: torch.nn.Module,
-    first: DocBuilder,
+    first: DocBuilder | None,
     following: list[DocBuilder],
     cfg: SamplingConfig,
     seed: int = 0,
     model_window: int = MODEL_WINDOW,
     progress: bool = True,
+    history: np.ndarray | None = None,
 ) -> Stage1Result:
-    """All sections: the first prompt, then for each later section its prompt appended to all that came before."""
+    """All sections: the first prompt, then for each later section its prompt appended to all that came before.
+
+    Continuation: pass the ids of an earlier song as ``history`` and no ``first``; each section in
+    ``following`` is then appended to it (the released guidance for later sections applies).
+    """
+    if (first is None) == (history is None):
+        raise ValueError("give either a first-section prompt or the history of a song to continue")
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    sequence = torch.as_tensor(first.ids, dtype=torch.long)
+    if first is not None:
+        sequence, prompts = torch.as_tensor(first.ids, dtype=torch.long), [None, *following]
+    else:
+        sequence, prompts = torch.as_tensor(history, dtype=torch.long), list(following)
     result = Stage1Result(ids=np.zeros(0, dtype=np.int64))
-    prompts = [None, *following]
     for i, prompt in enumerate(tqdm(prompts, desc="stage 1", unit="section", disable=not progress)):
         if prompt is not None:
             sequence = torch.cat([sequence, torch.as_tensor(prompt.ids, dtype=torch.long)])
         context, truncated = window(sequence, cfg.max_new_tokens, model_window)
         started = time.perf_counter()
-        new = generate_section(model, context, cfg, cfg.guidance_first if i == 0 else cfg.guidance_rest, generator)
+        guidance = cfg.guidance_first if (i == 0 and first is not None) else cfg.guidance_rest
+        new = generate_section(model, context, cfg, guidance, generator)
         result.sections.append(SectionStats(len(context), len(new), time.perf_counter() - started, truncated))
         sequence = torch.cat([sequence, new])
     result.ids = sequence.numpy()

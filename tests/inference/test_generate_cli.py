@@ -1,0 +1,89 @@
+"""`yue-infer generate` end to end on tiny random models (codes only; audio comes with the codec tests)."""
+
+import json
+
+import numpy as np
+import pytest
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from inference.cli import main as infer_main
+from tests.inference.tiny_models import tiny_llama
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    import torch
+
+    tiny_llama(seed=0, dtype=torch.float32).save_pretrained(root / "s1")
+    tiny_llama(seed=1, dtype=torch.float32).save_pretrained(root / "s2")
+    small = LlamaConfig(
+        vocab_size=50_000, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    LlamaForCausalLM(small).save_pretrained(root / "small_vocab")
+    return root
+
+
+def _inputs(tmp_path, lyrics="[verse]\nla la\n\n[chorus]\nna na\n\n[outro]\nbye\n", genre="pop female bright"):
+    (tmp_path / "genre.txt").write_text(genre)
+    (tmp_path / "lyrics.txt").write_text(lyrics)
+    return ["--genre-txt", str(tmp_path / "genre.txt"), "--lyrics-txt", str(tmp_path / "lyrics.txt")]
+
+
+def _base(tmp_path, model_dirs, out="out"):
+    return [
+        "generate", *_inputs(tmp_path), "--stage1-model", str(model_dirs / "s1"), "--stage2-model", str(model_dirs / "s2"),
+        "--out", str(tmp_path / out), "--max-new-tokens", "24", "--min-new-tokens", "20", "--no-progress", "--device", "cpu",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_generate_two_sections_and_continue(tmp_path, model_dirs):
+    assert infer_main([*_base(tmp_path, model_dirs), "--n-sections", "2"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    (song,) = report["songs"]
+    assert len(song["sections"]) == 2
+    song_dir = tmp_path / "out" / "song00"
+    vocal, inst = np.load(song_dir / "stage1_vocal.npy"), np.load(song_dir / "stage1_inst.npy")
+    v8, i8 = np.load(song_dir / "stage2_vocal.npy"), np.load(song_dir / "stage2_inst.npy")
+    assert v8.shape == (8, vocal.shape[1]) and i8.shape == (8, inst.shape[1])
+    assert np.array_equal(v8[0], vocal[0]) and np.array_equal(i8[0], inst[0])  # stage 2 keeps codebook 0
+    assert vocal.shape[1] == song["frames"] > 0
+    # continuation: one more section appended to that song
+    cont = [*_base(tmp_path, model_dirs, out="more"), "--continue-from", str(song_dir), "--n-sections", "1"]
+    (tmp_path / "lyrics.txt").write_text("[bridge]\nhigher\n")
+    assert infer_main(cont) == 0
+    more = tmp_path / "more" / "song00"
+    ids_before, ids_after = np.load(song_dir / "stage1_ids.npy"), np.load(more / "stage1_ids.npy")
+    assert np.array_equal(ids_after[: len(ids_before)], ids_before)
+    v_more = np.load(more / "stage1_vocal.npy")
+    assert np.array_equal(v_more[:, : vocal.shape[1]], vocal) and v_more.shape[1] > vocal.shape[1]
+
+
+@pytest.mark.parametrize("case,message", [
+    ("no-sections", "no [label] section"),
+    ("empty-genre", "genre file"),
+    ("missing-codec", "not a converted codec folder"),
+    ("stage2-vocab", "needs at least 53,526"),
+    ("ref-beyond", "reference is 10.00 s long"),
+    ("audio-ref-without-codec", "needs --codec"),
+])  # fmt: skip
+def test_generate_bad_input_fails_before_models_load(tmp_path, model_dirs, capsys, case, message):
+    args = _base(tmp_path, model_dirs)
+    if case == "no-sections":
+        args[1:5] = _inputs(tmp_path, lyrics="just words")
+    elif case == "empty-genre":
+        args[1:5] = _inputs(tmp_path, genre=" \n")
+    elif case == "missing-codec":
+        args += ["--codec", str(tmp_path / "nowhere")]
+    elif case == "stage2-vocab":
+        args[args.index("--stage2-model") + 1] = str(model_dirs / "small_vocab")
+    elif case == "ref-beyond":
+        np.save(tmp_path / "ref.npy", np.zeros((1, 500), dtype=np.int64))
+        args += ["--ref-codes", str(tmp_path / "ref.npy"), "--ref-start", "5", "--ref-end", "20"]
+    elif case == "audio-ref-without-codec":
+        args += ["--ref-audio", str(tmp_path / "song.mp3")]
+    assert infer_main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("yue-infer generate: error:")
+    assert not (tmp_path / "out").exists()
