@@ -1,6 +1,8 @@
 """``yue-prep``: data preparation for yue-train.
 
 Subcommands:
+  convert-codec   official X-Codec + Vocos checkpoints -> a converted codec folder (safetensors + config)
+  encode          audio files -> X-Codec codes (.npy)
   tokenize        official manifest (JSONL + codes .npy) -> webdataset token shards + summary.json
   inspect         show the documents of a shard folder (decoded text, audio spans) or their ids
   make-tokenizer  write the generated stand-in tokenizer (real id layout, for tests and demos)
@@ -146,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="yue-prep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, _, help_text) in PASSTHROUGH.items():
+        sub.add_parser(name, help=help_text, add_help=False)  # listed here; main() hands them their argv
 
     p = sub.add_parser("tokenize", help="manifest -> token shards", description=cmd_tokenize.__doc__)
     _tokenize_args(p)
@@ -171,7 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Subcommands whose parsers live with their code: the rest of the command line goes to them as is.
+PASSTHROUGH = {
+    "convert-codec": ("yue_train.codec.cli", "convert_codec_main", "official X-Codec/Vocos files -> codec folder"),
+    "encode": ("yue_train.codec.cli", "encode_main", "audio files -> X-Codec codes (.npy)"),
+}
+
+
+def _passthrough(name: str, argv: list[str]) -> int:
+    import importlib
+
+    module, func, _ = PASSTHROUGH[name]
+    return getattr(importlib.import_module(module), func)(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:
+        return _passthrough(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -1,6 +1,7 @@
 """``yue-infer``: generation-side tools for YuE.
 
 Subcommands:
+  decode    X-Codec codes (.npy) -> audio (16 kHz, or 44.1 kHz through a track's upsampler)
   generate  genre + lyrics -> stage-1 and stage-2 codes -> stems and mixes (16 kHz and 44.1 kHz)
   prompt    show the stage-1 prompts generation will use for a genre + lyrics file (and a reference)
 """
@@ -13,6 +14,34 @@ import sys
 from pathlib import Path
 
 
+def audio_reference(args: argparse.Namespace):
+    """(ids, roles) of an audio reference encoded with ``--codec``, or None without audio references."""
+    from inference.prompts import PromptInputError
+    from yue_train.format.sequences import reference_ids_from_codes
+
+    audio = [args.ref_audio, args.ref_vocal_audio, args.ref_inst_audio]
+    if all(a is None for a in audio):
+        return None
+    if args.codec is None:
+        raise PromptInputError("an audio reference needs --codec (a converted codec folder) to encode it")
+    if args.ref_audio is not None and (args.ref_vocal_audio or args.ref_inst_audio):
+        raise PromptInputError("give either --ref-audio or --ref-vocal-audio/--ref-inst-audio")
+    from yue_train.codec.audio_io import AudioError
+    from yue_train.codec.model import YueCodec
+    from yue_train.codec.references import encode_dual_reference, encode_reference
+
+    try:
+        codec = YueCodec.from_folder(args.codec, load_upsamplers=False)
+        if args.ref_audio is not None:
+            return reference_ids_from_codes(args.ref_start, args.ref_end, codes=encode_reference(codec, args.ref_audio))
+        if args.ref_vocal_audio is None or args.ref_inst_audio is None:
+            raise PromptInputError("a dual audio reference needs both --ref-vocal-audio and --ref-inst-audio")
+        v, i = encode_dual_reference(codec, args.ref_vocal_audio, args.ref_inst_audio)
+        return reference_ids_from_codes(args.ref_start, args.ref_end, vocal_codes=v, inst_codes=i)
+    except AudioError as e:
+        raise PromptInputError(str(e)) from None
+
+
 def cmd_prompt(args: argparse.Namespace) -> int:
     from inference.prompts import PromptInputError, build_stage1_prompts, load_reference, read_text_file
     from yue_train.tokenizer import load_tokenizer
@@ -20,7 +49,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     try:
         genres = read_text_file(args.genre_txt, "genre")
         lyrics = read_text_file(args.lyrics_txt, "lyrics")
-        reference = load_reference(
+        reference = audio_reference(args) or load_reference(
             args.ref_start, args.ref_end, args.ref_codes, args.ref_vocal_codes, args.ref_inst_codes
         )
         tokenizer = load_tokenizer(args.tokenizer)
@@ -137,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="yue-infer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("decode", help="codes -> audio", add_help=False)
     p = sub.add_parser("generate", help="generate songs (codes, stems, mixes)")
     _generate_args(p)
     p.set_defaults(func=cmd_generate)
@@ -147,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref-codes", type=Path, help="single-track reference codes .npy (n_codebooks, n_frames)")
     p.add_argument("--ref-vocal-codes", type=Path, help="dual reference: vocal codes .npy")
     p.add_argument("--ref-inst-codes", type=Path, help="dual reference: instrumental codes .npy")
+    p.add_argument("--ref-audio", type=Path, help="single-track reference audio (encoded with --codec)")
+    p.add_argument("--ref-vocal-audio", type=Path, help="dual reference: vocal stem audio")
+    p.add_argument("--ref-inst-audio", type=Path, help="dual reference: accompaniment stem audio")
+    p.add_argument("--codec", type=Path, help="converted codec folder, for audio references")
     p.add_argument("--ref-start", type=float, default=0.0, help="reference start, seconds (default 0)")
     p.add_argument("--ref-end", type=float, default=30.0, help="reference end, seconds (default 30)")
     p.add_argument("--ids", action="store_true", help='print {"n_sections", "first", "next"} as JSON')
@@ -155,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "decode":  # its parser lives with the codec
+        from yue_train.codec.cli import decode_main
+
+        return decode_main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

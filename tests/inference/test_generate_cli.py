@@ -7,6 +7,7 @@ import pytest
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from inference.cli import main as infer_main
+from tests.conftest import require_shared
 from tests.inference.tiny_models import tiny_llama
 
 
@@ -87,3 +88,48 @@ def test_generate_bad_input_fails_before_models_load(tmp_path, model_dirs, capsy
     err = capsys.readouterr().err
     assert message in err and err.startswith("yue-infer generate: error:")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_generate_with_codec_writes_stems_and_mixes(tmp_path, model_dirs, codec_with_upsamplers):
+    """Two sections, decoded: stem and mix lengths follow the generated frame counts."""
+    import soundfile as sf
+
+    eg = require_shared("reference", "yue", "prompt_egs")
+    args = [*_base(tmp_path, model_dirs), "--n-sections", "2", "--codec", str(codec_with_upsamplers)]
+    args[1:5] = ["--genre-txt", str(eg / "genre.txt"), "--lyrics-txt", str(eg / "lyrics.txt")]
+    assert infer_main(args) == 0
+    (song,) = json.loads((tmp_path / "out" / "report.json").read_text())["songs"]
+    frames = song["frames"]
+    for name, per_frame, rate in [("vocal_16k", 320, 16000), ("inst_16k", 320, 16000), ("mix_16k", 320, 16000),
+                                  ("vocal_44k", 882, 44100), ("mix_44k", 882, 44100), ("final", 882, 44100)]:  # fmt: skip
+        info = sf.info(song["audio"][name])
+        assert info.samplerate == rate and info.frames == per_frame * frames, name
+
+
+@pytest.mark.slow
+def test_generate_icl_with_reference_mp3s(tmp_path, model_dirs, codec_with_upsamplers):
+    eg = require_shared("reference", "yue", "prompt_egs")
+    args = [*_base(tmp_path, model_dirs), "--n-sections", "1", "--codec", str(codec_with_upsamplers),
+            "--ref-vocal-audio", str(eg / "pop.00001.Vocals.mp3"), "--ref-inst-audio", str(eg / "pop.00001.Instrumental.mp3"),
+            "--ref-start", "2", "--ref-end", "6"]  # fmt: skip
+    assert infer_main(args) == 0
+    song_dir = tmp_path / "out" / "song00"
+    ids = np.load(song_dir / "stage1_ids.npy")
+    blocks = np.flatnonzero(ids == 32001)
+    assert len(blocks) == 2  # the reference block, then the generated section
+    ref_len = int(np.flatnonzero(ids == 32002)[0] - blocks[0] - 2)
+    assert ref_len == 400  # 4 s of dual reference at 100 tokens/s
+    vocal = np.load(song_dir / "stage1_vocal.npy")
+    assert vocal.shape[1] == json.loads((tmp_path / "out" / "report.json").read_text())["songs"][0]["frames"]
+
+
+def test_prompt_with_audio_reference(tmp_path, capsys, codec_with_upsamplers):
+    eg = require_shared("reference", "yue", "prompt_egs")
+    args = ["prompt", *_inputs(tmp_path), "--codec", str(codec_with_upsamplers), "--ref-audio", str(eg / "pop.00001.mp3"),
+            "--ref-start", "1", "--ref-end", "3.5", "--ids"]  # fmt: skip
+    assert infer_main(args) == 0
+    first = json.loads(capsys.readouterr().out)["first"]
+    assert sum(45334 <= t < 46358 for t in first) == 125  # 2.5 s of single-track reference at 50 tokens/s
+    assert infer_main(["prompt", *_inputs(tmp_path), "--ref-audio", str(eg / "pop.00001.mp3")]) == 2
+    assert "needs --codec" in capsys.readouterr().err
