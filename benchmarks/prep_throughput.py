@@ -25,7 +25,9 @@ def main() -> None:
     ap.add_argument("--mode", nargs="+", default=["cot", "icl", "stage2"])
     ap.add_argument("--tokenizer", default=None)
     args = ap.parse_args()
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.songs} synthetic songs of 54 s")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.songs} synthetic songs of 54 s"
+    )
     print(f"{'mode':8s} {'workers':>7s} {'docs/s':>9s} {'tokens/s':>12s} {'tokens/s/worker':>16s}")
     with tempfile.TemporaryDirectory() as tmp:
         manifest = write_synthetic_manifest(Path(tmp) / "songs", n_songs=args.songs)

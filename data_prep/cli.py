@@ -1,6 +1,8 @@
 """``yue-prep``: data preparation for yue-train.
 
 Subcommands:
+  synth-demo      write small synthetic songs (audio stems, lyrics, tags) to try the pipeline on
+  build           song folders (audio + lyrics + tags) -> codes -> official manifest -> shards + mixture.json
   convert-codec   official X-Codec + Vocos checkpoints -> a converted codec folder (safetensors + config)
   encode          audio files -> X-Codec codes (.npy)
   tokenize        official manifest (JSONL + codes .npy) -> webdataset token shards + summary.json
@@ -150,6 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, _, help_text) in PASSTHROUGH.items():
         sub.add_parser(name, help=help_text, add_help=False)  # listed here; main() hands them their argv
+
+    from data_prep.build import add_build_args, cmd_build
+    from data_prep.synth_demo import add_synth_demo_args, cmd_synth_demo
+
+    p = sub.add_parser("synth-demo", help="write synthetic songs (audio, lyrics, tags)")
+    add_synth_demo_args(p)
+    p.set_defaults(func=cmd_synth_demo)
+
+    p = sub.add_parser("build", help="song folders -> codes -> manifest -> shards")
+    add_build_args(p)
+    p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("tokenize", help="manifest -> token shards", description=cmd_tokenize.__doc__)
     _tokenize_args(p)

@@ -1,0 +1,314 @@
+"""``yue-prep build``: a folder of songs -> codes -> the official manifest -> token shards + a data mixture.
+
+Layout of ``--out``::
+
+    codes/<id>/<id>.npy, <id>.Vocals.npy, <id>.Instrumental.npy   (8, frames) int16 X-Codec codes
+    codes/<id>/<id>.codes.json    input hash, lengths; written last, so its presence means "codes complete"
+    manifest.jsonl                the official YuE manifest (paths relative to --out)
+    shards/<mode>/                ``yue-prep tokenize`` output per mode (cot, icl-dual, ..., stage2)
+    mixture.json                  which shard sets exist and how many documents and tokens each holds
+    build_summary.json            per-song outcome: built, reused or rejected (with the reason), tag warnings
+
+Each song is encoded once with 8 codebooks (stage 2 reads all 8, stage 1 row 0: residual quantisation makes
+the first codebook the same whatever follows). Codes are keyed by a hash of the audio bytes and the codec, so
+a re-run reuses them; lyrics and tags are re-read every run (cheap) and only change the manifest. Shards are
+re-tokenized only when the manifest, the code files' bytes or the shard options changed.
+
+Scale-out: ``--workers N`` encodes in N processes; under ``torchrun`` every rank takes every world-th song,
+the outcomes are gathered over gloo and rank 0 alone writes the manifest, shards and summaries in input
+order -- so the result is the same for any number of ranks and workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yue_train
+from data_prep.encode_songs import SongResult, codec_fingerprint, encode_songs
+from data_prep.mixture import tokenize_modes, write_mixture
+from data_prep.separate import METHODS as SEPARATION_METHODS
+from data_prep.separate import SeparationUnavailable, check_available
+from data_prep.songs import discover, mark_duplicates
+from data_prep.tags import load_top_tags
+from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
+
+MODES = ("cot", "icl-dual", "icl-vocal", "icl-inst", "icl-mixture", "stage2")
+EXIT_OK, EXIT_FATAL, EXIT_REJECTED = 0, 2, 3
+BUILD_SUMMARY_NAME = "build_summary.json"
+
+
+@dataclass
+class BuildOptions:
+    input: Path
+    out: Path
+    codec: Path
+    modes: tuple[str, ...] = MODES
+    stage2_sources: tuple[str, ...] = ("vocal", "inst")
+    tokenizer: str | None = None
+    tags_file: Path | None = None
+    separate: str = "off"
+    workers: int = 1
+    threads: int = 0  # torch threads per encoding process; 0: the CPU cores shared out
+    device: str = "auto"
+    batch_size: int = 4
+    shard_docs: int = 1000
+    seed: int = 0
+    force: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.input, self.out, self.codec = Path(self.input), Path(self.out), Path(self.codec)
+        bad = [m for m in self.modes if m not in MODES]
+        if bad or not self.modes:
+            raise ValueError(f"unknown mode(s) {bad or '(none)'}; choose from {', '.join(MODES)}")
+        if self.separate not in SEPARATION_METHODS:
+            raise ValueError(f"--separate must be one of {', '.join(SEPARATION_METHODS)}")
+        if self.workers < 1 or self.batch_size < 1 or self.threads < 0:
+            raise ValueError("--workers and --batch-size must be >= 1, --threads >= 0")
+
+
+# --------------------------------------------------------------------------------------------------
+# Distribution
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def device_for(self, requested: str) -> str:
+        """``auto``: this rank's GPU (cuda:LOCAL_RANK) when there is one, else the CPU."""
+        if requested != "auto":
+            return requested
+        import torch
+
+        return f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu"
+
+
+def dist_from_env() -> Dist:
+    """torchrun's environment; a plain run is rank 0 of 1."""
+    env = os.environ
+    return Dist(
+        rank=int(env.get("RANK", 0)),
+        world=int(env.get("WORLD_SIZE", 1)),
+        local_rank=int(env.get("LOCAL_RANK", 0)),
+        local_world=int(env.get("LOCAL_WORLD_SIZE", 1)),
+    )
+
+
+def _gather(results: list[SongResult], d: Dist) -> list[SongResult]:
+    """Every rank's outcomes on rank 0 (gloo carries Python objects on CPU and GPU machines alike)."""
+    if not d.active:
+        return results
+    import torch.distributed as dist
+
+    everyone: list[list[SongResult] | None] = [None] * d.world
+    dist.all_gather_object(everyone, results)
+    return [r for part in everyone for r in (part or [])]
+
+
+# --------------------------------------------------------------------------------------------------
+# Manifest
+# --------------------------------------------------------------------------------------------------
+
+
+def write_manifest(path: Path, records: list[dict[str, Any]], codes_hashes: list[str]) -> str:
+    """Write the manifest; returns the key of what shards are made from: the manifest text and the bytes of
+    every code file it names (re-encoded codes that differ must re-tokenize even if the manifest does not)."""
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return hashlib.sha256((text + "\n".join(codes_hashes)).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole build
+# --------------------------------------------------------------------------------------------------
+
+
+def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any] | None, int]:
+    """Build; returns (summary, exit code) on rank 0 and (None, 0) on other ranks."""
+    d = d or dist_from_env()
+    started = time.perf_counter()
+    check_available(opts.separate)  # before any work: asking for separation without demucs is fatal
+    top = load_top_tags(opts.tags_file) if opts.tags_file is not None else None
+    if opts.tokenizer is not None and not Path(opts.tokenizer).is_file():
+        raise FileNotFoundError(f"--tokenizer {opts.tokenizer}: not found")
+    codec_fp = codec_fingerprint(opts.codec)
+    specs = discover(opts.input, exclude=opts.out)
+    mark_duplicates(specs)
+    opts.out.mkdir(parents=True, exist_ok=True)
+
+    if d.active:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+    try:
+        results = _gather(encode_songs(specs[d.rank :: d.world], opts, codec_fp, top, d), d)
+    finally:
+        if d.active:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if d.rank != 0:
+        return None, EXIT_OK
+    encode_s = time.perf_counter() - started
+    results.sort(key=lambda r: r.index)
+
+    records = [r.record for r in results if r.record is not None]
+    rejected = [{"id": r.id, "source": r.source, "reason": r.reason} for r in results if r.status == "rejected"]
+    audio_s = sum(r.audio_seconds for r in results)
+    summary: dict[str, Any] = {
+        "yue_train_version": yue_train.__version__,
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items() if k != "progress"},
+        "world_size": d.world,
+        "songs_found": len(results),
+        "songs_encoded": sum(r.status == "encoded" for r in results),
+        "songs_reused": sum(r.status == "reused" for r in results),
+        "songs_rejected": len(rejected),
+        "rejected": rejected,
+        "tag_warnings": {r.id: r.warnings for r in results if r.warnings},
+        "tag_check": "on" if top is not None else "off (pass --tags-file top_200_tags.json)",
+        "audio_hours_encoded": round(audio_s / 3600, 6),
+        "encode_elapsed_s": round(encode_s, 3),
+        "songs_per_s": round(len(results) / encode_s, 3) if encode_s else None,
+        "audio_hours_per_hour": round(audio_s / encode_s, 3) if encode_s else None,
+    }
+    if not records:
+        summary["error"] = "no song could be built"
+        write_json_atomic(opts.out / BUILD_SUMMARY_NAME, summary)
+        return summary, EXIT_FATAL
+    manifest = opts.out / "manifest.jsonl"
+    manifest_sha = write_manifest(manifest, records, [r.codes_sha256 for r in results if r.record is not None])
+    mixture = write_mixture(opts, tokenize_modes(opts, manifest, manifest_sha), manifest_sha)
+    summary["shards"] = {
+        e["name"]: {
+            "documents": e["documents"],
+            "tokens": e["tokens"],
+            "records_rejected": e["records_rejected"],
+            "reused": e["reused"],
+        }
+        for e in mixture["datasets"]
+    }
+    summary["elapsed_s"] = round(time.perf_counter() - started, 3)
+    write_json_atomic(opts.out / BUILD_SUMMARY_NAME, summary)
+    tokenize_rejects = any(e["records_rejected"] for e in mixture["datasets"])
+    return summary, EXIT_REJECTED if rejected or tokenize_rejects else EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def add_build_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--input", type=Path, required=True, help="a song folder, a folder of song folders, or a songs .jsonl"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder (codes, manifest, shards, mixture)")
+    p.add_argument("--codec", type=Path, required=True, help="converted codec folder (yue-prep convert-codec)")
+    p.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"comma-separated shard sets to write (default: all: {','.join(MODES)})",
+    )
+    p.add_argument(
+        "--stage2-source",
+        action="append",
+        choices=("vocal", "inst", "mixture"),
+        help="tracks for stage-2 documents (repeatable; default: vocal and inst, the tracks stage 2 decodes)",
+    )
+    p.add_argument("--tokenizer", default=None, help="YuE tokenizer.model (default: the generated stand-in)")
+    p.add_argument("--tags-file", type=Path, default=None, help="YuE's top_200_tags.json: warn about unusual tags")
+    p.add_argument(
+        "--separate", choices=SEPARATION_METHODS, default="off", help="derive missing stems from the mix (default: off)"
+    )
+    p.add_argument("--workers", type=int, default=1, help="encoding/tokenizing processes per rank (default: 1)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads per encoding process (default: cores shared out)"
+    )
+    p.add_argument("--device", default="auto", help="codec device: auto (cuda:LOCAL_RANK if present), cpu, cuda:N")
+    p.add_argument(
+        "--batch-size", type=int, default=4, help="equal-length audio windows per codec forward (default: 4)"
+    )
+    p.add_argument("--shard-docs", type=int, default=1000, help="documents per shard (default: 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the ICL prompt draws (default: 0)")
+    p.add_argument("--force", action="store_true", help="re-encode and re-tokenize everything")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    try:
+        opts = BuildOptions(
+            input=args.input,
+            out=args.out,
+            codec=args.codec,
+            modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
+            stage2_sources=tuple(args.stage2_source or ("vocal", "inst")),
+            tokenizer=args.tokenizer,
+            tags_file=args.tags_file,
+            separate=args.separate,
+            workers=args.workers,
+            threads=args.threads,
+            device=args.device,
+            batch_size=args.batch_size,
+            shard_docs=args.shard_docs,
+            seed=args.seed,
+            force=args.force,
+            progress=not args.no_progress,
+        )
+        summary, code = run_build(opts)
+    except (FileNotFoundError, FileExistsError, ValueError, SeparationUnavailable) as e:
+        print(f"yue-prep build: error: {e}", file=sys.stderr)
+        return EXIT_FATAL
+    if summary is None:  # a rank other than 0: rank 0 reports
+        return code
+    if args.tokenizer is None:
+        print(
+            "yue-prep build: note: text was tokenized with the generated stand-in tokenizer (same id layout, not "
+            "YuE's text ids); pass --tokenizer tokenizer.model for shards to train YuE on",
+            file=sys.stderr,
+        )
+    print(
+        f"{summary['songs_found']} songs: {summary['songs_encoded']} encoded, {summary['songs_reused']} reused, "
+        f"{summary['songs_rejected']} rejected ({summary['audio_hours_encoded'] * 3600:.0f} s of audio encoded, "
+        f"{summary['songs_per_s']} songs/s) -> {args.out / BUILD_SUMMARY_NAME}"
+    )
+    for r in summary["rejected"]:
+        print(f"  rejected {r['id']} ({r['source']}): {r['reason']}", file=sys.stderr)
+    for sid, warnings in summary["tag_warnings"].items():
+        for w in warnings:
+            print(f"  warning {sid}: {w}", file=sys.stderr)
+    for name, s in summary.get("shards", {}).items():
+        note = " (unchanged)" if s["reused"] else ""
+        print(f"  {name:12s} {s['documents']} docs, {s['tokens']:,} tokens{note}")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="yue-prep build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_build_args(p)
+    return cmd_build(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

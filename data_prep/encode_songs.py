@@ -1,0 +1,293 @@
+"""Encoding stage of ``yue-prep build``: one song -> its three code files, or the reason it is rejected.
+
+Codes of a song live in ``<out>/codes/<id>/`` with a metadata file written last (its presence means the
+codes are complete) that holds the hash of the inputs they came from; a re-run reuses them when the hash
+matches. Runs in the build's process or in its worker processes (one codec loaded per process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm import tqdm
+
+from data_prep.songs import MAX_STEM_DIFF_S, STEMS, SongError, SongSpec, frame_spans, load_sections, official_record
+from data_prep.tags import TopTags, check_tags
+from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
+from yue_train.format import codec_layout as cl
+
+if TYPE_CHECKING:
+    from data_prep.build import BuildOptions, Dist
+
+BUILD_VERSION = 1  # part of every codes hash: bump when the codes a build writes would change
+N_CODEBOOKS = cl.STAGE2_CODEBOOKS
+SAMPLE_RATE = cl.SAMPLE_RATE
+CODE_FILES = {"codec": "{id}.npy", "vocals_codec": "{id}.Vocals.npy", "instrumental_codec": "{id}.Instrumental.npy"}
+
+
+@dataclass
+class SongResult:
+    """One song's outcome; ``record`` is its official manifest record unless it was rejected."""
+
+    index: int
+    id: str
+    source: str
+    status: str  # "encoded" | "reused" | "rejected"
+    record: dict[str, Any] | None = None
+    reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    audio_seconds: float = 0.0
+    codes_sha256: str = ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Hashes and per-song outputs
+# --------------------------------------------------------------------------------------------------
+
+
+def file_sha256(path: Path, h: Any | None = None) -> Any:
+    h = h or hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h
+
+
+def codec_fingerprint(folder: Path) -> str:
+    """Hash of the codec's manifest and weights: other weights make other codes."""
+    manifest = folder / "yue_codec.json"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"--codec {folder}: not a converted codec folder (no yue_codec.json)")
+    h = hashlib.sha256(manifest.read_bytes())
+    meta = json.loads(manifest.read_text())
+    return file_sha256(folder / meta.get("xcodec_file", "xcodec.safetensors"), h).hexdigest()
+
+
+def audio_hash(spec: SongSpec, codec_fp: str, separate: str) -> str:
+    """Key of a song's codes: build version, codec, and the bytes of each audio input."""
+    h = hashlib.sha256(f"yue-prep-build v{BUILD_VERSION} codec {codec_fp} k{N_CODEBOOKS}".encode())
+    for role, path in (("mix", spec.mix), *spec.stems.items()):
+        h.update(f"|{role}|".encode())
+        if path is None:
+            h.update(f"separated by {separate}".encode())
+        else:
+            try:
+                file_sha256(path, h)
+            except FileNotFoundError:
+                raise SongError(f"{role}: file not found: {path}") from None
+    return h.hexdigest()
+
+
+def song_dir(out: Path, song_id: str) -> Path:
+    return out / "codes" / song_id
+
+
+def _meta_path(out: Path, song_id: str) -> Path:
+    return song_dir(out, song_id) / f"{song_id}.codes.json"
+
+
+def cached_meta(out: Path, song_id: str, key: str) -> dict[str, Any] | None:
+    """The codes' metadata if complete codes for exactly these inputs are on disk."""
+    path = _meta_path(out, song_id)
+    try:
+        meta = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if meta.get("input_hash") != key:
+        return None
+    folder = song_dir(out, song_id)
+    if not all((folder / name.format(id=song_id)).is_file() for name in CODE_FILES.values()):
+        return None
+    return meta
+
+
+def write_codes(out: Path, song_id: str, codes: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
+    """Codes then metadata, each under a temporary name renamed into place; the old metadata goes first,
+    so an interrupted write never leaves a metadata file that vouches for mixed old and new codes.
+    Returns the hash of the code files' bytes (stored in the metadata too)."""
+    folder = song_dir(out, song_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    _meta_path(out, song_id).unlink(missing_ok=True)
+    h = hashlib.sha256()
+    for fieldname, arr in codes.items():
+        final = folder / CODE_FILES[fieldname].format(id=song_id)
+        tmp = final.with_name(final.name + TMP_SUFFIX)
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        h.update(buf.getvalue())
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, final)
+    meta["codes_sha256"] = h.hexdigest()
+    write_json_atomic(_meta_path(out, song_id), meta)
+    return meta["codes_sha256"]
+
+
+def _clean_tmp(folder: Path) -> None:
+    for p in folder.glob(f"*{TMP_SUFFIX}"):
+        p.unlink()
+
+
+# --------------------------------------------------------------------------------------------------
+# One song (runs in an encoding process)
+# --------------------------------------------------------------------------------------------------
+
+
+class _Worker:
+    """What an encoding process holds: the codec (loaded once), options, tag list, separator."""
+
+    def __init__(self, opts: BuildOptions, codec_fp: str, top: TopTags | None, device: str, threads: int) -> None:
+        import torch
+
+        from yue_train.codec.model import YueCodec
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.opts, self.codec_fp, self.top = opts, codec_fp, top
+        self.codec = YueCodec.from_folder(opts.codec, device=device, load_upsamplers=False)
+        self.device = device
+        self._separator = None
+
+    def separator(self):
+        if self._separator is None:
+            from data_prep.separate import DemucsSeparator
+
+            self._separator = DemucsSeparator(device=self.device)
+        return self._separator
+
+    def load_stems(self, spec: SongSpec) -> dict[str, np.ndarray]:
+        from yue_train.codec.audio_io import AudioError, load_audio
+
+        assert spec.mix is not None
+        try:
+            waves = {"mix": load_audio(spec.mix, SAMPLE_RATE)}
+            # A stem may be silent (an instrumental song's vocals); the mix may not.
+            for stem, path in spec.stems.items():
+                if path is not None:
+                    waves[stem] = load_audio(path, SAMPLE_RATE, allow_silent=True)
+        except AudioError as e:
+            raise SongError(str(e)) from None
+        missing = [s for s in STEMS if s not in waves]
+        if missing:
+            vocals, inst = self.separator().separate(str(spec.mix), SAMPLE_RATE)
+            waves.update({k: v for k, v in (("vocals", vocals), ("instrumental", inst)) if k in missing})
+        lengths = {k: len(w) / SAMPLE_RATE for k, w in waves.items()}
+        if max(lengths.values()) - min(lengths.values()) > MAX_STEM_DIFF_S:
+            desc = ", ".join(f"{k} {v:.2f} s" for k, v in lengths.items())
+            raise SongError(f"stems differ in length by more than {MAX_STEM_DIFF_S} s ({desc}): not stems of one mix")
+        n = min(len(w) for w in waves.values())  # small differences (encoder padding, export) are trimmed
+        return {k: w[:n] for k, w in waves.items()}
+
+    def process(self, spec: SongSpec) -> SongResult:
+        result = SongResult(spec.index, spec.id, spec.source, "rejected")
+        try:
+            if spec.error is not None:
+                raise SongError(spec.error)
+            sections = load_sections(spec)
+            missing = [s for s in STEMS if spec.stems[s] is None]
+            if missing and self.opts.separate == "off":
+                raise SongError(
+                    f"missing stem(s): {', '.join(missing)} (vocal separation is off: add {missing[0]}.wav to the "
+                    f"song or pass --separate demucs)"
+                )
+            if self.top is not None:
+                result.warnings = check_tags(spec.tags, self.top)
+            key = audio_hash(spec, self.codec_fp, self.opts.separate)
+            meta = None if self.opts.force else cached_meta(self.opts.out, spec.id, key)
+            if meta is None:
+                if song_dir(self.opts.out, spec.id).exists():
+                    _clean_tmp(song_dir(self.opts.out, spec.id))  # leftovers of an interrupted write
+                waves = self.load_stems(spec)
+                n_samples = len(waves["mix"])
+                n_frames = self.codec.n_frames(n_samples)
+                # Fail on timings before spending the encode.
+                frame_spans(sections, n_frames, n_samples / SAMPLE_RATE)
+                try:
+                    mix, vocals, inst = self.codec.encode_many(
+                        [waves["mix"], waves["vocals"], waves["instrumental"]], N_CODEBOOKS, self.opts.batch_size
+                    )
+                except (ValueError, RuntimeError) as e:  # one unencodable song must not end a long build
+                    raise SongError(f"encoding failed: {type(e).__name__}: {e}") from None
+                meta = {"id": spec.id, "input_hash": key, "n_samples": n_samples, "n_frames": n_frames}
+                meta["sample_rate"] = SAMPLE_RATE
+                write_codes(
+                    self.opts.out, spec.id, {"codec": mix, "vocals_codec": vocals, "instrumental_codec": inst}, meta
+                )
+                result.status = "encoded"
+                result.audio_seconds = n_samples / SAMPLE_RATE
+            else:
+                result.status = "reused"
+            result.codes_sha256 = meta["codes_sha256"]
+            paths = {k: f"codes/{spec.id}/{v.format(id=spec.id)}" for k, v in CODE_FILES.items()}
+            result.record = official_record(
+                spec.id, sections, spec.tags, meta["n_frames"], meta["n_samples"] / SAMPLE_RATE, paths
+            )
+        except SongError as e:
+            result.status, result.reason, result.record = "rejected", str(e), None
+        return result
+
+
+_worker: _Worker | None = None
+
+
+def _init_worker(opts: BuildOptions, codec_fp: str, top: TopTags | None, device: str, threads: int) -> None:
+    global _worker
+    _worker = _Worker(opts, codec_fp, top, device, threads)
+
+
+def _process(spec: SongSpec) -> SongResult:
+    assert _worker is not None
+    return _worker.process(spec)
+
+
+# --------------------------------------------------------------------------------------------------
+# Encoding stage
+# --------------------------------------------------------------------------------------------------
+
+
+def encode_songs(
+    specs: list[SongSpec], opts: BuildOptions, codec_fp: str, top: TopTags | None, d: Dist
+) -> list[SongResult]:
+    """This rank's songs, through ``opts.workers`` processes, with a songs/s and audio-hours/s bar."""
+    device = d.device_for(opts.device)
+    threads = opts.threads or max(1, (os.cpu_count() or 1) // (opts.workers * d.local_world))
+    desc = f"encode rank {d.rank}/{d.world}" if d.active else "encode"
+    bar = tqdm(total=len(specs), unit="song", desc=desc, disable=not opts.progress, position=d.local_rank)
+    started = time.perf_counter()
+    audio_s = 0.0
+    results: list[SongResult] = []
+    pool = None
+    try:
+        if opts.workers > 1 and len(specs) > 1:
+            # spawn: a forked child would inherit torch's thread pools in whatever state the parent left them
+            pool = mp.get_context("spawn").Pool(
+                min(opts.workers, len(specs)), _init_worker, (opts, codec_fp, top, device, threads)
+            )
+            it = pool.imap(_process, specs, chunksize=1)
+        else:
+            _init_worker(opts, codec_fp, top, device, threads)
+            it = map(_process, specs)
+        for r in it:
+            results.append(r)
+            audio_s += r.audio_seconds
+            bar.update()
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            # tqdm flips its own rate to s/song below 1 song/s; say songs/s and audio-hours/s outright.
+            rejected = sum(x.status == "rejected" for x in results)
+            bar.set_postfix_str(
+                f"{len(results) / elapsed:.3f} songs/s, {audio_s / 3600 / elapsed:.5f} audio-h/s "
+                f"({audio_s / elapsed:.1f} audio-h/h), {rejected} rejected"
+            )
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+    return results

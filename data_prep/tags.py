@@ -1,0 +1,60 @@
+"""Genre-tag help: YuE was trained on a known tag vocabulary (``top_200_tags.json``: the 200 most frequent tags
+of each kind). Tags outside it, or a prompt missing a whole kind, still work but steer the model less, so
+the build warns and never rejects for them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TAG_KINDS = ("genre", "instrument", "mood", "gender", "timbre")
+_EXAMPLES = {
+    "genre": "pop, rock, jazz",
+    "instrument": "piano, guitar, drums",
+    "mood": "uplifting, sad, energetic",
+    "gender": "female, male",
+    "timbre": "bright vocal, airy vocal",
+}
+
+TopTags = dict[str, set[str]]
+
+
+def load_top_tags(source: str | Path | dict[str, list[str]]) -> TopTags:
+    """``{kind: {lower-cased tag}}`` from the json file (or its parsed content); the file lists tags in
+    several casings ("Pop", "pop"), so matching is case-insensitive."""
+    if isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"--tags-file {path}: not found (YuE's top_200_tags.json)")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--tags-file {path}: not valid JSON ({e.msg})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise ValueError("tags file must map each tag kind to a list of tags (as top_200_tags.json does)")
+    unknown = set(data) - set(TAG_KINDS)
+    if unknown:
+        raise ValueError(f"tags file has unknown kinds {sorted(unknown)}; expected {', '.join(TAG_KINDS)}")
+    return {kind: {str(t).strip().lower() for t in data.get(kind, [])} for kind in TAG_KINDS}
+
+
+def tag_kinds(tag: str, top: TopTags) -> list[str]:
+    t = tag.strip().lower()
+    return [kind for kind in TAG_KINDS if t in top[kind]]
+
+
+def check_tags(tags: list[str], top: TopTags) -> list[str]:
+    """Warnings for one song's tags: each tag outside the list, then each kind no tag belongs to."""
+    warnings = []
+    covered: set[str] = set()
+    for tag in tags:
+        kinds = tag_kinds(tag, top)
+        if not kinds:
+            warnings.append(f"tag {tag!r} is not in YuE's top-200 tags; the model may ignore it")
+        covered.update(kinds)
+    for kind in TAG_KINDS:
+        if kind not in covered:
+            warnings.append(f"no {kind} tag (e.g. {_EXAMPLES[kind]})")
+    return warnings
