@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/yue-prep demo --out runs/prep-demo
+	$(BIN)/yue-train recipe=demo
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

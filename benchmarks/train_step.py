@@ -1,0 +1,131 @@
+"""One LoRA training step, timed: yue-train's path beside the official way.
+
+  python benchmarks/train_step.py                     # CUDA: real 7B architecture, random bf16 weights, seq 8192
+  python benchmarks/train_step.py --arch tiny_s1      # CPU: the tiny model (what runs without a GPU)
+
+"ours": PEFT LoRA r=64 on q,k,v,o, gradient checkpointing, a packed row of several documents
+(restarting position_ids, no mask, no cache) and the chunked per-role loss from hidden states.
+"official": the same LoRA and checkpointing, one unpacked row, ``model(input_ids, labels=input_ids)``
+(transformers' own loss over full logits), as the official YuE fine-tuning does.
+Reports tokens/s and, on CUDA, peak GPU memory (the issue's target for "ours": <= 20 GiB at 8k).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM
+
+from yue_train.data.shards import Document
+from yue_train.format.roles import Role
+from yue_train.models.architectures import architecture_config
+from yue_train.models.loading import ModelSpec, enable_activation_checkpointing, resolve_attention
+from yue_train.training.data import Packer
+from yue_train.training.forward import PackedForward
+from yue_train.training.lora import apply_lora
+from yue_train.training.loss import chunked_loss, role_weight_table
+
+
+class _Lora:  # the fields apply_lora reads from cfg.lora
+    def __init__(self, r: int) -> None:
+        self.r, self.alpha, self.dropout = r, 32, 0.05
+        self.target_modules = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def make_model(arch: str, device: torch.device, attn: str, r: int) -> torch.nn.Module:
+    config = architecture_config(arch)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    torch.manual_seed(0)  # both modes start from the same weights
+    with torch.device(device):  # initialise straight on the device (a 7B init on CPU takes minutes)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+    enable_activation_checkpointing(model)
+    model = apply_lora(model, _Lora(r))
+    model.train()
+    return model
+
+
+def packed_batch(seq_len: int, vocab: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    docs = []
+    for i in range(64):
+        n = int(rng.integers(seq_len // 8, seq_len // 2))
+        docs.append(Document(rng.integers(0, min(vocab, 46358), n), np.full(n, Role.VOCAL), {"id": str(i)}))
+    return Packer(iter(docs), seq_len, overflow="split").next_batch(1)
+
+
+def run(mode: str, args: argparse.Namespace, device: torch.device) -> dict:
+    attn = resolve_attention(ModelSpec(attn_implementation=args.attn), device)
+    model = make_model(args.arch, device, attn, args.rank)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    vocab = model.config.vocab_size
+    batch = packed_batch(args.seq_len, vocab).to(device)
+    fwd = PackedForward(model)
+    table = role_weight_table({}, device)
+
+    def step() -> float:
+        if mode == "ours":
+            sums = chunked_loss(
+                fwd.hidden_states(batch), fwd.lm_head, batch.labels, batch.target_roles, table, args.chunk
+            )
+            loss = sums.weighted / sums.weight_sum
+        else:
+            loss = model(input_ids=batch.input_ids, labels=batch.input_ids, use_cache=False).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        loss = step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    out = {
+        "mode": mode, "arch": args.arch, "device": str(device), "attn": attn, "seq_len": args.seq_len,
+        "lora_r": args.rank, "tokens_per_s": round(args.seq_len * args.steps / dt, 1), "loss": round(loss, 4),
+    }  # fmt: skip
+    if device.type == "cuda":
+        out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return out
+
+
+def main() -> None:
+    cuda = torch.cuda.is_available()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="yue_s1_7b" if cuda else "tiny_s1")
+    p.add_argument("--seq-len", type=int, default=8192 if cuda else 512)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--rank", type=int, default=64)
+    p.add_argument("--chunk", type=int, default=1024)
+    p.add_argument("--attn", default="auto")
+    p.add_argument("--modes", default="ours,official")
+    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch default)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if cuda else "cpu")
+    for mode in args.modes.split(","):
+        try:
+            print(json.dumps(run(mode, args, device)), flush=True)
+        except torch.OutOfMemoryError:
+            print(json.dumps({"mode": mode, "arch": args.arch, "seq_len": args.seq_len, "error": "CUDA out of memory"}))
+        gc.collect()  # the previous mode's model is garbage now
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Bad configs: one clear error line each, before any model is built or run folder written."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.training.helpers import write_random_shards
+from yue_train.training.cli import main
+
+
+@pytest.fixture
+def shards(tmp_path):
+    return write_random_shards(tmp_path / "shards", 10)
+
+
+CASES = {
+    "unknown_recipe": (["recipe=nope"], "unknown recipe 'nope'"),
+    "lora_target": (["recipe=tiny_lora", "lora.target_modules=[q_proj,wq]"], "lora.target_modules: wq not in the model"),
+    "seq_len": (["recipe=tiny", "data.seq_len=100000"], "data.seq_len=100000 exceeds the model's 4096 positions"),
+    "missing_shards": (["recipe=tiny_random", "data.train=[{path: /nonexistent/shards}]"], "no shard folder"),
+    "tokenizer_vocab": (["recipe=tiny_random", "model.tokenizer=synthetic", "data.train=[{path: SHARDS}]"],
+                        "tokenizer/model vocabulary mismatch: the tokenizer has 83738 ids"),
+    "bad_key": (["recipe=tiny", "trainer.no_such_key=1"], "no_such_key"),
+    "no_data": (["recipe=tiny", "data.train=???"], "missing value for data.train"),
+    "hub_offline": (["recipe=tiny", "model.path=/nonexistent/model"], "model: cannot read the config of /nonexistent"),
+    "unknown_role": (["recipe=tiny", "trainer.loss.role_weights.vocals=0"], "vocals"),
+    "unknown_role_added": (["recipe=tiny", "+trainer.loss.role_weights.vocals=0"], "unknown role 'vocals'"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_config_is_one_clear_line(case, tmp_path, shards, capsys):
+    args, expected = CASES[case]
+    run_dir = tmp_path / "run"
+    args = [a.replace("SHARDS", str(shards)) for a in args] + [f"trainer.run_dir={run_dir}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("yue-train: error: "), err
+    assert expected in err[0]
+    assert not run_dir.exists()  # nothing heavy happened: no run folder, no demo corpus, no model
+
+
+def test_shards_for_a_bigger_vocabulary_are_refused_up_front(tmp_path, capsys):
+    big = write_random_shards(tmp_path / "big", 5, vocab=83_968, seed=3)
+    run_dir = tmp_path / "run"
+    assert main(["recipe=tiny_random", f"data.train=[{{path: '{big}'}}]", f"trainer.run_dir={run_dir}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the model has 512 embedding rows" in err[0]
+    assert not run_dir.exists()

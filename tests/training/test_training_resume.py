@@ -1,0 +1,97 @@
+"""Exact resume after a SIGKILL, and checkpoints that survive a kill in the middle of being written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.training.helpers import PYTHON, cli_env, compose
+from yue_train.training.checkpoint import FAULT_ENV, MARKER, latest_checkpoint
+from yue_train.training.logger import read_metrics
+from yue_train.training.trainer import Trainer, run_training
+
+
+def _overrides(shards: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        "recipe=tiny_random", f"data.train=[{{path: '{shards}'}}]", f"trainer.run_dir={run_dir}",
+        "trainer.max_steps=20", "trainer.save_every=10", "data.shuffle_buffer=16", "optim.warmup_steps=3",
+        "trainer.cpu_threads=1", *extra,
+    ]  # fmt: skip
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir) if "loss" in r}
+
+
+def _start_and_kill(overrides: list[str], fault: str, wait_for: Path, timeout: float = 120) -> None:
+    """Run the real CLI in a subprocess that pauses at ``fault``; SIGKILL it once ``wait_for`` exists."""
+    env = {**cli_env(), FAULT_ENV: fault}
+    proc = subprocess.Popen([PYTHON, "-m", "yue_train.training.cli", *overrides], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + timeout
+    try:
+        while not wait_for.exists():
+            if proc.poll() is not None:
+                raise AssertionError(f"run ended before the kill point (rc {proc.returncode}):\n{proc.stdout.read()}")
+            if time.monotonic() > deadline:
+                raise AssertionError("kill point not reached in time")
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+
+
+@pytest.mark.slow
+def test_sigkill_after_checkpoint_then_resume_gives_identical_losses(random_shards, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_training(compose(*_overrides(random_shards, straight)))
+    # Killed while paused right after publishing step-10 (steps 11+ not run yet).
+    _start_and_kill(_overrides(random_shards, resumed), "after_save:10:300", resumed / "checkpoints" / "latest")
+    assert latest_checkpoint(resumed).name == "step-10"
+    assert max(_losses(resumed)) == 10
+    summary = run_training(compose(*_overrides(random_shards, resumed, "trainer.resume=auto")))
+    assert summary["step"] == 20
+    a, b = _losses(straight), _losses(resumed)
+    assert sorted(a) == list(range(1, 21)) == sorted(b)
+    assert a == b  # exact equality: model, optimizer, scheduler, RNG and data position all restored
+
+
+@pytest.mark.slow
+def test_kill_during_checkpoint_write_keeps_previous_checkpoint(random_shards, tmp_path):
+    run_dir = tmp_path / "run"
+    ov = _overrides(random_shards, run_dir, "trainer.save_every=5")
+    tmp_ckpt = run_dir / "checkpoints" / ".tmp-step-10"
+    _start_and_kill(ov, "during_save:10:300", tmp_ckpt / MARKER)  # step-10 fully written, not yet renamed
+    assert tmp_ckpt.is_dir()
+    assert latest_checkpoint(run_dir).name == "step-5"
+    assert not (run_dir / "checkpoints" / "step-10").exists()
+    trainer = Trainer(compose(*ov, "trainer.resume=auto"))  # the previous checkpoint loads
+    assert trainer.step == 5
+    trainer.train()
+    assert latest_checkpoint(run_dir).name == "step-20" and not tmp_ckpt.exists()
+
+
+@pytest.mark.slow
+def test_lora_adapter_resume_is_exact(random_shards, tmp_path):
+    lora = ("lora=qkvo", "lora.r=4", "lora.dropout=0.1", "trainer.max_steps=6", "trainer.save_every=3")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_training(compose(*_overrides(random_shards, straight, *lora)))
+    first = Trainer(compose(*_overrides(random_shards, resumed, *lora)))
+    for _ in range(3):
+        first.train_step()
+    first.save()
+    del first  # the process "dies" here; only the checkpoint carries over
+    run_training(compose(*_overrides(random_shards, resumed, *lora, "trainer.resume=auto")))
+    a = _losses(straight)
+    b = _losses(resumed)
+    assert a[6] == b[6] and a[5] == b[5] and a[4] == b[4]  # steps after the resume (dropout RNG included)
+    assert (resumed / "checkpoints" / "step-6" / "adapter" / "adapter_config.json").exists()

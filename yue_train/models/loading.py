@@ -1,0 +1,134 @@
+"""Build or load a YuE model through transformers: random weights of a named architecture, or a
+pretrained checkpoint from a local folder or a hub id (``m-a-p/YuE-s1-7B-anneal-en-cot``, ...).
+
+Attention backend choice (``attn_implementation: auto``):
+  * CUDA + flash-attn installed -> ``flash_attention_2``: transformers turns restarting ``position_ids``
+    into varlen ``cu_seqlens`` itself, so packed documents stay separate.
+  * CUDA without flash-attn -> ``sdpa`` (flex attention also builds a document mask from position ids,
+    but needs torch.compile to be fast; choose ``flex_attention`` explicitly to use it).
+  * CPU -> ``sdpa`` (``eager`` also supported). ``flex_attention`` has no CPU backward.
+None of the GPU choices has been run in the environment this was written in (CPU only).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+
+from yue_train.models.architectures import ARCHITECTURES, architecture_config
+
+CPU_ATTENTION = ("sdpa", "eager")
+ALL_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flex_attention")
+
+
+@dataclass
+class ModelSpec:
+    """What ``cfg.model`` says: a named architecture (random init) or a pretrained ``path``/hub id."""
+
+    name: str | None = None
+    path: str | None = None
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    attn_implementation: str = "auto"
+    load_in_4bit: bool = False
+    gradient_checkpointing: bool = False
+    overrides: dict[str, Any] | None = None  # config fields replaced when building a named architecture
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> ModelSpec:
+        fields = cls.__dataclass_fields__
+        return cls(**{k: (dict(v) if k == "overrides" and v is not None else v) for k, v in cfg.items() if k in fields})
+
+    def describe(self) -> str:
+        return self.path or f"{self.name} (random init)"
+
+
+def load_model_config(spec: ModelSpec) -> PretrainedConfig:
+    """The model's config without its weights (cheap: used by config validation before heavy work)."""
+    if spec.path:
+        return AutoConfig.from_pretrained(spec.path)
+    if not spec.name:
+        raise ValueError("model: set model.name (a known architecture) or model.path (a folder or hub id)")
+    if spec.name not in ARCHITECTURES:
+        raise ValueError(
+            f"model.name={spec.name!r} is not a known architecture; known: {', '.join(sorted(ARCHITECTURES))}"
+        )
+    return architecture_config(spec.name, **(spec.overrides or {}))
+
+
+def resolve_dtype(spec: ModelSpec, device: torch.device) -> torch.dtype:
+    if spec.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, spec.dtype)
+
+
+def resolve_attention(spec: ModelSpec, device: torch.device) -> str:
+    impl = spec.attn_implementation
+    if impl == "auto":
+        if device.type == "cuda":
+            return "flash_attention_2" if importlib.util.find_spec("flash_attn") is not None else "sdpa"
+        return "sdpa"
+    if impl not in ALL_ATTENTION:
+        raise ValueError(f"model.attn_implementation={impl!r}; choose one of auto, {', '.join(ALL_ATTENTION)}")
+    if device.type != "cuda" and impl not in CPU_ATTENTION:
+        raise ValueError(f"model.attn_implementation={impl!r} does not train on CPU; use sdpa or eager")
+    return impl
+
+
+def build_model(spec: ModelSpec, device: torch.device, seed: int = 0) -> PreTrainedModel:
+    """The model on ``device``; random weights are drawn from ``seed`` so a resumed run rebuilds the same base."""
+    dtype = resolve_dtype(spec, device)
+    attn = resolve_attention(spec, device)
+    if spec.path:
+        kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn}
+        if spec.load_in_4bit:
+            kwargs["quantization_config"] = _bnb_4bit_config(device)
+            kwargs["device_map"] = {"": device.index or 0}
+        model = AutoModelForCausalLM.from_pretrained(spec.path, **kwargs)
+    else:
+        if spec.load_in_4bit:
+            raise ValueError("model.load_in_4bit needs pretrained weights (model.path)")
+        config = load_model_config(spec)
+        config._attn_implementation = attn
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+    if not spec.load_in_4bit:
+        model.to(device)
+    model.config.use_cache = False  # see yue_train.training.forward: a KV cache breaks packed isolation
+    return model
+
+
+def _bnb_4bit_config(device: torch.device) -> Any:
+    """QLoRA base: NF4 weights, bf16 compute, double quantisation (bitsandbytes; GPU only, untested here)."""
+    if device.type != "cuda":
+        raise ValueError("model.load_in_4bit needs a CUDA device (bitsandbytes)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError("model.load_in_4bit needs bitsandbytes (pip install 'yue-train[gpu]')")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+    )
+
+
+def llama_module_names(config: PretrainedConfig) -> set[str]:
+    """Names (last path component) of every leaf module, from a weightless build on the meta device."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if name and not list(mod.children())}
+
+
+def enable_activation_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute decoder layers in backward (non-reentrant: works with frozen inputs, i.e. LoRA)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)

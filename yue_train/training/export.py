@@ -1,0 +1,73 @@
+"""``yue-train export``: a checkpoint -> a plain Hugging Face model folder the official YuE inference loads.
+
+LoRA checkpoints (``adapter/``) are merged into their base with PEFT's ``merge_and_unload``; full
+checkpoints (``model/``) are re-saved. The result has ``use_cache`` on again (training turns it off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedModel
+
+
+class ExportError(ValueError):
+    pass
+
+
+def _locate(checkpoint: Path) -> tuple[str, Path]:
+    checkpoint = checkpoint.resolve()
+    if (checkpoint / "adapter_config.json").exists():
+        return "adapter", checkpoint
+    if (checkpoint / "adapter" / "adapter_config.json").exists():
+        return "adapter", checkpoint / "adapter"
+    if (checkpoint / "model" / "config.json").exists():
+        return "model", checkpoint / "model"
+    if (checkpoint / "checkpoints" / "latest").exists():
+        return _locate(checkpoint / "checkpoints" / "latest")
+    raise ExportError(f"{checkpoint}: not a checkpoint (no adapter/ or model/ inside)")
+
+
+def merged_model(
+    checkpoint: str | Path, base: str | None = None, dtype: torch.dtype = torch.float32
+) -> PreTrainedModel:
+    """The plain model of a checkpoint: adapter merged into its base, or the full model."""
+    kind, path = _locate(Path(checkpoint))
+    if kind == "model":
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    from peft import PeftConfig, PeftModel
+
+    base_ref = base or PeftConfig.from_pretrained(path).base_model_name_or_path
+    if not base_ref:
+        raise ExportError(f"{path}: adapter names no base model; pass --base")
+    base_model = AutoModelForCausalLM.from_pretrained(base_ref, dtype=dtype)
+    return PeftModel.from_pretrained(base_model, path).merge_and_unload()
+
+
+def export(checkpoint: str | Path, out: str | Path, base: str | None = None, dtype: str = "bfloat16") -> Path:
+    # Merge in fp32 (exact sum), then cast once for saving.
+    model = merged_model(checkpoint, base, torch.float32)
+    model = model.to(getattr(torch, dtype))
+    model.config.use_cache = True
+    out = Path(out)
+    model.save_pretrained(out)
+    return out
+
+
+def export_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="yue-train export", description=__doc__)
+    p.add_argument("checkpoint", help="checkpoints/step-N (or checkpoints/latest, or a run folder)")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--base", default=None, help="base model folder or hub id (default: the adapter's own)")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    args = p.parse_args(argv)
+    try:
+        out = export(args.checkpoint, args.out, args.base, args.dtype)
+    except (ExportError, OSError, ValueError) as e:
+        print(f"yue-train: error: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {args.checkpoint} -> {out}")
+    return 0

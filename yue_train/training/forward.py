@@ -1,0 +1,62 @@
+"""The one training forward pass: packed rows in, final hidden states out.
+
+Packed documents are kept apart by transformers itself: with ``position_ids`` restarting at 0 per
+document and *no* attention mask, its mask builders (sdpa, eager, flex) make a per-document causal mask,
+and flash-attention 2 switches to its varlen kernel. That holds only when no KV cache is created: with
+``use_cache=True`` (the LLaMA default, also in training mode) documents silently attend to each other.
+So every training and evaluation forward goes through :class:`PackedForward`, which always passes
+``use_cache=False`` and no mask, and refuses outputs that carry a cache.
+
+The model is called without labels and its ``lm_head`` is not run here: :mod:`.loss` computes logits
+chunk by chunk from these hidden states (labels were shifted once, by the packer).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from yue_train.training.data import Batch
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The transformers ``*ForCausalLM`` inside PEFT / DDP / FSDP wrappers."""
+    while True:
+        if hasattr(model, "get_base_model"):  # peft.PeftModel
+            model = model.get_base_model()
+        elif isinstance(getattr(model, "module", None), nn.Module):  # DDP
+            model = model.module
+        else:
+            return model
+
+
+class PackedForward:
+    """Calls a causal LM's decoder the only safe way for packed rows, and exposes its ``lm_head``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        causal_lm = unwrap(model)
+        self.decoder = causal_lm.get_decoder()
+        self.lm_head = causal_lm.get_output_embeddings()
+        causal_lm.config.use_cache = False
+
+    def hidden_states(self, batch: Batch) -> torch.Tensor:
+        check_positions(batch.position_ids)
+        out = self.decoder(
+            input_ids=batch.input_ids,
+            position_ids=batch.position_ids,
+            attention_mask=None,  # the per-document mask is built from position_ids
+            use_cache=False,  # a cache merges packed documents (see module docstring)
+        )
+        # By key: the output is a dict, and touching the old name logs a deprecation warning in transformers 5.
+        if any(out[k] is not None for k in set(out.keys()) & {"cache", "past_key_values"}):
+            raise RuntimeError("the decoder returned a KV cache during training; packed documents would leak")
+        return out.last_hidden_state
+
+
+def check_positions(position_ids: torch.Tensor) -> None:
+    """Each row must be runs of 0, 1, 2, ...: anything else means the batch was not built by the packer."""
+    pos = position_ids
+    ok = (pos[:, :1] == 0).all() and ((pos[:, 1:] == pos[:, :-1] + 1) | (pos[:, 1:] == 0)).all()
+    if not bool(ok):
+        raise ValueError("position_ids must restart at 0 per document and count up by 1 inside it")

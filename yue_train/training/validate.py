@@ -1,0 +1,105 @@
+"""Config checks that run before any model is built or data streamed: one clear line per problem."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import OmegaConf
+from transformers import PretrainedConfig
+
+from yue_train.data.shards import iter_documents
+from yue_train.models.loading import ModelSpec, llama_module_names, load_model_config
+from yue_train.training.data import DataConfigError, resolve_urls
+from yue_train.training.demo_corpus import write_demo_corpus
+from yue_train.training.loss import role_weight_table
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot train; the message is one line saying what to change."""
+
+
+def first_line(e: BaseException) -> str:
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def prepare_demo_corpus(cfg: Any) -> None:
+    dc = cfg.data.get("demo_corpus")
+    if dc and dc.get("enabled", True):
+        seconds = tuple(float(x) for x in dc.get("seconds", (2.0, 4.0)))
+        write_demo_corpus(dc.out, n_songs=int(dc.n_songs), seconds=seconds, stage=int(dc.stage), seed=int(dc.seed))
+
+
+def validate(cfg: Any) -> PretrainedConfig:
+    """Check ``cfg`` cheaply (configs, file lists, a weightless meta-device model) and return the model config."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        hint = " (e.g. data.train='[{path: /data/shards, weight: 1}]')" if "data.train" in missing else ""
+        raise ConfigError(f"missing value for {', '.join(missing)}{hint}")
+    spec = ModelSpec.from_cfg(cfg.model)
+    try:
+        model_config = load_model_config(spec)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"model: cannot read the config of {spec.describe()}: {first_line(e)}") from None
+
+    seq_len, max_pos = int(cfg.data.seq_len), int(model_config.max_position_embeddings)
+    if seq_len > max_pos:
+        raise ConfigError(f"data.seq_len={seq_len} exceeds the model's {max_pos} positions ({spec.describe()})")
+    if seq_len < 2:
+        raise ConfigError(f"data.seq_len={seq_len} is too short to train on")
+
+    tok = cfg.model.get("tokenizer")
+    if tok:
+        from yue_train.tokenizer import load_tokenizer
+
+        try:
+            tokenizer = load_tokenizer(None if tok == "synthetic" else tok)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"model.tokenizer: {first_line(e)}") from None
+        if tokenizer.vocab_size > model_config.vocab_size:
+            raise ConfigError(
+                f"tokenizer/model vocabulary mismatch: the tokenizer has {tokenizer.vocab_size} ids but the model "
+                f"{spec.describe()} has {model_config.vocab_size} embedding rows"
+            )
+
+    if cfg.lora.enabled:
+        names = llama_module_names(model_config)
+        missing = [t for t in cfg.lora.target_modules if t not in names]
+        if missing:
+            linear = sorted(n for n in names if n.endswith("_proj") or n == "lm_head")
+            raise ConfigError(
+                f"lora.target_modules: {', '.join(missing)} not in the model; its projection modules are {', '.join(linear)}"
+            )
+
+    try:
+        role_weight_table(cfg.trainer.loss.get("role_weights"))
+    except ValueError as e:
+        raise ConfigError(f"trainer.loss.role_weights: {e}") from None
+    for key in ("max_steps", "grad_accum"):
+        if int(cfg.trainer[key]) < 1:
+            raise ConfigError(f"trainer.{key} must be >= 1, got {cfg.trainer[key]}")
+
+    prepare_demo_corpus(cfg)
+    if not cfg.data.train:
+        raise ConfigError("data.train is empty: list at least one dataset ({path: ..., weight: ...})")
+    for group in ("train", "eval"):
+        for i, ds in enumerate(cfg.data.get(group) or []):
+            try:
+                urls = resolve_urls(ds.path)
+            except DataConfigError as e:
+                raise ConfigError(f"data.{group}[{i}].path: {e}") from None
+            _check_first_document(urls, f"data.{group}[{i}]", model_config.vocab_size)
+    return model_config
+
+
+def _check_first_document(urls: list[str], where: str, vocab_size: int) -> None:
+    """Peek at the first document of a local dataset: catches shards tokenized for another vocabulary
+    before the model is built (every document is checked again while streaming)."""
+    if not urls or "://" in urls[0] or urls[0].startswith("pipe:"):
+        return
+    doc = next(iter_documents([urls[0]]), None)
+    if doc is not None and len(doc) and int(doc.input_ids.max()) >= vocab_size:
+        raise ConfigError(
+            f"{where}: document {doc.id!r} has token id {int(doc.input_ids.max())} but the model has {vocab_size} "
+            "embedding rows (data tokenized for another vocabulary)"
+        )
