@@ -17,19 +17,13 @@ import yaml
 
 from tests.codec.xcodec_reference import OfficialXcodec
 from yue_train.codec.config import UpsamplerConfig
+from yue_train.codec.testing import TINY_HUBERT
 from yue_train.codec.vocos import VocosUpsampler
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 XCODEC_REF = SHARED / "reference" / "xcodec_mini_infer"
 PROMPT_EGS = SHARED / "reference" / "yue" / "prompt_egs"
 
-TINY_HUBERT = {
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "intermediate_size": 128,
-    "conv_dim": [32] * 7,
-}
 TINY_ACOUSTIC = {"acoustic_dim": 32, "encoder_width": 8, "decoder_width": 64}
 TINY_UPSAMPLER = UpsamplerConfig(input_channels=96, dim=32, intermediate_dim=64, num_layers=2)
 
