@@ -56,6 +56,20 @@ if [[ -n "${SLURM_JOB_ID:-}" ]]; then
   NODE_RANK="${NODE_RANK:-${SLURM_NODEID:-0}}"
   if [[ -z "${MASTER_ADDR:-}" && -n "${SLURM_JOB_NODELIST:-}" ]]; then
     MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" 2>/dev/null | head -n 1 || true)"
+    if [[ -z "$MASTER_ADDR" ]]; then  # no scontrol here: the first host of "a,b" or "gpu[03-05,07]"
+      MASTER_ADDR="$("$PYTHON" -c '
+import sys
+host, depth = "", 0
+for c in sys.argv[1]:
+    if c == "," and depth == 0:
+        break
+    depth += (c == "[") - (c == "]")
+    host += c
+if "[" in host:
+    prefix, ranges = host.split("[", 1)
+    host = prefix + ranges.rstrip("]").split(",")[0].split("-")[0]
+print(host)' "$SLURM_JOB_NODELIST")"
+    fi
   fi
   NPROC="${NPROC:-${SLURM_GPUS_ON_NODE:-}}"
 fi
@@ -94,6 +108,6 @@ esac
 if [[ "$dry_run" == 1 ]]; then
   printf 'command:'; printf ' %q' "${cmd[@]}"; printf '\n'
   echo "config:"
-  exec "$PYTHON" -m yue_train.training.cli "recipe=$recipe" "$@" --cfg job --resolve
+  exec "$PYTHON" -m yue_train.training.cli "recipe=$recipe" "$@" --print-config
 fi
 exec "${cmd[@]}"

@@ -2,6 +2,7 @@
 
   yue-train recipe=NAME [key=value ...]      compose conf/ + recipes/NAME.yaml with Hydra and train
   yue-train export CHECKPOINT OUT [--base B] merge a LoRA adapter into its base -> plain HF checkpoint
+  yue-train recipe=NAME ... --print-config   print the resolved config and exit
 
 The config is composed with Hydra's compose API (the ``recipe`` config group is ``recipes/``, linked as
 ``conf/recipe``); the run folder (``trainer.run_dir``) takes the resolved config, metrics and
@@ -77,6 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         print(f"recipes: {', '.join(available_recipes())}")
+        return 0
+    if "--print-config" in argv:  # launch.sh --dry-run: the resolved config, nothing run
+        from omegaconf import OmegaConf
+
+        try:
+            print(OmegaConf.to_yaml(compose_config([a for a in argv if a != "--print-config"]), resolve=True))
+        except UsageError as e:
+            print(f"yue-train: error: {e}", file=sys.stderr)
+            return 2
         return 0
     return train_main(argv)
 

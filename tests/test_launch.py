@@ -1,0 +1,106 @@
+"""`launch.sh --dry-run`: the exact command for each environment, and the resolved config."""
+
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+LAUNCH = REPO / "launch.sh"
+CLEAN = {
+    k: v
+    for k, v in os.environ.items()
+    if not k.startswith(("SLURM_", "NPROC", "NNODES", "NODE_RANK", "MASTER_", "LAUNCHER", "HOSTFILE"))
+}
+
+
+def dry_run(*args: str, **env: str) -> tuple[list[str], str]:
+    res = subprocess.run(
+        ["bash", str(LAUNCH), "--dry-run", *args],
+        env={**CLEAN, "PYTHON": sys.executable, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    first, _, rest = res.stdout.partition("\n")
+    assert first.startswith("command: ")
+    return shlex.split(first[len("command: ") :]), rest
+
+
+def test_single_process():
+    cmd, config = dry_run("tiny", "trainer.max_steps=3", NPROC="1")
+    assert cmd == [sys.executable, "-m", "yue_train.training.cli", "recipe=tiny", "trainer.max_steps=3"]
+    assert config.startswith("config:\nrecipe_name: tiny\n")
+    assert "max_steps: 3" in config
+
+
+def test_one_node_several_processes():
+    cmd, _ = dry_run("tiny", NPROC="2")
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert cmd[-3:] == ["-m", "yue_train.training.cli", "recipe=tiny"]
+
+
+def test_multi_node_torchrun():
+    cmd, _ = dry_run("tiny", NPROC="8", NNODES="4", NODE_RANK="3", MASTER_ADDR="node0", MASTER_PORT="1234")
+    assert cmd[3:8] == [
+        "--nnodes=4",
+        "--nproc_per_node=8",
+        "--node_rank=3",
+        "--master_addr=node0",
+        "--master_port=1234",
+    ]
+
+
+def test_deepspeed_hostfile(tmp_path):
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("node0 slots=8\nnode1 slots=8\n")
+    cmd, _ = dry_run("tiny", LAUNCHER="deepspeed", HOSTFILE=str(hostfile), NPROC="8", MASTER_ADDR="node0")
+    assert cmd[1:3] == ["-m", "deepspeed.launcher.runner"]
+    assert "--num_gpus=8" in cmd and f"--hostfile={hostfile}" in cmd and "--master_addr=node0" in cmd
+    assert cmd[-3:] == ["--module", "yue_train.training.cli", "recipe=tiny"]
+
+
+@pytest.mark.parametrize("nodelist,master", [("gpu[03-05,07],cpu1", "gpu03"), ("nodeA,nodeB", "nodeA")])
+def test_slurm(nodelist, master):
+    env = {
+        "SLURM_JOB_ID": "7",
+        "SLURM_NNODES": "3",
+        "SLURM_NODEID": "2",
+        "SLURM_JOB_NODELIST": nodelist,
+        "SLURM_GPUS_ON_NODE": "8",
+    }
+    cmd, _ = dry_run("tiny", **env)
+    assert cmd[3:8] == [
+        "--nnodes=3",
+        "--nproc_per_node=8",
+        "--node_rank=2",
+        f"--master_addr={master}",
+        "--master_port=29500",
+    ]
+
+
+@pytest.mark.parametrize("args,env,message", [
+    ([], {}, "no recipe given"),
+    (["--bogus", "tiny"], {}, "unknown option --bogus"),
+    (["nope"], {}, "unknown recipe 'nope'"),
+    (["tiny"], {"LAUNCHER": "mpirun"}, "LAUNCHER must be torchrun or deepspeed"),
+    (["tiny"], {"LAUNCHER": "deepspeed", "HOSTFILE": "/nonexistent"}, "HOSTFILE /nonexistent not found"),
+])  # fmt: skip
+def test_errors(args, env, message):
+    res = subprocess.run(
+        ["bash", str(LAUNCH), "--dry-run", *args],
+        env={**CLEAN, "PYTHON": sys.executable, "NPROC": "1", **env},
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2
+    assert message in res.stderr
+
+
+def test_help():
+    out = subprocess.run(["bash", str(LAUNCH), "--help"], capture_output=True, text=True, check=True).stdout
+    for word in ("NPROC", "NNODES", "MASTER_ADDR", "HOSTFILE", "srun", "--dry-run"):
+        assert word in out
