@@ -68,6 +68,7 @@ def test_generate_two_sections_and_continue(tmp_path, model_dirs):
     ("stage2-vocab", "needs at least 53,526"),
     ("ref-beyond", "reference is 10.00 s long"),
     ("audio-ref-without-codec", "needs --codec"),
+    ("context-too-long", "exceeds the 16,384-token window"),
 ])  # fmt: skip
 def test_generate_bad_input_fails_before_models_load(tmp_path, model_dirs, capsys, case, message):
     args = _base(tmp_path, model_dirs)
@@ -82,6 +83,10 @@ def test_generate_bad_input_fails_before_models_load(tmp_path, model_dirs, capsy
     elif case == "ref-beyond":
         np.save(tmp_path / "ref.npy", np.zeros((1, 500), dtype=np.int64))
         args += ["--ref-codes", str(tmp_path / "ref.npy"), "--ref-start", "5", "--ref-end", "20"]
+    elif case == "context-too-long":  # 40 s of dual reference + 13,000 new tokens do not fit
+        np.save(tmp_path / "v.npy", np.zeros((1, 2500), dtype=np.int64))
+        args += ["--ref-vocal-codes", str(tmp_path / "v.npy"), "--ref-inst-codes", str(tmp_path / "v.npy"),
+                 "--ref-end", "40", "--max-new-tokens", "13000"]  # fmt: skip
     elif case == "audio-ref-without-codec":
         args += ["--ref-audio", str(tmp_path / "song.mp3")]
     assert infer_main(args) == 2

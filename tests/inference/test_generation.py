@@ -49,6 +49,35 @@ def test_stage1_cached_cfg_matches_hf_generate(synth_tokenizer, guidance):
     assert ours.tolist() == ref.tolist()
 
 
+def _uncached_stage1(model, context, cfg, guidance):
+    """Reference without any KV cache: every step re-runs the conditional sequence and the unconditional
+    one (the last prompt token plus what was generated) from scratch."""
+    from inference.sampling import stage1_next_token
+
+    cond, uncond, out = context[None], context[None, -1:], []
+    for step in range(cfg.max_new_tokens):
+        with torch.no_grad():
+            lc = model(input_ids=cond, use_cache=False, logits_to_keep=1).logits[:, -1].float()
+            lu = model(input_ids=uncond, use_cache=False, logits_to_keep=1).logits[:, -1].float()
+        token = stage1_next_token(lc, lu if guidance != 1 else None, cond, step, cfg, guidance, None)
+        out.append(int(token))
+        if out[-1] == vocab.EOA:
+            break
+        cond = torch.cat([cond, token[None]], dim=1)
+        uncond = torch.cat([uncond, token[None]], dim=1)
+    return out
+
+
+@pytest.mark.slow
+def test_stage1_cached_cfg_matches_uncached_reference(synth_tokenizer):
+    model = tiny_llama(seed=3)
+    prompt = seq.first_section_prompt(synth_tokenizer, "rock male", seq.split_lyrics("[chorus]\nhey\n")).ids
+    context = torch.as_tensor(prompt, dtype=torch.long)
+    cfg = SamplingConfig(greedy=True, max_new_tokens=200, min_new_tokens=200)
+    ours = generate_section(model, context, cfg, 1.5).tolist()
+    assert ours[:200] == _uncached_stage1(model, context, cfg, 1.5)[:200]
+
+
 def test_stage1_song_structure_and_parse(synth_tokenizer):
     model = tiny_llama(dtype=torch.float32)
     sections = seq.split_lyrics("[verse]\nla\n[chorus]\nna\n")
