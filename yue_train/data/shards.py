@@ -154,9 +154,15 @@ def iter_documents(urls: str | Path | list[str]) -> Iterator[Document]:
     """Documents of one or more shards (paths or URLs webdataset can open), in shard order."""
     if isinstance(urls, (str, Path)) and not str(urls).startswith(("http://", "https://", "pipe:", "s3://")):
         urls = shard_paths(urls)
-    dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+    # Every process reads every shard it is given: splitting data between processes is the caller's job
+    # (the trainer packs one global batch on every process), so webdataset must not split by node.
+    dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False, nodesplitter=_all_shards)
     for sample in dataset:
         yield _decode_sample(sample)
+
+
+def _all_shards(urls: Any) -> Any:
+    return urls
 
 
 def read_summary(shard_dir: str | Path) -> dict[str, Any]:

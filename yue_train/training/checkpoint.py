@@ -59,15 +59,20 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
     return sorted(steps)
 
 
-def save_checkpoint(run_dir: Path, step: int, write: Callable[[Path], None], keep_last: int = 3) -> Path:
-    """Write a checkpoint with ``write(folder)`` and publish it as ``checkpoints/step-{step}``."""
+def begin_checkpoint(run_dir: Path, step: int) -> Path:
+    """Create the empty temp folder ``checkpoints/.tmp-step-N`` (main process; others wait at a barrier)."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".tmp-step-{step}"
     tmp.mkdir()
-    write(tmp)
+    return tmp
+
+
+def publish_checkpoint(run_dir: Path, step: int, tmp: Path, keep_last: int = 3) -> Path:
+    """Mark ``tmp`` complete, rename it to ``checkpoints/step-N``, point ``latest`` at it, prune old ones."""
+    root = Path(run_dir) / CHECKPOINTS
     (tmp / MARKER).write_text(f"{step}\n")
     _fsync_tree(tmp)
     _fault_pause("during_save", step)
@@ -86,6 +91,13 @@ def save_checkpoint(run_dir: Path, step: int, write: Callable[[Path], None], kee
         for old in checkpoint_steps(run_dir)[:-keep_last]:
             shutil.rmtree(root / f"step-{old}", ignore_errors=True)
     return final
+
+
+def save_checkpoint(run_dir: Path, step: int, write: Callable[[Path], None], keep_last: int = 3) -> Path:
+    """Write a checkpoint with ``write(folder)`` and publish it as ``checkpoints/step-{step}`` (one process)."""
+    tmp = begin_checkpoint(run_dir, step)
+    write(tmp)
+    return publish_checkpoint(run_dir, step, tmp, keep_last)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

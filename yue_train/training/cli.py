@@ -30,7 +30,8 @@ class UsageError(ValueError):
 
 
 def available_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    # Nested folders are recipe families: recipes/pretrain/phase1_warmup.yaml is recipe=pretrain/phase1_warmup.
+    return sorted(p.relative_to(RECIPES_DIR).with_suffix("").as_posix() for p in RECIPES_DIR.rglob("*.yaml"))
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -55,6 +56,7 @@ def train_main(overrides: list[str]) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from yue_train.training.data import DataConfigError
+    from yue_train.training.distributed import destroy_process_group
     from yue_train.training.trainer import TrainingError, run_training
     from yue_train.training.validate import ConfigError
 
@@ -65,7 +67,10 @@ def train_main(overrides: list[str]) -> int:
         message = " ".join(x.strip() for x in str(e).splitlines() if x.strip())
         print(f"yue-train: error: {message}", file=sys.stderr)
         return 2
-    print(json.dumps(summary, indent=2))
+    finally:
+        destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary per run, not one per process
+        print(json.dumps(summary, indent=2))
     return 0
 
 

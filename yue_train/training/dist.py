@@ -1,5 +1,4 @@
-"""Process-group helpers. Single-process today; written against torch.distributed so the scale-out
-issue (DDP/FSDP2/DeepSpeed under torchrun) can plug in without touching the loop."""
+"""Process-group helpers: rank, world size, sums and barriers that are no-ops in a single process."""
 
 from __future__ import annotations
 
@@ -15,13 +14,6 @@ def rank() -> int:
 
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def check_single_process() -> None:
-    """Launched by torchrun with several processes but no process group: refuse rather than have every
-    rank train the same data and write the same files."""
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError("multi-process training (WORLD_SIZE > 1) is not supported yet: run one process")
 
 
 def is_main() -> bool:

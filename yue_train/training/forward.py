@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from yue_train.training.data import Batch
+from yue_train.training.loss import chunked_loss
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -60,3 +61,32 @@ def check_positions(position_ids: torch.Tensor) -> None:
     ok = (pos[:, :1] == 0).all() and ((pos[:, 1:] == pos[:, :-1] + 1) | (pos[:, 1:] == 0)).all()
     if not bool(ok):
         raise ValueError("position_ids must restart at 0 per document and count up by 1 inside it")
+
+
+class PackedLossModule(nn.Module):
+    """Causal LM + chunked loss as one ``nn.Module``: packed batch tensors in, loss sums out.
+
+    The distributed wrappers (DDP, FSDP2, DeepSpeed) hook into a module's ``forward``: DDP prepares its
+    gradient reduction there and FSDP2 gathers the root's parameters (embeddings, final norm, ``lm_head``)
+    there. The training step calls the decoder and the ``lm_head`` separately (the loss is chunked), so
+    it is this module, whose ``forward`` does both, that gets wrapped. ``lm`` keeps the Hugging Face
+    (or PEFT) parameter names under the ``lm.`` prefix.
+    """
+
+    def __init__(self, lm: nn.Module, weight_table: torch.Tensor, chunk_size: int) -> None:
+        super().__init__()
+        self.lm = lm
+        self.packed = PackedForward(lm)
+        self.register_buffer("weight_table", weight_table.float(), persistent=False)
+        self.chunk_size = int(chunk_size)
+
+    def forward(
+        self, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor, target_roles: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        batch = Batch(input_ids, position_ids, labels, target_roles)
+        sums = chunked_loss(
+            self.packed.hidden_states(batch), self.packed.lm_head, labels, target_roles, self.weight_table,
+            self.chunk_size,
+        )  # fmt: skip
+        # A tuple of tensors (not the dataclass) so every wrapper passes it through untouched.
+        return sums.weighted, sums.weight_sum, sums.role_loss, sums.role_correct, sums.role_count

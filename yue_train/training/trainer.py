@@ -8,8 +8,9 @@ resume needs the data position (documents consumed per dataset, mixture RNG, the
 document) saved beside model, optimizer, scheduler and RNG states (:mod:`.data`, :mod:`.checkpoint`).
 Model, LoRA, optimizer and scheduler are still the libraries' (transformers, PEFT, torch).
 
-Distribution: the loop reduces its loss sums through :mod:`.dist` and saves per-rank RNG and data
-state; wrapping the model in DDP/FSDP2 is the scale-out issue's job.
+Distribution: :mod:`.distributed` wraps the model (DDP, FSDP2, DeepSpeed ZeRO) behind the same few calls;
+every process builds the same global batch and trains on its share (:class:`BatchGeometry`), so losses,
+data position and checkpoints do not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import random
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +31,26 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 
+from yue_train.format.roles import ROLE_NAMES
 from yue_train.models.loading import ModelSpec, build_model, enable_activation_checkpointing
 from yue_train.training import dist
-from yue_train.training.checkpoint import latest_checkpoint, save_checkpoint
+from yue_train.training.checkpoint import CHECKPOINTS, begin_checkpoint, latest_checkpoint, publish_checkpoint
 from yue_train.training.data import IGNORE_INDEX, Batch, build_train_stream, eval_batches
-from yue_train.training.forward import PackedForward, unwrap
+from yue_train.training.distributed import (
+    DeepSpeedStrategy,
+    DistributedConfigError,
+    init_process_group,
+    make_strategy,
+)
+from yue_train.training.forward import PackedLossModule, unwrap
 from yue_train.training.logger import RunLogger, truncate_metrics
 from yue_train.training.lora import apply_lora
-from yue_train.training.loss import LossSums, chunked_loss, role_weight_table
+from yue_train.training.loss import N_ROLES, LossSums, role_weight_table
 from yue_train.training.validate import validate
 
 CONFIG_NAME = "config.yaml"
 BASE_MODEL_DIR = "base_model"
+DATA_STATE = "data.pt"  # the global data position (the same on every process)
 
 
 class TrainingError(RuntimeError):
@@ -86,24 +96,58 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@dataclass
+class BatchGeometry:
+    """How a global batch of packed rows splits over processes and micro-batches."""
+
+    micro_batch: int  # rows per forward on one process (data.batch_size)
+    grad_accum: int  # micro-batches per optimizer step on one process
+    world: int
+    global_batch: int  # rows per optimizer step, all processes together
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig, world: int) -> BatchGeometry:
+        micro = int(cfg.data.batch_size)
+        wanted = cfg.trainer.get("global_batch_size")
+        if wanted is None:  # the per-process accumulation is given: the global batch follows the world size
+            accum = int(cfg.trainer.grad_accum)
+            return cls(micro, accum, world, micro * accum * world)
+        wanted = int(wanted)
+        if wanted % (micro * world) or wanted < micro * world:
+            raise TrainingError(
+                f"trainer.global_batch_size={wanted} is not a multiple of data.batch_size ({micro}) x processes "
+                f"({world}); change one of them"
+            )
+        # Recomputed from the world size, so the same global batch holds when the number of GPUs changes.
+        return cls(micro, wanted // (micro * world), world, wanted)
+
+
 class Trainer:
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
-        self.model_config = validate(cfg)  # before anything heavy: raises ConfigError
         self.run_dir = Path(cfg.trainer.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.device = dist.pick_device(cfg.trainer.device)
         try:
-            dist.check_single_process()
-        except RuntimeError as e:
+            init_process_group(str(cfg.distributed.get("strategy", "single")), self.device.type)
+        except DistributedConfigError as e:
             raise TrainingError(str(e)) from None
         self.rank, self.world = dist.rank(), dist.world_size()
         self.main = dist.is_main()
-        self.device = dist.pick_device(cfg.trainer.device)
+        # Config checks before anything heavy (raise ConfigError). The first process also writes any
+        # generated corpus; the others check after it, so they never race to write the same files.
+        if self.main:
+            self.model_config = validate(cfg)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        dist.barrier()
+        if not self.main:
+            self.model_config = validate(cfg)
+        self.geometry = BatchGeometry.from_cfg(cfg, self.world)
         self.spec = ModelSpec.from_cfg(cfg.model)
         self.lora = bool(cfg.lora.enabled)
         self.step = 0
         self.tokens_seen = 0
         self.skipped_steps = 0
+        self.role_tokens = np.zeros(N_ROLES, dtype=np.int64)  # label tokens per target role, cumulative
         self._stop_signal: int | None = None
         self.resolved = OmegaConf.to_container(cfg, resolve=True)
         if self.main:
@@ -113,15 +157,25 @@ class Trainer:
             torch.set_num_threads(int(cfg.trainer.cpu_threads))  # tiny CPU runs: 1 beats 2 on a busy machine
         _seed_all(int(cfg.trainer.seed))
         self.resume_from = self._find_resume()
-        self.model = self._build_model(self.resume_from)
-        self.forward = PackedForward(self.model)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = self._build_optimizer()
-        self.scheduler = LambdaLR(self.optimizer, lr_lambda(cfg.optim, int(cfg.trainer.max_steps)))
-        self.weight_table = role_weight_table(cfg.trainer.loss.get("role_weights"), self.device)
-        self.stream = build_train_stream(
-            cfg.data, int(cfg.trainer.seed), self.rank, self.world, self.model_config.vocab_size
-        )
+        self.init_from = None if self.resume_from else resolve_init_from(cfg.trainer.get("init_from"))
+        self.strategy = make_strategy(cfg.distributed, self.device)
+        # Full fine-tuning on a GPU: fp32 master weights, bf16 compute (LoRA keeps a bf16 base instead).
+        mixed_bf16 = not self.lora and self.device.type == "cuda" and self.spec.dtype == "auto"
+        self.strategy.autocast_bf16 = mixed_bf16
+        if mixed_bf16:
+            self.spec = ModelSpec(**{**self.spec.__dict__, "dtype": "float32"})
+        if isinstance(self.strategy, DeepSpeedStrategy):
+            g = self.geometry
+            self.strategy.configure(g.micro_batch, g.grad_accum, g.world, float(cfg.optim.max_grad_norm), mixed_bf16)
+        weight_table = role_weight_table(cfg.trainer.loss.get("role_weights"), self.device)
+        module = PackedLossModule(self._build_model(self.resume_from), weight_table, int(cfg.trainer.loss.chunk_size))
+        max_steps = int(cfg.trainer.max_steps)
+        self.strategy.wrap(module, self._build_optimizer, lambda opt: LambdaLR(opt, lr_lambda(cfg.optim, max_steps)))
+        self.model = self.strategy.lm  # the Hugging Face / PEFT model (its parameters may be sharded)
+        # One global stream on every process: each process packs all rows of a step and keeps its share,
+        # so the data order does not depend on the number of processes (resume under another world size
+        # continues at the same document) at the cost of every process reading every document.
+        self.stream = build_train_stream(cfg.data, int(cfg.trainer.seed), 0, 1, self.model_config.vocab_size)
         self._eval_set: list[Batch] | None = None
         if self.resume_from is not None:
             self._load_state(self.resume_from)
@@ -140,17 +194,18 @@ class Trainer:
 
     def _build_model(self, ckpt: Path | None) -> torch.nn.Module:
         spec = self.spec
-        if ckpt is not None and not self.lora:
-            spec = ModelSpec(**{**spec.__dict__, "name": None, "path": str(ckpt / "model"), "overrides": None})
+        weights = ckpt / "model" if ckpt is not None and not self.lora else self.init_from
+        if weights is not None:
+            spec = ModelSpec(**{**spec.__dict__, "name": None, "path": str(weights), "overrides": None})
         model = build_model(spec, self.device, seed=int(self.cfg.trainer.seed))
         if self.spec.gradient_checkpointing:
             enable_activation_checkpointing(model)
         if not self.lora:
             return model
-        if not self.spec.path and self.main and not (self.run_dir / BASE_MODEL_DIR).exists():
+        if not spec.path and self.main and not (self.run_dir / BASE_MODEL_DIR).exists():
             # A random-init base exists nowhere else: keep it so `yue-train export` can merge into it.
             model.save_pretrained(self.run_dir / BASE_MODEL_DIR)
-        base_ref = self.spec.path or str((self.run_dir / BASE_MODEL_DIR).resolve())
+        base_ref = spec.path or str((self.run_dir / BASE_MODEL_DIR).resolve())
         if ckpt is not None:
             from peft import PeftModel
 
@@ -160,10 +215,10 @@ class Trainer:
         model.peft_config["default"].base_model_name_or_path = base_ref
         return model
 
-    def _build_optimizer(self) -> torch.optim.Optimizer:
+    def _build_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         o = self.cfg.optim
-        decay = [p for p in self.params if p.ndim >= 2]
-        no_decay = [p for p in self.params if p.ndim < 2]  # norms and biases
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]  # norms and biases
         groups = [{"params": decay, "weight_decay": float(o.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.AdamW(
             [g for g in groups if g["params"]],
@@ -174,87 +229,148 @@ class Trainer:
             foreach=None if self.device.type == "cuda" else True,  # CPU default is a slow per-tensor loop
         )
 
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        """The trainable parameters (this process's shards under FSDP2)."""
+        return self.strategy.trainable_parameters()
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.strategy.optimizer  # type: ignore[return-value]
+
+    @property
+    def scheduler(self) -> Any:
+        return self.strategy.scheduler
+
     # ---------------------------------------------------------------------------------- checkpoints
-    def _write_checkpoint(self, folder: Path) -> None:
-        if self.lora:
-            self.model.save_pretrained(folder / "adapter")
-        else:
-            unwrap(self.model).save_pretrained(folder / "model")
-        torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
-        torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
-        torch.save(_rng_state(), folder / f"rng_rank{self.rank}.pt")
-        torch.save(self.stream.state_dict(), folder / f"data_rank{self.rank}.pt")
-        state = {"step": self.step, "tokens_seen": self.tokens_seen, "skipped_steps": self.skipped_steps}
-        (folder / "trainer_state.json").write_text(json.dumps(state, indent=2) + "\n")
-        (folder / CONFIG_NAME).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+    def _trainer_state(self) -> dict[str, Any]:
+        g = self.geometry
+        return {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "skipped_steps": self.skipped_steps,
+            "role_tokens": {ROLE_NAMES[i]: int(n) for i, n in enumerate(self.role_tokens) if n},
+            "world_size": self.world,
+            "strategy": str(self.cfg.distributed.strategy),
+            "global_batch_size": g.global_batch,
+            "grad_accum": g.grad_accum,
+            "micro_batch": g.micro_batch,
+        }
 
     def save(self) -> Path | None:
-        if not self.main:  # multi-rank saving (per-rank RNG/data files) belongs to the scale-out issue
-            return None
-        return save_checkpoint(self.run_dir, self.step, self._write_checkpoint, int(self.cfg.trainer.keep_last))
+        """A checkpoint of this step; every process takes part (weights and optimizer state are gathered)."""
+        tmp = begin_checkpoint(self.run_dir, self.step) if self.main else None
+        dist.barrier()
+        folder = self.run_dir / CHECKPOINTS / f".tmp-step-{self.step}"
+        weights = self.strategy.full_model_state_dict(trainable_only=self.lora)
+        if self.main:
+            if self.lora:
+                self.model.save_pretrained(folder / "adapter", state_dict=weights)
+            else:
+                unwrap(self.model).save_pretrained(folder / "model", state_dict=weights)
+        del weights
+        self.strategy.save_optimizer(folder, self.main)
+        torch.save(_rng_state(), folder / f"rng_rank{self.rank}.pt")
+        if self.main:
+            torch.save(self.stream.state_dict(), folder / DATA_STATE)
+            (folder / "trainer_state.json").write_text(json.dumps(self._trainer_state(), indent=2) + "\n")
+            (folder / CONFIG_NAME).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+        dist.barrier()
+        final = None
+        if self.main:
+            assert tmp is not None
+            final = publish_checkpoint(self.run_dir, self.step, tmp, int(self.cfg.trainer.keep_last))
+        dist.barrier()
+        return final
 
     def _load_state(self, ckpt: Path) -> None:
         state = json.loads((ckpt / "trainer_state.json").read_text())
         self.step, self.tokens_seen, self.skipped_steps = state["step"], state["tokens_seen"], state["skipped_steps"]
-        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=self.device, weights_only=True))
-        self.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
-        self.stream.load_state_dict(torch.load(ckpt / f"data_rank{self.rank}.pt", weights_only=False))
-        _set_rng_state(torch.load(ckpt / f"rng_rank{self.rank}.pt", weights_only=False))
+        by_name = {name: i for i, name in ROLE_NAMES.items()}
+        for name, n in state.get("role_tokens", {}).items():
+            self.role_tokens[by_name[name]] = n
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.world and isinstance(self.strategy, DeepSpeedStrategy):
+            raise TrainingError(
+                f"{ckpt} was written by {saved_world} processes; DeepSpeed optimizer state loads under the same "
+                f"number only (now {self.world}). Resume with {saved_world} processes, or use "
+                "distributed=ddp/fsdp2 (their checkpoints load under any number)"
+            )
+        self.strategy.load_optimizer(ckpt, self.main)
+        self.stream.load_state_dict(torch.load(ckpt / DATA_STATE, weights_only=False))
+        rng = ckpt / f"rng_rank{self.rank}.pt"
+        if rng.exists():
+            _set_rng_state(torch.load(rng, weights_only=False))
+        else:  # more processes than the run had: a fresh, distinct stream per process
+            _seed_all(int(self.cfg.trainer.seed) + 1000 * self.rank + self.step)
         if self.main:
             truncate_metrics(self.run_dir, self.step)
+            if saved_world != self.world or int(state.get("global_batch_size", 0)) != self.geometry.global_batch:
+                print(
+                    f"yue-train: resuming a {saved_world}-process run (global batch "
+                    f"{state.get('global_batch_size')}) with {self.world} processes: global batch "
+                    f"{self.geometry.global_batch} = {self.geometry.micro_batch} rows x {self.geometry.grad_accum} "
+                    f"accumulation x {self.world}",
+                    file=sys.stderr,
+                )
 
     # ----------------------------------------------------------------------------------------- steps
-    def loss_sums(self, batch: Batch) -> LossSums:
+    def _sums(self, batch: Batch) -> LossSums:
         batch = batch.to(self.device)
-        hidden = self.forward.hidden_states(batch)
-        return chunked_loss(
-            hidden, self.forward.lm_head, batch.labels, batch.target_roles, self.weight_table,
-            int(self.cfg.trainer.loss.chunk_size),
-        )  # fmt: skip
+        return LossSums(*self.strategy.forward(*batch.tensors()))
 
-    def _weight_sum(self, batches: list[Batch]) -> torch.Tensor:
-        total = torch.zeros((), dtype=torch.float64)
-        table = self.weight_table.cpu()
+    def _global_micro_batches(self) -> tuple[list[Batch], list[Batch]]:
+        """All micro-batches of one optimizer step (every process builds them all) and this process's share."""
+        g = self.geometry
+        everything = [self.stream.next_batch() for _ in range(g.grad_accum * g.world)]
+        return everything, everything[self.rank :: g.world]
+
+    def _label_weight(self, batches: list[Batch]) -> tuple[float, np.ndarray]:
+        """Loss-weight sum and per-role label-token counts of ``batches``."""
+        table = self.weight_table_cpu
+        total, counts = 0.0, np.zeros(N_ROLES, dtype=np.int64)
         for b in batches:
-            keep = b.labels != IGNORE_INDEX
-            total += table[b.target_roles[keep]].double().sum()
-        return dist.all_reduce_sum(total.to(self.device))
+            roles = b.target_roles[b.labels != IGNORE_INDEX]
+            total += float(table[roles].double().sum())
+            counts += np.bincount(roles.numpy(), minlength=N_ROLES)
+        return total, counts
+
+    @property
+    def weight_table_cpu(self) -> torch.Tensor:
+        return role_weight_table(self.cfg.trainer.loss.get("role_weights"))
 
     def train_step(self) -> dict[str, Any]:
-        """One optimizer step over ``grad_accum`` micro-batches; returns the step's metrics."""
+        """One optimizer step over the global batch; returns the step's metrics (the same on every process)."""
         t0 = time.perf_counter()
-        micro = [self.stream.next_batch() for _ in range(int(self.cfg.trainer.grad_accum))]
-        # The loss is normalised by the weight of the whole accumulated (and, later, all-rank) batch, so
-        # every label token counts the same however tokens fall into micro-batches.
-        denom = self._weight_sum(micro)
+        everything, mine = self._global_micro_batches()
+        # The loss is normalised by the weight of the whole global batch, so every label token counts the
+        # same however tokens fall into micro-batches and processes (and whatever the world size).
+        denom, counts = self._label_weight(everything)
+        denom = max(denom, 1e-12)
         total: LossSums | None = None
-        for b in micro:
-            sums = self.loss_sums(b)
-            (sums.weighted / denom * self.world).backward()  # DDP averages gradients over ranks
+        for i, b in enumerate(mine):
+            last = i == len(mine) - 1
+            with self.strategy.sync_context(last):
+                sums = self._sums(b)
+                # x world: the wrappers average gradients over processes; this makes it a global sum.
+                self.strategy.backward(sums.weighted / denom * self.world, last)
             total = sums.detached() if total is None else total + sums.detached()
         assert total is not None
         total = LossSums.from_vector(dist.all_reduce_sum(total.as_vector()))
         metrics = total.report()
         loss = metrics["loss"]
-        max_norm = float(self.cfg.optim.max_grad_norm)
-        grad_norm = float("nan")
-        if math.isfinite(loss):
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm if max_norm > 0 else float("inf")))
+        grad_norm, stepped = self.strategy.clip_and_step(float(self.cfg.optim.max_grad_norm), math.isfinite(loss))
         self.step += 1
-        n_tokens = sum(int(b.labels.ne(IGNORE_INDEX).sum()) for b in micro) * self.world
+        n_tokens = int(counts.sum())
         self.tokens_seen += n_tokens
-        if math.isfinite(loss) and math.isfinite(grad_norm):
-            self.optimizer.step()
-            self.scheduler.step()
-        else:
+        self.role_tokens += counts
+        if not stepped:
             self.skipped_steps += 1
             if self.skipped_steps > int(self.cfg.trainer.max_bad_steps):
-                self.optimizer.zero_grad(set_to_none=True)
                 raise TrainingError(
                     f"step {self.step}: {self.skipped_steps} steps with non-finite loss or gradient "
                     f"(trainer.max_bad_steps={self.cfg.trainer.max_bad_steps}); stopping"
                 )
-        self.optimizer.zero_grad(set_to_none=True)
         dt = time.perf_counter() - t0
         metrics.update(
             step=self.step,
@@ -264,17 +380,16 @@ class Trainer:
             tokens_per_s=n_tokens / dt,
             skipped_steps=self.skipped_steps,
         )
+        metrics.update({f"tokens/{ROLE_NAMES[i]}": int(n) for i, n in enumerate(self.role_tokens) if n})
         return metrics
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         if self._eval_set is None:
+            # Every process builds the same list and evaluates its share, so results do not depend on the
+            # number of processes.
             self._eval_set = eval_batches(
-                self.cfg.data,
-                int(self.cfg.trainer.eval_max_batches),
-                self.rank,
-                self.world,
-                self.model_config.vocab_size,
+                self.cfg.data, int(self.cfg.trainer.eval_max_batches), 0, 1, self.model_config.vocab_size
             )
         if not self._eval_set:
             wanted = bool(self.cfg.data.get("eval")) or float(self.cfg.data.eval_fraction) > 0
@@ -283,15 +398,22 @@ class Trainer:
                       file=sys.stderr)  # fmt: skip
                 self._warned_no_eval = True
             return {}
-        was_training = self.model.training
-        self.model.eval()
+        wrapped = self.strategy.wrapped
+        assert wrapped is not None
+        was_training = wrapped.training
+        wrapped.eval()
         total: LossSums | None = None
-        for b in self._eval_set:
-            s = self.loss_sums(b).detached()
+        n = len(self._eval_set)
+        # Sharded strategies gather weights in every forward: all processes run the same number of them
+        # (a process past the end repeats batch 0 and drops the result).
+        for i in range(self.rank, -(-n // self.world) * self.world, self.world):
+            s = self._sums(self._eval_set[i if i < n else 0]).detached()
+            if i >= n:
+                continue
             total = s if total is None else total + s
-        self.model.train(was_training)
-        assert total is not None
-        total = LossSums.from_vector(dist.all_reduce_sum(total.as_vector()))
+        wrapped.train(was_training)
+        vec = total.as_vector() if total is not None else torch.zeros(2 + 3 * N_ROLES, dtype=torch.float64)
+        total = LossSums.from_vector(dist.all_reduce_sum(vec.to(self.device)))
         out = total.report("eval/")
         out["eval/ppl"] = math.exp(min(out["eval/loss"], 50.0))
         return out
@@ -300,13 +422,18 @@ class Trainer:
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self._stop_signal = signum
 
+    def _stop_requested(self) -> bool:
+        """Whether any process got SIGTERM: decided together, so all of them save the same step."""
+        flag = torch.tensor([1.0 if self._stop_signal is not None else 0.0], dtype=torch.float64)
+        return bool(dist.all_reduce_sum(flag.to(self.device)).item() > 0)
+
     def train(self) -> dict[str, Any]:
         t = self.cfg.trainer
         max_steps, log_every = int(t.max_steps), int(t.log_every)
         eval_every, save_every = int(t.eval_every), int(t.save_every)
         logger = RunLogger(self.run_dir, self.cfg, self.resolved, self.main, max_steps, self.step)
         previous = signal.signal(signal.SIGTERM, self._on_signal)
-        self.model.train()
+        self.strategy.wrapped.train()  # type: ignore[union-attr]
         first_loss = last_loss = None
         eval_metrics: dict[str, float] = {}
         status = "finished"
@@ -322,9 +449,11 @@ class Trainer:
                     eval_metrics = self.evaluate()
                     if eval_metrics:
                         logger.log({"step": self.step, **eval_metrics})
-                if self._stop_signal is not None:
+                if self._stop_requested():
                     self.save()
-                    status = f"stopped by signal {self._stop_signal} at step {self.step}; checkpoint saved"
+                    status = (
+                        f"stopped by signal {self._stop_signal or signal.SIGTERM} at step {self.step}; checkpoint saved"
+                    )
                     break
                 if save_every > 0 and self.step % save_every == 0 and self.step < max_steps:
                     self.save()
@@ -344,10 +473,38 @@ class Trainer:
             "first_loss": first_loss,
             "last_loss": last_loss,
             "skipped_steps": self.skipped_steps,
+            "tokens_seen": self.tokens_seen,
+            "world_size": self.world,
+            "global_batch_size": self.geometry.global_batch,
+            "init_from": str(self.init_from) if self.init_from else None,
             "eval": eval_metrics,
             "checkpoint": str(ckpt) if ckpt else None,
             "run_dir": str(self.run_dir),
         }
+
+
+def resolve_init_from(value: Any) -> Path | None:
+    """``trainer.init_from``: a run folder (its latest checkpoint), a checkpoint folder, or a Hugging Face
+    model folder -> the folder of full model weights a new phase starts from."""
+    if value in (None, "", False):
+        return None
+    path = Path(str(value))
+    if (path / CHECKPOINTS).is_dir():
+        ckpt = latest_checkpoint(path)
+        if ckpt is None:
+            raise TrainingError(f"trainer.init_from={value}: that run has no complete checkpoint yet")
+        path = ckpt
+    if (path / "model" / "config.json").exists():
+        return path / "model"
+    if (path / "config.json").exists():
+        return path
+    if (path / "adapter").is_dir():
+        raise TrainingError(
+            f"trainer.init_from={value}: a LoRA checkpoint; merge it first with `yue-train export` and start from that"
+        )
+    raise TrainingError(
+        f"trainer.init_from={value}: no run, checkpoint or model folder there (run the previous phase first)"
+    )
 
 
 def run_training(cfg: DictConfig) -> dict[str, Any]:

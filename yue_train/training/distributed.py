@@ -1,0 +1,366 @@
+"""Data-parallel strategies: ``distributed=single | ddp | fsdp2 | deepspeed_zero2 | deepspeed_zero3``.
+
+Each strategy wraps the :class:`~yue_train.training.forward.PackedLossModule` with the library that does
+the work (torch DDP, torch FSDP2 ``fully_shard``, DeepSpeed ZeRO) and answers the few calls the training
+loop makes: a micro-batch backward (with gradient sync only on the last micro-batch), clip + optimizer
+step, and full state dicts for checkpoints. The loop itself is the same for all of them.
+
+Loss scaling: the loop divides each micro-batch's loss sum by the weight of the *global* batch and
+multiplies by the world size, because every wrapper here averages gradients over ranks. So gradients are
+those of the global-batch mean whatever the number of processes (the 1-process and 2-process runs of
+the same global batch take the same steps; a test checks it).
+
+Checkpoints (see :mod:`.trainer`): model weights are always saved whole, in Hugging Face / PEFT format,
+so a run can be exported, start the next phase, or resume under another number of processes. The
+optimizer state of ``single``/``ddp``/``fsdp2`` is saved whole too, keyed by parameter name
+(``torch.distributed.checkpoint.state_dict``), so it loads under any world size; DeepSpeed keeps its
+own partitioned optimizer files (``deepspeed/``), which load under the same number of processes only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+
+STRATEGIES = ("single", "ddp", "fsdp2", "deepspeed")
+DEEPSPEED_DIR = "deepspeed"
+
+
+class DistributedConfigError(ValueError):
+    """A ``distributed`` config that cannot run as launched; the message says what to change."""
+
+
+# ------------------------------------------------------------------------------------ process group
+def launched_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_process_group(strategy: str, device_type: str) -> None:
+    """Join the process group torchrun / the DeepSpeed launcher / srun describe in the environment.
+
+    A strategy other than ``single`` started as one plain process gets a one-rank group of its own, so
+    ``yue-train recipe=... distributed=fsdp2`` also runs without a launcher.
+    """
+    if dist.is_initialized():
+        return
+    world = launched_world_size()
+    if strategy == "single":
+        if world > 1:
+            raise DistributedConfigError(
+                f"launched with {world} processes but distributed=single; choose distributed=ddp, fsdp2, "
+                "deepspeed_zero2 or deepspeed_zero3 (or launch one process)"
+            )
+        return
+    if world == 1 and "MASTER_ADDR" not in os.environ:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", LOCAL_RANK="0")
+        os.environ["WORLD_SIZE"] = "1"
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if device_type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if strategy == "deepspeed":
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend=backend, timeout=timedelta(minutes=30))
+    else:
+        dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------------------- strategies
+class Strategy:
+    """One process, no wrapper (also the base the others extend)."""
+
+    name = "single"
+
+    def __init__(self, cfg: Any, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
+        self.module: nn.Module | None = None  # the PackedLossModule (unwrapped)
+        self.wrapped: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self.autocast_bf16 = False  # set by the trainer for full fine-tuning in bf16 mixed precision
+
+    # setup
+    def wrap(self, module: nn.Module, make_optimizer, make_scheduler) -> None:
+        """Wrap ``module``; then build the optimizer over the (possibly sharded) trainable parameters."""
+        self.module = self.wrapped = module
+        self.optimizer = make_optimizer(self.trainable_parameters())
+        self.scheduler = make_scheduler(self.optimizer)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        assert self.module is not None
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    @property
+    def lm(self) -> nn.Module:
+        """The Hugging Face / PEFT model inside (what checkpoints name parameters by)."""
+        assert self.module is not None
+        return self.module.lm
+
+    # step
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        assert self.wrapped is not None
+        if self.autocast_bf16:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                return self.wrapped(*tensors)
+        return self.wrapped(*tensors)
+
+    def sync_context(self, last_micro_batch: bool) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor, last_micro_batch: bool) -> None:
+        loss.backward()
+
+    def clip_and_step(self, max_norm: float, finite_loss: bool) -> tuple[float, bool]:
+        """Clip, then step unless the loss or gradient norm is not finite; returns (grad norm, stepped)."""
+        assert self.optimizer is not None
+        grad_norm = float("nan")
+        if finite_loss:
+            norm = torch.nn.utils.clip_grad_norm_(
+                self.trainable_parameters(), max_norm if max_norm > 0 else float("inf")
+            )
+            if hasattr(norm, "full_tensor"):  # a DTensor under FSDP2
+                norm = norm.full_tensor()
+            grad_norm = float(norm)
+        stepped = finite_loss and torch.isfinite(torch.tensor(grad_norm)).item()
+        if stepped:
+            self.optimizer.step()
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm, bool(stepped)
+
+    # state
+    def _options(self, **kw: Any) -> StateDictOptions:
+        return StateDictOptions(full_state_dict=True, cpu_offload=True, **kw)
+
+    def full_model_state_dict(self, trainable_only: bool) -> dict[str, torch.Tensor]:
+        """The whole model's (or only the trainable) weights on rank 0 (empty elsewhere); a collective."""
+        return get_model_state_dict(self.lm, options=self._options(ignore_frozen_params=trainable_only))
+
+    def save_optimizer(self, folder: Path, is_main: bool) -> None:
+        assert self.optimizer is not None
+        state = get_optimizer_state_dict(self.lm, self.optimizer, options=self._options())
+        if is_main:
+            torch.save(state, folder / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+
+    def load_optimizer(self, folder: Path, is_main: bool) -> None:
+        assert self.optimizer is not None
+        distributed = dist.is_initialized() and dist.get_world_size() > 1
+        state: dict[str, Any] = {}
+        if is_main or not distributed:
+            state = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=False)
+        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=distributed)
+        set_optimizer_state_dict(self.lm, self.optimizer, state, options=options)
+        self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+
+
+class DDPStrategy(Strategy):
+    name = "ddp"
+
+    def wrap(self, module: nn.Module, make_optimizer, make_scheduler) -> None:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        self.module = module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.wrapped = DDP(module, device_ids=ids, find_unused_parameters=bool(self.cfg.get("find_unused_parameters")))
+        self.optimizer = make_optimizer(self.trainable_parameters())
+        self.scheduler = make_scheduler(self.optimizer)
+
+    def sync_context(self, last_micro_batch: bool) -> contextlib.AbstractContextManager:
+        # Gradients are all-reduced once per optimizer step, on the last micro-batch.
+        return contextlib.nullcontext() if last_micro_batch else self.wrapped.no_sync()  # type: ignore[union-attr]
+
+
+class FSDP2Strategy(Strategy):
+    """``torch.distributed.fsdp.fully_shard`` on every decoder layer, then on the whole module."""
+
+    name = "fsdp2"
+
+    def wrap(self, module: nn.Module, make_optimizer, make_scheduler) -> None:
+        from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
+
+        self.module = module
+        kwargs: dict[str, Any] = {}
+        if self.autocast_bf16:  # fp32 master weights, bf16 compute, fp32 gradient reduction
+            kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+            self.autocast_bf16 = False  # the policy casts; no autocast on top
+        if self.cfg.get("cpu_offload"):
+            kwargs["offload_policy"] = CPUOffloadPolicy()
+        layer_names = set(getattr(_inner_lm(module.lm), "_no_split_modules", None) or ["LlamaDecoderLayer"])
+        for sub in module.modules():
+            if type(sub).__name__ in layer_names:
+                fully_shard(sub, reshard_after_forward=bool(self.cfg.get("reshard_after_forward", True)), **kwargs)
+        fully_shard(module, **kwargs)
+        self.wrapped = module
+        self.optimizer = make_optimizer(self.trainable_parameters())
+        self.scheduler = make_scheduler(self.optimizer)
+
+    def backward(self, loss: torch.Tensor, last_micro_batch: bool) -> None:
+        # Reduce-scatter gradients only after the last micro-batch; earlier ones accumulate unsharded.
+        self.wrapped.set_requires_gradient_sync(last_micro_batch)  # type: ignore[union-attr]
+        loss.backward()
+
+
+class DeepSpeedStrategy(Strategy):
+    """DeepSpeed ZeRO-2/3 through ``deepspeed.initialize`` with our AdamW and LR schedule."""
+
+    name = "deepspeed"
+
+    def __init__(self, cfg: Any, device: torch.device) -> None:
+        super().__init__(cfg, device)
+        self.engine: Any = None
+        self.ds_config: dict[str, Any] = {}
+
+    def configure(self, micro_batch: int, grad_accum: int, world: int, max_grad_norm: float, bf16: bool) -> None:
+        self.ds_config = deepspeed_config(self.cfg, micro_batch, grad_accum, world, max_grad_norm, bf16)
+
+    def wrap(self, module: nn.Module, make_optimizer, make_scheduler) -> None:
+        import deepspeed
+
+        self.module = module
+        optimizer = make_optimizer(self.trainable_parameters())
+        scheduler = make_scheduler(optimizer)
+        self.autocast_bf16 = False  # DeepSpeed's bf16 mode casts the module and keeps fp32 master weights
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=module, optimizer=optimizer, lr_scheduler=scheduler, config=self.ds_config
+        )
+        self.wrapped = self.engine
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        assert self.module is not None
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def backward(self, loss: torch.Tensor, last_micro_batch: bool) -> None:
+        self.engine.set_gradient_accumulation_boundary(last_micro_batch)
+        # Our loss is already the global-batch mean; DeepSpeed must not divide by the accumulation steps.
+        self.engine.backward(loss, scale_wrt_gas=False)
+
+    def clip_and_step(self, max_norm: float, finite_loss: bool) -> tuple[float, bool]:
+        # DeepSpeed clips (gradient_clipping) and skips the update itself when the gradient norm is not
+        # finite (its "overflow" path, which also holds back the LR schedule); we report what it did.
+        self.engine.step()
+        norm = self.engine.get_global_grad_norm()
+        grad_norm = float(norm) if norm is not None else float("nan")
+        overflow = bool(getattr(self.engine.optimizer, "overflow", False))
+        return grad_norm, finite_loss and not overflow
+
+    def full_model_state_dict(self, trainable_only: bool) -> dict[str, torch.Tensor]:
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        out: dict[str, torch.Tensor] = {}
+        is_main = not dist.is_initialized() or dist.get_rank() == 0
+        for name, p in self.lm.named_parameters():
+            if trainable_only and not p.requires_grad:
+                continue
+            # Collective under ZeRO-3 (parameters are partitioned): every rank takes part.
+            full = safe_get_full_fp32_param(p) if p.requires_grad else _gather_frozen(p)
+            if is_main:
+                out[name] = full.detach().to("cpu", copy=True)
+        return out
+
+    def save_optimizer(self, folder: Path, is_main: bool) -> None:
+        # Model weights are saved whole by the trainer; here only DeepSpeed's optimizer/scheduler state.
+        self.engine.save_checkpoint(str(folder / DEEPSPEED_DIR), tag="state", exclude_frozen_parameters=True)
+
+    def load_optimizer(self, folder: Path, is_main: bool) -> None:
+        path = folder / DEEPSPEED_DIR
+        if not path.is_dir():
+            raise DistributedConfigError(
+                f"{folder} holds no DeepSpeed state (it was written by another strategy); resume it with that "
+                "strategy, or start from its weights with trainer.init_from"
+            )
+        self.engine.load_checkpoint(
+            str(path), tag="state", load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True
+        )
+
+
+def _gather_frozen(p: nn.Parameter) -> torch.Tensor:
+    """A frozen parameter's full value (ZeRO-3 partitions frozen parameters too)."""
+    if hasattr(p, "ds_id"):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
+            return p.data.clone()
+    return p.data
+
+
+def _inner_lm(lm: nn.Module) -> nn.Module:
+    return lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+
+
+def deepspeed_config(
+    cfg: Any, micro_batch: int, grad_accum: int, world: int, max_grad_norm: float, bf16: bool
+) -> dict[str, Any]:
+    """The DeepSpeed JSON of ``distributed.config_file`` with every ``"auto"`` filled from the training
+    config (batch sizes, clipping, precision), so the file never repeats what the recipe says.
+
+    A value set in the file that disagrees with the training config is an error rather than a silent
+    winner: DeepSpeed would otherwise train a different global batch than the one the run plans with.
+    """
+    path = Path(str(cfg.config_file))
+    if not path.is_absolute():
+        from yue_train.training.cli import CONF_DIR
+
+        path = CONF_DIR / "deepspeed" / path
+    if not path.is_file():
+        raise DistributedConfigError(f"distributed.config_file: no DeepSpeed config at {path}")
+    ds = json.loads(path.read_text())
+    wanted = {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": grad_accum,
+        "train_batch_size": micro_batch * grad_accum * world,
+        "gradient_clipping": max_grad_norm if max_grad_norm > 0 else 0.0,
+    }
+    for key, value in wanted.items():
+        given = ds.get(key, "auto")
+        if given != "auto" and given != value:
+            raise DistributedConfigError(
+                f'{path.name}: {key}={given} but the training config gives {value}; set it to "auto"'
+            )
+        ds[key] = value
+    bf = ds.setdefault("bf16", {})
+    if bf.get("enabled", "auto") == "auto":
+        bf["enabled"] = bf16
+    zero = ds.setdefault("zero_optimization", {})
+    if cfg.get("zero_stage") is not None:
+        zero["stage"] = int(cfg.zero_stage)
+    if cfg.get("cpu_offload"):
+        zero["offload_optimizer"] = {"device": "cpu"}
+    ds.setdefault("zero_allow_untested_optimizer", True)  # our torch AdamW, not DeepSpeed's
+    ds.setdefault("steps_per_print", 10**12)  # the trainer logs; keep DeepSpeed quiet
+    return ds
+
+
+def make_strategy(cfg: Any, device: torch.device) -> Strategy:
+    name = str(cfg.strategy)
+    classes = {"single": Strategy, "ddp": DDPStrategy, "fsdp2": FSDP2Strategy, "deepspeed": DeepSpeedStrategy}
+    if name not in classes:
+        raise DistributedConfigError(f"distributed.strategy={name!r}; choose one of {', '.join(STRATEGIES)}")
+    return classes[name](cfg, device)
