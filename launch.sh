@@ -9,7 +9,8 @@ Usage: ./launch.sh [--dry-run] RECIPE [hydra overrides ...]
 Runs `yue-train recipe=RECIPE [overrides]` with one process per GPU (or NPROC CPU processes).
 
   ./launch.sh demo                                  one process (CPU) or all GPUs of this machine
-  NPROC=2 ./launch.sh tiny distributed=ddp          two processes (gloo on CPU, nccl on GPU)
+  NPROC=2 ./launch.sh tiny                          two processes (gloo on CPU, nccl on GPU), DDP
+  NPROC=8 ./launch.sh full_s1 distributed=fsdp2     pick the strategy: ddp, fsdp2, deepspeed_zero2/3
   NNODES=4 NODE_RANK=0 MASTER_ADDR=node0 ./launch.sh pretrain/phase1_warmup
                                                     run once on every node with its NODE_RANK
   LAUNCHER=deepspeed HOSTFILE=hosts ./launch.sh lora_s1 distributed=deepspeed_zero2
@@ -25,6 +26,10 @@ Environment:
   LAUNCHER     torchrun (default) or deepspeed
   HOSTFILE     DeepSpeed hostfile (with LAUNCHER=deepspeed)
   PYTHON       interpreter (default: .venv/bin/python beside this script, else python3)
+
+Several processes with no distributed= override get distributed=ddp (torchrun) or
+distributed=deepspeed_zero2 (LAUNCHER=deepspeed). A recipe's global batch (trainer.global_batch_size)
+stays the same whatever NPROC x NNODES is: gradient accumulation is derived from it.
 
 --dry-run prints the exact command and the resolved configuration, and runs nothing.
 USAGE
@@ -82,6 +87,13 @@ MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
 MASTER_PORT="${MASTER_PORT:-29500}"
 LAUNCHER="${LAUNCHER:-torchrun}"
 
+overrides=("$@")
+# Several processes and no strategy chosen: DDP under torchrun, ZeRO-2 under the DeepSpeed launcher
+# (the recipes default to distributed=single, which refuses to run as several processes).
+if [[ " $* " != *" distributed="* ]] && { [[ "$NNODES" != 1 || "$NPROC" != 1 ]] || [[ "$LAUNCHER" == deepspeed ]]; }; then
+  if [[ "$LAUNCHER" == deepspeed ]]; then overrides+=(distributed=deepspeed_zero2); else overrides+=(distributed=ddp); fi
+fi
+set -- "${overrides[@]}"
 train=(-m yue_train.training.cli "recipe=$recipe" "$@")
 case "$LAUNCHER" in
   torchrun)
@@ -94,7 +106,9 @@ case "$LAUNCHER" in
            "--master_addr=$MASTER_ADDR" "--master_port=$MASTER_PORT" "${train[@]}")
     fi ;;
   deepspeed)
-    cmd=("$PYTHON" -m deepspeed.launcher.runner "--num_gpus=$NPROC" "--master_addr=$MASTER_ADDR" "--master_port=$MASTER_PORT")
+    # --no_local_rank: the rank comes from the environment; a --local_rank argument would be a bad override.
+    cmd=("$PYTHON" -m deepspeed.launcher.runner --no_local_rank "--num_gpus=$NPROC" "--master_addr=$MASTER_ADDR"
+         "--master_port=$MASTER_PORT")
     if [[ -n "${HOSTFILE:-}" ]]; then
       [[ -f "$HOSTFILE" ]] || { echo "launch.sh: HOSTFILE $HOSTFILE not found" >&2; exit 2; }
       cmd+=("--hostfile=$HOSTFILE")
