@@ -1,13 +1,21 @@
-"""One LoRA training step, timed: yue-train's path beside the official way.
+"""One training step, timed: LoRA (yue-train's path beside the official way) or full-parameter training
+under each data-parallel strategy.
 
   python benchmarks/train_step.py                     # CUDA: real 7B architecture, random bf16 weights, seq 8192
   python benchmarks/train_step.py --arch tiny_s1      # CPU: the tiny model (what runs without a GPU)
+  python benchmarks/train_step.py --full --arch yue_s2_1b --modes single,fsdp2,deepspeed_zero2
+                                                      # full-parameter steps, one process per strategy's group
 
 "ours": PEFT LoRA r=64 on q,k,v,o, gradient checkpointing, a packed row of several documents
 (restarting position_ids, no mask, no cache) and the chunked per-role loss from hidden states.
 "official": the same LoRA and checkpointing, one unpacked row, ``model(input_ids, labels=input_ids)``
 (transformers' own loss over full logits), as the official YuE fine-tuning does.
 Reports tokens/s and, on CUDA, peak GPU memory (the issue's target for "ours": <= 20 GiB at 8k).
+
+``--full``: every parameter trains through the trainer's own pieces (PackedLossModule + the strategy
+classes of ``distributed=``); on CUDA with fp32 master weights and bf16 compute, as the trainer does.
+Model FLOPs utilisation uses 6·N + 12·layers·hidden·seq FLOPs per token (N: parameters without the input
+embedding; attention counted as if unmasked) over ``--peak-tflops`` (default: 989, H100/H200 dense bf16).
 """
 
 from __future__ import annotations
@@ -101,6 +109,73 @@ def run(mode: str, args: argparse.Namespace, device: torch.device) -> dict:
     return out
 
 
+def flops_per_token(config, seq_len: int) -> float:
+    h, layers, inter = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+    kv = h * config.num_key_value_heads // config.num_attention_heads
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter  # q, o, k, v, gate/up/down
+    n = layers * per_layer + h * config.vocab_size  # + lm_head; the embedding lookup costs no FLOPs
+    return 6.0 * n + 12.0 * layers * h * seq_len
+
+
+def run_full(strategy_name: str, args: argparse.Namespace, device: torch.device) -> dict:
+    """Full-parameter steps under one of the trainer's strategies (a one-process group for fsdp2/deepspeed)."""
+    from yue_train.training import distributed as D
+    from yue_train.training.cli import compose_config
+    from yue_train.training.forward import PackedLossModule
+
+    dcfg = compose_config(["recipe=tiny", f"distributed={strategy_name}"]).distributed
+    D.init_process_group(str(dcfg.strategy), device.type)
+    config = architecture_config(args.arch)
+    attn = resolve_attention(ModelSpec(attn_implementation=args.attn), device)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation=attn)
+    enable_activation_checkpointing(model)
+    module = PackedLossModule(model, role_weight_table({}, device), args.chunk).train()
+    strategy = D.make_strategy(dcfg, device)
+    bf16 = device.type == "cuda"
+    strategy.autocast_bf16 = bf16
+    if isinstance(strategy, D.DeepSpeedStrategy):
+        strategy.configure(1, 1, 1, 1.0, bf16)
+    strategy.wrap(
+        module,
+        lambda params: torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda"),
+        lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0),
+    )
+    batch = packed_batch(args.seq_len, config.vocab_size).to(device)
+
+    def step() -> float:
+        sums = strategy.forward(*batch.tensors())
+        loss = sums[0] / sums[1]
+        strategy.backward(loss, True)
+        strategy.clip_and_step(1.0, True)
+        return float(loss.detach())
+
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        loss = step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    tps = args.seq_len * args.steps / dt
+    out = {
+        "mode": f"full/{strategy_name}", "arch": args.arch, "device": str(device), "attn": attn,
+        "seq_len": args.seq_len, "tokens_per_s": round(tps, 1), "loss": round(loss, 4),
+        "model_tflops": round(tps * flops_per_token(config, args.seq_len) / 1e12, 2),
+    }  # fmt: skip
+    if args.peak_tflops:
+        out["mfu"] = round(out["model_tflops"] / args.peak_tflops, 4)
+    if device.type == "cuda":
+        out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    D.destroy_process_group()
+    return out
+
+
 def main() -> None:
     cuda = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,15 +186,19 @@ def main() -> None:
     p.add_argument("--rank", type=int, default=64)
     p.add_argument("--chunk", type=int, default=1024)
     p.add_argument("--attn", default="auto")
-    p.add_argument("--modes", default="ours,official")
+    p.add_argument("--modes", default=None, help="LoRA: ours,official (default); --full: single,fsdp2,deepspeed_zero2")
+    p.add_argument("--full", action="store_true", help="full-parameter training under each strategy in --modes")
+    p.add_argument("--peak-tflops", type=float, default=989.0 if cuda else 0.0, help="for MFU (0: not reported)")
     p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch default)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if cuda else "cpu")
-    for mode in args.modes.split(","):
+    modes = args.modes or ("single,fsdp2,deepspeed_zero2" if args.full else "ours,official")
+    for mode in modes.split(","):
         try:
-            print(json.dumps(run(mode, args, device)), flush=True)
+            result = run_full(mode, args, device) if args.full else run(mode, args, device)
+            print(json.dumps(result), flush=True)
         except torch.OutOfMemoryError:
             print(json.dumps({"mode": mode, "arch": args.arch, "seq_len": args.seq_len, "error": "CUDA out of memory"}))
         gc.collect()  # the previous mode's model is garbage now
