@@ -16,6 +16,8 @@ Runs `yue-train recipe=RECIPE [overrides]` with one process per GPU (or NPROC CP
   LAUNCHER=deepspeed HOSTFILE=hosts ./launch.sh lora_s1 distributed=deepspeed_zero2
                                                     the DeepSpeed launcher over a hostfile (run once)
   srun --ntasks-per-node=1 ./launch.sh full_s1      under SLURM: nodes, rank and master from SLURM
+  ./launch.sh chain pretrain/tiny_p1 pretrain/tiny_p2 pretrain/tiny_p3
+                                                    pre-training phases in order (yue-train chain)
 
 Environment:
   NPROC        processes per node (default: visible GPUs, else 1)
@@ -94,7 +96,11 @@ if [[ " $* " != *" distributed="* ]] && { [[ "$NNODES" != 1 || "$NPROC" != 1 ]] 
   if [[ "$LAUNCHER" == deepspeed ]]; then overrides+=(distributed=deepspeed_zero2); else overrides+=(distributed=ddp); fi
 fi
 set -- "${overrides[@]}"
-train=(-m yue_train.training.cli "recipe=$recipe" "$@")
+if [[ "$recipe" == chain ]]; then  # ./launch.sh chain pretrain/phase1_warmup pretrain/phase2_constant ...
+  train=(-m yue_train.training.cli chain "$@")
+else
+  train=(-m yue_train.training.cli "recipe=$recipe" "$@")
+fi
 case "$LAUNCHER" in
   torchrun)
     if [[ "$NNODES" == 1 && "$NPROC" == 1 ]]; then
@@ -115,12 +121,13 @@ case "$LAUNCHER" in
     else
       cmd+=("--num_nodes=$NNODES")
     fi
-    cmd+=(--module yue_train.training.cli "recipe=$recipe" "$@") ;;
+    cmd+=(--module "${train[@]:1}") ;;
   *) echo "launch.sh: LAUNCHER must be torchrun or deepspeed, got '$LAUNCHER'" >&2; exit 2 ;;
 esac
 
 if [[ "$dry_run" == 1 ]]; then
   printf 'command:'; printf ' %q' "${cmd[@]}"; printf '\n'
+  [[ "$recipe" == chain ]] && exit 0  # each phase prints its plan when it starts
   echo "config:"
   exec "$PYTHON" -m yue_train.training.cli "recipe=$recipe" "$@" --print-config
 fi

@@ -129,3 +129,16 @@ def test_two_cpu_processes_really_train(tmp_path):
     assert res.stdout.count('"status": "finished"') == 1  # one summary, from rank 0
     state = (run / "checkpoints" / "latest" / "trainer_state.json").read_text()
     assert '"world_size": 2' in state and '"strategy": "ddp"' in state
+
+
+def test_chain_of_phases():
+    cmd, rest = dry_run("chain", "pretrain/tiny_p1", "pretrain/tiny_p2", NPROC="2")
+    assert cmd[-6:] == [
+        "-m",
+        "yue_train.training.cli",
+        "chain",
+        "pretrain/tiny_p1",
+        "pretrain/tiny_p2",
+        "distributed=ddp",
+    ]
+    assert rest == ""  # no single config to print: each phase prints its plan when it starts

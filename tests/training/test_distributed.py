@@ -97,7 +97,7 @@ def test_global_batch_must_divide_over_processes(copy_shards, tmp_path):
            *_overrides(copy_shards, tmp_path / "run", "distributed=ddp", "trainer.global_batch_size=3")]  # fmt: skip
     proc = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
-    assert "trainer.global_batch_size=3 is not a multiple of data.batch_size (1) x processes (2)" in proc.stderr
+    assert "trainer.global_batch_size=3 is not a whole multiple of data.batch_size (1) x processes (2)" in proc.stderr
 
 
 def test_single_strategy_refuses_several_processes(copy_shards, tmp_path):

@@ -3,6 +3,8 @@
   yue-train recipe=NAME [key=value ...]      compose conf/ + recipes/NAME.yaml with Hydra and train
   yue-train export CHECKPOINT OUT [--base B] merge a LoRA adapter into its base -> plain HF checkpoint
   yue-train recipe=NAME ... --print-config   print the resolved config and exit
+  yue-train chain R1 R2 ... [key=value ...]  run recipes one after another (pre-training phases); a re-run
+                                             skips finished phases and resumes the interrupted one
 
 The config is composed with Hydra's compose API (the ``recipe`` config group is ``recipes/``, linked as
 ``conf/recipe``); the run folder (``trainer.run_dir``) takes the resolved config, metrics and
@@ -76,6 +78,10 @@ def train_main(overrides: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "chain":
+        from yue_train.training.chain import chain_main
+
+        return chain_main(argv[1:])
     if argv and argv[0] == "export":
         from yue_train.training.export import export_main
 

@@ -337,11 +337,20 @@ class PackedStream:
 
 
 def build_train_stream(
-    data_cfg: Any, seed: int, rank: int = 0, world_size: int = 1, vocab_size: int | None = None
+    data_cfg: Any,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    vocab_size: int | None = None,
+    weights: list[float] | None = None,
 ) -> PackedStream:
-    """The training stream of ``cfg.data``: every ``data.train`` entry, minus held-out documents."""
+    """The training stream of ``cfg.data``: every ``data.train`` entry, minus held-out documents.
+
+    ``weights``: the mixture's draw weights (the phase plan's, which turns ``rounds`` into weights);
+    default: each entry's ``weight``.
+    """
     held_out = float(data_cfg.eval_fraction) if not data_cfg.get("eval") else 0.0
-    sources, weights = [], []
+    sources, given = [], []
     for i, ds in enumerate(data_cfg.train):
         sources.append(
             DocSource(
@@ -357,9 +366,12 @@ def build_train_stream(
                 name=str(ds.path),
             )
         )
-        weights.append(float(ds.get("weight", 1.0)))
+        given.append(float(ds.get("weight", 1.0)))
     return PackedStream(
-        Mixture(sources, weights, seed), int(data_cfg.seq_len), int(data_cfg.batch_size), data_cfg.overflow
+        Mixture(sources, given if weights is None else list(weights), seed),
+        int(data_cfg.seq_len),
+        int(data_cfg.batch_size),
+        data_cfg.overflow,
     )
 
 

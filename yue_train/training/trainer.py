@@ -46,10 +46,12 @@ from yue_train.training.forward import PackedLossModule, unwrap
 from yue_train.training.logger import RunLogger, truncate_metrics
 from yue_train.training.lora import apply_lora
 from yue_train.training.loss import N_ROLES, LossSums, role_weight_table
+from yue_train.training.plan import PlanError, plan_phase
 from yue_train.training.validate import validate
 
 CONFIG_NAME = "config.yaml"
 BASE_MODEL_DIR = "base_model"
+PLAN_NAME = "plan.json"  # the phase plan (datasets, shares, batch, steps, budget)
 DATA_STATE = "data.pt"  # the global data position (the same on every process)
 
 
@@ -98,28 +100,13 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 @dataclass
 class BatchGeometry:
-    """How a global batch of packed rows splits over processes and micro-batches."""
+    """How a global batch of packed rows splits over processes and micro-batches (from the phase plan)."""
 
     micro_batch: int  # rows per forward on one process (data.batch_size)
     grad_accum: int  # micro-batches per optimizer step on one process
     world: int
-    global_batch: int  # rows per optimizer step, all processes together
-
-    @classmethod
-    def from_cfg(cls, cfg: DictConfig, world: int) -> BatchGeometry:
-        micro = int(cfg.data.batch_size)
-        wanted = cfg.trainer.get("global_batch_size")
-        if wanted is None:  # the per-process accumulation is given: the global batch follows the world size
-            accum = int(cfg.trainer.grad_accum)
-            return cls(micro, accum, world, micro * accum * world)
-        wanted = int(wanted)
-        if wanted % (micro * world) or wanted < micro * world:
-            raise TrainingError(
-                f"trainer.global_batch_size={wanted} is not a multiple of data.batch_size ({micro}) x processes "
-                f"({world}); change one of them"
-            )
-        # Recomputed from the world size, so the same global batch holds when the number of GPUs changes.
-        return cls(micro, wanted // (micro * world), world, wanted)
+    global_batch: int  # rows per optimizer step, all processes together; fixed by trainer.global_batch_size,
+    # so accumulation is recomputed when the number of processes changes between phases or on resume
 
 
 class Trainer:
@@ -141,7 +128,17 @@ class Trainer:
         dist.barrier()
         if not self.main:
             self.model_config = validate(cfg)
-        self.geometry = BatchGeometry.from_cfg(cfg, self.world)
+        try:
+            self.plan = plan_phase(cfg, self.world)
+        except PlanError as e:
+            raise TrainingError(str(e)) from None
+        self.geometry = BatchGeometry(
+            self.plan.micro_batch, self.plan.grad_accum, self.world, self.plan.global_batch_size
+        )
+        self.max_steps = self.plan.max_steps  # from the token budget (rounds, max_tokens) or trainer.max_steps
+        if self.main:
+            print(self.plan.format(), file=sys.stderr)
+            (self.run_dir / PLAN_NAME).write_text(json.dumps(self.plan.as_dict(), indent=2) + "\n")
         self.spec = ModelSpec.from_cfg(cfg.model)
         self.lora = bool(cfg.lora.enabled)
         self.step = 0
@@ -169,13 +166,15 @@ class Trainer:
             self.strategy.configure(g.micro_batch, g.grad_accum, g.world, float(cfg.optim.max_grad_norm), mixed_bf16)
         weight_table = role_weight_table(cfg.trainer.loss.get("role_weights"), self.device)
         module = PackedLossModule(self._build_model(self.resume_from), weight_table, int(cfg.trainer.loss.chunk_size))
-        max_steps = int(cfg.trainer.max_steps)
-        self.strategy.wrap(module, self._build_optimizer, lambda opt: LambdaLR(opt, lr_lambda(cfg.optim, max_steps)))
+        schedule = lr_lambda(cfg.optim, self.max_steps)
+        self.strategy.wrap(module, self._build_optimizer, lambda opt: LambdaLR(opt, schedule))
         self.model = self.strategy.lm  # the Hugging Face / PEFT model (its parameters may be sharded)
         # One global stream on every process: each process packs all rows of a step and keeps its share,
         # so the data order does not depend on the number of processes (resume under another world size
         # continues at the same document) at the cost of every process reading every document.
-        self.stream = build_train_stream(cfg.data, int(cfg.trainer.seed), 0, 1, self.model_config.vocab_size)
+        self.stream = build_train_stream(
+            cfg.data, int(cfg.trainer.seed), 0, 1, self.model_config.vocab_size, self.plan.sampling_weights()
+        )
         self._eval_set: list[Batch] | None = None
         if self.resume_from is not None:
             self._load_state(self.resume_from)
@@ -429,7 +428,7 @@ class Trainer:
 
     def train(self) -> dict[str, Any]:
         t = self.cfg.trainer
-        max_steps, log_every = int(t.max_steps), int(t.log_every)
+        max_steps, log_every = self.max_steps, int(t.log_every)
         eval_every, save_every = int(t.eval_every), int(t.save_every)
         logger = RunLogger(self.run_dir, self.cfg, self.resolved, self.main, max_steps, self.step)
         previous = signal.signal(signal.SIGTERM, self._on_signal)

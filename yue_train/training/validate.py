@@ -12,6 +12,7 @@ from yue_train.models.loading import ModelSpec, llama_module_names, load_model_c
 from yue_train.training.data import DataConfigError, resolve_urls
 from yue_train.training.demo_corpus import write_demo_corpus
 from yue_train.training.loss import role_weight_table
+from yue_train.training.pretrain_corpus import prepare_synthetic_datasets
 
 
 class ConfigError(ValueError):
@@ -80,6 +81,10 @@ def validate(cfg: Any) -> PretrainedConfig:
             raise ConfigError(f"trainer.{key} must be >= 1, got {cfg.trainer[key]}")
 
     prepare_demo_corpus(cfg)
+    try:
+        prepare_synthetic_datasets(cfg)  # data.train entries with a `synthetic:` block (tiny pre-training chain)
+    except ValueError as e:
+        raise ConfigError(first_line(e)) from None
     if not cfg.data.train:
         raise ConfigError("data.train is empty: list at least one dataset ({path: ..., weight: ...})")
     for group in ("train", "eval"):
