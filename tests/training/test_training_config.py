@@ -25,6 +25,16 @@ CASES = {
     "hub_offline": (["recipe=tiny", "model.path=/nonexistent/model"], "model: cannot read the config of /nonexistent"),
     "unknown_role": (["recipe=tiny", "trainer.loss.role_weights.vocals=0"], "vocals"),
     "unknown_role_added": (["recipe=tiny", "+trainer.loss.role_weights.vocals=0"], "unknown role 'vocals'"),
+    "strategy": (["recipe=tiny", "distributed.strategy=horovod"], "distributed.strategy='horovod'; choose one of"),
+    "cpu_offload": (["recipe=tiny", "distributed=fsdp2", "distributed.cpu_offload=true"],
+                    "distributed.cpu_offload=true moves GPU state to CPU memory"),
+    "ds_config": (["recipe=tiny", "distributed=deepspeed_zero2", "distributed.config_file=/nonexistent.json"],
+                  "no DeepSpeed config at /nonexistent.json"),
+    "global_batch": (["recipe=tiny_random", "data.train=[{path: SHARDS}]", "trainer.global_batch_size=6",
+                      "data.batch_size=4"], "trainer.global_batch_size=6 is not a whole multiple of data.batch_size (4)"),
+    "rounds_and_budget": (["recipe=tiny_random", "data.train=[{path: SHARDS, rounds: 2, tokens: 5000}]",
+                           "trainer.max_tokens=1000"], "trainer.max_tokens=1000 is set but data.train gives rounds"),
+    "rounds_unsized": (["recipe=tiny_random", "data.train=[{path: SHARDS, rounds: 2}]"], "add tokens: N to the entry"),
 }  # fmt: skip
 
 

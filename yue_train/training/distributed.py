@@ -324,13 +324,7 @@ def deepspeed_config(
     A value set in the file that disagrees with the training config is an error rather than a silent
     winner: DeepSpeed would otherwise train a different global batch than the one the run plans with.
     """
-    path = Path(str(cfg.config_file))
-    if not path.is_absolute():
-        from yue_train.training.cli import CONF_DIR
-
-        path = CONF_DIR / "deepspeed" / path
-    if not path.is_file():
-        raise DistributedConfigError(f"distributed.config_file: no DeepSpeed config at {path}")
+    path = deepspeed_config_path(cfg)
     ds = json.loads(path.read_text())
     wanted = {
         "train_micro_batch_size_per_gpu": micro_batch,
@@ -356,6 +350,40 @@ def deepspeed_config(
     ds.setdefault("zero_allow_untested_optimizer", True)  # our torch AdamW, not DeepSpeed's
     ds.setdefault("steps_per_print", 10**12)  # the trainer logs; keep DeepSpeed quiet
     return ds
+
+
+def deepspeed_config_path(cfg: Any) -> Path:
+    path = Path(str(cfg.config_file))
+    if not path.is_absolute():
+        from yue_train.training.cli import CONF_DIR
+
+        path = CONF_DIR / "deepspeed" / path
+    if not path.is_file():
+        raise DistributedConfigError(f"distributed.config_file: no DeepSpeed config at {path}")
+    return path
+
+
+def check_config(cfg: Any, device_type: str) -> None:
+    """The ``distributed`` config's own errors, before any process group, model or run folder exists."""
+    name = str(cfg.get("strategy", "single"))
+    if name not in STRATEGIES:
+        raise DistributedConfigError(f"distributed.strategy={name!r}; choose one of {', '.join(STRATEGIES)}")
+    if name == "fsdp2" and cfg.get("cpu_offload") and device_type != "cuda":
+        raise DistributedConfigError(
+            "distributed.cpu_offload=true moves GPU state to CPU memory; on a CPU-only run leave it false"
+        )
+    if name == "deepspeed":
+        import importlib.util
+
+        if importlib.util.find_spec("deepspeed") is None:
+            raise DistributedConfigError(
+                "DeepSpeed is not installed: pip install 'yue-train[deepspeed]', or choose distributed=ddp or fsdp2"
+            )
+        path = deepspeed_config_path(cfg)
+        try:
+            json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise DistributedConfigError(f"distributed.config_file: {path} is not valid JSON ({e})") from None
 
 
 def make_strategy(cfg: Any, device: torch.device) -> Strategy:

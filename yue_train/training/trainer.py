@@ -42,6 +42,9 @@ from yue_train.training.distributed import (
     init_process_group,
     make_strategy,
 )
+from yue_train.training.distributed import (
+    check_config as check_distributed_config,
+)
 from yue_train.training.forward import PackedLossModule, unwrap
 from yue_train.training.logger import RunLogger, truncate_metrics
 from yue_train.training.lora import apply_lora
@@ -115,6 +118,7 @@ class Trainer:
         self.run_dir = Path(cfg.trainer.run_dir)
         self.device = dist.pick_device(cfg.trainer.device)
         try:
+            check_distributed_config(cfg.distributed, self.device.type)
             init_process_group(str(cfg.distributed.get("strategy", "single")), self.device.type)
         except DistributedConfigError as e:
             raise TrainingError(str(e)) from None
@@ -124,7 +128,6 @@ class Trainer:
         # generated corpus; the others check after it, so they never race to write the same files.
         if self.main:
             self.model_config = validate(cfg)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         dist.barrier()
         if not self.main:
             self.model_config = validate(cfg)
@@ -137,6 +140,7 @@ class Trainer:
         )
         self.max_steps = self.plan.max_steps  # from the token budget (rounds, max_tokens) or trainer.max_steps
         if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             print(self.plan.format(), file=sys.stderr)
             (self.run_dir / PLAN_NAME).write_text(json.dumps(self.plan.as_dict(), indent=2) + "\n")
         self.spec = ModelSpec.from_cfg(cfg.model)
@@ -155,7 +159,10 @@ class Trainer:
         _seed_all(int(cfg.trainer.seed))
         self.resume_from = self._find_resume()
         self.init_from = None if self.resume_from else resolve_init_from(cfg.trainer.get("init_from"))
-        self.strategy = make_strategy(cfg.distributed, self.device)
+        try:
+            self.strategy = make_strategy(cfg.distributed, self.device)
+        except DistributedConfigError as e:
+            raise TrainingError(str(e)) from None
         # Full fine-tuning on a GPU: fp32 master weights, bf16 compute (LoRA keeps a bf16 base instead).
         mixed_bf16 = not self.lora and self.device.type == "cuda" and self.spec.dtype == "auto"
         self.strategy.autocast_bf16 = mixed_bf16
