@@ -149,3 +149,42 @@ def test_lora_under_fsdp2_matches_one_process(copy_shards, tmp_path):
     assert want.keys() == got.keys() and all("lora_" in k for k in got)
     for k, v in want.items():
         assert got[k].shape == v.shape and (got[k] - v).abs().max() < 1e-4, k
+
+
+NAN_STEP_SCRIPT = """
+import math, sys, torch
+from tests.training.helpers import compose
+from yue_train.training.forward import unwrap
+from yue_train.training.trainer import Trainer
+t = Trainer(compose("recipe=tiny_random", "data.train=[{path: '%s'}]", "trainer.run_dir=%s",
+                    "distributed=%s", "trainer.resume=none", "data.batch_size=1"))
+weight = unwrap(t.model).model.norm.weight
+norm = weight.to_local() if hasattr(weight, "to_local") else weight.data  # FSDP2: this process's shard
+
+def local(p):
+    return (p.to_local() if hasattr(p, "to_local") else p).detach().clone()
+
+t.train_step()
+before = [local(p) for p in t.params]
+saved = norm[0].item()
+with torch.no_grad():
+    norm[0] = float("nan")
+m = t.train_step()
+with torch.no_grad():
+    norm[0] = saved
+assert math.isnan(m["loss"]) and m["skipped_steps"] == 1, m
+changed = [i for i, (a, p) in enumerate(zip(before, t.params)) if not torch.equal(a, local(p))]
+assert changed == [], changed
+assert math.isfinite(t.train_step()["loss"])
+print("OK")
+"""
+
+
+@pytest.mark.parametrize("strategy", ["fsdp2", "deepspeed_zero2"])
+def test_non_finite_step_is_skipped_by_every_engine(strategy, copy_shards, tmp_path):
+    """A NaN loss leaves the weights as they were under FSDP2 and DeepSpeed too (one-process group)."""
+    if strategy.startswith("deepspeed"):
+        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install 'yue-train[deepspeed]')")
+    script = NAN_STEP_SCRIPT % (copy_shards, tmp_path / "run", strategy)
+    proc = subprocess.run([PYTHON, "-c", script], env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-4000:]
