@@ -33,7 +33,8 @@ Several processes with no distributed= override get distributed=ddp (torchrun) o
 distributed=deepspeed_zero2 (LAUNCHER=deepspeed). A recipe's global batch (trainer.global_batch_size)
 stays the same whatever NPROC x NNODES is: gradient accumulation is derived from it.
 
---dry-run prints the exact command and the resolved configuration, and runs nothing.
+--dry-run prints the exact command, the resolved configuration and the phase plan (token budget,
+steps, gradient accumulation on NPROC x NNODES processes), and runs nothing.
 USAGE
 }
 
@@ -127,8 +128,19 @@ esac
 
 if [[ "$dry_run" == 1 ]]; then
   printf 'command:'; printf ' %q' "${cmd[@]}"; printf '\n'
-  [[ "$recipe" == chain ]] && exit 0  # each phase prints its plan when it starts
+  world=$((NPROC * NNODES))
+  if [[ "$recipe" == chain ]]; then  # the plan of each phase (budget, steps) on this many processes
+    phases=(); extra=()
+    for a in "$@"; do if [[ "$a" == *=* ]]; then extra+=("$a"); else phases+=("$a"); fi; done
+    for phase in "${phases[@]}"; do
+      echo "plan ($phase, $world processes):"
+      WORLD_SIZE=$world "$PYTHON" -m yue_train.training.cli "recipe=$phase" "${extra[@]}" --print-plan || true
+    done
+    exit 0
+  fi
   echo "config:"
-  exec "$PYTHON" -m yue_train.training.cli "recipe=$recipe" "$@" --print-config
+  "$PYTHON" -m yue_train.training.cli "recipe=$recipe" "$@" --print-config
+  echo "plan ($world processes):"
+  WORLD_SIZE=$world exec "$PYTHON" -m yue_train.training.cli "recipe=$recipe" "$@" --print-plan
 fi
 exec "${cmd[@]}"

@@ -24,6 +24,7 @@ def dry_run(*args: str, **env: str) -> tuple[list[str], str]:
         capture_output=True,
         text=True,
         check=True,
+        cwd=os.environ.get("TMPDIR", "/tmp"),  # relative run paths in plans must not touch the repo
     )
     first, _, rest = res.stdout.partition("\n")
     assert first.startswith("command: ")
@@ -35,6 +36,7 @@ def test_single_process():
     assert cmd == [sys.executable, "-m", "yue_train.training.cli", "recipe=tiny", "trainer.max_steps=3"]
     assert config.startswith("config:\nrecipe_name: tiny\n")
     assert "max_steps: 3" in config
+    assert "plan (1 processes):" in config and "3 steps" in config
 
 
 def test_one_node_several_processes():
@@ -141,4 +143,6 @@ def test_chain_of_phases():
         "pretrain/tiny_p2",
         "distributed=ddp",
     ]
-    assert rest == ""  # no single config to print: each phase prints its plan when it starts
+    # No single config: each phase's plan on 2 processes (global batch 4 -> accumulation 2). Phase 2 is
+    # planned by rounds over data that phase 1's run generates, so before any run its plan says so.
+    assert rest.count("plan (pretrain/tiny_p") == 2 and "grad_accum 2 x 2 processes" in rest, rest

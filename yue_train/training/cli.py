@@ -3,6 +3,8 @@
   yue-train recipe=NAME [key=value ...]      compose conf/ + recipes/NAME.yaml with Hydra and train
   yue-train export CHECKPOINT OUT [--base B] merge a LoRA adapter into its base -> plain HF checkpoint
   yue-train recipe=NAME ... --print-config   print the resolved config and exit
+  yue-train recipe=NAME ... --print-plan     print the phase plan (datasets, budget, steps) for $WORLD_SIZE
+                                             processes and exit
   yue-train chain R1 R2 ... [key=value ...]  run recipes one after another (pre-training phases); a re-run
                                              skips finished phases and resumes the interrupted one
 
@@ -96,6 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(OmegaConf.to_yaml(compose_config([a for a in argv if a != "--print-config"]), resolve=True))
         except UsageError as e:
+            print(f"yue-train: error: {e}", file=sys.stderr)
+            return 2
+        return 0
+    if "--print-plan" in argv:  # the phase plan (budget, steps, shares) for WORLD_SIZE processes, nothing run
+        from yue_train.training.plan import PlanError, plan_phase
+
+        try:
+            cfg = compose_config([a for a in argv if a != "--print-plan"])
+            print(plan_phase(cfg, int(os.environ.get("WORLD_SIZE", "1"))).format())
+        except (UsageError, PlanError) as e:
             print(f"yue-train: error: {e}", file=sys.stderr)
             return 2
         return 0
