@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 CHECKPOINTS = "checkpoints"
@@ -91,13 +90,6 @@ def publish_checkpoint(run_dir: Path, step: int, tmp: Path, keep_last: int = 3) 
         for old in checkpoint_steps(run_dir)[:-keep_last]:
             shutil.rmtree(root / f"step-{old}", ignore_errors=True)
     return final
-
-
-def save_checkpoint(run_dir: Path, step: int, write: Callable[[Path], None], keep_last: int = 3) -> Path:
-    """Write a checkpoint with ``write(folder)`` and publish it as ``checkpoints/step-{step}`` (one process)."""
-    tmp = begin_checkpoint(run_dir, step)
-    write(tmp)
-    return publish_checkpoint(run_dir, step, tmp, keep_last)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -91,7 +91,8 @@ class DocSource:
     """One dataset's documents in a seeded order: shard order and a shuffle buffer drawn per epoch.
 
     ``loop=True`` (training) starts a new epoch at the end; ``split`` keeps "train" or "eval" documents by
-    id hash (``eval_fraction``), or "all". ``rank``/``world_size`` give each process a disjoint part.
+    id hash (``eval_fraction``), or "all". Every process reads every document: the trainer packs one
+    global batch on each process and gives each its share (so the order does not depend on world size).
     """
 
     def __init__(
@@ -102,21 +103,17 @@ class DocSource:
         split: str = "all",
         eval_fraction: float = 0.0,
         loop: bool = True,
-        rank: int = 0,
-        world_size: int = 1,
         vocab_size: int | None = None,
         name: str = "",
     ) -> None:
         self.urls, self.seed, self.shuffle_buffer = list(urls), seed, shuffle_buffer
         self.split, self.eval_fraction, self.loop = split, eval_fraction, loop
-        self.rank, self.world_size, self.vocab_size = rank, world_size, vocab_size
+        self.vocab_size = vocab_size
         self.name = name or (self.urls[0] if self.urls else "?")
         self.epoch, self.consumed = 0, 0
         self._it: Iterator[Document] | None = None
 
-    def _keep(self, doc: Document, index: int) -> bool:
-        if self.world_size > 1 and len(self.urls) < self.world_size and index % self.world_size != self.rank:
-            return False
+    def _keep(self, doc: Document) -> bool:
         if self.split == "all":
             return True
         return is_eval_doc(doc.id, self.eval_fraction) == (self.split == "eval")
@@ -126,12 +123,10 @@ class DocSource:
         if self.loop and len(urls) > 1:
             order = np.random.default_rng([self.seed, epoch, 0]).permutation(len(urls))
             urls = [urls[i] for i in order]
-        if self.world_size > 1 and len(urls) >= self.world_size:
-            urls = urls[self.rank :: self.world_size]
         rng = np.random.default_rng([self.seed, epoch, 1])
         buf: list[Document] = []
-        for index, doc in enumerate(iter_documents(urls)):
-            if not self._keep(doc, index):
+        for doc in iter_documents(urls):
+            if not self._keep(doc):
                 continue
             if self.shuffle_buffer <= 1:
                 yield doc
@@ -339,8 +334,6 @@ class PackedStream:
 def build_train_stream(
     data_cfg: Any,
     seed: int,
-    rank: int = 0,
-    world_size: int = 1,
     vocab_size: int | None = None,
     weights: list[float] | None = None,
 ) -> PackedStream:
@@ -360,8 +353,6 @@ def build_train_stream(
                 split="train" if held_out > 0 else "all",
                 eval_fraction=held_out,
                 loop=True,
-                rank=rank,
-                world_size=world_size,
                 vocab_size=vocab_size,
                 name=str(ds.path),
             )
@@ -375,9 +366,7 @@ def build_train_stream(
     )
 
 
-def eval_batches(
-    data_cfg: Any, max_batches: int, rank: int = 0, world_size: int = 1, vocab_size: int | None = None
-) -> list[Batch]:
+def eval_batches(data_cfg: Any, max_batches: int, vocab_size: int | None = None) -> list[Batch]:
     """The held-out batches: ``data.eval`` datasets, or the id-hashed ``eval_fraction`` of ``data.train``.
 
     Deterministic (no shuffling, one pass), so every evaluation sees the same documents.
@@ -392,7 +381,7 @@ def eval_batches(
     for i, ds in enumerate(entries):
         src = DocSource(
             resolve_urls(ds.path), seed=i, split=split, eval_fraction=frac, loop=False,
-            rank=rank, world_size=world_size, vocab_size=vocab_size, name=str(ds.path),
+            vocab_size=vocab_size, name=str(ds.path),
         )  # fmt: skip
         packer = Packer(src, int(data_cfg.seq_len), data_cfg.overflow)
         try:

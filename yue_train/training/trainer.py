@@ -180,7 +180,7 @@ class Trainer:
         # so the data order does not depend on the number of processes (resume under another world size
         # continues at the same document) at the cost of every process reading every document.
         self.stream = build_train_stream(
-            cfg.data, int(cfg.trainer.seed), 0, 1, self.model_config.vocab_size, self.plan.sampling_weights()
+            cfg.data, int(cfg.trainer.seed), self.model_config.vocab_size, self.plan.sampling_weights()
         )
         self._eval_set: list[Batch] | None = None
         if self.resume_from is not None:
@@ -395,7 +395,7 @@ class Trainer:
             # Every process builds the same list and evaluates its share, so results do not depend on the
             # number of processes.
             self._eval_set = eval_batches(
-                self.cfg.data, int(self.cfg.trainer.eval_max_batches), 0, 1, self.model_config.vocab_size
+                self.cfg.data, int(self.cfg.trainer.eval_max_batches), self.model_config.vocab_size
             )
         if not self._eval_set:
             wanted = bool(self.cfg.data.get("eval")) or float(self.cfg.data.eval_fraction) > 0
