@@ -9,7 +9,7 @@ document) saved beside model, optimizer, scheduler and RNG states (:mod:`.data`,
 Model, LoRA, optimizer and scheduler are still the libraries' (transformers, PEFT, torch).
 
 Distribution: :mod:`.distributed` wraps the model (DDP, FSDP2, DeepSpeed ZeRO) behind the same few calls;
-every process builds the same global batch and trains on its share (:class:`BatchGeometry`), so losses,
+every process builds the same global batch and trains on its share (the phase plan, :mod:`.plan`), so losses,
 data position and checkpoints do not depend on the number of processes.
 """
 
@@ -22,7 +22,6 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,17 +100,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-@dataclass
-class BatchGeometry:
-    """How a global batch of packed rows splits over processes and micro-batches (from the phase plan)."""
-
-    micro_batch: int  # rows per forward on one process (data.batch_size)
-    grad_accum: int  # micro-batches per optimizer step on one process
-    world: int
-    global_batch: int  # rows per optimizer step, all processes together; fixed by trainer.global_batch_size,
-    # so accumulation is recomputed when the number of processes changes between phases or on resume
-
-
 class Trainer:
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
@@ -135,9 +123,6 @@ class Trainer:
             self.plan = plan_phase(cfg, self.world)
         except PlanError as e:
             raise TrainingError(str(e)) from None
-        self.geometry = BatchGeometry(
-            self.plan.micro_batch, self.plan.grad_accum, self.world, self.plan.global_batch_size
-        )
         self.max_steps = self.plan.max_steps  # from the token budget (rounds, max_tokens) or trainer.max_steps
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -169,10 +154,12 @@ class Trainer:
         if mixed_bf16:
             self.spec = ModelSpec(**{**self.spec.__dict__, "dtype": "float32"})
         if isinstance(self.strategy, DeepSpeedStrategy):
-            g = self.geometry
-            self.strategy.configure(g.micro_batch, g.grad_accum, g.world, float(cfg.optim.max_grad_norm), mixed_bf16)
-        weight_table = role_weight_table(cfg.trainer.loss.get("role_weights"), self.device)
-        module = PackedLossModule(self._build_model(self.resume_from), weight_table, int(cfg.trainer.loss.chunk_size))
+            p = self.plan
+            self.strategy.configure(p.micro_batch, p.grad_accum, self.world, float(cfg.optim.max_grad_norm), mixed_bf16)
+        self.weight_table = role_weight_table(cfg.trainer.loss.get("role_weights"))  # CPU: batch weights
+        module = PackedLossModule(
+            self._build_model(self.resume_from), self.weight_table.to(self.device), int(cfg.trainer.loss.chunk_size)
+        )
         schedule = lr_lambda(cfg.optim, self.max_steps)
         self.strategy.wrap(module, self._build_optimizer, lambda opt: LambdaLR(opt, schedule))
         self.model = self.strategy.lm  # the Hugging Face / PEFT model (its parameters may be sharded)
@@ -250,7 +237,7 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------- checkpoints
     def _trainer_state(self) -> dict[str, Any]:
-        g = self.geometry
+        p = self.plan
         return {
             "step": self.step,
             "tokens_seen": self.tokens_seen,
@@ -258,9 +245,9 @@ class Trainer:
             "role_tokens": {ROLE_NAMES[i]: int(n) for i, n in enumerate(self.role_tokens) if n},
             "world_size": self.world,
             "strategy": str(self.cfg.distributed.strategy),
-            "global_batch_size": g.global_batch,
-            "grad_accum": g.grad_accum,
-            "micro_batch": g.micro_batch,
+            "global_batch_size": p.global_batch_size,
+            "grad_accum": p.grad_accum,
+            "micro_batch": p.micro_batch,
         }
 
     def save(self) -> Path | None:
@@ -311,11 +298,11 @@ class Trainer:
             _seed_all(int(self.cfg.trainer.seed) + 1000 * self.rank + self.step)
         if self.main:
             truncate_metrics(self.run_dir, self.step)
-            if saved_world != self.world or int(state.get("global_batch_size", 0)) != self.geometry.global_batch:
+            if saved_world != self.world or int(state.get("global_batch_size", 0)) != self.plan.global_batch_size:
                 print(
                     f"yue-train: resuming a {saved_world}-process run (global batch "
                     f"{state.get('global_batch_size')}) with {self.world} processes: global batch "
-                    f"{self.geometry.global_batch} = {self.geometry.micro_batch} rows x {self.geometry.grad_accum} "
+                    f"{self.plan.global_batch_size} = {self.plan.micro_batch} rows x {self.plan.grad_accum} "
                     f"accumulation x {self.world}",
                     file=sys.stderr,
                 )
@@ -327,23 +314,18 @@ class Trainer:
 
     def _global_micro_batches(self) -> tuple[list[Batch], list[Batch]]:
         """All micro-batches of one optimizer step (every process builds them all) and this process's share."""
-        g = self.geometry
-        everything = [self.stream.next_batch() for _ in range(g.grad_accum * g.world)]
-        return everything, everything[self.rank :: g.world]
+        everything = [self.stream.next_batch() for _ in range(self.plan.grad_accum * self.world)]
+        return everything, everything[self.rank :: self.world]
 
     def _label_weight(self, batches: list[Batch]) -> tuple[float, np.ndarray]:
         """Loss-weight sum and per-role label-token counts of ``batches``."""
-        table = self.weight_table_cpu
+        table = self.weight_table
         total, counts = 0.0, np.zeros(N_ROLES, dtype=np.int64)
         for b in batches:
             roles = b.target_roles[b.labels != IGNORE_INDEX]
             total += float(table[roles].double().sum())
             counts += np.bincount(roles.numpy(), minlength=N_ROLES)
         return total, counts
-
-    @property
-    def weight_table_cpu(self) -> torch.Tensor:
-        return role_weight_table(self.cfg.trainer.loss.get("role_weights"))
 
     def train_step(self) -> dict[str, Any]:
         """One optimizer step over the global batch; returns the step's metrics (the same on every process)."""
@@ -481,7 +463,7 @@ class Trainer:
             "skipped_steps": self.skipped_steps,
             "tokens_seen": self.tokens_seen,
             "world_size": self.world,
-            "global_batch_size": self.geometry.global_batch,
+            "global_batch_size": self.plan.global_batch_size,
             "init_from": str(self.init_from) if self.init_from else None,
             "eval": eval_metrics,
             "checkpoint": str(ckpt) if ckpt else None,
