@@ -109,9 +109,13 @@ class Strategy:
     # setup
     def wrap(self, module: nn.Module, make_optimizer, make_scheduler) -> None:
         """Wrap ``module``; then build the optimizer over the (possibly sharded) trainable parameters."""
-        self.module = self.wrapped = module
+        self.module = module
+        self.wrapped = self._wrap_module(module)
         self.optimizer = make_optimizer(self.trainable_parameters())
         self.scheduler = make_scheduler(self.optimizer)
+
+    def _wrap_module(self, module: nn.Module) -> nn.Module:
+        return module
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         assert self.module is not None
@@ -184,14 +188,11 @@ class Strategy:
 class DDPStrategy(Strategy):
     name = "ddp"
 
-    def wrap(self, module: nn.Module, make_optimizer, make_scheduler) -> None:
+    def _wrap_module(self, module: nn.Module) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        self.module = module
         ids = [self.device.index] if self.device.type == "cuda" else None
-        self.wrapped = DDP(module, device_ids=ids, find_unused_parameters=bool(self.cfg.get("find_unused_parameters")))
-        self.optimizer = make_optimizer(self.trainable_parameters())
-        self.scheduler = make_scheduler(self.optimizer)
+        return DDP(module, device_ids=ids, find_unused_parameters=bool(self.cfg.get("find_unused_parameters")))
 
     def sync_context(self, last_micro_batch: bool) -> contextlib.AbstractContextManager:
         # Gradients are all-reduced once per optimizer step, on the last micro-batch.
@@ -203,10 +204,9 @@ class FSDP2Strategy(Strategy):
 
     name = "fsdp2"
 
-    def wrap(self, module: nn.Module, make_optimizer, make_scheduler) -> None:
+    def _wrap_module(self, module: nn.Module) -> nn.Module:
         from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
-        self.module = module
         kwargs: dict[str, Any] = {}
         if self.autocast_bf16:  # fp32 master weights, bf16 compute, fp32 gradient reduction
             kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
@@ -217,10 +217,8 @@ class FSDP2Strategy(Strategy):
         for sub in module.modules():
             if type(sub).__name__ in layer_names:
                 fully_shard(sub, reshard_after_forward=bool(self.cfg.get("reshard_after_forward", True)), **kwargs)
-        fully_shard(module, **kwargs)
-        self.wrapped = module
-        self.optimizer = make_optimizer(self.trainable_parameters())
-        self.scheduler = make_scheduler(self.optimizer)
+        fully_shard(module, **kwargs)  # in place: the module is its own wrapper
+        return module
 
     def backward(self, loss: torch.Tensor, last_micro_batch: bool) -> None:
         # Reduce-scatter gradients only after the last micro-batch; earlier ones accumulate unsharded.
@@ -252,10 +250,6 @@ class DeepSpeedStrategy(Strategy):
             model=module, optimizer=optimizer, lr_scheduler=scheduler, config=self.ds_config
         )
         self.wrapped = self.engine
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        assert self.module is not None
-        return [p for p in self.module.parameters() if p.requires_grad]
 
     def backward(self, loss: torch.Tensor, last_micro_batch: bool) -> None:
         self.engine.set_gradient_accumulation_boundary(last_micro_batch)
