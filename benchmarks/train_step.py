@@ -66,6 +66,23 @@ def packed_batch(seq_len: int, vocab: int, seed: int = 0):
     return Packer(iter(docs), seq_len, overflow="split").next_batch(1)
 
 
+def timed_steps(step, args: argparse.Namespace, device: torch.device) -> tuple[float, float]:
+    """(last loss, seconds) of ``args.steps`` calls of ``step`` after ``args.warmup`` untimed ones; peak GPU
+    memory is counted from the timed steps only."""
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    loss = float("nan")
+    for _ in range(args.steps):
+        loss = step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return loss, time.perf_counter() - t0
+
+
 def run(mode: str, args: argparse.Namespace, device: torch.device) -> dict:
     attn = resolve_attention(ModelSpec(attn_implementation=args.attn), device)
     model = make_model(args.arch, device, attn, args.rank)
@@ -89,17 +106,7 @@ def run(mode: str, args: argparse.Namespace, device: torch.device) -> dict:
         opt.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    for _ in range(args.warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
+    loss, dt = timed_steps(step, args, device)
     out = {
         "mode": mode, "arch": args.arch, "device": str(device), "attn": attn, "seq_len": args.seq_len,
         "lora_r": args.rank, "tokens_per_s": round(args.seq_len * args.steps / dt, 1), "loss": round(loss, 4),
@@ -151,17 +158,7 @@ def run_full(strategy_name: str, args: argparse.Namespace, device: torch.device)
         strategy.clip_and_step(1.0, True)
         return float(loss.detach())
 
-    for _ in range(args.warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
+    loss, dt = timed_steps(step, args, device)
     tps = args.seq_len * args.steps / dt
     out = {
         "mode": f"full/{strategy_name}", "arch": args.arch, "device": str(device), "attn": attn,
