@@ -27,50 +27,49 @@ class CheckpointLayoutError(ValueError):
 _RES_UNIT = {"0": "snake1", "1": "conv1", "2": "snake2", "3": "conv2"}
 
 
-def _acoustic_encoder_name(rest: str, n_blocks: int) -> str | None:
-    """``encoder.block.*`` (official Sequential) -> ``acoustic_encoder.*`` (transformers' DacEncoder)."""
-    m = re.fullmatch(r"block\.(\d+)\.(.+)", rest)
+def _dac_stack_name(rest: str, stack: str, n_blocks: int, block_part) -> str | None:
+    """Map one official DAC stack key (``{stack}.I.…``: conv, ``n_blocks`` blocks, Snake, conv) to
+    transformers' names; ``block_part(b, j, tail)`` names part ``j`` of block ``b`` (0-based)."""
+    m = re.fullmatch(rf"{stack}\.(\d+)\.(.+)", rest)
     if not m:
         return None
     i, tail = int(m.group(1)), m.group(2)
-    if i == 0:
-        return f"conv1.{tail}"
-    if i == n_blocks + 1:
-        return f"snake1.{tail}"
-    if i == n_blocks + 2:
-        return f"conv2.{tail}"
+    ends = {0: "conv1", n_blocks + 1: "snake1", n_blocks + 2: "conv2"}
+    if i in ends:
+        return f"{ends[i]}.{tail}"
     m2 = re.fullmatch(r"block\.(\d+)\.(.+)", tail)
     if not m2 or not 1 <= i <= n_blocks:
         return None
-    j, tail2 = int(m2.group(1)), m2.group(2)
-    if j <= 2:  # three residual units, then Snake and the strided conv
-        m3 = re.fullmatch(r"block\.(\d)\.(.+)", tail2)
-        return f"block.{i - 1}.res_unit{j + 1}.{_RES_UNIT[m3.group(1)]}.{m3.group(2)}" if m3 else None
-    return {3: f"block.{i - 1}.snake1.{tail2}", 4: f"block.{i - 1}.conv1.{tail2}"}.get(j)
+    return block_part(i - 1, int(m2.group(1)), m2.group(2))
+
+
+def _res_unit_name(b: int, unit: int, tail: str) -> str | None:
+    m = re.fullmatch(r"block\.(\d)\.(.+)", tail)
+    return f"block.{b}.res_unit{unit}.{_RES_UNIT[m.group(1)]}.{m.group(2)}" if m else None
+
+
+def _acoustic_encoder_name(rest: str, n_blocks: int) -> str | None:
+    """``encoder.block.*`` (official Sequential) -> ``acoustic_encoder.*`` (transformers' DacEncoder)."""
+
+    def part(b: int, j: int, tail: str) -> str | None:
+        if j <= 2:  # three residual units, then Snake and the strided conv
+            return _res_unit_name(b, j + 1, tail)
+        return {3: f"block.{b}.snake1.{tail}", 4: f"block.{b}.conv1.{tail}"}.get(j)
+
+    return _dac_stack_name(rest, "block", n_blocks, part)
 
 
 def _acoustic_decoder_name(rest: str, n_blocks: int) -> str | None:
     """``decoder_2.model.*`` -> ``acoustic_decoder.*``."""
-    m = re.fullmatch(r"model\.(\d+)\.(.+)", rest)
-    if not m:
-        return None
-    i, tail = int(m.group(1)), m.group(2)
-    if i == 0:
-        return f"conv1.{tail}"
-    if i == n_blocks + 1:
-        return f"snake1.{tail}"
-    if i == n_blocks + 2:
-        return f"conv2.{tail}"
-    m2 = re.fullmatch(r"block\.(\d+)\.(.+)", tail)
-    if not m2 or not 1 <= i <= n_blocks:
-        return None
-    j, tail2 = int(m2.group(1)), m2.group(2)
-    if j == 0:
-        return f"block.{i - 1}.snake1.{tail2}"
-    if j == 1:
-        return f"block.{i - 1}.conv_t1.{tail2}"
-    m3 = re.fullmatch(r"block\.(\d)\.(.+)", tail2)
-    return f"block.{i - 1}.res_unit{j - 1}.{_RES_UNIT[m3.group(1)]}.{m3.group(2)}" if m3 and j <= 4 else None
+
+    def part(b: int, j: int, tail: str) -> str | None:
+        if j == 0:  # Snake and the transposed conv, then three residual units
+            return f"block.{b}.snake1.{tail}"
+        if j == 1:
+            return f"block.{b}.conv_t1.{tail}"
+        return _res_unit_name(b, j - 1, tail) if j <= 4 else None
+
+    return _dac_stack_name(rest, "model", n_blocks, part)
 
 
 def _semantic_coder_name(rest: str) -> str:
