@@ -98,9 +98,9 @@ if [[ " $* " != *" distributed="* ]] && { [[ "$NNODES" != 1 || "$NPROC" != 1 ]] 
 fi
 set -- "${overrides[@]}"
 if [[ "$recipe" == chain ]]; then  # ./launch.sh chain pretrain/phase1_warmup pretrain/phase2_constant ...
-  train=(-m yue_train.training.cli chain "$@")
+  train=(-m yue_train.cli.train chain "$@")
 else
-  train=(-m yue_train.training.cli "recipe=$recipe" "$@")
+  train=(-m yue_train.cli.train "recipe=$recipe" "$@")
 fi
 case "$LAUNCHER" in
   torchrun)
@@ -134,13 +134,13 @@ if [[ "$dry_run" == 1 ]]; then
     for a in "$@"; do if [[ "$a" == *=* ]]; then extra+=("$a"); else phases+=("$a"); fi; done
     for phase in "${phases[@]}"; do
       echo "plan ($phase, $world processes):"
-      WORLD_SIZE=$world "$PYTHON" -m yue_train.training.cli "recipe=$phase" "${extra[@]}" --print-plan || true
+      WORLD_SIZE=$world "$PYTHON" -m yue_train.cli.train "recipe=$phase" "${extra[@]}" --print-plan || true
     done
     exit 0
   fi
   echo "config:"
-  "$PYTHON" -m yue_train.training.cli "recipe=$recipe" "$@" --print-config
+  "$PYTHON" -m yue_train.cli.train "recipe=$recipe" "$@" --print-config
   echo "plan ($world processes):"
-  WORLD_SIZE=$world exec "$PYTHON" -m yue_train.training.cli "recipe=$recipe" "$@" --print-plan
+  WORLD_SIZE=$world exec "$PYTHON" -m yue_train.cli.train "recipe=$recipe" "$@" --print-plan
 fi
 exec "${cmd[@]}"

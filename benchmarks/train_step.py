@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
-from yue_train.data.shards import Document
+from yue_train.data.packing import Packer
+from yue_train.format.document import Document
 from yue_train.format.roles import Role
 from yue_train.models.architectures import architecture_config
 from yue_train.models.loading import ModelSpec, enable_activation_checkpointing, resolve_attention
-from yue_train.training.data import Packer
+from yue_train.models.lora import apply_lora
 from yue_train.training.forward import PackedForward
-from yue_train.training.lora import apply_lora
 from yue_train.training.loss import chunked_loss, role_weight_table
 
 
@@ -126,8 +126,8 @@ def flops_per_token(config, seq_len: int) -> float:
 
 def run_full(strategy_name: str, args: argparse.Namespace, device: torch.device) -> dict:
     """Full-parameter steps under one of the trainer's strategies (a one-process group for fsdp2/deepspeed)."""
-    from yue_train.training import distributed as D
-    from yue_train.training.cli import compose_config
+    from yue_train.config.compose import compose_config
+    from yue_train.training import engines as D
     from yue_train.training.forward import PackedLossModule
 
     dcfg = compose_config(["recipe=tiny", f"distributed={strategy_name}"]).distributed

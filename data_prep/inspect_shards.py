@@ -8,8 +8,8 @@ from itertools import groupby
 
 import numpy as np
 
-from yue_train.data.shards import Document
 from yue_train.format import codec_layout as cl
+from yue_train.format.document import Document
 from yue_train.format.roles import Role
 from yue_train.tokenizer.mm_tokenizer import MMTokenizer
 

@@ -18,8 +18,9 @@ from tqdm import tqdm
 
 import yue_train
 from yue_train.data.manifest import RawRecord, RecordError, load_song, read_manifest
-from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, Document, ShardWriter, write_json_atomic
+from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, ShardWriter, write_json_atomic
 from yue_train.format import sequences as seq
+from yue_train.format.document import Document
 from yue_train.format.roles import role_token_counts
 from yue_train.tokenizer import load_tokenizer
 

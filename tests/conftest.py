@@ -3,13 +3,23 @@ them skip with a reason when it is absent."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from yue_train.config.compose import RECIPES_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REFERENCE = SHARED / "reference"
+TEST_RECIPES = REPO / "tests" / "recipes"
+
+# The tiny recipes the tests train (tiny, tiny_lora, pretrain/tiny_p1, ...) are a test-only recipe folder,
+# added the way a user adds theirs; subprocesses inherit it.
+os.environ[RECIPES_ENV] = os.pathsep.join(
+    [str(TEST_RECIPES), *(d for d in os.environ.get(RECIPES_ENV, "").split(os.pathsep) if d and d != str(TEST_RECIPES))]
+)
 
 
 def require_shared(*parts: str) -> Path:

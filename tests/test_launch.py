@@ -33,7 +33,7 @@ def dry_run(*args: str, **env: str) -> tuple[list[str], str]:
 
 def test_single_process():
     cmd, config = dry_run("tiny", "trainer.max_steps=3", NPROC="1")
-    assert cmd == [sys.executable, "-m", "yue_train.training.cli", "recipe=tiny", "trainer.max_steps=3"]
+    assert cmd == [sys.executable, "-m", "yue_train.cli.train", "recipe=tiny", "trainer.max_steps=3"]
     assert config.startswith("config:\nrecipe_name: tiny\n")
     assert "max_steps: 3" in config
     assert "plan (1 processes):" in config and "3 steps" in config
@@ -42,7 +42,7 @@ def test_single_process():
 def test_one_node_several_processes():
     cmd, config = dry_run("tiny", NPROC="2")
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    assert cmd[-4:] == ["-m", "yue_train.training.cli", "recipe=tiny", "distributed=ddp"]  # the default for >1
+    assert cmd[-4:] == ["-m", "yue_train.cli.train", "recipe=tiny", "distributed=ddp"]  # the default for >1
     assert "strategy: ddp" in config
     cmd, config = dry_run("tiny", "distributed=fsdp2", NPROC="2")
     assert cmd[-2:] == ["recipe=tiny", "distributed=fsdp2"] and "strategy: fsdp2" in config
@@ -66,7 +66,7 @@ def test_deepspeed_hostfile(tmp_path):
     assert cmd[1:3] == ["-m", "deepspeed.launcher.runner"]
     assert "--num_gpus=8" in cmd and f"--hostfile={hostfile}" in cmd and "--master_addr=node0" in cmd
     assert "--no_local_rank" in cmd  # else the launcher appends --local_rank=N, a bad Hydra override
-    assert cmd[-4:] == ["--module", "yue_train.training.cli", "recipe=tiny", "distributed=deepspeed_zero2"]
+    assert cmd[-4:] == ["--module", "yue_train.cli.train", "recipe=tiny", "distributed=deepspeed_zero2"]
 
 
 @pytest.mark.parametrize("nodelist,master", [("gpu[03-05,07],cpu1", "gpu03"), ("nodeA,nodeB", "nodeA")])
@@ -137,7 +137,7 @@ def test_chain_of_phases():
     cmd, rest = dry_run("chain", "pretrain/tiny_p1", "pretrain/tiny_p2", NPROC="2")
     assert cmd[-6:] == [
         "-m",
-        "yue_train.training.cli",
+        "yue_train.cli.train",
         "chain",
         "pretrain/tiny_p1",
         "pretrain/tiny_p2",

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from yue_train.data.shards import Document, ShardWriter
+from yue_train.data.shards import ShardWriter
+from yue_train.format.document import Document
 from yue_train.format.roles import Role
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +58,7 @@ def tiny_llama(attn: str = "sdpa", vocab: int = 512, seed: int = 0) -> LlamaForC
 
 
 def compose(*overrides: str):
-    from yue_train.training.cli import compose_config
+    from yue_train.config.compose import compose_config
 
     return compose_config(list(overrides))
 

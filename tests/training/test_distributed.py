@@ -1,7 +1,7 @@
 """Data-parallel training under torchrun on CPU (gloo): DDP, FSDP2 and DeepSpeed ZeRO take the same steps
 as one process with the same global batch, and checkpoints move between world sizes.
 
-Every run here is the real CLI (``torchrun -m yue_train.training.cli``). The comparison is per-step loss
+Every run here is the real CLI (``torchrun -m yue_train.cli.train``). The comparison is per-step loss
 from ``metrics.jsonl``: if the processes trained on the wrong data (each on everything, or on an
 overlapping share; the HF-Trainer-on-CPU class of bug) or the gradients were averaged wrongly, the losses
 part from the single-process run within a few steps.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.training.helpers import PYTHON, cli_env, write_copy_shards
-from yue_train.training.distributed import DistributedConfigError, init_process_group
+from yue_train.training.engines import DistributedConfigError, init_process_group
 from yue_train.training.logger import read_metrics
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
@@ -42,9 +42,9 @@ def _overrides(shards: Path, run_dir: Path, *extra: str) -> list[str]:
 
 
 def _run(overrides: list[str], nproc: int, timeout: float = 600) -> str:
-    cmd = [*TORCHRUN, f"--nproc_per_node={nproc}", "-m", "yue_train.training.cli", *overrides]
+    cmd = [*TORCHRUN, f"--nproc_per_node={nproc}", "-m", "yue_train.cli.train", *overrides]
     if nproc == 1:
-        cmd = [PYTHON, "-m", "yue_train.training.cli", *overrides]
+        cmd = [PYTHON, "-m", "yue_train.cli.train", *overrides]
     proc = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc.stdout

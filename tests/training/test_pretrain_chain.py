@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from yue_train.cli.chain import FINISHED_NAME, chain_main, read_finished, run_chain
+from yue_train.config.compose import compose_config
 from yue_train.training import trainer
-from yue_train.training.chain import FINISHED_NAME, chain_main, read_finished, run_chain
-from yue_train.training.cli import compose_config
 from yue_train.training.logger import read_metrics
 from yue_train.training.plan import plan_phase
 

@@ -1,4 +1,4 @@
-"""Generated CoT/ICL shard folders for the tiny pre-training chain (yue_train.training.pretrain_corpus)."""
+"""Generated CoT/ICL shard folders for the tiny pre-training chain (yue_train.data.pretrain_corpus)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from yue_train.data.shards import SUMMARY_NAME, iter_documents
-from yue_train.format.roles import PROMPT_ROLES, ROLE_NAMES
-from yue_train.training.plan import dataset_size
-from yue_train.training.pretrain_corpus import (
+from yue_train.data.pretrain_corpus import (
     SyntheticDataError,
     prepare_synthetic_datasets,
     synthetic_spec,
     write_synthetic_shards,
 )
+from yue_train.data.shards import SUMMARY_NAME, iter_documents
+from yue_train.format.roles import PROMPT_ROLES, ROLE_NAMES
+from yue_train.training.plan import dataset_size
 
 PROMPT_NAMES = {ROLE_NAMES[int(r)] for r in PROMPT_ROLES}
 

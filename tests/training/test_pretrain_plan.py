@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from yue_train.data.shards import SUMMARY_NAME, Document, ShardWriter, shard_paths, write_json_atomic
+from yue_train.config.compose import available_recipes, compose_config, find_recipes
+from yue_train.data.packing import DocSource, Mixture
+from yue_train.data.pretrain_corpus import prepare_synthetic_datasets
+from yue_train.data.shards import SUMMARY_NAME, ShardWriter, shard_paths, write_json_atomic
+from yue_train.format.document import Document
 from yue_train.format.roles import Role
-from yue_train.training.cli import RECIPES_DIR, available_recipes, compose_config
-from yue_train.training.data import DocSource, Mixture
 from yue_train.training.plan import PlanError, dataset_size, dataset_tokens, human, plan_phase
-from yue_train.training.pretrain_corpus import prepare_synthetic_datasets
 
 
 def write_dataset(folder: Path, lengths: list[int], docs_per_shard: int = 3, summary: bool = True) -> Path:
@@ -240,7 +241,7 @@ def test_pretrain_recipe_composes_and_plans(recipe, no_data):
     assert cfg.trainer.run_dir == str(no_data / "runs" / f"pretrain_{stem}")
     assert not cfg.lora.enabled and cfg.model.path is None  # full training; random init or init_from
     assert list(cfg.optim.betas) == [0.9, 0.95] and cfg.optim.weight_decay == 0.1
-    raw = OmegaConf.load(RECIPES_DIR / f"{recipe}.yaml")  # the strategy is left to the launcher/user
+    raw = OmegaConf.load(find_recipes()[recipe].path)  # the strategy is left to the launcher/user
     assert "distributed" not in raw and not any("distributed" in str(d) for d in raw.defaults)
     assert cfg.distributed.strategy == "single"
     prepare_synthetic_datasets(cfg)  # the tiny chain's generated data; nothing for the big recipes

@@ -14,7 +14,7 @@ from yue_train.training.logger import read_metrics
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "yue_train.training.cli", *args], env=cli_env(), cwd=REPO,
+    return subprocess.run([PYTHON, "-m", "yue_train.cli.train", *args], env=cli_env(), cwd=REPO,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.training.helpers import write_random_shards
-from yue_train.training.cli import main
+from yue_train.cli.train import main
 
 
 @pytest.fixture

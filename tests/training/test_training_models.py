@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from yue_train.data.packing import resolve_urls
 from yue_train.format.vocab import MODEL_VOCAB_SIZE
 from yue_train.models import architecture_config, llama_module_names
-from yue_train.training.data import resolve_urls
 
 
 def test_stage1_7b_matches_the_released_architecture():

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from tests.training.helpers import tiny_llama, write_random_shards
-from yue_train.data.shards import Document
+from yue_train.data.packing import IGNORE_INDEX, DocSource, Mixture, PackedStream, Packer, is_eval_doc, resolve_urls
+from yue_train.format.document import Document
 from yue_train.format.roles import ROLE_NAMES, Role
-from yue_train.training.data import IGNORE_INDEX, DocSource, Mixture, PackedStream, Packer, is_eval_doc, resolve_urls
 from yue_train.training.forward import PackedForward, check_positions
 from yue_train.training.loss import chunked_loss, role_weight_table
 
@@ -190,7 +190,7 @@ def test_activation_checkpointing_with_lora_gives_the_same_gradients():
     from types import SimpleNamespace
 
     from yue_train.models.loading import enable_activation_checkpointing
-    from yue_train.training.lora import apply_lora
+    from yue_train.models.lora import apply_lora
 
     lora = SimpleNamespace(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
     rng = np.random.default_rng(6)

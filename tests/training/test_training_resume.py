@@ -31,7 +31,7 @@ def _losses(run_dir: Path) -> dict[int, float]:
 def _start_and_kill(overrides: list[str], fault: str, wait_for: Path, timeout: float = 120) -> None:
     """Run the real CLI in a subprocess that pauses at ``fault``; SIGKILL it once ``wait_for`` exists."""
     env = {**cli_env(), FAULT_ENV: fault}
-    proc = subprocess.Popen([PYTHON, "-m", "yue_train.training.cli", *overrides], env=env,
+    proc = subprocess.Popen([PYTHON, "-m", "yue_train.cli.train", *overrides], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.monotonic() + timeout
     try:

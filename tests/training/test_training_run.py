@@ -14,8 +14,8 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from tests.training.helpers import PYTHON, cli_env, compose
+from yue_train.cli.train import main
 from yue_train.training.checkpoint import latest_checkpoint
-from yue_train.training.cli import main
 from yue_train.training.forward import unwrap
 from yue_train.training.logger import read_metrics
 from yue_train.training.trainer import Trainer, TrainingError, run_training
@@ -93,7 +93,7 @@ def test_stage2_run_reports_codebooks_and_evaluates(tmp_path):
 def test_sigterm_saves_and_exits_cleanly(random_shards, tmp_path):
     run = tmp_path / "run"
     args = [*_ov(random_shards, run, "trainer.max_steps=100000", "trainer.save_every=0", "trainer.cpu_threads=1")]
-    proc = subprocess.Popen([PYTHON, "-m", "yue_train.training.cli", *args], env=cli_env(),
+    proc = subprocess.Popen([PYTHON, "-m", "yue_train.cli.train", *args], env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 120

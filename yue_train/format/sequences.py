@@ -12,15 +12,18 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from yue_train.data.shards import Document
 from yue_train.format import codec_layout as cl
 from yue_train.format import vocab
+from yue_train.format.document import Document
 from yue_train.format.roles import Role, stage2_codebook_role
 from yue_train.format.song import Segment, Song
-from yue_train.tokenizer.mm_tokenizer import MMTokenizer
+
+if TYPE_CHECKING:
+    from yue_train.tokenizer.mm_tokenizer import MMTokenizer
 
 INSTRUCTION = "Generate music from the given lyrics segment by segment."
 START_OF_SEGMENT = "[start_of_segment]"

@@ -1,4 +1,4 @@
 """Training core: packed document streaming, chunked loss, LoRA, the training loop, evaluation, export.
 
-Entry point: ``yue-train`` (:func:`yue_train.training.cli.main`).
+Entry point: ``yue-train`` (:func:`yue_train.cli.train.main`).
 """

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yue_train.training.data import Batch
+from yue_train.data.packing import Batch
 from yue_train.training.loss import chunked_loss
 
 

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from yue_train.data.packing import IGNORE_INDEX
 from yue_train.format.roles import ROLE_NAMES
-from yue_train.training.data import IGNORE_INDEX
 
 N_ROLES = len(ROLE_NAMES)
 

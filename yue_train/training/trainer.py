@@ -30,23 +30,23 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 
+from yue_train.data.packing import IGNORE_INDEX, Batch, build_train_stream, eval_batches
 from yue_train.format.roles import ROLE_NAMES
 from yue_train.models.loading import ModelSpec, build_model, enable_activation_checkpointing
-from yue_train.training import dist
+from yue_train.models.lora import apply_lora
+from yue_train.training import ranks
 from yue_train.training.checkpoint import CHECKPOINTS, begin_checkpoint, latest_checkpoint, publish_checkpoint
-from yue_train.training.data import IGNORE_INDEX, Batch, build_train_stream, eval_batches
-from yue_train.training.distributed import (
+from yue_train.training.engines import (
     DeepSpeedStrategy,
     DistributedConfigError,
     init_process_group,
     make_strategy,
 )
-from yue_train.training.distributed import (
+from yue_train.training.engines import (
     check_config as check_distributed_config,
 )
 from yue_train.training.forward import PackedLossModule, unwrap
 from yue_train.training.logger import RunLogger, truncate_metrics
-from yue_train.training.lora import apply_lora
 from yue_train.training.loss import N_ROLES, LossSums, role_weight_table
 from yue_train.training.plan import PlanError, plan_phase
 from yue_train.training.validate import validate
@@ -104,19 +104,19 @@ class Trainer:
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
         self.run_dir = Path(cfg.trainer.run_dir)
-        self.device = dist.pick_device(cfg.trainer.device)
+        self.device = ranks.pick_device(cfg.trainer.device)
         try:
             check_distributed_config(cfg.distributed, self.device.type)
             init_process_group(str(cfg.distributed.get("strategy", "single")), self.device.type)
         except DistributedConfigError as e:
             raise TrainingError(str(e)) from None
-        self.rank, self.world = dist.rank(), dist.world_size()
-        self.main = dist.is_main()
+        self.rank, self.world = ranks.rank(), ranks.world_size()
+        self.main = ranks.is_main()
         # Config checks before anything heavy (raise ConfigError). The first process also writes any
         # generated corpus; the others check after it, so they never race to write the same files.
         if self.main:
             self.model_config = validate(cfg)
-        dist.barrier()
+        ranks.barrier()
         if not self.main:
             self.model_config = validate(cfg)
         try:
@@ -253,7 +253,7 @@ class Trainer:
     def save(self) -> Path | None:
         """A checkpoint of this step; every process takes part (weights and optimizer state are gathered)."""
         tmp = begin_checkpoint(self.run_dir, self.step) if self.main else None
-        dist.barrier()
+        ranks.barrier()
         folder = self.run_dir / CHECKPOINTS / f".tmp-step-{self.step}"
         weights = self.strategy.full_model_state_dict(trainable_only=self.lora)
         if self.main:
@@ -268,12 +268,12 @@ class Trainer:
             torch.save(self.stream.state_dict(), folder / DATA_STATE)
             (folder / "trainer_state.json").write_text(json.dumps(self._trainer_state(), indent=2) + "\n")
             (folder / CONFIG_NAME).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
-        dist.barrier()
+        ranks.barrier()
         final = None
         if self.main:
             assert tmp is not None
             final = publish_checkpoint(self.run_dir, self.step, tmp, int(self.cfg.trainer.keep_last))
-        dist.barrier()
+        ranks.barrier()
         return final
 
     def _load_state(self, ckpt: Path) -> None:
@@ -344,7 +344,7 @@ class Trainer:
                 self.strategy.backward(sums.weighted / denom * self.world, last)
             total = sums.detached() if total is None else total + sums.detached()
         assert total is not None
-        total = LossSums.from_vector(dist.all_reduce_sum(total.as_vector()))
+        total = LossSums.from_vector(ranks.all_reduce_sum(total.as_vector()))
         metrics = total.report()
         loss = metrics["loss"]
         grad_norm, stepped = self.strategy.clip_and_step(float(self.cfg.optim.max_grad_norm), math.isfinite(loss))
@@ -401,7 +401,7 @@ class Trainer:
             total = s if total is None else total + s
         wrapped.train(was_training)
         vec = total.as_vector() if total is not None else torch.zeros(2 + 3 * N_ROLES, dtype=torch.float64)
-        total = LossSums.from_vector(dist.all_reduce_sum(vec.to(self.device)))
+        total = LossSums.from_vector(ranks.all_reduce_sum(vec.to(self.device)))
         out = total.report("eval/")
         out["eval/ppl"] = math.exp(min(out["eval/loss"], 50.0))
         return out
@@ -413,7 +413,7 @@ class Trainer:
     def _stop_requested(self) -> bool:
         """Whether any process got SIGTERM: decided together, so all of them save the same step."""
         flag = torch.tensor([1.0 if self._stop_signal is not None else 0.0], dtype=torch.float64)
-        return bool(dist.all_reduce_sum(flag.to(self.device)).item() > 0)
+        return bool(ranks.all_reduce_sum(flag.to(self.device)).item() > 0)
 
     def train(self) -> dict[str, Any]:
         t = self.cfg.trainer

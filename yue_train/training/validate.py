@@ -7,12 +7,12 @@ from typing import Any
 from omegaconf import OmegaConf
 from transformers import PretrainedConfig
 
+from yue_train.data.demo_corpus import write_demo_corpus
+from yue_train.data.packing import DataConfigError, resolve_urls
+from yue_train.data.pretrain_corpus import prepare_synthetic_datasets
 from yue_train.data.shards import iter_documents
 from yue_train.models.loading import ModelSpec, llama_module_names, load_model_config
-from yue_train.training.data import DataConfigError, resolve_urls
-from yue_train.training.demo_corpus import write_demo_corpus
 from yue_train.training.loss import role_weight_table
-from yue_train.training.pretrain_corpus import prepare_synthetic_datasets
 
 
 class ConfigError(ValueError):

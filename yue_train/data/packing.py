@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from webdataset.shardlists import expand_urls
 
-from yue_train.data.shards import Document, iter_documents, shard_paths
+from yue_train.data.shards import iter_documents, shard_paths
+from yue_train.format.document import Document
 
 IGNORE_INDEX = -100
 PAD_ID = 0  # any id the model has; its labels are ignored

@@ -8,8 +8,9 @@
   yue-train chain R1 R2 ... [key=value ...]  run recipes one after another (pre-training phases); a re-run
                                              skips finished phases and resumes the interrupted one
 
-The config is composed with Hydra's compose API (the ``recipe`` config group is ``recipes/``, linked as
-``conf/recipe``); the run folder (``trainer.run_dir``) takes the resolved config, metrics and
+  --recipes-dir DIR                          also look for recipes in DIR (repeatable; or $YUE_TRAIN_RECIPES_DIR)
+
+The config is composed with Hydra's compose API (:mod:`yue_train.config.compose`); the run folder (``trainer.run_dir``) takes the resolved config, metrics and
 checkpoints, so Hydra's own output folder is not used. ``export`` is handled before Hydra: it takes
 paths, not a config. Every expected failure ends as one ``yue-train: error: ...`` line and exit code 2.
 """
@@ -19,48 +20,39 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
-from omegaconf import DictConfig
+from yue_train.config.compose import RECIPES_ENV, UsageError, compose_config, find_recipes
 
-ROOT = Path(__file__).resolve().parents[2]
-CONF_DIR = Path(os.environ.get("YUE_TRAIN_CONF_DIR", ROOT / "conf"))
-RECIPES_DIR = CONF_DIR / "recipe"
 USAGE = __doc__.split("\n\n")[1] if __doc__ else ""
 
 
-class UsageError(ValueError):
-    pass
+def split_recipes_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(``--recipes-dir`` values, the other arguments)."""
+    dirs, rest, it = [], [], iter(argv)
+    for a in it:
+        if a == "--recipes-dir":
+            value = next(it, None)
+            if value is None:
+                raise UsageError("--recipes-dir needs a folder")
+            dirs.append(value)
+        elif a.startswith("--recipes-dir="):
+            dirs.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+    return dirs, rest
 
 
-def available_recipes() -> list[str]:
-    # Nested folders are recipe families: recipes/pretrain/phase1_warmup.yaml is recipe=pretrain/phase1_warmup.
-    return sorted(p.relative_to(RECIPES_DIR).with_suffix("").as_posix() for p in RECIPES_DIR.rglob("*.yaml"))
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    """The composed config of ``overrides`` (``recipe=NAME`` among them; default ``demo``)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    recipes = [o.split("=", 1)[1] for o in overrides if o.startswith("recipe=")]
-    name = recipes[-1] if recipes else "demo"
-    if name not in available_recipes():
-        raise UsageError(f"unknown recipe {name!r}; available: {', '.join(available_recipes())}")
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as e:
-        lines = [x.strip() for x in str(e).splitlines() if x.strip() and "HYDRA_FULL_ERROR" not in x]
-        raise UsageError(" ".join(lines)) from None
+def recipe_listing() -> str:
+    recipes = find_recipes()
+    width = max(len(n) for n in recipes)
+    return "recipes:\n" + "\n".join(f"  {n:<{width}}  {r.description}" for n, r in sorted(recipes.items()))
 
 
 def train_main(overrides: list[str]) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
-    from yue_train.training.data import DataConfigError
-    from yue_train.training.distributed import destroy_process_group
+    from yue_train.data.packing import DataConfigError
+    from yue_train.training.engines import destroy_process_group
     from yue_train.training.trainer import TrainingError, run_training
     from yue_train.training.validate import ConfigError
 
@@ -80,17 +72,29 @@ def train_main(overrides: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        extra_dirs, argv = split_recipes_dirs(argv)
+    except UsageError as e:
+        print(f"yue-train: error: {e}", file=sys.stderr)
+        return 2
+    if extra_dirs:  # through the environment, so chain phases and torchrun workers see them too
+        known = [d for d in os.environ.get(RECIPES_ENV, "").split(os.pathsep) if d]
+        os.environ[RECIPES_ENV] = os.pathsep.join(known + [d for d in extra_dirs if d not in known])
     if argv and argv[0] == "chain":
-        from yue_train.training.chain import chain_main
+        from yue_train.cli.chain import chain_main
 
         return chain_main(argv[1:])
     if argv and argv[0] == "export":
-        from yue_train.training.export import export_main
+        from yue_train.models.export import export_main
 
         return export_main(argv[1:])
     if argv and argv[0] in ("-h", "--help", "help"):
         print(USAGE)
-        print(f"recipes: {', '.join(available_recipes())}")
+        try:
+            print(recipe_listing())
+        except UsageError as e:
+            print(f"yue-train: error: {e}", file=sys.stderr)
+            return 2
         return 0
     if "--print-config" in argv:  # launch.sh --dry-run: the resolved config, nothing run
         from omegaconf import OmegaConf

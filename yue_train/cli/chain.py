@@ -58,8 +58,8 @@ def run_chain(recipes: list[str], overrides: list[str]) -> list[dict[str, Any]]:
     Stops after a phase that did not finish (e.g. stopped by SIGTERM with a checkpoint saved): the later
     phases need its final weights.
     """
-    from yue_train.training import dist, trainer
-    from yue_train.training.cli import compose_config
+    from yue_train.config.compose import compose_config
+    from yue_train.training import ranks, trainer
 
     # Compose every phase first: a typo in the third recipe or an override fails now, not after days.
     configs = [compose_config([f"recipe={r}", *overrides]) for r in recipes]
@@ -85,16 +85,16 @@ def run_chain(recipes: list[str], overrides: list[str]) -> list[dict[str, Any]]:
         if summary.get("status") != "finished":
             _note(f"{label}: {summary.get('status')}; run the same command again to resume it")
             break
-        if dist.is_main():
+        if ranks.is_main():
             marker = {**summary, "config_digest": digest, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             write_json_atomic(run_dir / FINISHED_NAME, _plain_json(marker))
-        dist.barrier()  # every process sees the marker before any of them moves on
+        ranks.barrier()  # every process sees the marker before any of them moves on
     return summaries
 
 
 def parse_args(argv: list[str]) -> tuple[list[str], list[str]]:
     """(recipes, overrides): arguments with ``=`` are overrides, the others recipe names."""
-    from yue_train.training.cli import UsageError, available_recipes
+    from yue_train.config.compose import UsageError, available_recipes
 
     recipes = [a for a in argv if "=" not in a]
     overrides = [a for a in argv if "=" in a]
@@ -117,17 +117,19 @@ def parse_args(argv: list[str]) -> tuple[list[str], list[str]]:
 def chain_main(argv: list[str]) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
-    from yue_train.training.cli import UsageError, available_recipes
-    from yue_train.training.data import DataConfigError
-    from yue_train.training.distributed import destroy_process_group
+    from yue_train.config.compose import UsageError
+    from yue_train.data.packing import DataConfigError
+    from yue_train.data.pretrain_corpus import SyntheticDataError
+    from yue_train.training.engines import destroy_process_group
     from yue_train.training.plan import PlanError
-    from yue_train.training.pretrain_corpus import SyntheticDataError
     from yue_train.training.trainer import TrainingError
     from yue_train.training.validate import ConfigError
 
     if any(a in ("-h", "--help", "help") for a in argv):
         print((__doc__ or "").strip())
-        print(f"recipes: {', '.join(available_recipes())}")
+        from yue_train.cli.train import recipe_listing
+
+        print(recipe_listing())
         return 0
     try:
         recipes, overrides = parse_args(argv)

@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, Document, ShardWriter, write_json_atomic
+from yue_train.data.demo_corpus import demo_song
+from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, ShardWriter, write_json_atomic
+from yue_train.format.document import Document
 from yue_train.format.roles import role_token_counts
 from yue_train.format.sequences import ICL_PROMPT_MODES, build_cot_document, build_icl_document, record_rng
 from yue_train.tokenizer import load_tokenizer
-from yue_train.training.demo_corpus import demo_song
 
 KINDS = ("cot", "icl")
 SYNTHETIC_KEY = "synthetic"

@@ -349,9 +349,9 @@ def deepspeed_config(
 def deepspeed_config_path(cfg: Any) -> Path:
     path = Path(str(cfg.config_file))
     if not path.is_absolute():
-        from yue_train.training.cli import CONF_DIR
+        from yue_train.config.compose import conf_dir
 
-        path = CONF_DIR / "deepspeed" / path
+        path = conf_dir() / "deepspeed" / path
     if not path.is_file():
         raise DistributedConfigError(f"distributed.config_file: no DeepSpeed config at {path}")
     return path
