@@ -35,7 +35,11 @@ def require(path: Path) -> Path:
 
 
 def tiny_reference(seed: int = 0) -> OfficialXcodec:
-    return OfficialXcodec(**TINY_ACOUSTIC, hubert=TINY_HUBERT).randomize(seed).eval()
+    # The modules' own initialisation draws from the global generator: seed it (without disturbing the
+    # caller's stream) so the tiny codec is the same whatever ran before it.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return OfficialXcodec(**TINY_ACOUSTIC, hubert=TINY_HUBERT).randomize(seed).eval()
 
 
 def random_upsampler(cfg: UpsamplerConfig, seed: int) -> VocosUpsampler:

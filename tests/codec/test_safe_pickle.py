@@ -97,6 +97,23 @@ def test_unreadable_checkpoint_errors_name_the_file(tmp_path, kind):
     assert str(path) in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x80\x04\x95" + (2**62).to_bytes(8, "little"),  # FRAME longer than any machine: OverflowError
+        b"\x80\x04\x8e" + (2**40).to_bytes(8, "little"),  # BINBYTES8 of 1 TiB: MemoryError
+        b"\x80\x02R.",  # REDUCE on an empty stack
+    ],
+    ids=["frame-overflow", "binbytes-1tib", "reduce-empty-stack"],
+)
+def test_corrupt_pickle_lengths_and_opcodes_error_name_the_file(tmp_path, payload):
+    path = tmp_path / "ckpt.pth"
+    path.write_bytes(payload)
+    with pytest.raises(CheckpointReadError) as err:
+        restricted_torch_load(path)
+    assert str(path) in str(err.value)
+
+
 @pytest.mark.slow
 def test_convert_cli_refuses_foreign_pickle(tmp_path):
     marker = tmp_path / "pwned"

@@ -137,5 +137,18 @@ def restricted_torch_load(
         return torch.load(path, map_location="cpu", pickle_module=module, weights_only=False)
     except UnsafeCheckpointError:
         raise
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, KeyError) as e:
+    # Corrupt pickles can also declare absurd lengths (OverflowError, or MemoryError when the length fits
+    # but the allocation does not) or carry opcodes in the wrong order (IndexError, TypeError).
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+        KeyError,
+        IndexError,
+        TypeError,
+        OverflowError,
+        MemoryError,
+    ) as e:
         raise CheckpointReadError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
