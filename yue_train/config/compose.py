@@ -4,7 +4,8 @@ The config groups (``conf/``) and the named recipes (``recipes/``) sit at the to
 ship inside the wheel as ``yue_train/resources/{conf,recipes}``; both are found here, so the package works
 from a source checkout, an editable install and a plain wheel alike. Users add recipe folders of their
 own with ``--recipes-dir DIR`` or ``YUE_TRAIN_RECIPES_DIR`` (``os.pathsep``-separated), without editing
-the package.
+the package. A recipe file whose name starts with ``_`` (``recipes/pretrain/_base.yaml``) is a base: other
+recipes list it in their ``defaults`` to share its settings; it is neither listed nor run by itself.
 
 Recipes are read with ``yaml.safe_load`` (nothing in them executes) and registered in Hydra's ConfigStore
 as the ``recipe`` group, so Hydra composes ``conf/config.yaml`` + ``recipe=NAME`` + overrides as one
@@ -79,8 +80,15 @@ class Recipe:
         return ""
 
 
-def find_recipes(extra_dirs: list[str | Path] | None = None) -> dict[str, Recipe]:
-    """Every recipe by name; the same name in two folders is refused (rename one)."""
+def is_base(name: str) -> bool:
+    """A recipe whose file name starts with ``_`` (``pretrain/_base``) holds settings other recipes list in
+    their ``defaults``; it is not run or listed by itself."""
+    return name.rpartition("/")[2].startswith("_")
+
+
+def find_recipes(extra_dirs: list[str | Path] | None = None, *, bases: bool = False) -> dict[str, Recipe]:
+    """Every runnable recipe by name (with ``bases``, the ``_``-prefixed bases too); the same name in two
+    folders is refused (rename one)."""
     found: dict[str, Recipe] = {}
     for d in recipe_dirs(extra_dirs):
         for path in sorted(d.rglob("*.yaml")):
@@ -88,11 +96,19 @@ def find_recipes(extra_dirs: list[str | Path] | None = None) -> dict[str, Recipe
             if name in found:
                 raise UsageError(f"recipe {name!r} is defined twice: {found[name].path} and {path}; rename one")
             found[name] = Recipe(name, path)
-    return found
+    return found if bases else {n: r for n, r in found.items() if not is_base(n)}
 
 
 def available_recipes(extra_dirs: list[str | Path] | None = None) -> list[str]:
+    """The names of the runnable recipes (what ``yue-train --help`` lists)."""
     return sorted(find_recipes(extra_dirs))
+
+
+def recipe_listing(extra_dirs: list[str | Path] | None = None) -> str:
+    """The ``recipes:`` block of ``yue-train --help``: each runnable recipe with its description."""
+    recipes = find_recipes(extra_dirs)
+    width = max(len(n) for n in recipes)
+    return "recipes:\n" + "\n".join(f"  {n:<{width}}  {r.description}" for n, r in sorted(recipes.items()))
 
 
 def _read_recipe(recipe: Recipe) -> dict:
@@ -130,11 +146,16 @@ def compose_config(overrides: list[str], recipes_dirs: list[str | Path] | None =
 
     from yue_train.config.schema import SchemaError, check_schema
 
-    recipes = find_recipes(recipes_dirs)
+    recipes = find_recipes(recipes_dirs, bases=True)
+    runnable = ", ".join(sorted(n for n in recipes if not is_base(n)))
     name = recipe_of(overrides)
+    if name in recipes and is_base(name):
+        raise UsageError(
+            f"recipe {name!r} is a base that other recipes build on, not a recipe to run; pick one of: {runnable}"
+        )
     if name not in recipes:
-        raise UsageError(f"unknown recipe {name!r}; available: {', '.join(sorted(recipes))}")
-    for recipe in recipes.values():  # recipes may build on each other (defaults: - /recipe/tiny)
+        raise UsageError(f"unknown recipe {name!r}; available: {runnable}")
+    for recipe in recipes.values():  # recipes may build on each other (defaults: - tiny, - _base)
         _register(recipe)
     overrides = [o for o in overrides if not o.startswith("recipe=")] + [f"recipe={name}"]
     try:
