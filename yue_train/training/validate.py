@@ -33,6 +33,11 @@ def prepare_demo_corpus(cfg: Any) -> None:
 
 def validate(cfg: Any) -> PretrainedConfig:
     """Check ``cfg`` cheaply (configs, file lists, a weightless meta-device model) and return the model config."""
+    if OmegaConf.is_missing(cfg.model, "tokenizer"):  # the released models' configs leave it to the user
+        raise ConfigError(
+            f"model.tokenizer: {cfg.model.name} needs the YuE tokenizer.model it was trained with: "
+            "pass model.tokenizer=/path/to/tokenizer.model"
+        )
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         hint = " (e.g. data.train='[{path: /data/shards, weight: 1}]')" if "data.train" in missing else ""
