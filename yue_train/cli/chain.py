@@ -127,7 +127,7 @@ def chain_main(argv: list[str]) -> int:
 
     if any(a in ("-h", "--help", "help") for a in argv):
         print((__doc__ or "").strip())
-        from yue_train.cli.train import recipe_listing
+        from yue_train.config.compose import recipe_listing
 
         print(recipe_listing())
         return 0

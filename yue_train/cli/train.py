@@ -21,7 +21,7 @@ import json
 import os
 import sys
 
-from yue_train.config.compose import RECIPES_ENV, UsageError, compose_config, find_recipes
+from yue_train.config.compose import RECIPES_ENV, UsageError, compose_config, recipe_listing
 
 USAGE = __doc__.split("\n\n")[1] if __doc__ else ""
 
@@ -40,12 +40,6 @@ def split_recipes_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
         else:
             rest.append(a)
     return dirs, rest
-
-
-def recipe_listing() -> str:
-    recipes = find_recipes()
-    width = max(len(n) for n in recipes)
-    return "recipes:\n" + "\n".join(f"  {n:<{width}}  {r.description}" for n, r in sorted(recipes.items()))
 
 
 def train_main(overrides: list[str]) -> int:
