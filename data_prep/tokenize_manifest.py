@@ -1,4 +1,5 @@
-"""``yue-prep tokenize``: an official-format manifest -> webdataset token shards + a summary.
+"""``yue-prep tokenize``: an official-format manifest (or a list of in-memory songs) -> webdataset token
+shards + a summary.
 
 Records are processed in a worker pool but written in manifest order, and every random draw comes from
 a generator seeded by (seed, record id), so the shards do not depend on the number of workers.
@@ -10,6 +11,7 @@ import multiprocessing as mp
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,13 @@ from typing import Any
 from tqdm import tqdm
 
 import yue_train
-from yue_train.data.manifest import RawRecord, RecordError, load_song, read_manifest
+from yue_train.data.manifest import RawRecord, RecordError, check_timing, load_song, read_manifest
 from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, ShardWriter, write_json_atomic
+from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
 from yue_train.format.document import Document
 from yue_train.format.roles import role_token_counts
+from yue_train.format.song import Song
 from yue_train.tokenizer import load_tokenizer
 
 MODES = ("cot", "icl", "stage2")
@@ -32,7 +36,7 @@ EXIT_OK, EXIT_REJECTED, EXIT_FATAL = 0, 3, 2
 
 @dataclass
 class TokenizeOptions:
-    manifest: Path
+    manifest: Path | None  # None when the songs are given in memory (run_tokenize's ``songs``)
     out: Path
     root: Path = Path(".")
     tokenizer: str | None = None
@@ -80,12 +84,24 @@ def documents_for_record(record: dict[str, Any], opts: TokenizeOptions, tokenize
     """The documents one record yields in ``opts.mode``; raises RecordError/SequenceError when it cannot."""
     if opts.mode == "stage2":
         song = load_song(record, opts.root, tracks=tuple(opts.stage2_sources), lyrics=False)
+    elif opts.mode == "cot":
+        song = load_song(record, opts.root)
+    else:
+        tracks = ("vocal", "inst", "mixture") if opts.icl_prompt == "mixture" else ("vocal", "inst")
+        song = load_song(record, opts.root, tracks=tracks)
+    return documents_for_song(song, opts, tokenizer)
+
+
+def documents_for_song(song: Song, opts: TokenizeOptions, tokenizer) -> list[Document]:
+    """The documents one loaded song yields in ``opts.mode``; raises SequenceError when it cannot."""
+    if opts.mode == "stage2":
         arrays = {"mixture": song.mixture, "vocal": song.vocals, "inst": song.instrumental}
+        missing = [s for s in opts.stage2_sources if arrays[s] is None]
+        if missing:
+            raise seq.SequenceError(f"{song.id}: stage-2 source(s) {', '.join(missing)} have no codes in the song")
         return [seq.build_stage2_document(arrays[s], song.id, source=s) for s in opts.stage2_sources]
     if opts.mode == "cot":
-        return [seq.build_cot_document(tokenizer, load_song(record, opts.root))]
-    tracks = ("vocal", "inst", "mixture") if opts.icl_prompt == "mixture" else ("vocal", "inst")
-    song = load_song(record, opts.root, tracks=tracks)
+        return [seq.build_cot_document(tokenizer, song)]
     return [seq.build_icl_document(tokenizer, song, opts.icl_prompt, seq.record_rng(opts.seed, song.id))]
 
 
@@ -100,6 +116,21 @@ def _process(args: tuple[RawRecord, TokenizeOptions]) -> RecordResult:
         for doc in result.documents:
             doc.meta["line"] = raw.line_no
     except (RecordError, seq.SequenceError) as e:
+        result.error = str(e)
+    return result
+
+
+def _song_result(args: tuple[int, Song, TokenizeOptions]) -> RecordResult:
+    """A song given in memory, numbered by its 1-based position (reported as its ``line``)."""
+    position, song, opts = args
+    result = RecordResult(position, song.id)
+    try:
+        if opts.mode != "stage2":
+            check_timing(song)
+        result.documents = documents_for_song(song, opts, _worker_tokenizer)
+        for doc in result.documents:
+            doc.meta["line"] = position
+    except (RecordError, seq.SequenceError, cl.CodecRangeError) as e:
         result.error = str(e)
     return result
 
@@ -133,9 +164,10 @@ def _count_lines(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def run_tokenize(opts: TokenizeOptions) -> tuple[dict[str, Any], int]:
-    """Tokenize the manifest; returns (summary, exit code). The summary is also written to the output."""
-    if not opts.manifest.is_file():
+def run_tokenize(opts: TokenizeOptions, songs: Sequence[Song] | None = None) -> tuple[dict[str, Any], int]:
+    """Tokenize the manifest, or ``songs`` when given (in this process); returns (summary, exit code). The
+    summary is also written to the output."""
+    if songs is None and (opts.manifest is None or not opts.manifest.is_file()):
         raise FileNotFoundError(f"manifest not found: {opts.manifest}")
     tokenizer = load_tokenizer(opts.tokenizer)  # fail fast (and once) on a bad tokenizer file
     note = prepare_output(opts)
@@ -147,18 +179,24 @@ def run_tokenize(opts: TokenizeOptions) -> tuple[dict[str, Any], int]:
     rejected: list[dict[str, Any]] = []
     role_counts: Counter[str] = Counter()
     n_docs = n_records = segments_skipped = 0
-    records = ((raw, opts) for raw in read_manifest(opts.manifest))
     pool = None
-    if opts.workers > 1:
+    if songs is not None:
+        _init_worker(opts.tokenizer)
+        results = map(_song_result, ((n, song, opts) for n, song in enumerate(songs, start=1)))
+        total = len(songs)
+    elif opts.workers > 1:
+        assert opts.manifest is not None
+        records = ((raw, opts) for raw in read_manifest(opts.manifest))
         pool = mp.get_context().Pool(opts.workers, initializer=_init_worker, initargs=(opts.tokenizer,))
         results = pool.imap(_process, records, chunksize=4)
+        total = _count_lines(opts.manifest)
     else:
+        assert opts.manifest is not None
         _init_worker(opts.tokenizer)
-        results = map(_process, records)
+        results = map(_process, ((raw, opts) for raw in read_manifest(opts.manifest)))
+        total = _count_lines(opts.manifest)
     writer = ShardWriter(opts.out, opts.shard_prefix, max_docs=opts.shard_docs)
-    bar = tqdm(
-        total=_count_lines(opts.manifest), unit="song", desc=f"tokenize {opts.shard_prefix}", disable=not opts.progress
-    )
+    bar = tqdm(total=total, unit="song", desc=f"tokenize {opts.shard_prefix}", disable=not opts.progress)
     try:
         for result in results:
             n_records += 1

@@ -16,9 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from inference.prompts import PromptInputError, build_stage1_prompts, load_reference, read_text_file
+from inference.prompts import (
+    PromptInputError,
+    Stage1Prompts,
+    build_stage1_prompts,
+    load_reference,
+    read_text_file,
+)
 from inference.sampling import SamplingConfig
-from inference.stage1 import MODEL_WINDOW, generate_stage1
+from inference.stage1 import MODEL_WINDOW, Stage1Result, generate_stage1
 from inference.stage2 import generate_stage2
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
@@ -61,7 +67,7 @@ class GenerateInputError(ValueError):
     """Inputs generation cannot run on; raised before any model is loaded where possible."""
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -99,12 +105,17 @@ def check_inputs(opts: GenerateOptions):
     genres = read_text_file(opts.genre_txt, "genre")
     lyrics = read_text_file(opts.lyrics_txt, "lyrics")
     tokenizer = load_tokenizer(opts.tokenizer)
-    # Model configs are small files: check vocabularies before loading any weights.
+    check_models(tokenizer, opts.stage1_model, opts.stage2_model)
+    return tokenizer, genres, lyrics
+
+
+def check_models(tokenizer, stage1_model: str, stage2_model: str) -> None:
+    """Both models' vocabularies against what the stages need, from their config files (no weights)."""
     from yue_train.models.loading import ModelSpec, load_model_config
 
     for which, path, needed in (
-        ("stage-1", opts.stage1_model, tokenizer.vocab_size),
-        ("stage-2", opts.stage2_model, STAGE2_MIN_VOCAB),
+        ("stage-1", stage1_model, tokenizer.vocab_size),
+        ("stage-2", stage2_model, STAGE2_MIN_VOCAB),
     ):
         try:
             vocab_size = load_model_config(ModelSpec(path=path)).vocab_size
@@ -114,7 +125,6 @@ def check_inputs(opts: GenerateOptions):
             raise GenerateInputError(
                 f"{which} model {path} has {vocab_size:,} ids; YuE's {which} needs at least {needed:,}"
             )
-    return tokenizer, genres, lyrics
 
 
 def _audio_reference(opts: GenerateOptions, codec) -> tuple[np.ndarray, np.ndarray] | None:
@@ -131,11 +141,62 @@ def _audio_reference(opts: GenerateOptions, codec) -> tuple[np.ndarray, np.ndarr
     return None
 
 
+def section_prompts(
+    tokenizer,
+    prompts: Stage1Prompts,
+    n_sections: int | None,
+    sampling: SamplingConfig,
+    history: np.ndarray | None = None,
+) -> tuple[int, list[seq.DocBuilder]]:
+    """(sections to generate, the prompts appended before each section after the first); with ``history``
+    (a song to continue) every section's prompt is appended to it. The first context must leave room for
+    ``sampling.max_new_tokens`` in the model window."""
+    n = len(prompts.sections) if n_sections is None else min(n_sections, len(prompts.sections))
+    following = [seq.next_section_prompt(tokenizer, s) for s in prompts.sections[1 if history is None else 0 : n]]
+    first_len = len(prompts.first) if history is None else len(history) + len(following[0])
+    if first_len + sampling.max_new_tokens + 1 > MODEL_WINDOW:
+        raise GenerateInputError(
+            f"the first prompt has {first_len:,} tokens; with {sampling.max_new_tokens:,} new tokens it exceeds "
+            f"the {MODEL_WINDOW:,}-token window: shorten the reference (--ref-start/--ref-end) or the lyrics"
+        )
+    return n, following
+
+
+def stage1_song(
+    model: torch.nn.Module,
+    prompts: Stage1Prompts,
+    following: list[seq.DocBuilder],
+    sampling: SamplingConfig,
+    seed: int,
+    has_reference: bool,
+    history: np.ndarray | None = None,
+    progress: bool = True,
+) -> tuple[Stage1Result, np.ndarray, np.ndarray]:
+    """One song's stage 1: (the result, vocal codes, instrumental codes), codes ``(1, T)`` of codebook 0.
+    With ``history`` the codes are those of the new sections only."""
+    first = prompts.first if history is None else None
+    res = generate_stage1(model, first, following, sampling, seed=seed, progress=progress, history=history)
+    if history is None:
+        vocal, inst = parse_stage1_output(res.ids, has_reference=has_reference)
+    else:
+        vocal, inst = parse_stage1_output(res.ids[len(history) :])
+    return res, vocal, inst
+
+
+def load_stage2(path: str, device: torch.device) -> torch.nn.Module:
+    """The stage-2 model, its output layer checked to cover every stage-2 id."""
+    s2 = load_lm(path, device)
+    vocab_size = s2.get_output_embeddings().weight.shape[0]
+    if vocab_size < STAGE2_MIN_VOCAB:
+        raise GenerateInputError(f"stage-2 model {path} has {vocab_size} output ids; stage 2 needs {STAGE2_MIN_VOCAB}")
+    return s2
+
+
 def run_generate(opts: GenerateOptions) -> dict[str, Any]:
     """Generate ``opts.n_songs`` songs into ``opts.out``; returns the report also written as ``report.json``."""
     started = time.perf_counter()
     tokenizer, genres, lyrics = check_inputs(opts)
-    device = _device(opts.device)
+    device = resolve_device(opts.device)
     codec = None
     if opts.codec is not None:
         from yue_train.codec.model import YueCodec
@@ -159,14 +220,7 @@ def run_generate(opts: GenerateOptions) -> dict[str, Any]:
                 f"--continue-from {prev}: missing {', '.join(missing)} (give a song folder of yue-infer)"
             )
         history = np.load(prev / "stage1_ids.npy")
-    n = len(prompts.sections) if opts.n_sections is None else min(opts.n_sections, len(prompts.sections))
-    following = [seq.next_section_prompt(tokenizer, s) for s in prompts.sections[1 if history is None else 0 : n]]
-    first_len = len(prompts.first) if history is None else len(history) + len(following[0])
-    if first_len + opts.sampling.max_new_tokens + 1 > MODEL_WINDOW:
-        raise GenerateInputError(
-            f"the first prompt has {first_len:,} tokens; with {opts.sampling.max_new_tokens:,} new tokens it exceeds "
-            f"the {MODEL_WINDOW:,}-token window: shorten the reference (--ref-start/--ref-end) or the lyrics"
-        )
+    n, following = section_prompts(tokenizer, prompts, opts.n_sections, opts.sampling, history)
 
     s1 = load_lm(opts.stage1_model, device, opts.adapters, opts.adapter)
     timings: dict[str, float] = {"load_s": time.perf_counter() - started}
@@ -174,14 +228,10 @@ def run_generate(opts: GenerateOptions) -> dict[str, Any]:
     songs, tracks = [], []
     t0 = time.perf_counter()
     for k in range(opts.n_songs):
-        res = generate_stage1(
-            s1, prompts.first if history is None else None, following, opts.sampling, seed=opts.seed + k,
-            progress=opts.progress, history=history,
-        )  # fmt: skip
-        if history is None:
-            vocal, inst = parse_stage1_output(res.ids, has_reference=reference is not None)
-        else:  # the continued song: its earlier codes, then the new sections
-            vocal, inst = parse_stage1_output(res.ids[len(history) :])
+        res, vocal, inst = stage1_song(
+            s1, prompts, following, opts.sampling, opts.seed + k, reference is not None, history, opts.progress
+        )
+        if history is not None:  # the continued song: its earlier codes, then the new sections
             prev = Path(opts.continue_from)
             vocal = np.concatenate([np.load(prev / "stage1_vocal.npy"), vocal], axis=1)
             inst = np.concatenate([np.load(prev / "stage1_inst.npy"), inst], axis=1)
@@ -202,12 +252,7 @@ def run_generate(opts: GenerateOptions) -> dict[str, Any]:
     timings["stage1_s"] = time.perf_counter() - t0
     del s1
 
-    s2 = load_lm(opts.stage2_model, device)
-    vocab_size = s2.get_output_embeddings().weight.shape[0]
-    if vocab_size < STAGE2_MIN_VOCAB:
-        raise GenerateInputError(
-            f"stage-2 model {opts.stage2_model} has {vocab_size} output ids; stage 2 needs {STAGE2_MIN_VOCAB}"
-        )
+    s2 = load_stage2(opts.stage2_model, device)
     t0 = time.perf_counter()
     codes = generate_stage2(s2, tracks, batch_size=opts.stage2_batch_size, progress=opts.progress)
     timings["stage2_s"] = time.perf_counter() - t0

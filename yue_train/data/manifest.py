@@ -148,6 +148,17 @@ def _segments(data: dict[str, Any], n_frames: int | None) -> list[Segment]:
     return segments
 
 
+def check_timing(song: Song) -> None:
+    """The stated audio length must be positive and match the codes at 49..51 frames per second."""
+    if not song.audio_length_in_sec > 0:
+        raise RecordError(f"audio_length_in_sec is {song.audio_length_in_sec}, must be > 0")
+    if not FPS_RANGE[0] <= song.fps <= FPS_RANGE[1]:
+        raise RecordError(
+            f"{song.n_frames} frames over {song.audio_length_in_sec} s is {song.fps:.2f} frames/s, "
+            f"outside [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}]: audio_length_in_sec does not match the codes"
+        )
+
+
 def load_song(
     data: dict[str, Any], root: str | Path, tracks: tuple[str, ...] = ("vocal", "inst"), lyrics: bool = True
 ) -> Song:
@@ -169,13 +180,7 @@ def load_song(
         return song
     song.genres = _require(data, "genres", str)
     song.audio_length_in_sec = float(_require(data, "audio_length_in_sec", (int, float)))
-    if song.audio_length_in_sec <= 0:
-        raise RecordError(f"audio_length_in_sec is {song.audio_length_in_sec}, must be > 0")
-    if not FPS_RANGE[0] <= song.fps <= FPS_RANGE[1]:
-        raise RecordError(
-            f"{song.n_frames} frames over {song.audio_length_in_sec} s is {song.fps:.2f} frames/s, "
-            f"outside [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}]: audio_length_in_sec does not match the codes"
-        )
+    check_timing(song)
     song.segments = _segments(data, song.n_frames)
     msa = data.get("msa", [])
     if not isinstance(msa, list) or not all(isinstance(m, dict) for m in msa):

@@ -1,0 +1,337 @@
+"""The Python API: generate songs, train a recipe and write token shards from a notebook, without files
+of genres, lyrics or configs.
+
+    from yue_train import YuE, build_shards, train
+
+    yue = YuE.from_pretrained(stage1, stage2, codec=codec, tokenizer=tokenizer)
+    song = yue.generate(genres="pop female bright", lyrics="[verse]\\n...")[0]
+    song.audio["final"], song.stage2_vocal
+
+    run = train("lora_s1", trainer={"max_steps": 100}, data={"train": [{"path": "data/cot"}]})
+    build_shards(songs, "data/cot", mode="cot", tokenizer="tokenizer.model")
+
+Every call runs the same code as the command lines: generation is :mod:`inference.generate`'s stages,
+training composes the recipe with :func:`yue_train.config.compose.compose_config` and runs the trainer
+in this process, and shards come from ``yue-prep tokenize``'s writer. This module sits above the
+library: nothing in ``yue_train`` imports it (``yue_train.YuE`` etc. load it on first use).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.generate import (
+    GenerateInputError,
+    check_models,
+    load_lm,
+    load_stage2,
+    resolve_device,
+    section_prompts,
+    stage1_song,
+)
+from inference.prompts import PromptInputError, build_stage1_prompts
+from inference.sampling import SamplingConfig
+from inference.stage1 import SectionStats
+from inference.stage2 import generate_stage2
+from yue_train.format import codec_layout as cl
+from yue_train.format import sequences as seq
+from yue_train.format.song import Song
+from yue_train.tokenizer import load_tokenizer
+
+__all__ = ["GeneratedSong", "Reference", "YuE", "build_shards", "override_strings", "recipe_config", "train"]
+
+AudioOrCodes = str | Path | np.ndarray
+
+
+@dataclass
+class Reference:
+    """An in-context reference for stage 1: one track (``mix``) or a vocal + accompaniment pair.
+
+    Each part is an audio file path, a float waveform at the codec's 16 kHz, or integer X-Codec codes
+    ``(n_codebooks, frames)``; audio needs the codec. ``start``/``end``: the window used, in seconds.
+    """
+
+    mix: AudioOrCodes | None = None
+    vocal: AudioOrCodes | None = None
+    inst: AudioOrCodes | None = None
+    start: float = 0.0
+    end: float = 30.0
+
+
+@dataclass
+class GeneratedSong:
+    """One generated song in memory. Codes are int16 X-Codec codes: ``stage1_*`` codebook 0 ``(1, T)``,
+    ``stage2_*`` all 8 codebooks ``(8, T)``. ``audio`` (with a codec): ``vocal_16k``, ``inst_16k``,
+    ``mix_16k`` and, with upsamplers, ``vocal_44k``, ``inst_44k``, ``mix_44k`` and ``final``; rates in
+    ``sample_rates``."""
+
+    seed: int
+    stage1_ids: np.ndarray  # the whole stage-1 sequence: prompts and generated tokens
+    stage1_vocal: np.ndarray
+    stage1_inst: np.ndarray
+    sections: list[SectionStats]
+    stage2_vocal: np.ndarray | None = None
+    stage2_inst: np.ndarray | None = None
+    audio: dict[str, np.ndarray] = field(default_factory=dict)
+    sample_rates: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return self.stage1_vocal.shape[1] / cl.FRAMES_PER_SECOND
+
+    def mix(self) -> tuple[np.ndarray, int]:
+        """The best mix there is (``final``, else ``mix_16k``) and its sample rate."""
+        for name in ("final", "mix_16k"):
+            if name in self.audio:
+                return self.audio[name], self.sample_rates[name]
+        raise ValueError("this song has no audio: load YuE with a codec to decode it")
+
+
+class YuE:
+    """Both YuE stages (and optionally the codec) loaded once, generating from strings."""
+
+    def __init__(self, stage1: Any, stage2: Any, tokenizer: Any, codec: Any = None) -> None:
+        self.stage1, self.stage2, self.tokenizer, self.codec = stage1, stage2, tokenizer, codec
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        stage1: str | Path,
+        stage2: str | Path,
+        codec: str | Path | None = None,
+        tokenizer: str | Path | None = None,
+        *,
+        device: str = "auto",
+        adapters: Sequence[str | Path] = (),
+        adapter: str | None = None,
+    ) -> YuE:
+        """Stage-1 and stage-2 models (folders or hub ids), a converted codec folder (``yue-prep
+        convert-codec``; without it only codes are generated) and YuE's ``tokenizer.model`` (without it
+        the generated stand-in, whose text ids are not YuE's). ``adapters``: LoRA folders for stage 1,
+        ``adapter`` the active one. Vocabularies are checked before any weights load."""
+        tok = load_tokenizer(None if tokenizer is None else str(tokenizer))
+        check_models(tok, str(stage1), str(stage2))
+        if codec is not None and not (Path(codec) / "yue_codec.json").is_file():
+            raise GenerateInputError(f"codec {codec}: not a converted codec folder (run `yue-prep convert-codec`)")
+        dev = resolve_device(device)
+        codec_model = None
+        if codec is not None:
+            from yue_train.codec.model import YueCodec
+
+            codec_model = YueCodec.from_folder(codec, device=dev)
+        s1 = load_lm(str(stage1), dev, [str(a) for a in adapters], adapter)
+        return cls(s1, load_stage2(str(stage2), dev), tok, codec_model)
+
+    def generate(
+        self,
+        genres: str,
+        lyrics: str,
+        reference: Reference | None = None,
+        *,
+        n_songs: int = 1,
+        seed: int = 42,
+        n_sections: int | None = None,
+        sampling: SamplingConfig | None = None,
+        stage2_batch_size: int = 16,
+        progress: bool = False,
+        **sampling_options: Any,
+    ) -> list[GeneratedSong]:
+        """``n_songs`` songs (seeds ``seed``, ``seed + 1``, ...) for genre tags and ``[label]``-sectioned
+        lyrics. ``sampling_options`` set fields of :class:`~inference.sampling.SamplingConfig`
+        (``max_new_tokens``, ``temperature``, ``top_p``, ``guidance_first``, ...)."""
+        sampling = _sampling(sampling, sampling_options)
+        ref = self._reference(reference) if reference is not None else None
+        try:
+            prompts = build_stage1_prompts(self.tokenizer, genres, lyrics, ref)
+        except (PromptInputError, seq.SequenceError) as e:
+            raise GenerateInputError(str(e)) from None
+        _, following = section_prompts(self.tokenizer, prompts, n_sections, sampling)
+        songs = []
+        for k in range(n_songs):
+            res, vocal, inst = stage1_song(
+                self.stage1, prompts, following, sampling, seed + k, ref is not None, progress=progress
+            )
+            songs.append(GeneratedSong(seed + k, res.ids, vocal, inst, res.sections))
+        tracks = [t[0] for s in songs for t in (s.stage1_vocal, s.stage1_inst)]
+        codes = generate_stage2(self.stage2, tracks, batch_size=stage2_batch_size, progress=progress)
+        for k, song in enumerate(songs):
+            song.stage2_vocal, song.stage2_inst = codes[2 * k], codes[2 * k + 1]
+            if self.codec is not None:
+                from yue_train.codec.playback import render_song
+
+                for name, (wave, rate) in render_song(self.codec, song.stage2_vocal, song.stage2_inst).items():
+                    song.audio[name], song.sample_rates[name] = wave, rate
+        return songs
+
+    def _codes(self, value: AudioOrCodes, what: str) -> np.ndarray:
+        """Codebook-0-first codes ``(n_codebooks, frames)`` of one reference part."""
+        if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.integer):
+            if value.ndim != 2:
+                raise GenerateInputError(f"reference {what}: codes must be (n_codebooks, frames), got {value.shape}")
+            try:
+                cl.check_codes(value, what=f"reference {what}")
+            except cl.CodecRangeError as e:
+                raise GenerateInputError(str(e)) from None
+            return value
+        if self.codec is None:
+            raise GenerateInputError(f"reference {what}: audio needs a codec (YuE.from_pretrained(..., codec=...))")
+        from yue_train.codec.audio_io import AudioError, check_wave, load_audio
+
+        try:
+            if isinstance(value, np.ndarray):
+                wave = check_wave(value, f"reference {what}")
+            else:
+                wave = load_audio(value, self.codec.config.sample_rate)
+        except AudioError as e:
+            raise GenerateInputError(str(e)) from None
+        return self.codec.encode(wave, n_codebooks=1)
+
+    def _reference(self, ref: Reference) -> tuple[np.ndarray, np.ndarray]:
+        if ref.mix is not None and (ref.vocal is not None or ref.inst is not None):
+            raise GenerateInputError("a Reference takes either mix (one track) or vocal and inst (two), not both")
+        try:
+            if ref.mix is not None:
+                return seq.reference_ids_from_codes(ref.start, ref.end, codes=self._codes(ref.mix, "mix"))
+            if ref.vocal is None or ref.inst is None:
+                raise GenerateInputError("a Reference needs mix, or both vocal and inst")
+            vocal, inst = self._codes(ref.vocal, "vocal"), self._codes(ref.inst, "inst")
+            n = min(vocal.shape[1], inst.shape[1])  # stems encoded apart may differ by a frame
+            return seq.reference_ids_from_codes(ref.start, ref.end, vocal_codes=vocal[:, :n], inst_codes=inst[:, :n])
+        except seq.SequenceError as e:
+            raise GenerateInputError(str(e)) from None
+
+
+def _sampling(base: SamplingConfig | None, options: Mapping[str, Any]) -> SamplingConfig:
+    known = {f.name for f in dataclasses.fields(SamplingConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unknown sampling option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return dataclasses.replace(base or SamplingConfig(), **options)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+
+_PLAIN = re.compile(r"^[A-Za-z_/][\w./-]*$")
+_LITERALS = {"true", "false", "null", "nan", "inf"}
+
+
+def _value(v: Any) -> str:
+    """A Python value in Hydra's override grammar (strings quoted unless plainly a name or a path)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, Path):
+        v = str(v)
+    if isinstance(v, str):
+        if _PLAIN.match(v) and v.lower() not in _LITERALS:
+            return v
+        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(v, Mapping):
+        return "{" + ",".join(f"{k}:{_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_value(x) for x in v) + "]"
+    raise TypeError(f"cannot pass a {type(v).__name__} as a config value")
+
+
+def override_strings(overrides: Mapping[str, Any]) -> list[str]:
+    """``{"trainer": {"max_steps": 5}, "optim.lr": 1e-4}`` -> ``["trainer.max_steps=5", "optim.lr=0.0001"]``.
+
+    Nested mappings become dotted keys; lists (``data.train``) are passed whole."""
+    out: list[str] = []
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and value:
+            out += override_strings({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out.append(f"{key}={_value(value)}")
+    return out
+
+
+def recipe_config(
+    recipe: str = "demo",
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    recipes_dirs: Sequence[str | Path] | None = None,
+    **options: Any,
+) -> Any:
+    """The resolved, schema-checked config of a recipe with overrides (what ``yue-train --print-config``
+    shows). Overrides come as a mapping with dotted keys and/or as keyword arguments per config group."""
+    from yue_train.config.compose import compose_config
+
+    strings = override_strings({**(overrides or {}), **options})
+    return compose_config([f"recipe={recipe}", *strings], recipes_dirs=list(recipes_dirs or []) or None)
+
+
+def train(
+    recipe: str = "demo",
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    recipes_dirs: Sequence[str | Path] | None = None,
+    **options: Any,
+) -> Path:
+    """Train ``recipe`` in this process (one process; ``./launch.sh`` for several) and return its run
+    folder, which holds the resolved config, ``metrics.jsonl`` and the checkpoints. A re-run resumes.
+
+        train("lora_s1", trainer={"max_steps": 100}, data={"train": [{"path": "data/shards/cot"}]})
+    """
+    from yue_train.training.engines import destroy_process_group
+    from yue_train.training.trainer import run_training
+
+    cfg = recipe_config(recipe, overrides, recipes_dirs=recipes_dirs, **options)
+    try:
+        summary = run_training(cfg)
+    finally:
+        destroy_process_group()
+    return Path(summary["run_dir"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Shards
+# --------------------------------------------------------------------------------------------------
+
+
+def build_shards(
+    songs: Iterable[Song],
+    out: str | Path,
+    mode: str = "cot",
+    tokenizer: str | Path | None = None,
+    *,
+    icl_prompt: str = "dual",
+    stage2_sources: Sequence[str] = ("mixture",),
+    seed: int = 0,
+    shard_docs: int = 1000,
+    overwrite: bool = False,
+    strict: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Token shards of in-memory :class:`~yue_train.format.song.Song` objects, written as ``yue-prep
+    tokenize`` writes a manifest's (same documents, shard names and ``summary.json``); returns the
+    summary. Songs that cannot be used are listed under ``rejected`` with the reason (``strict``: raise)."""
+    from data_prep.tokenize_manifest import TokenizeOptions, run_tokenize
+
+    opts = TokenizeOptions(
+        manifest=None,
+        out=Path(out),
+        tokenizer=None if tokenizer is None else str(tokenizer),
+        mode=mode,
+        icl_prompt=icl_prompt,
+        stage2_sources=tuple(stage2_sources),
+        seed=seed,
+        shard_docs=shard_docs,
+        strict=strict,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    summary, _ = run_tokenize(opts, songs=list(songs))
+    return summary
