@@ -1,5 +1,9 @@
 """``yue-prep build``: a folder of songs -> codes -> the official manifest -> token shards + a data mixture.
 
+The songs come from ``--input`` (song folders or a songs ``.jsonl``, :mod:`data_prep.songs`) or from a
+Hugging Face audio dataset, ``--hf-dataset`` (:mod:`data_prep.hf_source`; rows are written as song files
+into ``--out/.hf-rows/`` while they are encoded).
+
 Layout of ``--out``::
 
     codes/<id>/<id>.npy, <id>.Vocals.npy, <id>.Instrumental.npy   (8, frames) int16 X-Codec codes
@@ -22,17 +26,20 @@ order -- so the result is the same for any number of ranks and workers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yue_train
 from data_prep.encode_songs import SongResult, codec_fingerprint, encode_songs
+from data_prep.hf_source import hf_song_specs, parse_columns
 from data_prep.mixture import tokenize_modes, write_mixture
 from data_prep.separate import METHODS as SEPARATION_METHODS
 from data_prep.separate import SeparationUnavailable, check_available
@@ -43,11 +50,12 @@ from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
 MODES = ("cot", "icl-dual", "icl-vocal", "icl-inst", "icl-mixture", "stage2")
 EXIT_OK, EXIT_FATAL, EXIT_REJECTED = 0, 2, 3
 BUILD_SUMMARY_NAME = "build_summary.json"
+HF_SCRATCH = ".hf-rows"  # under --out: audio of --hf-dataset rows while they are encoded
 
 
 @dataclass
 class BuildOptions:
-    input: Path
+    input: Path | None  # song folders or a songs .jsonl; None with hf_dataset
     out: Path
     codec: Path
     modes: tuple[str, ...] = MODES
@@ -63,9 +71,15 @@ class BuildOptions:
     seed: int = 0
     force: bool = False
     progress: bool = True
+    hf_dataset: str | None = None  # a Hugging Face dataset (hub id or folder) instead of --input
+    hf_split: str = "train"
+    hf_columns: dict[str, str] = field(default_factory=dict)  # mix/vocals/instrumental/lyrics/tags/id -> column
 
     def __post_init__(self) -> None:
-        self.input, self.out, self.codec = Path(self.input), Path(self.out), Path(self.codec)
+        if (self.input is None) == (self.hf_dataset is None):
+            raise ValueError("give the songs as --input (folders or .jsonl) or as --hf-dataset, one of the two")
+        self.input = None if self.input is None else Path(self.input)
+        self.out, self.codec = Path(self.out), Path(self.codec)
         bad = [m for m in self.modes if m not in MODES]
         if bad or not self.modes:
             raise ValueError(f"unknown mode(s) {bad or '(none)'}; choose from {', '.join(MODES)}")
@@ -151,9 +165,15 @@ def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any]
     if opts.tokenizer is not None and not Path(opts.tokenizer).is_file():
         raise FileNotFoundError(f"--tokenizer {opts.tokenizer}: not found")
     codec_fp = codec_fingerprint(opts.codec)
-    specs = discover(opts.input, exclude=opts.out)
-    mark_duplicates(specs)
     opts.out.mkdir(parents=True, exist_ok=True)
+    scratch = opts.out / HF_SCRATCH / f"rank{d.rank}"
+    if opts.hf_dataset is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+        specs = hf_song_specs(opts.hf_dataset, opts.hf_columns, scratch, opts.hf_split, lambda i: i % d.world == d.rank)
+    else:
+        assert opts.input is not None
+        specs = discover(opts.input, exclude=opts.out)
+    mark_duplicates(specs)
 
     if d.active:
         import torch.distributed as dist
@@ -163,6 +183,9 @@ def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any]
     try:
         results = _gather(encode_songs(specs[d.rank :: d.world], opts, codec_fp, top, d), d)
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):  # still in use by another rank: that rank removes it
+            scratch.parent.rmdir()
         if d.active:
             import torch.distributed as dist
 
@@ -219,8 +242,16 @@ def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any]
 
 
 def add_build_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", type=Path, help="a song folder, a folder of song folders, or a songs .jsonl")
     p.add_argument(
-        "--input", type=Path, required=True, help="a song folder, a folder of song folders, or a songs .jsonl"
+        "--hf-dataset",
+        help="instead of --input: a Hugging Face audio dataset (hub id, save_to_disk folder or data files folder)",
+    )
+    p.add_argument("--hf-split", default="train", help="the dataset split to read (default: train)")
+    p.add_argument(
+        "--hf-columns",
+        default="",
+        help="KEY=COLUMN,... for mix, vocals, instrumental, lyrics, tags, id (default: same-named columns; mix also 'audio')",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (codes, manifest, shards, mixture)")
     p.add_argument("--codec", type=Path, required=True, help="converted codec folder (yue-prep convert-codec)")
@@ -257,6 +288,9 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     try:
         opts = BuildOptions(
+            hf_dataset=args.hf_dataset,
+            hf_split=args.hf_split,
+            hf_columns=parse_columns(args.hf_columns),
             input=args.input,
             out=args.out,
             codec=args.codec,

@@ -152,3 +152,45 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     tmp = path.with_name(path.name + TMP_SUFFIX)
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
+
+
+def _hf_rows(shards: list[tuple[str, int, int]]) -> Iterator[dict[str, Any]]:
+    for path, _size, _mtime in shards:  # size and mtime only key the cache (see to_hf_dataset)
+        for doc in iter_documents([path]):
+            yield {
+                "id": doc.id,
+                "mode": doc.mode,
+                "n_tokens": len(doc),
+                "input_ids": doc.input_ids,
+                "roles": doc.roles,
+                "shard": Path(path).name,
+                "meta": json.dumps(doc.meta, ensure_ascii=False),
+            }
+
+
+def to_hf_dataset(shard_dir: str | Path, cache_dir: str | Path | None = None) -> Any:
+    """The documents of a shard folder as a Hugging Face ``datasets.Dataset`` for analysis: columns
+    ``id``, ``mode``, ``n_tokens``, ``input_ids`` (int32), ``roles`` (uint8, :mod:`yue_train.format.roles`),
+    ``shard`` and ``meta`` (the document's JSON). Written once as Arrow under ``cache_dir`` (default:
+    the ``datasets`` cache) and memory-mapped; changed shards (size or time) are read again."""
+    import datasets
+
+    paths = shard_paths(shard_dir)
+    keyed = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "mode": datasets.Value("string"),
+            "n_tokens": datasets.Value("int64"),
+            "input_ids": datasets.Sequence(datasets.Value("int32")),
+            "roles": datasets.Sequence(datasets.Value("uint8")),
+            "shard": datasets.Value("string"),
+            "meta": datasets.Value("string"),
+        }
+    )
+    return datasets.Dataset.from_generator(
+        _hf_rows,
+        features=features,
+        gen_kwargs={"shards": keyed},
+        cache_dir=None if cache_dir is None else str(cache_dir),
+    )
