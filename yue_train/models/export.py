@@ -1,7 +1,9 @@
 """``yue-train export``: a checkpoint -> a plain Hugging Face model folder the official YuE inference loads.
 
 LoRA checkpoints (``adapter/``) are merged into their base with PEFT's ``merge_and_unload``; full
-checkpoints (``model/``) are re-saved. The result has ``use_cache`` on again (training turns it off).
+checkpoints (``model/``) are re-saved. Training turns the KV cache off in the model config, and
+``save_pretrained`` copies that into ``generation_config.json``; the export turns it on in both, so
+``generate`` (and the official inference script) decode one new token per step.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def export(checkpoint: str | Path, out: str | Path, base: str | None = None, dty
     model = merged_model(checkpoint, base, torch.float32)
     model = model.to(getattr(torch, dtype))
     model.config.use_cache = True
+    model.generation_config.use_cache = True
     out = Path(out)
     model.save_pretrained(out)
     return out
