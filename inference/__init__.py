@@ -1,1 +1,1 @@
-"""``yue-infer``: generation-side tools (stage-1 prompts now; generation, decoding and adapters later)."""
+"""``yue-infer``: stage-1 prompts, stage-1 and stage-2 generation, song folders (see :mod:`inference.cli`)."""
