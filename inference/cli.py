@@ -104,7 +104,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             n_sections=args.n_sections, ref_audio=args.ref_audio, ref_vocal_audio=args.ref_vocal_audio,
             ref_inst_audio=args.ref_inst_audio, ref_codes=args.ref_codes, ref_vocal_codes=args.ref_vocal_codes,
             ref_inst_codes=args.ref_inst_codes, ref_start=args.ref_start, ref_end=args.ref_end,
-            continue_from=args.continue_from, n_songs=args.n_songs, seed=args.seed,
+            continue_from=args.continue_from, overwrite=args.overwrite, n_songs=args.n_songs, seed=args.seed,
             stage2_batch_size=args.stage2_batch_size, device=args.device, sampling=sampling,
             progress=not args.no_progress,
         )  # fmt: skip
@@ -130,7 +130,8 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--codec", type=Path, help="converted codec folder (yue-prep convert-codec); without it only codes are written"
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder (new or empty, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace the songs an earlier run wrote into --out")
     p.add_argument("--tokenizer", default=None, help="YuE tokenizer.model (default: generated synthetic tokenizer)")
     p.add_argument("--adapter", action="append", help="LoRA adapter folder for stage 1 (repeatable)")
     p.add_argument(
@@ -144,7 +145,9 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ref-start", type=float, default=0.0, help="reference start, seconds (default 0)")
     p.add_argument("--ref-end", type=float, default=30.0, help="reference end, seconds (default 30)")
     p.add_argument(
-        "--continue-from", type=Path, help="a song folder of an earlier run: append the lyrics' sections to it"
+        "--continue-from",
+        type=Path,
+        help="a song folder of an earlier run: keep its codes and append the lyrics' sections to it",
     )
     p.add_argument("--n-songs", type=int, default=1, help="songs to generate (seeds seed, seed+1, ...)")
     p.add_argument("--seed", type=int, default=42)

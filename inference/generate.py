@@ -2,69 +2,30 @@
 
 Everything the released pipeline does, on the training code's own pieces: prompts from
 :mod:`yue_train.format.sequences`, models through :mod:`yue_train.models.loading` (optionally with LoRA
-adapters), audio through :mod:`yue_train.codec`. Inputs are checked before any model is loaded.
+adapters), audio through :mod:`yue_train.codec`. Inputs are checked before any model is loaded
+(:mod:`inference.inputs`); output folders are :mod:`inference.song_folder`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from inference.prompts import (
-    PromptInputError,
-    Stage1Prompts,
-    build_stage1_prompts,
-    load_reference,
-    read_text_file,
-)
+from inference.inputs import STAGE2_MIN_VOCAB, GenerateInputError, GenerateOptions, check_inputs
+from inference.prompts import PromptInputError, Stage1Prompts, build_stage1_prompts, load_reference
 from inference.sampling import SamplingConfig
-from inference.stage1 import MODEL_WINDOW, Stage1Result, generate_stage1
+from inference.song_folder import REPORT, SongCodes, clear_earlier, song_dir, write_stage1, write_stage2
+from inference.stage1 import Stage1Result, generate_stage1
 from inference.stage2 import generate_stage2
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
 from yue_train.format.parsing import parse_stage1_output
-from yue_train.tokenizer import load_tokenizer
-
-STAGE2_MIN_VOCAB = cl.codebook_range(cl.STAGE2_CODEBOOKS - 1)[1]  # 53,526: every stage-2 id must exist
-
-
-@dataclass
-class GenerateOptions:
-    genre_txt: Path
-    lyrics_txt: Path
-    out: Path
-    stage1_model: str
-    stage2_model: str
-    codec: Path | None = None
-    tokenizer: str | None = None
-    adapters: list[str] = field(default_factory=list)
-    adapter: str | None = None  # which loaded adapter is active (default: the first)
-    n_sections: int | None = None
-    ref_audio: Path | None = None
-    ref_vocal_audio: Path | None = None
-    ref_inst_audio: Path | None = None
-    ref_codes: Path | None = None
-    ref_vocal_codes: Path | None = None
-    ref_inst_codes: Path | None = None
-    ref_start: float = 0.0
-    ref_end: float = 30.0
-    continue_from: Path | None = None
-    n_songs: int = 1
-    seed: int = 42
-    stage2_batch_size: int = 16
-    device: str = "auto"
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    progress: bool = True
-
-
-class GenerateInputError(ValueError):
-    """Inputs generation cannot run on; raised before any model is loaded where possible."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -95,38 +56,6 @@ def load_lm(path: str, device: torch.device, adapters: list[str] | None = None, 
     return model.eval()
 
 
-def check_inputs(opts: GenerateOptions):
-    """Read and validate everything that needs no model; returns (tokenizer, prompts, reference codes)."""
-    if opts.codec is not None and not (Path(opts.codec) / "yue_codec.json").is_file():
-        raise GenerateInputError(f"--codec {opts.codec}: not a converted codec folder (run `yue-prep convert-codec`)")
-    needs_codec = any(x is not None for x in (opts.ref_audio, opts.ref_vocal_audio, opts.ref_inst_audio))
-    if needs_codec and opts.codec is None:
-        raise GenerateInputError("an audio reference needs --codec to encode it (or pass --ref-codes)")
-    genres = read_text_file(opts.genre_txt, "genre")
-    lyrics = read_text_file(opts.lyrics_txt, "lyrics")
-    tokenizer = load_tokenizer(opts.tokenizer)
-    check_models(tokenizer, opts.stage1_model, opts.stage2_model)
-    return tokenizer, genres, lyrics
-
-
-def check_models(tokenizer, stage1_model: str, stage2_model: str) -> None:
-    """Both models' vocabularies against what the stages need, from their config files (no weights)."""
-    from yue_train.models.loading import ModelSpec, load_model_config
-
-    for which, path, needed in (
-        ("stage-1", stage1_model, tokenizer.vocab_size),
-        ("stage-2", stage2_model, STAGE2_MIN_VOCAB),
-    ):
-        try:
-            vocab_size = load_model_config(ModelSpec(path=path)).vocab_size
-        except (OSError, ValueError) as e:
-            raise GenerateInputError(f"{which} model {path}: cannot read its config ({e})") from None
-        if vocab_size < needed:
-            raise GenerateInputError(
-                f"{which} model {path} has {vocab_size:,} ids; YuE's {which} needs at least {needed:,}"
-            )
-
-
 def _audio_reference(opts: GenerateOptions, codec) -> tuple[np.ndarray, np.ndarray] | None:
     from yue_train.codec.references import encode_dual_reference, encode_reference
 
@@ -146,18 +75,20 @@ def section_prompts(
     prompts: Stage1Prompts,
     n_sections: int | None,
     sampling: SamplingConfig,
+    window: int,
     history: np.ndarray | None = None,
 ) -> tuple[int, list[seq.DocBuilder]]:
     """(sections to generate, the prompts appended before each section after the first); with ``history``
-    (a song to continue) every section's prompt is appended to it. The first context must leave room for
-    ``sampling.max_new_tokens`` in the model window."""
+    (a song to continue) every section's prompt is appended to it. A new song's first prompt must leave
+    room for ``sampling.max_new_tokens`` in the stage-1 model's ``window``."""
     n = len(prompts.sections) if n_sections is None else min(n_sections, len(prompts.sections))
     following = [seq.next_section_prompt(tokenizer, s) for s in prompts.sections[1 if history is None else 0 : n]]
-    first_len = len(prompts.first) if history is None else len(history) + len(following[0])
-    if first_len + sampling.max_new_tokens + 1 > MODEL_WINDOW:
+    # A continued song's context is windowed like any later section's; the first prompt must fit whole.
+    if history is None and len(prompts.first) + sampling.max_new_tokens + 1 > window:
         raise GenerateInputError(
-            f"the first prompt has {first_len:,} tokens; with {sampling.max_new_tokens:,} new tokens it exceeds "
-            f"the {MODEL_WINDOW:,}-token window: shorten the reference (--ref-start/--ref-end) or the lyrics"
+            f"the first prompt has {len(prompts.first):,} tokens; with {sampling.max_new_tokens:,} new tokens "
+            f"it exceeds the stage-1 model's {window:,}-token window: shorten the reference "
+            "(--ref-start/--ref-end) or the lyrics"
         )
     return n, following
 
@@ -193,9 +124,15 @@ def load_stage2(path: str, device: torch.device) -> torch.nn.Module:
 
 
 def run_generate(opts: GenerateOptions) -> dict[str, Any]:
-    """Generate ``opts.n_songs`` songs into ``opts.out``; returns the report also written as ``report.json``."""
+    """Generate ``opts.n_songs`` songs into ``opts.out``; returns the report also written as ``report.json``.
+
+    With ``opts.continue_from`` each song is that song's codes, kept as they are (both stages), followed by
+    the new sections: stage 1 continues its sequence, stage 2 runs over the new frames only, in chunks
+    that start where the kept stage-2 codes end.
+    """
     started = time.perf_counter()
-    tokenizer, genres, lyrics = check_inputs(opts)
+    checked = check_inputs(opts)
+    tokenizer, kept = checked.tokenizer, checked.continuation
     device = resolve_device(opts.device)
     codec = None
     if opts.codec is not None:
@@ -208,75 +145,68 @@ def run_generate(opts: GenerateOptions) -> dict[str, Any]:
             reference = load_reference(
                 opts.ref_start, opts.ref_end, opts.ref_codes, opts.ref_vocal_codes, opts.ref_inst_codes
             )
-        prompts = build_stage1_prompts(tokenizer, genres, lyrics, reference)
+        prompts = build_stage1_prompts(tokenizer, checked.genres, checked.lyrics, reference)
     except (PromptInputError, seq.SequenceError) as e:
         raise GenerateInputError(str(e)) from None
-    history = None
-    if opts.continue_from is not None:
-        prev = Path(opts.continue_from)
-        missing = [f for f in ("stage1_ids.npy", "stage1_vocal.npy", "stage1_inst.npy") if not (prev / f).is_file()]
-        if missing:
-            raise GenerateInputError(
-                f"--continue-from {prev}: missing {', '.join(missing)} (give a song folder of yue-infer)"
-            )
-        history = np.load(prev / "stage1_ids.npy")
-    n, following = section_prompts(tokenizer, prompts, opts.n_sections, opts.sampling, history)
+    history = None if kept is None else kept.ids
+    n, following = section_prompts(tokenizer, prompts, opts.n_sections, opts.sampling, checked.window, history)
 
     s1 = load_lm(opts.stage1_model, device, opts.adapters, opts.adapter)
     timings: dict[str, float] = {"load_s": time.perf_counter() - started}
+    if opts.overwrite:
+        clear_earlier(opts.out)
     opts.out.mkdir(parents=True, exist_ok=True)
-    songs, tracks = [], []
+    songs, codes, tracks = [], [], []
+    start2 = 0 if kept is None else kept.stage2_frames  # stage 2 starts here; earlier frames are kept
     t0 = time.perf_counter()
     for k in range(opts.n_songs):
         res, vocal, inst = stage1_song(
             s1, prompts, following, opts.sampling, opts.seed + k, reference is not None, history, opts.progress
         )
-        if history is not None:  # the continued song: its earlier codes, then the new sections
-            prev = Path(opts.continue_from)
-            vocal = np.concatenate([np.load(prev / "stage1_vocal.npy"), vocal], axis=1)
-            inst = np.concatenate([np.load(prev / "stage1_inst.npy"), inst], axis=1)
-        song_dir = opts.out / f"song{k:02d}"
-        song_dir.mkdir(exist_ok=True)
-        np.save(song_dir / "stage1_ids.npy", res.ids)
-        np.save(song_dir / "stage1_vocal.npy", vocal)
-        np.save(song_dir / "stage1_inst.npy", inst)
+        if kept is not None:  # the continued song: its kept codes, then the new sections
+            vocal, inst = np.concatenate([kept.vocal, vocal], axis=1), np.concatenate([kept.inst, inst], axis=1)
+        song = SongCodes(res.ids, vocal, inst)
+        write_stage1(song_dir(opts.out, k), song)
         songs.append(
             {
-                "dir": str(song_dir),
+                "dir": str(song_dir(opts.out, k)),
                 "seed": opts.seed + k,
                 "sections": [asdict(s) for s in res.sections],
                 "frames": int(vocal.shape[1]),
+                "new_frames": int(vocal.shape[1]) - (0 if kept is None else int(kept.vocal.shape[1])),
             }
         )
-        tracks += [vocal[0], inst[0]]
+        codes.append(song)
+        tracks += [vocal[0, start2:], inst[0, start2:]]
     timings["stage1_s"] = time.perf_counter() - t0
     del s1
 
     s2 = load_stage2(opts.stage2_model, device)
     t0 = time.perf_counter()
-    codes = generate_stage2(s2, tracks, batch_size=opts.stage2_batch_size, progress=opts.progress)
+    new8 = generate_stage2(s2, tracks, batch_size=opts.stage2_batch_size, progress=opts.progress)
     timings["stage2_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for k, song in enumerate(songs):
-        vocal8, inst8 = codes[2 * k], codes[2 * k + 1]
-        song_dir = Path(song["dir"])
-        np.save(song_dir / "stage2_vocal.npy", vocal8)
-        np.save(song_dir / "stage2_inst.npy", inst8)
+    for k, (song, info) in enumerate(zip(codes, songs, strict=True)):
+        song.vocal8, song.inst8 = new8[2 * k], new8[2 * k + 1]
+        if start2:
+            song.vocal8 = np.concatenate([kept.vocal8, song.vocal8.astype(kept.vocal8.dtype)], axis=1)
+            song.inst8 = np.concatenate([kept.inst8, song.inst8.astype(kept.inst8.dtype)], axis=1)
+        write_stage2(song_dir(opts.out, k), song)
         if codec is not None:
             from yue_train.codec.playback import render_song, save_song
 
-            files = save_song(render_song(codec, vocal8, inst8), song_dir, "song")
-            song["audio"] = {name: str(p) for name, p in files.items()}
+            files = save_song(render_song(codec, song.vocal8, song.inst8), song_dir(opts.out, k), "song")
+            info["audio"] = {name: str(p) for name, p in files.items()}
     timings["decode_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - started
-    seconds = sum(s["frames"] for s in songs) / cl.FRAMES_PER_SECOND
+    seconds = sum(s["new_frames"] for s in songs) / cl.FRAMES_PER_SECOND
     report = {
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
         "n_sections": n,
         "songs": songs,
         "timings": timings,
-        "music_seconds": seconds,
+        "music_seconds": seconds,  # generated in this run (a continued song's kept part is not counted)
         "real_time_factor": (timings["stage1_s"] + timings["stage2_s"]) / seconds if seconds else None,
     }
-    (opts.out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (opts.out / REPORT).write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report

@@ -20,7 +20,10 @@ from inference.sampling import SamplingConfig, stage1_next_token
 from yue_train.format import vocab
 from yue_train.format.sequences import DocBuilder
 
-MODEL_WINDOW = 16_384
+
+def context_window(model: torch.nn.Module) -> int:
+    """The context a model was trained for: ``max_position_embeddings`` of its config (16,384 for stage 1)."""
+    return int(model.config.max_position_embeddings)
 
 
 @dataclass
@@ -37,8 +40,8 @@ class Stage1Result:
     sections: list[SectionStats] = field(default_factory=list)
 
 
-def window(ids: torch.Tensor, max_new_tokens: int, model_window: int = MODEL_WINDOW) -> tuple[torch.Tensor, bool]:
-    """The released rule: keep the last ``window - max_new_tokens - 1`` tokens of an over-long context."""
+def window(ids: torch.Tensor, max_new_tokens: int, model_window: int) -> tuple[torch.Tensor, bool]:
+    """The released rule: keep the last ``model_window - max_new_tokens - 1`` tokens of an over-long context."""
     max_context = model_window - max_new_tokens - 1
     if ids.shape[-1] > max_context:
         return ids[..., -max_context:], True
@@ -97,7 +100,7 @@ def generate_stage1(
     following: list[DocBuilder],
     cfg: SamplingConfig,
     seed: int = 0,
-    model_window: int = MODEL_WINDOW,
+    model_window: int | None = None,
     progress: bool = True,
     history: np.ndarray | None = None,
 ) -> Stage1Result:
@@ -105,10 +108,12 @@ def generate_stage1(
 
     Continuation: pass the ids of an earlier song as ``history`` and no ``first``; each section in
     ``following`` is then appended to it (the released guidance for later sections applies).
+    ``model_window`` defaults to the model config's :func:`context_window`.
     """
     if (first is None) == (history is None):
         raise ValueError("give either a first-section prompt or the history of a song to continue")
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    model_window = model_window or context_window(model)
     if first is not None:
         sequence, prompts = torch.as_tensor(first.ids, dtype=torch.long), [None, *following]
     else:

@@ -1,9 +1,11 @@
 """Stage-2 generation: codebook 0 -> codebooks 0..7, all 6-second chunks of all tracks in one batch.
 
 The released code calls ``generate`` once per audio frame and re-encodes the whole growing prompt each
-time. Here each chunk is a row with its own KV cache entry: after the prompt ``<SOA> <stage_1> cb0...
-<stage_2>`` is prefilled once, every frame costs 7 single-token steps (feed codebook 0, take codebooks
-1..7 one at a time, restricted to their own codebook's ids).
+time. Here each chunk is a row with its own KV cache entry: after the chunk prompt of the training
+format (:func:`yue_train.format.sequences.stage2_chunk_prompt`, ``<SOA> <stage_1> cb0... <stage_2>``) is
+prefilled once, every frame costs 7 single-token steps (feed codebook 0, take codebooks 1..7 one at a
+time, restricted to their own codebook's ids). The ids fed and taken are the frames of a stage-2
+training document, in its order; chunks are the format's 6-second chunks.
 """
 
 from __future__ import annotations
@@ -16,9 +18,7 @@ from tqdm import tqdm
 
 from inference.cache_api import forward_step
 from yue_train.format import codec_layout as cl
-from yue_train.format import vocab
-
-CHUNK_FRAMES = 300
+from yue_train.format import sequences as seq
 
 
 def _codebook_mask(vocab_size: int, k: int, device: torch.device) -> torch.Tensor:
@@ -28,13 +28,14 @@ def _codebook_mask(vocab_size: int, k: int, device: torch.device) -> torch.Tenso
     return mask
 
 
-def chunk_spans(n_frames: int, chunk_frames: int = CHUNK_FRAMES) -> list[tuple[int, int]]:
+def chunk_spans(n_frames: int, chunk_frames: int = seq.STAGE2_CHUNK_FRAMES) -> list[tuple[int, int]]:
     """Whole chunks, then the trailing partial chunk (generated on its own)."""
     return [(s, min(s + chunk_frames, n_frames)) for s in range(0, n_frames, chunk_frames)]
 
 
 def chunk_prompt(cb0_codes: np.ndarray) -> np.ndarray:
-    return np.concatenate([[vocab.SOA, vocab.STAGE_1], cl.CODEC_OFFSET + cb0_codes, [vocab.STAGE_2]]).astype(np.int64)
+    """The stage-2 condition of one chunk, from its codebook-0 codes (0..1023), as training builds it."""
+    return seq.stage2_chunk_prompt(cl.track_ids(np.asarray(cb0_codes).reshape(1, -1))).ids
 
 
 @torch.no_grad()
@@ -70,7 +71,7 @@ def generate_stage2(
     model: torch.nn.Module,
     tracks: list[np.ndarray],
     batch_size: int = 16,
-    chunk_frames: int = CHUNK_FRAMES,
+    chunk_frames: int = seq.STAGE2_CHUNK_FRAMES,
     progress: bool = True,
 ) -> list[np.ndarray]:
     """Codebook-0 codes of several tracks ((T,) or (1, T) each) -> their (8, T) codes.

@@ -144,7 +144,7 @@ def test_generate_with_a_codes_reference(yue):
     [
         ({"lyrics": "no sections here"}, "no \\[label\\] section"),
         ({"genres": "  "}, "genre text is empty"),
-        ({"max_new_tokens": 20_000}, "exceeds the 16,384-token window"),
+        ({"max_new_tokens": 20_000}, "exceeds the stage-1 model's 4,096-token window"),
         ({"reference": "mix"}, "audio needs a codec"),
         ({"reference": "both"}, "either mix .* or vocal and inst"),
         ({"reference": "half"}, "needs mix, or both vocal and inst"),

@@ -29,16 +29,16 @@ import numpy as np
 
 from inference.generate import (
     GenerateInputError,
-    check_models,
     load_lm,
     load_stage2,
     resolve_device,
     section_prompts,
     stage1_song,
 )
+from inference.inputs import check_models
 from inference.prompts import PromptInputError, build_stage1_prompts
 from inference.sampling import SamplingConfig
-from inference.stage1 import SectionStats
+from inference.stage1 import SectionStats, context_window
 from inference.stage2 import generate_stage2
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
@@ -117,7 +117,7 @@ class YuE:
         the generated stand-in, whose text ids are not YuE's). ``adapters``: LoRA folders for stage 1,
         ``adapter`` the active one. Vocabularies are checked before any weights load."""
         tok = load_tokenizer(None if tokenizer is None else str(tokenizer))
-        check_models(tok, str(stage1), str(stage2))
+        check_models(tok, str(stage1), str(stage2), flags=("stage1", "stage2"))
         if codec is not None and not (Path(codec) / "yue_codec.json").is_file():
             raise GenerateInputError(f"codec {codec}: not a converted codec folder (run `yue-prep convert-codec`)")
         dev = resolve_device(device)
@@ -152,7 +152,7 @@ class YuE:
             prompts = build_stage1_prompts(self.tokenizer, genres, lyrics, ref)
         except (PromptInputError, seq.SequenceError) as e:
             raise GenerateInputError(str(e)) from None
-        _, following = section_prompts(self.tokenizer, prompts, n_sections, sampling)
+        _, following = section_prompts(self.tokenizer, prompts, n_sections, sampling, context_window(self.stage1))
         songs = []
         for k in range(n_songs):
             res, vocal, inst = stage1_song(

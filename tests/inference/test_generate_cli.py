@@ -4,9 +4,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from inference.cli import main as infer_main
+from inference.generate import load_lm
+from inference.stage2 import generate_stage2
 from tests.conftest import require_shared
 from tests.inference.tiny_models import tiny_llama
 
@@ -50,6 +53,12 @@ def test_generate_two_sections_and_continue(tmp_path, model_dirs):
     assert v8.shape == (8, vocal.shape[1]) and i8.shape == (8, inst.shape[1])
     assert np.array_equal(v8[0], vocal[0]) and np.array_equal(i8[0], inst[0])  # stage 2 keeps codebook 0
     assert vocal.shape[1] == song["frames"] > 0
+    # The song the user keeps: codebooks 1-7 set to codes the model would not write, to see they survive.
+    kept = {}
+    for name, codes in (("vocal", v8), ("inst", i8)):
+        codes[1:] = (np.arange(codes[1:].size).reshape(codes[1:].shape) * 7 + 3) % 1024
+        np.save(song_dir / f"stage2_{name}.npy", codes)
+        kept[name] = codes
     # continuation: one more section appended to that song
     cont = [*_base(tmp_path, model_dirs, out="more"), "--continue-from", str(song_dir), "--n-sections", "1"]
     (tmp_path / "lyrics.txt").write_text("[bridge]\nhigher\n")
@@ -57,8 +66,27 @@ def test_generate_two_sections_and_continue(tmp_path, model_dirs):
     more = tmp_path / "more" / "song00"
     ids_before, ids_after = np.load(song_dir / "stage1_ids.npy"), np.load(more / "stage1_ids.npy")
     assert np.array_equal(ids_after[: len(ids_before)], ids_before)
-    v_more = np.load(more / "stage1_vocal.npy")
-    assert np.array_equal(v_more[:, : vocal.shape[1]], vocal) and v_more.shape[1] > vocal.shape[1]
+    old = vocal.shape[1]
+    for name in ("vocal", "inst"):
+        s1, s8 = np.load(more / f"stage1_{name}.npy"), np.load(more / f"stage2_{name}.npy")
+        assert s1.shape[1] > old and s8.shape == (8, s1.shape[1])
+        assert np.array_equal(s1[:, :old], np.load(song_dir / f"stage1_{name}.npy"))
+        assert np.array_equal(s8[:, :old], kept[name])  # all 8 codebooks of the kept frames, bit for bit
+        assert np.array_equal(s8[0], s1[0])
+        # the new frames are stage 2 of the new frames alone, chunked from where the kept part ends
+        (fresh,) = generate_stage2(load_lm(str(model_dirs / "s2"), torch.device("cpu")), [s1[0, old:]], progress=False)
+        assert np.array_equal(s8[:, old:], fresh)
+    (song,) = json.loads((tmp_path / "more" / "report.json").read_text())["songs"]
+    assert song["new_frames"] == song["frames"] - old > 0
+    # --overwrite replaces the continued song with a fresh one; files yue-infer did not write stay
+    (tmp_path / "more" / "notes.txt").write_text("mine")
+    assert infer_main([*_base(tmp_path, model_dirs, out="more"), "--n-sections", "1", "--overwrite"]) == 0
+    (song,) = json.loads((tmp_path / "more" / "report.json").read_text())["songs"]
+    assert (
+        len(song["sections"]) == 1
+        and song["new_frames"] == song["frames"] == np.load(more / "stage2_vocal.npy").shape[1]
+    )
+    assert (tmp_path / "more" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("case,message", [
@@ -68,7 +96,15 @@ def test_generate_two_sections_and_continue(tmp_path, model_dirs):
     ("stage2-vocab", "needs at least 53,526"),
     ("ref-beyond", "reference is 10.00 s long"),
     ("audio-ref-without-codec", "needs --codec"),
-    ("context-too-long", "exceeds the 16,384-token window"),
+    ("context-too-long", "exceeds the stage-1 model's 4,096-token window"),
+    ("window-from-config", "exceeds the stage-1 model's 4,096-token window"),
+    ("missing-stage1", "--stage1-model: no such folder"),
+    ("missing-stage2", "--stage2-model: no such folder"),
+    ("stage1-is-file", "not a folder"),
+    ("missing-adapter", "--adapter: no such folder"),
+    ("not-an-adapter", "not a LoRA adapter folder (no adapter_config.json)"),
+    ("continue-missing", "missing stage1_ids.npy"),
+    ("continue-mismatch", "stage2_vocal.npy does not extend stage1_vocal.npy"),
 ])  # fmt: skip
 def test_generate_bad_input_fails_before_models_load(tmp_path, model_dirs, capsys, case, message):
     args = _base(tmp_path, model_dirs)
@@ -87,12 +123,42 @@ def test_generate_bad_input_fails_before_models_load(tmp_path, model_dirs, capsy
         np.save(tmp_path / "v.npy", np.zeros((1, 2500), dtype=np.int64))
         args += ["--ref-vocal-codes", str(tmp_path / "v.npy"), "--ref-inst-codes", str(tmp_path / "v.npy"),
                  "--ref-end", "40", "--max-new-tokens", "13000"]  # fmt: skip
+    elif case == "window-from-config":  # fits the released 16,384 tokens, not the tiny model's 4,096
+        args[args.index("--max-new-tokens") + 1] = "4090"
     elif case == "audio-ref-without-codec":
         args += ["--ref-audio", str(tmp_path / "song.mp3")]
+    elif case in ("missing-stage1", "missing-stage2"):
+        args[args.index(f"--{case[8:]}-model") + 1] = str(tmp_path / "local" / "model")
+    elif case == "stage1-is-file":
+        args[args.index("--stage1-model") + 1] = str(tmp_path / "lyrics.txt")
+    elif case == "missing-adapter":
+        args += ["--adapter", str(tmp_path / "runs" / "lora" / "adapter")]
+    elif case == "not-an-adapter":
+        args += ["--adapter", str(model_dirs / "s1")]
+    elif case.startswith("continue-"):
+        song = tmp_path / "old" / "song00"
+        song.mkdir(parents=True)
+        if case == "continue-mismatch":
+            for name in ("ids", "vocal", "inst"):
+                np.save(song / f"stage1_{name}.npy", np.ones((1, 5), dtype=np.int16))
+            for name in ("vocal", "inst"):
+                np.save(song / f"stage2_{name}.npy", np.zeros((8, 5), dtype=np.int16))
+        args += ["--continue-from", str(song)]
     assert infer_main(args) == 2
     err = capsys.readouterr().err
-    assert message in err and err.startswith("yue-infer generate: error:")
+    assert message in err and err.startswith("yue-infer generate: error:") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_generate_refuses_a_used_out_folder(tmp_path, model_dirs, capsys):
+    earlier = tmp_path / "out" / "song00"
+    earlier.mkdir(parents=True)
+    np.save(earlier / "stage1_ids.npy", np.arange(3))
+    assert infer_main(_base(tmp_path, model_dirs)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("yue-infer generate: error: --out") and "pass --overwrite or a new folder" in err
+    assert err.count("\n") == 1
+    assert np.array_equal(np.load(earlier / "stage1_ids.npy"), np.arange(3))  # the earlier song is untouched
 
 
 @pytest.mark.slow

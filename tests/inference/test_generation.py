@@ -6,8 +6,8 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from inference.sampling import SamplingConfig, apply_repetition_penalty, top_p_filter
-from inference.stage1 import generate_section, generate_stage1, window
-from inference.stage2 import chunk_spans, generate_stage2, generate_stage2_naive
+from inference.stage1 import context_window, generate_section, generate_stage1, window
+from inference.stage2 import chunk_prompt, chunk_spans, generate_stage2, generate_stage2_naive
 from tests.inference.tiny_models import tiny_llama
 from yue_train.format import sequences as seq
 from yue_train.format import vocab
@@ -147,6 +147,43 @@ def test_stage2_output_is_codebook_correct():
     # the codes round-trip through a stage-2 document of the format
     ids = seq.stage2_chunk_prompt(45334 + cb0).ids
     assert ids[0] == vocab.SOA and ids[-1] == vocab.STAGE_2
+
+
+def test_stage2_chunk_prompt_is_the_training_document_prefix():
+    codes = np.random.default_rng(1).integers(0, 1024, (8, 2 * seq.STAGE2_CHUNK_FRAMES))
+    doc = seq.build_stage2_document(codes, "song")
+    n = seq.STAGE2_CHUNK_FRAMES
+    second = len(chunk_prompt(codes[0, :n])) + 8 * n + 1  # the second chunk starts after frames and <EOA>
+    for start, at in ((0, 0), (n, second)):
+        prompt = chunk_prompt(codes[0, start : start + n])
+        assert np.array_equal(doc.input_ids[at : at + len(prompt)], prompt)
+
+
+@pytest.mark.slow
+def test_stage2_generation_feeds_the_training_document():
+    """What stage 2 feeds the model is the stage-2 training document of the codes it writes: the chunk
+    prompt, then frame after frame of 8 codebooks."""
+    model = tiny_llama(seed=2, dtype=torch.float32)
+    cb0 = np.random.default_rng(1).integers(0, 1024, seq.STAGE2_CHUNK_FRAMES)
+    fed = []
+    model.register_forward_pre_hook(lambda m, args, kwargs: fed.append(kwargs["input_ids"][0]), with_kwargs=True)
+    (codes,) = generate_stage2(model, [cb0], progress=False)  # one chunk of the format's length
+    doc = seq.build_stage2_document(codes, "song")
+    assert np.array_equal(fed[0].numpy(), chunk_prompt(cb0))  # prefilled once
+    # all that is fed: the document up to the last frame's codebook-7 id (taken, never fed), <EOA>, <EOD>
+    assert np.array_equal(torch.cat(fed).numpy(), doc.input_ids[:-3])
+
+
+def test_stage1_window_comes_from_the_model_config(synth_tokenizer):
+    model = tiny_llama(dtype=torch.float32)
+    assert context_window(model) == 4096
+    sections = seq.split_lyrics("[verse]\nla\n[chorus]\nna\n")
+    first = seq.first_section_prompt(synth_tokenizer, "pop", sections)
+    cfg = SamplingConfig(max_new_tokens=16, min_new_tokens=16)
+    model.config.max_position_embeddings = len(first) + 16 + 1  # the first section just fits
+    res = generate_stage1(model, first, [seq.next_section_prompt(synth_tokenizer, sections[1])], cfg, progress=False)
+    assert [s.truncated_context for s in res.sections] == [False, True]
+    assert res.sections[1].prompt_tokens == len(first)
 
 
 def test_parse_of_generated_stage1(synth_tokenizer):
