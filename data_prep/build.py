@@ -46,6 +46,7 @@ from data_prep.separate import SeparationUnavailable, check_available
 from data_prep.songs import discover, mark_duplicates
 from data_prep.tags import load_top_tags
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
+from yue_train.training.output import show_progress
 
 MODES = ("cot", "icl-dual", "icl-vocal", "icl-inst", "icl-mixture", "stage2")
 EXIT_OK, EXIT_FATAL, EXIT_REJECTED = 0, 2, 3
@@ -306,7 +307,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             shard_docs=args.shard_docs,
             seed=args.seed,
             force=args.force,
-            progress=not args.no_progress,
+            progress=not args.no_progress and show_progress(),
         )
         summary, code = run_build(opts)
     except (FileNotFoundError, FileExistsError, ValueError, SeparationUnavailable) as e:

@@ -9,6 +9,9 @@ Subcommands:
   inspect         show the documents of a shard folder (decoded text, audio spans) or their ids
   make-tokenizer  write the generated stand-in tokenizer (real id layout, for tests and demos)
   demo            synthetic manifest -> CoT, ICL and stage-2 shards, then inspect them
+
+Options of every subcommand: -q/--quiet (errors and the final summary only, no progress bars),
+-v/--verbose (library warnings and logs too).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from itertools import islice
 from pathlib import Path
 
 from yue_train.format.sequences import ICL_PROMPT_MODES
+from yue_train.training.output import VerbosityError, set_verbosity, show_progress, split_verbosity
 
 
 def _tokenize_args(p: argparse.ArgumentParser) -> None:
@@ -66,7 +70,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
             shard_docs=args.shard_docs,
             strict=args.strict,
             overwrite=args.overwrite,
-            progress=not args.no_progress,
+            progress=not args.no_progress and show_progress(),
         )
         summary, code = run_tokenize(opts)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
@@ -204,6 +208,12 @@ def _passthrough(name: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        level, argv = split_verbosity(argv)
+    except VerbosityError as e:
+        print(f"yue-prep: error: {e}", file=sys.stderr)
+        return 2
+    set_verbosity(level)
     if argv and argv[0] in PASSTHROUGH:
         return _passthrough(argv[0], argv[1:])
     args = build_parser().parse_args(argv)

@@ -4,6 +4,9 @@ Subcommands:
   decode    X-Codec codes (.npy) -> audio (16 kHz, or 44.1 kHz through a track's upsampler)
   generate  genre + lyrics -> stage-1 and stage-2 codes -> stems and mixes (16 kHz and 44.1 kHz)
   prompt    show the stage-1 prompts generation will use for a genre + lyrics file (and a reference)
+
+Options of every subcommand: -q/--quiet (errors and the final summary only, no progress bars),
+-v/--verbose (library warnings and logs too).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from yue_train.training.output import VerbosityError, set_verbosity, show_progress, split_verbosity
 
 
 def audio_reference(args: argparse.Namespace):
@@ -106,7 +111,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             ref_inst_codes=args.ref_inst_codes, ref_start=args.ref_start, ref_end=args.ref_end,
             continue_from=args.continue_from, overwrite=args.overwrite, n_songs=args.n_songs, seed=args.seed,
             stage2_batch_size=args.stage2_batch_size, device=args.device, sampling=sampling,
-            progress=not args.no_progress,
+            progress=not args.no_progress and show_progress(),
         )  # fmt: skip
         report = run_generate(opts)
     except (GenerateInputError, FileNotFoundError, ValueError) as e:
@@ -193,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        level, argv = split_verbosity(argv)
+    except VerbosityError as e:
+        print(f"yue-infer: error: {e}", file=sys.stderr)
+        return 2
+    set_verbosity(level)
     if argv and argv[0] == "decode":  # its parser lives with the codec
         from yue_train.codec.cli import decode_main
 

@@ -146,6 +146,11 @@ def chain_main(argv: list[str]) -> int:
         message = " ".join(x.strip() for x in str(e).splitlines() if x.strip())
         print(f"yue-train: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        from yue_train.cli.train import INTERRUPTED, interrupted_line
+
+        print(interrupted_line(), file=sys.stderr)
+        return INTERRUPTED
     finally:
         destroy_process_group()
     print(json.dumps(_plain_json(summaries), indent=2))

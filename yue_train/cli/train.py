@@ -9,6 +9,10 @@
                                              skips finished phases and resumes the interrupted one
 
   --recipes-dir DIR                          also look for recipes in DIR (repeatable; or $YUE_TRAIN_RECIPES_DIR)
+  -q/--quiet, -v/--verbose                   errors and the final summary only / library warnings and logs too
+
+Ctrl-C (or SIGTERM) saves a checkpoint at the end of the current step and exits; a second Ctrl-C stops at
+once without saving. Running the same command again resumes; on a finished run it says so and does nothing.
 
 The config is composed with Hydra's compose API (:mod:`yue_train.config.compose`); the run folder (``trainer.run_dir``) takes the resolved config, metrics and
 checkpoints, so Hydra's own output folder is not used. ``export`` is handled before Hydra: it takes
@@ -23,7 +27,8 @@ import sys
 
 from yue_train.config.compose import RECIPES_ENV, UsageError, compose_config, recipe_listing
 
-USAGE = __doc__.split("\n\n")[1] if __doc__ else ""
+USAGE = "\n\n".join(__doc__.split("\n\n")[1:4]) if __doc__ else ""
+INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C
 
 
 def split_recipes_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -57,6 +62,9 @@ def train_main(overrides: list[str]) -> int:
         message = " ".join(x.strip() for x in str(e).splitlines() if x.strip())
         print(f"yue-train: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_line(), file=sys.stderr)
+        return INTERRUPTED
     finally:
         destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:  # one summary per run, not one per process
@@ -64,13 +72,21 @@ def train_main(overrides: list[str]) -> int:
     return 0
 
 
+def interrupted_line() -> str:
+    return "yue-train: stopped by Ctrl-C, nothing saved since the last checkpoint (the same command resumes from it)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from yue_train.training.output import VerbosityError, set_verbosity, split_verbosity
+
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        level, argv = split_verbosity(argv)
         extra_dirs, argv = split_recipes_dirs(argv)
-    except UsageError as e:
+    except (UsageError, VerbosityError) as e:
         print(f"yue-train: error: {e}", file=sys.stderr)
         return 2
+    set_verbosity(level)
     if extra_dirs:  # through the environment, so chain phases and torchrun workers see them too
         known = [d for d in os.environ.get(RECIPES_ENV, "").split(os.pathsep) if d]
         os.environ[RECIPES_ENV] = os.pathsep.join(known + [d for d in extra_dirs if d not in known])

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import configparser
+import contextlib
 import json
 import math
+import netrc
 import os
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
+from yue_train.training.output import NORMAL, VERBOSE, note, set_library_bars, show_progress, verbosity
+
 METRICS = "metrics.jsonl"
 WANDB_ID = "wandb_id.txt"
+WANDB_HOST = "https://api.wandb.ai"
 
 
 def truncate_metrics(run_dir: Path, after_step: int) -> None:
@@ -44,12 +51,14 @@ class RunLogger:
         self._file = open(self.run_dir / METRICS, "a") if main else None  # noqa: SIM115 (kept open for the run)
         self.wandb = None
         wcfg = cfg.logging.wandb
-        if main and wcfg.enabled and wcfg.mode != "disabled":
+        if main and wandb_mode(wcfg) != "disabled":
             self.wandb = _init_wandb(self.run_dir, wcfg, resolved)
+        # Library bars (checkpoint writes: "Writing model shards") would break the step bar's line.
+        self._library_bars = set_library_bars(False)
         self.bar = tqdm(
             total=total_steps,
             initial=start_step,
-            disable=not (main and cfg.logging.progress),
+            disable=not (main and cfg.logging.progress and show_progress()),
             dynamic_ncols=True,
             unit="step",
         )
@@ -78,6 +87,7 @@ class RunLogger:
 
     def close(self) -> None:
         self.bar.close()
+        set_library_bars(self._library_bars)
         if self._file is not None:
             self._file.close()
         if self.wandb is not None:
@@ -91,14 +101,81 @@ def _init_wandb(run_dir: Path, wcfg: Any, resolved: dict) -> Any:
     id_file = run_dir / WANDB_ID
     run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
     id_file.write_text(run_id + "\n")
-    return wandb.init(
+    mode = wandb_mode(wcfg)
+    run = wandb.init(
         project=wcfg.project,
         entity=wcfg.entity,
         name=wcfg.name,
         tags=list(wcfg.tags or []),
-        mode=wcfg.mode,
+        mode=mode,
         dir=str(run_dir),
         id=run_id,
         resume="allow",  # a resumed run continues the same W&B run
         config=resolved,
+        settings=wandb.Settings(silent=verbosity() < VERBOSE),  # its own lines only under --verbose
     )
+    if verbosity() == NORMAL:
+        where = getattr(run.settings, "sync_dir", None) or run_dir / "wandb"
+        offline = f"yue-train: W&B offline run in {where} (upload it with: wandb sync {where})"
+        note(f"yue-train: W&B run {run.url}" if mode == "online" else offline)
+    return run
+
+
+# ------------------------------------------------------------------------------------------- W&B
+class WandbLoginError(ValueError):
+    """W&B online logging was asked for on a machine with no W&B credentials."""
+
+
+def wandb_mode(wcfg: Any) -> str:
+    """The W&B mode a run uses: ``logging.wandb.mode``, unless W&B is off, or ``WANDB_MODE`` in the
+    environment says offline/disabled (which wins, so a machine can be kept off the network)."""
+    if not wcfg.enabled or str(wcfg.mode) == "disabled":
+        return "disabled"
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env in ("offline", "dryrun"):
+        return "offline"
+    if env == "disabled" or os.environ.get("WANDB_DISABLED", "").strip().lower() in ("true", "1", "yes"):
+        return "disabled"
+    return str(wcfg.mode)
+
+
+def _wandb_settings_file() -> configparser.ConfigParser:
+    folder = Path(os.environ.get("WANDB_CONFIG_DIR") or Path.home() / ".config" / "wandb")
+    parser = configparser.ConfigParser()
+    with contextlib.suppress(configparser.Error, OSError):
+        parser.read(folder / "settings")
+    return parser
+
+
+def _netrc_path() -> Path:
+    if os.environ.get("NETRC"):
+        return Path(os.environ["NETRC"]).expanduser()
+    home = Path.home()
+    return home / "_netrc" if not (home / ".netrc").exists() and (home / "_netrc").exists() else home / ".netrc"
+
+
+def has_wandb_credentials() -> bool:
+    """Whether ``wandb`` would find a login here, looked up as it does, without the network: an API key
+    (``WANDB_API_KEY``, or ``api_key`` in its settings file), an identity token file, or a ``.netrc``
+    entry for the W&B host (``WANDB_BASE_URL``, default api.wandb.ai) as ``wandb login`` writes."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    settings = _wandb_settings_file()
+    if settings.get("default", "api_key", fallback=""):
+        return True
+    host = os.environ.get("WANDB_BASE_URL") or settings.get("default", "base_url", fallback="") or WANDB_HOST
+    netloc = urlsplit(host.strip()).netloc
+    try:
+        entry = netrc.netrc(_netrc_path()).authenticators(netloc) if netloc else None
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(entry and entry[2])
+
+
+def check_wandb_login(wcfg: Any) -> None:
+    """Raise :class:`WandbLoginError` when W&B is to run online without credentials."""
+    if wandb_mode(wcfg) == "online" and not has_wandb_credentials():
+        raise WandbLoginError(
+            "logging.wandb.mode=online but this machine has no W&B login: run `wandb login` (or set "
+            "WANDB_API_KEY), or train with logging.wandb.mode=offline and upload later with `wandb sync`"
+        )

@@ -46,8 +46,9 @@ from yue_train.training.engines import (
     check_config as check_distributed_config,
 )
 from yue_train.training.forward import PackedLossModule, unwrap
-from yue_train.training.logger import RunLogger, truncate_metrics
+from yue_train.training.logger import RunLogger, WandbLoginError, check_wandb_login, truncate_metrics
 from yue_train.training.loss import N_ROLES, LossSums, role_weight_table
+from yue_train.training.output import library_bars_off, note
 from yue_train.training.plan import PlanError, plan_phase
 from yue_train.training.validate import validate
 
@@ -59,6 +60,21 @@ DATA_STATE = "data.pt"  # the global data position (the same on every process)
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. too many non-finite losses)."""
+
+
+class RunFinished(Exception):
+    """The checkpoint a run resumes from is already at (or past) the phase's last step: nothing to do."""
+
+    def __init__(self, run_dir: Path, checkpoint: Path, step: int, max_steps: int, budget_source: str) -> None:
+        self.run_dir, self.checkpoint, self.step = run_dir, checkpoint, step
+        how = {
+            "trainer.max_steps": f"pass trainer.max_steps=M (M > {step})",
+            "trainer.max_tokens": "pass a larger trainer.max_tokens",
+        }.get(budget_source, "raise the rounds in data.train")
+        super().__init__(
+            f"yue-train: {run_dir} already finished at step {step} (this config ends at step {max_steps}); "
+            f"nothing changed. To train further {how}, or pass trainer.resume=none to restart"
+        )
 
 
 def lr_lambda(optim_cfg: Any, max_steps: int):
@@ -104,6 +120,11 @@ class Trainer:
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
         self.run_dir = Path(cfg.trainer.run_dir)
+        if int(os.environ.get("RANK", "0")) == 0:  # the process that logs to W&B; before anything loads
+            try:
+                check_wandb_login(cfg.logging.wandb)
+            except WandbLoginError as e:
+                raise TrainingError(str(e)) from None
         self.device = ranks.pick_device(cfg.trainer.device)
         try:
             check_distributed_config(cfg.distributed, self.device.type)
@@ -124,9 +145,14 @@ class Trainer:
         except PlanError as e:
             raise TrainingError(str(e)) from None
         self.max_steps = self.plan.max_steps  # from the token budget (rounds, max_tokens) or trainer.max_steps
+        self.resume_from = self._find_resume()
+        if self.resume_from is not None:  # a finished run: say so before anything is written or loaded
+            done = int(json.loads((self.resume_from / "trainer_state.json").read_text())["step"])
+            if done >= self.max_steps:
+                raise RunFinished(self.run_dir, self.resume_from, done, self.max_steps, self.plan.budget_source)
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            print(self.plan.format(), file=sys.stderr)
+            note(self.plan.format())
             (self.run_dir / PLAN_NAME).write_text(json.dumps(self.plan.as_dict(), indent=2) + "\n")
         self.spec = ModelSpec.from_cfg(cfg.model)
         self.lora = bool(cfg.lora.enabled)
@@ -134,7 +160,7 @@ class Trainer:
         self.tokens_seen = 0
         self.skipped_steps = 0
         self.role_tokens = np.zeros(N_ROLES, dtype=np.int64)  # label tokens per target role, cumulative
-        self._stop_signal: int | None = None
+        self._stop_signal: int | None = None  # SIGTERM or the first SIGINT: save at the next step boundary
         self.resolved = OmegaConf.to_container(cfg, resolve=True)
         if self.main:
             (self.run_dir / CONFIG_NAME).write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -142,7 +168,6 @@ class Trainer:
         if cfg.trainer.get("cpu_threads"):
             torch.set_num_threads(int(cfg.trainer.cpu_threads))  # tiny CPU runs: 1 beats 2 on a busy machine
         _seed_all(int(cfg.trainer.seed))
-        self.resume_from = self._find_resume()
         self.init_from = None if self.resume_from else resolve_init_from(cfg.trainer.get("init_from"))
         try:
             self.strategy = make_strategy(cfg.distributed, self.device)
@@ -181,7 +206,7 @@ class Trainer:
         if r == "auto":
             return latest_checkpoint(self.run_dir)
         path = Path(str(r))
-        if not path.is_dir():
+        if not (path / "trainer_state.json").is_file():
             raise TrainingError(f"trainer.resume={r}: no checkpoint folder there")
         return path
 
@@ -197,7 +222,8 @@ class Trainer:
             return model
         if not spec.path and self.main and not (self.run_dir / BASE_MODEL_DIR).exists():
             # A random-init base exists nowhere else: keep it so `yue-train export` can merge into it.
-            model.save_pretrained(self.run_dir / BASE_MODEL_DIR)
+            with library_bars_off():
+                model.save_pretrained(self.run_dir / BASE_MODEL_DIR)
         base_ref = spec.path or str((self.run_dir / BASE_MODEL_DIR).resolve())
         if ckpt is not None:
             from peft import PeftModel
@@ -299,12 +325,11 @@ class Trainer:
         if self.main:
             truncate_metrics(self.run_dir, self.step)
             if saved_world != self.world or int(state.get("global_batch_size", 0)) != self.plan.global_batch_size:
-                print(
+                note(
                     f"yue-train: resuming a {saved_world}-process run (global batch "
                     f"{state.get('global_batch_size')}) with {self.world} processes: global batch "
                     f"{self.plan.global_batch_size} = {self.plan.micro_batch} rows x {self.plan.grad_accum} "
-                    f"accumulation x {self.world}",
-                    file=sys.stderr,
+                    f"accumulation x {self.world}"
                 )
 
     # ----------------------------------------------------------------------------------------- steps
@@ -382,8 +407,7 @@ class Trainer:
         if not self._eval_set:
             wanted = bool(self.cfg.data.get("eval")) or float(self.cfg.data.eval_fraction) > 0
             if wanted and self.main and not getattr(self, "_warned_no_eval", False):
-                print("yue-train: note: no held-out documents (data.eval / data.eval_fraction); skipping evaluation",
-                      file=sys.stderr)  # fmt: skip
+                note("yue-train: note: no held-out documents (data.eval / data.eval_fraction); skipping evaluation")
                 self._warned_no_eval = True
             return {}
         wrapped = self.strategy.wrapped
@@ -408,10 +432,18 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ run
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        self._stop_signal = signum
+        if signum == signal.SIGINT:
+            if self._stop_signal == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
+            if self.main:
+                note(
+                    "yue-train: interrupted; saving a checkpoint at the end of this step (Ctrl-C again: stop now, unsaved)"
+                )
+        if self._stop_signal is None or signum == signal.SIGINT:
+            self._stop_signal = signum
 
     def _stop_requested(self) -> bool:
-        """Whether any process got SIGTERM: decided together, so all of them save the same step."""
+        """Whether any process got SIGTERM or SIGINT: decided together, so all of them save the same step."""
         flag = torch.tensor([1.0 if self._stop_signal is not None else 0.0], dtype=torch.float64)
         return bool(ranks.all_reduce_sum(flag.to(self.device)).item() > 0)
 
@@ -420,7 +452,7 @@ class Trainer:
         max_steps, log_every = self.max_steps, int(t.log_every)
         eval_every, save_every = int(t.eval_every), int(t.save_every)
         logger = RunLogger(self.run_dir, self.cfg, self.resolved, self.main, max_steps, self.step)
-        previous = signal.signal(signal.SIGTERM, self._on_signal)
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         self.strategy.wrapped.train()  # type: ignore[union-attr]
         first_loss = last_loss = None
         eval_metrics: dict[str, float] = {}
@@ -437,11 +469,12 @@ class Trainer:
                     eval_metrics = self.evaluate()
                     if eval_metrics:
                         logger.log({"step": self.step, **eval_metrics})
-                if self._stop_requested():
+                if self.step < max_steps and self._stop_requested():
                     self.save()
-                    status = (
-                        f"stopped by signal {self._stop_signal or signal.SIGTERM} at step {self.step}; checkpoint saved"
-                    )
+                    name = signal.Signals(self._stop_signal or signal.SIGTERM).name  # another process's signal
+                    status = f"stopped by signal {name} at step {self.step}; checkpoint saved"
+                    if self.main:
+                        note(f"yue-train: {status}; run the same command to resume")
                     break
                 if save_every > 0 and self.step % save_every == 0 and self.step < max_steps:
                     self.save()
@@ -452,7 +485,8 @@ class Trainer:
                 self.save()
             logger.summary({"final_loss": last_loss, **eval_metrics})
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
             logger.close()
         ckpt = latest_checkpoint(self.run_dir)
         return {
@@ -497,4 +531,16 @@ def resolve_init_from(value: Any) -> Path | None:
 
 def run_training(cfg: DictConfig) -> dict[str, Any]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return Trainer(cfg).train()
+    try:
+        trainer = Trainer(cfg)
+    except RunFinished as done:
+        if ranks.is_main():
+            print(str(done), file=sys.stderr)
+        return {
+            "status": "finished",
+            "already_finished": True,
+            "step": done.step,
+            "checkpoint": str(done.checkpoint),
+            "run_dir": str(done.run_dir),
+        }
+    return trainer.train()
