@@ -122,7 +122,7 @@ def chain_main(argv: list[str]) -> int:
     from yue_train.data.pretrain_corpus import SyntheticDataError
     from yue_train.training.engines import destroy_process_group
     from yue_train.training.plan import PlanError
-    from yue_train.training.trainer import TrainingError
+    from yue_train.training.trainer import ABORTED, ABORTED_EXIT, TrainingError
     from yue_train.training.validate import ConfigError
 
     if any(a in ("-h", "--help", "help") for a in argv):
@@ -147,10 +147,8 @@ def chain_main(argv: list[str]) -> int:
         print(f"yue-train: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        from yue_train.cli.train import INTERRUPTED, interrupted_line
-
-        print(interrupted_line(), file=sys.stderr)
-        return INTERRUPTED
+        print(f"yue-train: {ABORTED}", file=sys.stderr)
+        return ABORTED_EXIT
     finally:
         destroy_process_group()
     print(json.dumps(_plain_json(summaries), indent=2))

@@ -28,7 +28,6 @@ import sys
 from yue_train.config.compose import RECIPES_ENV, UsageError, compose_config, recipe_listing
 
 USAGE = "\n\n".join(__doc__.split("\n\n")[1:4]) if __doc__ else ""
-INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C
 
 
 def split_recipes_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -52,7 +51,7 @@ def train_main(overrides: list[str]) -> int:
 
     from yue_train.data.packing import DataConfigError
     from yue_train.training.engines import destroy_process_group
-    from yue_train.training.trainer import TrainingError, run_training
+    from yue_train.training.trainer import ABORTED, ABORTED_EXIT, TrainingError, run_training
     from yue_train.training.validate import ConfigError
 
     try:
@@ -63,17 +62,13 @@ def train_main(overrides: list[str]) -> int:
         print(f"yue-train: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(interrupted_line(), file=sys.stderr)
-        return INTERRUPTED
+        print(f"yue-train: {ABORTED}", file=sys.stderr)
+        return ABORTED_EXIT
     finally:
         destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:  # one summary per run, not one per process
         print(json.dumps(summary, indent=2))
     return 0
-
-
-def interrupted_line() -> str:
-    return "yue-train: stopped by Ctrl-C, nothing saved since the last checkpoint (the same command resumes from it)"
 
 
 def main(argv: list[str] | None = None) -> int:

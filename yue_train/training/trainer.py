@@ -56,6 +56,9 @@ CONFIG_NAME = "config.yaml"
 BASE_MODEL_DIR = "base_model"
 PLAN_NAME = "plan.json"  # the phase plan (datasets, shares, batch, steps, budget)
 DATA_STATE = "data.pt"  # the global data position (the same on every process)
+# A second Ctrl-C (KeyboardInterrupt) ends the run at once: the CLIs' line and exit code (the shell's for Ctrl-C).
+ABORTED = "stopped by Ctrl-C, nothing saved since the last checkpoint (the same command resumes from it)"
+ABORTED_EXIT = 130
 
 
 class TrainingError(RuntimeError):
