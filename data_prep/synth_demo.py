@@ -3,8 +3,10 @@ job and the tests, with no downloads.
 
 Each song is a folder in ``yue-prep build``'s input format. The "vocal" is a harmonic melody with vibrato
 that sings only in the sung sections, the "instrumental" a chord pad, a bass line and noise drums, and the
-mix their sum. The four song kinds rotate through the lyric forms the build reads: LRC, sections JSON,
-sections CSV (with tags in tags.txt) and the official segmented JSON. Song i depends only on (seed, i).
+mix their sum. Sections, lyrics and tags are :mod:`yue_train.data.synthetic` songs (drawn without codes);
+this module renders their audio and writes their files. The four song kinds rotate through the lyric forms
+the build reads: LRC, sections JSON, sections CSV (with tags in tags.txt) and the official segmented JSON.
+Song i depends only on (seed, i).
 """
 
 from __future__ import annotations
@@ -22,18 +24,9 @@ import numpy as np
 
 from data_prep.songs import seconds_to_frame, segment_text
 from yue_train.codec.audio_io import write_audio
+from yue_train.data.synthetic import AUDIO_STYLE, UNSUNG, Section, drawn_plan, synth_song
 
-PLAN = (("intro", False), ("verse", True), ("chorus", True), ("verse", True), ("chorus", True), ("outro", False))
 LYRIC_FORMS = ("lrc", "sections-json", "sections-csv", "official")
-# Real YuE tags (all in top_200_tags.json), one kind per tuple: demo songs raise no tag warnings.
-TAG_CHOICES = {
-    "genre": ("pop", "rock", "electronic", "jazz", "folk"),
-    "instrument": ("piano", "guitar", "synthesizer", "drums"),
-    "mood": ("uplifting", "sad", "happy", "energetic", "romantic"),
-    "gender": ("female", "male"),
-    "timbre": ("bright vocal", "airy vocal", "warm vocal", "clear vocal"),
-}
-_WORDS = "love night light heart fire rain sun moon sky road home dream world city star time life".split()
 _MAJOR, _MINOR = (0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10)
 _PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 3, 4), (5, 3, 0, 4))  # scale degrees of each bar's chord
 
@@ -53,39 +46,25 @@ def _env(n: int, sr: int, attack: float, release: float) -> np.ndarray:
     return np.minimum(1.0, t / attack) * np.minimum(1.0, (n / sr - t) / release).clip(0, 1)
 
 
-def _durations(rng: np.random.Generator, section_seconds: float) -> list[float]:
-    # Centisecond times, as LRC writes them: most boundaries fall inside a frame, which the tests rely on.
-    out = []
-    for label, _ in PLAN:
-        scale = 0.6 if label in ("intro", "outro") else 1.0
-        out.append(round(section_seconds * scale * rng.uniform(0.85, 1.2), 2))
-    return out
-
-
-def _lyrics(rng: np.random.Generator, sung: bool) -> list[str]:
-    if not sung:
-        return []
-    return [" ".join(rng.choice(_WORDS, size=int(rng.integers(3, 6)))) for _ in range(int(rng.integers(2, 4)))]
-
-
-def synth_stems(rng: np.random.Generator, durations: list[float], sr: int) -> tuple[np.ndarray, np.ndarray]:
-    """(vocals, instrumental) for the section plan, float32, scaled so the mix peaks at 0.9."""
-    n = round(sum(durations) * sr)
+def synth_stems(rng: np.random.Generator, sections: list[Section], sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """(vocals, instrumental) for the sections, float32, scaled so the mix peaks at 0.9."""
+    seconds = sections[-1].end
+    n = round(seconds * sr)
     vocals, inst = np.zeros(n), np.zeros(n)
     root = int(rng.integers(48, 58))
     scale = _MAJOR if rng.random() < 0.5 else _MINOR
     prog = _PROGRESSIONS[int(rng.integers(len(_PROGRESSIONS)))]
     beat = 60.0 / float(rng.uniform(90, 130))
-    bounds = np.concatenate([[0.0], np.cumsum(durations)])
+    bounds = np.array([0.0, *(s.end for s in sections)])
     # Instrumental: one chord per bar, bass on the root, noise hats on eighths, a kick on beats 1 and 3.
-    n_beats = int(sum(durations) / beat) + 1
+    n_beats = int(seconds / beat) + 1
     for b in range(n_beats):
         s0 = int(b * beat * sr)
         if s0 >= n:
             break
         s1 = min(n, int((b + 1) * beat * sr))
         section = int(np.searchsorted(bounds, b * beat, side="right")) - 1
-        loud = 1.4 if PLAN[min(section, len(PLAN) - 1)][0] == "chorus" else 1.0
+        loud = 1.4 if sections[min(section, len(sections) - 1)].label == "chorus" else 1.0
         degree = prog[(b // 4) % 4]
         chord = [root + scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
         m = s1 - s0
@@ -103,10 +82,10 @@ def synth_stems(rng: np.random.Generator, durations: list[float], sr: int) -> tu
                 0.3 * np.sin(2 * np.pi * (50 * t + 150 * 0.03 * (1 - np.exp(-t / 0.03)))) * np.exp(-t / 0.08)
             )
     # Vocals: sung sections only, a melody note per beat with vibrato.
-    for (_, sung), a, b in zip(PLAN, bounds[:-1], bounds[1:], strict=True):
-        if not sung:
+    for section in sections:
+        if section.label in UNSUNG:
             continue
-        t, pitch = a, root + 12 + scale[int(rng.integers(7))]
+        t, b, pitch = section.start, section.end, root + 12 + scale[int(rng.integers(7))]
         while t + beat / 2 < b:
             s0, s1 = int(t * sr), min(n, int(min(t + beat, b) * sr))
             pitch = int(np.clip(pitch + rng.choice([-2, -1, 0, 1, 2, 3]), root + 7, root + 26))
@@ -124,35 +103,32 @@ def _lrc_time(t: float) -> str:
     return f"[{int(m):02d}:{s:05.2f}]"
 
 
-def lyrics_file(form: str, sections: list[dict]) -> tuple[str, str]:
+def lyrics_file(form: str, sections: list[Section]) -> tuple[str, str]:
     """(file name, text) of the sections in one of the lyric forms."""
     if form == "lrc":
         out = ["[ti:synthetic demo song]"]
         for s in sections:
-            out.append(f"{_lrc_time(s['start'])}[{s['label']}]")
-            step = (s["end"] - s["start"]) / max(len(s["lines"]), 1)
-            out += [f"{_lrc_time(s['start'] + k * step)}{line}" for k, line in enumerate(s["lines"])]
+            out.append(f"{_lrc_time(s.start)}[{s.label}]")
+            step = (s.end - s.start) / max(len(s.lines), 1)
+            out += [f"{_lrc_time(s.start + k * step)}{line}" for k, line in enumerate(s.lines)]
         return "lyrics.lrc", "\n".join(out) + "\n"
     if form == "sections-json":
-        rows = [
-            {"start": s["start"], "end": s["end"], "label": s["label"], "lyrics": "\n".join(s["lines"])}
-            for s in sections
-        ]
+        rows = [{"start": s.start, "end": s.end, "label": s.label, "lyrics": "\n".join(s.lines)} for s in sections]
         return "sections.json", json.dumps({"sections": rows}, indent=1) + "\n"
     if form == "sections-csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["start", "end", "label", "lyrics"])
         for s in sections:
-            w.writerow([f"{s['start']:.2f}", f"{s['end']:.2f}", s["label"], "\n".join(s["lines"])])
+            w.writerow([f"{s.start:.2f}", f"{s.end:.2f}", s.label, "\n".join(s.lines)])
         return "sections.csv", buf.getvalue()
     segs = [
         {
-            "offset": s["start"],
-            "duration": round(s["end"] - s["start"], 2),
-            "codec_frame_start": seconds_to_frame(s["start"]),
-            "codec_frame_end": seconds_to_frame(s["end"]),
-            "line_content": segment_text(s["label"], "\n".join(s["lines"])),
+            "offset": s.start,
+            "duration": round(s.end - s.start, 2),
+            "codec_frame_start": seconds_to_frame(s.start),
+            "codec_frame_end": seconds_to_frame(s.end),
+            "line_content": segment_text(s.label, "\n".join(s.lines)),
         }
         for s in sections
     ]
@@ -163,22 +139,17 @@ def write_song(out: Path, index: int, seed: int, section_seconds: float = 4.0, s
     """Write song ``index`` as a folder under ``out`` (built beside it, then renamed in); returns its truth:
     id, form, tags and sections with their times and lines, for tests to compare against."""
     rng = np.random.default_rng([seed, index])
-    song_id = f"demo{index:04d}"
     form = LYRIC_FORMS[index % len(LYRIC_FORMS)]
-    durations = _durations(rng, section_seconds)
-    tags = [str(rng.choice(choices)) for choices in TAG_CHOICES.values()]
-    sections, t = [], 0.0
-    for (label, sung), d in zip(PLAN, durations, strict=True):
-        sections.append({"label": label, "start": round(t, 2), "end": round(t + d, 2), "lines": _lyrics(rng, sung)})
-        t += d
-    vocals, inst = synth_stems(rng, durations, sample_rate)
+    song = synth_song(rng, f"demo{index:04d}", drawn_plan(rng, section_seconds), AUDIO_STYLE, codes=False)
+    song_id, tags = song.id, song.tags
+    vocals, inst = synth_stems(rng, song.sections, sample_rate)
     tmp = out / f".tmp-{song_id}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write_audio(tmp / "vocals.wav", vocals, sample_rate)
     write_audio(tmp / "instrumental.wav", inst, sample_rate)
     write_audio(tmp / "mix.wav", vocals + inst, sample_rate)
-    name, text = lyrics_file(form, sections)
+    name, text = lyrics_file(form, song.sections)
     (tmp / name).write_text(text, encoding="utf-8")
     meta: dict = {"id": song_id}
     if form == "sections-csv":
@@ -190,6 +161,7 @@ def write_song(out: Path, index: int, seed: int, section_seconds: float = 4.0, s
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
+    sections = [{"label": s.label, "start": s.start, "end": s.end, "lines": list(s.lines)} for s in song.sections]
     return {"id": song_id, "form": form, "tags": tags, "sections": sections, "seconds": len(vocals) / sample_rate}
 
 

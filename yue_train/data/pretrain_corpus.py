@@ -16,10 +16,10 @@ the entry's ``path`` before training, unless a finished folder with the same blo
 
 ``kind: cot`` writes chain-of-thought documents, ``kind: icl`` in-context-learning documents whose
 reference block comes from ``icl_prompt`` (dual | vocal | inst | mixture, or ``all``: the four in turn, so
-the prompt_vocal, prompt_inst and prompt_mix roles all occur). Songs are the demo corpus's learnable
-motif songs; documents go through the real sequence builders and the real shard writer, and the folder
-gets a ``summary.json`` like ``yue-prep tokenize`` writes (per-shard ``n_docs``/``n_tokens``), which is
-what :mod:`.plan` reads to size a dataset.
+the prompt_vocal, prompt_inst and prompt_mix roles all occur). Songs are :func:`.synthetic.demo_song`
+songs (learnable motifs); documents go through the real sequence builders and the real shard writer, and
+the folder gets a ``summary.json`` like ``yue-prep tokenize`` writes (per-shard ``n_docs``/``n_tokens``),
+which is what :mod:`yue_train.training.plan` reads to size a dataset.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from yue_train.data.demo_corpus import demo_song
 from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, ShardWriter, write_json_atomic
+from yue_train.data.synthetic import demo_song
 from yue_train.format.document import Document
 from yue_train.format.roles import role_token_counts
 from yue_train.format.sequences import ICL_PROMPT_MODES, build_cot_document, build_icl_document, record_rng
@@ -77,28 +77,21 @@ def synthetic_spec(block: Any, where: str) -> dict[str, Any]:
     return spec
 
 
-def _mixture_track(rng: np.random.Generator, n_frames: int) -> np.ndarray:
-    """A single-track (mixture) code stream for ``icl_prompt: mixture``: a looped motif, like the stems."""
-    motif = rng.integers(0, 48, size=(1, int(rng.integers(3, 7))))
-    return np.tile(motif, -(-n_frames // motif.shape[1]))[:, :n_frames]
-
-
 def _documents(spec: dict[str, Any]) -> Iterator[Document]:
     rng = np.random.default_rng(spec["seed"])
     tokenizer = load_tokenizer(None)
     modes = list(ICL_PROMPT_MODES) if spec["icl_prompt"] == "all" else [spec["icl_prompt"]]
     for i in range(spec["n_songs"]):
-        song = demo_song(rng, i, float(rng.uniform(*spec["seconds"])))
         # Ids carry the seed so that two generated datasets never share document ids (held-out
         # membership and duplicate checks go by id).
-        song.id = f"synth-{spec['kind']}-{spec['seed']}-{i:05d}"
-        if spec["kind"] == "cot":
+        song_id = f"synth-{spec['kind']}-{spec['seed']}-{i:05d}"
+        seconds = float(rng.uniform(*spec["seconds"]))
+        mode = modes[i % len(modes)] if spec["kind"] == "icl" else None
+        song = demo_song(rng, song_id, seconds, mixture=mode == "mixture")
+        if mode is None:
             yield build_cot_document(tokenizer, song)
-            continue
-        mode = modes[i % len(modes)]
-        if mode == "mixture":
-            song.mixture = _mixture_track(rng, song.n_frames)
-        yield build_icl_document(tokenizer, song, mode, record_rng(spec["seed"], song.id))
+        else:
+            yield build_icl_document(tokenizer, song, mode, record_rng(spec["seed"], song_id))
 
 
 def _is_current(out: Path, spec: dict[str, Any]) -> bool:
@@ -145,10 +138,10 @@ def write_synthetic_shards(out_dir: str | Path, spec: dict[str, Any], docs_per_s
     return out
 
 
-def prepare_synthetic_datasets(cfg: Any) -> list[Path]:
-    """Generate every ``data.train``/``data.eval`` entry that has a ``synthetic`` block (the hook the
-    trainer's config check calls, beside the demo corpus, before any dataset path is opened)."""
-    written: list[Path] = []
+def synthetic_entries(cfg: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(folder, checked spec) of every ``data.train``/``data.eval`` entry with a ``synthetic`` block; writes
+    nothing, so every process can run it with the other config checks."""
+    found: list[tuple[str, dict[str, Any]]] = []
     for group in ("train", "eval"):
         entries = cfg.data.get(group) or []
         for i, entry in enumerate(entries):
@@ -158,5 +151,11 @@ def prepare_synthetic_datasets(cfg: Any) -> list[Path]:
             where = f"data.{group}[{i}]"
             if not isinstance(entry.get("path"), str):
                 raise SyntheticDataError(f"{where}: a synthetic dataset needs one folder as its path")
-            written.append(write_synthetic_shards(entry.path, synthetic_spec(block, where)))
-    return written
+            found.append((entry.path, synthetic_spec(block, where)))
+    return found
+
+
+def prepare_synthetic_datasets(cfg: Any) -> list[Path]:
+    """Generate every ``data.train``/``data.eval`` entry that has a ``synthetic`` block (part of the data
+    preparation step, :func:`yue_train.data.generated.prepare_data`)."""
+    return [write_synthetic_shards(path, spec) for path, spec in synthetic_entries(cfg)]
