@@ -35,6 +35,11 @@ CASES = {
     "rounds_and_budget": (["recipe=tiny_random", "data.train=[{path: SHARDS, rounds: 2, tokens: 5000}]",
                            "trainer.max_tokens=1000"], "trainer.max_tokens=1000 is set but data.train gives rounds"),
     "rounds_unsized": (["recipe=tiny_random", "data.train=[{path: SHARDS, rounds: 2}]"], "add tokens: N to the entry"),
+    # Recipes on the demo corpus: a config error leaves no corpus (and so no run folder) behind.
+    "own_data_missing": (["recipe=tiny", "data.train=[{path: /nonexistent/shards}]"], "no shard folder"),
+    "demo_batch": (["recipe=tiny", "trainer.global_batch_size=3", "data.batch_size=2"],
+                   "trainer.global_batch_size=3 is not a whole multiple of data.batch_size (2)"),
+    "demo_rounds": (["recipe=tiny", "data.train=[{path: SHARDS, rounds: 2}]"], "add tokens: N to the entry"),
 }  # fmt: skip
 
 
@@ -57,3 +62,13 @@ def test_shards_for_a_bigger_vocabulary_are_refused_up_front(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the model has 512 embedding rows" in err[0]
     assert not run_dir.exists()
+
+
+def test_own_data_on_a_demo_recipe_writes_no_demo_corpus(tmp_path, shards, capsys):
+    """``recipe=tiny`` trains on the demo corpus; given the user's data.train it must not generate it."""
+    run_dir = tmp_path / "run"
+    args = ["recipe=tiny", f"data.train=[{{path: '{shards}'}}]", f"trainer.run_dir={run_dir}", "trainer.max_steps=1",
+            "trainer.save_every=0", "data.eval_fraction=0", "trainer.cpu_threads=1"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err[-2000:]
+    assert (run_dir / "metrics.jsonl").is_file()
+    assert not (run_dir / "demo_corpus").exists()

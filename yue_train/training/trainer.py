@@ -30,6 +30,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 
+from yue_train.data.generated import prepare_data
 from yue_train.data.packing import IGNORE_INDEX, Batch, build_train_stream, eval_batches
 from yue_train.format.roles import ROLE_NAMES
 from yue_train.models.loading import ModelSpec, build_model, enable_activation_checkpointing
@@ -49,8 +50,8 @@ from yue_train.training.forward import PackedLossModule, unwrap
 from yue_train.training.logger import RunLogger, WandbLoginError, check_wandb_login, truncate_metrics
 from yue_train.training.loss import N_ROLES, LossSums, role_weight_table
 from yue_train.training.output import library_bars_off, note
-from yue_train.training.plan import PlanError, plan_phase
-from yue_train.training.validate import validate
+from yue_train.training.plan import PlanError, batch_geometry, plan_phase
+from yue_train.training.validate import check_config, check_data
 
 CONFIG_NAME = "config.yaml"
 BASE_MODEL_DIR = "base_model"
@@ -136,14 +137,17 @@ class Trainer:
             raise TrainingError(str(e)) from None
         self.rank, self.world = ranks.rank(), ranks.world_size()
         self.main = ranks.is_main()
-        # Config checks before anything heavy (raise ConfigError). The first process also writes any
-        # generated corpus; the others check after it, so they never race to write the same files.
-        if self.main:
-            self.model_config = validate(cfg)
-        ranks.barrier()
-        if not self.main:
-            self.model_config = validate(cfg)
+        # Checks before anything heavy, in three steps so that a config that cannot train writes nothing:
+        # the config checks that need no data (every process, reading only; raise ConfigError), then the
+        # generated datasets it reads (written by the first process while the others wait, so they never
+        # race on the same files), then the checks that open the data.
         try:
+            self.model_config = check_config(cfg)
+            batch_geometry(cfg, self.world)
+            if self.main:
+                prepare_data(cfg)
+            ranks.barrier()
+            check_data(cfg, self.model_config)
             self.plan = plan_phase(cfg, self.world)
         except PlanError as e:
             raise TrainingError(str(e)) from None

@@ -1,4 +1,8 @@
-"""Config checks that run before any model is built or data streamed: one clear line per problem."""
+"""Config checks that run before any model is built or data streamed: one clear line per problem.
+
+They only read. :func:`check_config` needs no data; :func:`check_data` opens the datasets, so generated
+ones must be written first (:func:`yue_train.data.generated.prepare_data`, between the two).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from transformers import PretrainedConfig
 
-from yue_train.data.demo_corpus import write_demo_corpus
+from yue_train.data.generated import check_generated
 from yue_train.data.packing import DataConfigError, resolve_urls
-from yue_train.data.pretrain_corpus import prepare_synthetic_datasets
 from yue_train.data.shards import iter_documents
 from yue_train.models.loading import ModelSpec, llama_module_names, load_model_config
 from yue_train.training.loss import role_weight_table
@@ -24,15 +27,16 @@ def first_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def prepare_demo_corpus(cfg: Any) -> None:
-    dc = cfg.data.get("demo_corpus")
-    if dc and dc.get("enabled", True):
-        seconds = tuple(float(x) for x in dc.get("seconds", (2.0, 4.0)))
-        write_demo_corpus(dc.out, n_songs=int(dc.n_songs), seconds=seconds, stage=int(dc.stage), seed=int(dc.seed))
-
-
 def validate(cfg: Any) -> PretrainedConfig:
-    """Check ``cfg`` cheaply (configs, file lists, a weightless meta-device model) and return the model config."""
+    """Check ``cfg`` (configs, then its datasets) and return the model config; generated datasets must be
+    written already."""
+    model_config = check_config(cfg)
+    check_data(cfg, model_config)
+    return model_config
+
+
+def check_config(cfg: Any) -> PretrainedConfig:
+    """Check what needs no data (configs, a weightless meta-device model) and return the model config."""
     if OmegaConf.is_missing(cfg.model, "tokenizer"):  # the released models' configs leave it to the user
         raise ConfigError(
             f"model.tokenizer: {cfg.model.name} needs the YuE tokenizer.model it was trained with: "
@@ -85,13 +89,17 @@ def validate(cfg: Any) -> PretrainedConfig:
         if int(cfg.trainer[key]) < 1:
             raise ConfigError(f"trainer.{key} must be >= 1, got {cfg.trainer[key]}")
 
-    prepare_demo_corpus(cfg)
-    try:
-        prepare_synthetic_datasets(cfg)  # data.train entries with a `synthetic:` block (tiny pre-training chain)
-    except ValueError as e:
-        raise ConfigError(first_line(e)) from None
     if not cfg.data.train:
         raise ConfigError("data.train is empty: list at least one dataset ({path: ..., weight: ...})")
+    try:
+        check_generated(cfg)  # data.train entries with a `synthetic:` block (tiny pre-training chain)
+    except ValueError as e:
+        raise ConfigError(first_line(e)) from None
+    return model_config
+
+
+def check_data(cfg: Any, model_config: PretrainedConfig) -> None:
+    """Check that every dataset path resolves and its first document fits the model's vocabulary."""
     for group in ("train", "eval"):
         for i, ds in enumerate(cfg.data.get(group) or []):
             try:
@@ -99,7 +107,6 @@ def validate(cfg: Any) -> PretrainedConfig:
             except DataConfigError as e:
                 raise ConfigError(f"data.{group}[{i}].path: {e}") from None
             _check_first_document(urls, f"data.{group}[{i}]", model_config.vocab_size)
-    return model_config
 
 
 def _check_first_document(urls: list[str], where: str, vocab_size: int) -> None:
