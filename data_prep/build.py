@@ -49,6 +49,9 @@ from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
 from yue_train.training.output import show_progress
 
 MODES = ("cot", "icl-dual", "icl-vocal", "icl-inst", "icl-mixture", "stage2")
+# Short names accepted by --modes: ``icl`` is the ICL set with the default (dual-track) reference prompt,
+# as ``yue-prep tokenize --mode icl`` writes it.
+MODE_ALIASES = {"icl": "icl-dual"}
 EXIT_OK, EXIT_FATAL, EXIT_REJECTED = 0, 2, 3
 BUILD_SUMMARY_NAME = "build_summary.json"
 HF_SCRATCH = ".hf-rows"  # under --out: audio of --hf-dataset rows while they are encoded
@@ -81,9 +84,10 @@ class BuildOptions:
             raise ValueError("give the songs as --input (folders or .jsonl) or as --hf-dataset, one of the two")
         self.input = None if self.input is None else Path(self.input)
         self.out, self.codec = Path(self.out), Path(self.codec)
-        bad = [m for m in self.modes if m not in MODES]
+        bad = [m for m in self.modes if m not in MODES and m not in MODE_ALIASES]
         if bad or not self.modes:
-            raise ValueError(f"unknown mode(s) {bad or '(none)'}; choose from {', '.join(MODES)}")
+            raise ValueError(f"unknown mode(s) {bad or '(none)'}; choose from {', '.join(MODES)} (icl = icl-dual)")
+        self.modes = tuple(dict.fromkeys(MODE_ALIASES.get(m, m) for m in self.modes))
         if self.separate not in SEPARATION_METHODS:
             raise ValueError(f"--separate must be one of {', '.join(SEPARATION_METHODS)}")
         if self.workers < 1 or self.batch_size < 1 or self.threads < 0:
@@ -138,6 +142,30 @@ def _gather(results: list[SongResult], d: Dist) -> list[SongResult]:
 
 
 # --------------------------------------------------------------------------------------------------
+# Codec
+# --------------------------------------------------------------------------------------------------
+
+
+def check_codec_folder(folder: Path) -> None:
+    """Refuse an official xcodec_mini_infer download (``final_ckpt/*.pth``, ``decoders/*.pth``) with the
+    ``convert-codec`` command that turns it into the converted folder ``--codec`` takes."""
+    if not folder.is_dir() or (folder / "yue_codec.json").is_file():
+        return
+    ckpts = sorted((folder / "final_ckpt").glob("*.pth")) or sorted(folder.glob("*.pth"))
+    if not ckpts:
+        return
+    decoders = {p.name: p for p in (folder / "decoders").glob("*.pth")}
+    cmd = f"yue-prep convert-codec --xcodec-ckpt {ckpts[-1]}"
+    for flag, name in (("--vocal-decoder", "decoder_131000.pth"), ("--inst-decoder", "decoder_151000.pth")):
+        if name in decoders:
+            cmd += f" {flag} {decoders[name]}"
+    raise FileNotFoundError(
+        f"--codec {folder} is an official xcodec_mini_infer folder; convert it once with `{cmd} --out codec/` "
+        "and pass --codec codec/"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
 # Manifest
 # --------------------------------------------------------------------------------------------------
 
@@ -165,6 +193,7 @@ def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any]
     top = load_top_tags(opts.tags_file) if opts.tags_file is not None else None
     if opts.tokenizer is not None and not Path(opts.tokenizer).is_file():
         raise FileNotFoundError(f"--tokenizer {opts.tokenizer}: not found")
+    check_codec_folder(opts.codec)
     codec_fp = codec_fingerprint(opts.codec)
     opts.out.mkdir(parents=True, exist_ok=True)
     scratch = opts.out / HF_SCRATCH / f"rank{d.rank}"
@@ -232,7 +261,12 @@ def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any]
         for e in mixture["datasets"]
     }
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
+    empty = [e["name"] for e in mixture["datasets"] if not e["documents"]]
+    if empty:
+        summary["error"] = f"no document in shard set(s) {', '.join(empty)}: every record was rejected"
     write_json_atomic(opts.out / BUILD_SUMMARY_NAME, summary)
+    if empty:
+        return summary, EXIT_FATAL
     tokenize_rejects = any(e["records_rejected"] for e in mixture["datasets"])
     return summary, EXIT_REJECTED if rejected or tokenize_rejects else EXIT_OK
 
@@ -259,7 +293,7 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--modes",
         default=",".join(MODES),
-        help=f"comma-separated shard sets to write (default: all: {','.join(MODES)})",
+        help=f"comma-separated shard sets to write; icl = icl-dual (default: all: {','.join(MODES)})",
     )
     p.add_argument(
         "--stage2-source",
@@ -334,6 +368,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     for name, s in summary.get("shards", {}).items():
         note = " (unchanged)" if s["reused"] else ""
         print(f"  {name:12s} {s['documents']} docs, {s['tokens']:,} tokens{note}")
+    if "error" in summary:
+        print(f"yue-prep build: error: {summary['error']} (see {args.out / BUILD_SUMMARY_NAME})", file=sys.stderr)
     return code
 
 

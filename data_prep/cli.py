@@ -77,13 +77,16 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         kind = "rejected (--strict)" if isinstance(e, RecordError) else "error"
         print(f"yue-prep tokenize: {kind}: {e}", file=sys.stderr)
         return EXIT_FATAL
+    for r in summary["rejected"]:
+        print(f"  rejected {r['id']} (line {r['line']}): {r['reason']}", file=sys.stderr)
+    if "error" in summary:
+        print(f"yue-prep tokenize: error: {summary['error']} (see {args.out / 'summary.json'})", file=sys.stderr)
+        return code
     print(
         f"{summary['documents_written']} documents ({summary['tokens_total']:,} tokens) in "
         f"{len(summary['shards'])} shards; {summary['records_rejected']} of {summary['records_read']} records "
         f"rejected -> {args.out / 'summary.json'}"
     )
-    for r in summary["rejected"]:
-        print(f"  rejected {r['id']} (line {r['line']}): {r['reason']}", file=sys.stderr)
     return code
 
 
@@ -170,7 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tokenize", help="manifest -> token shards", description=cmd_tokenize.__doc__)
     _tokenize_args(p)
-    p.epilog = "Exit codes: 0 all records written, 3 some records rejected (listed in summary.json), 2 fatal error."
+    p.epilog = (
+        "Exit codes: 0 all records written, 3 some records rejected (listed in summary.json), 2 fatal error "
+        "(including: every record rejected)."
+    )
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("inspect", help="show the documents of a shard folder")

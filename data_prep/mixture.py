@@ -57,7 +57,7 @@ def tokenize_modes(opts: BuildOptions, manifest: Path, manifest_sha: str) -> lis
         summary = None
         if not opts.force and previous.get(name, {}).get("key") == key and (shard_dir / SUMMARY_NAME).is_file():
             summary = read_summary(shard_dir)
-            if not _shards_complete(shard_dir, summary):
+            if summary.get("status") == "failed" or not _shards_complete(shard_dir, summary):
                 summary = None
         reused = summary is not None
         if summary is None:

@@ -7,6 +7,7 @@ a generator seeded by (seed, record id), so the shards do not depend on the numb
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import sys
 import time
@@ -148,15 +149,26 @@ def prepare_output(opts: TokenizeOptions) -> str | None:
     owned = _owned_files(out, opts.shard_prefix)
     if not owned:
         return None
-    if (out / SUMMARY_NAME).exists() and not opts.overwrite:
+    failed = (out / SUMMARY_NAME).exists() and summary_failed(out / SUMMARY_NAME)
+    if (out / SUMMARY_NAME).exists() and not failed and not opts.overwrite:
         raise FileExistsError(f"{out} already holds a finished run ({SUMMARY_NAME}); pass --overwrite to redo it")
     for path in owned:
         path.unlink()
     if opts.overwrite:
         return f"--overwrite: removed {len(owned)} files of the previous run"
+    if failed:
+        return f"previous run failed (no documents written): discarded its {len(owned)} files and started again"
     # No summary: a run was interrupted. Its shards were complete, but the rerun is cheap and rewriting
     # them keeps shard numbering and the summary consistent.
     return f"previous run did not finish: discarded its {len(owned)} files and started again"
+
+
+def summary_failed(path: Path) -> bool:
+    """Whether a summary records a failed run (one that wrote no document); unreadable counts as finished."""
+    try:
+        return json.loads(path.read_text()).get("status") == "failed"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _count_lines(path: Path) -> int:
@@ -226,8 +238,11 @@ def run_tokenize(opts: TokenizeOptions, songs: Sequence[Song] | None = None) -> 
         if pool is not None:
             pool.terminate()
 
-    summary = {
+    # No document at all is a failure, not a finished run: nothing downstream can train on it.
+    failed = n_docs == 0
+    summary: dict[str, Any] = {
         "yue_train_version": yue_train.__version__,
+        "status": "failed" if failed else "finished",
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items() if k != "progress"},
         "tokenizer_file": str(tokenizer.path),
         "mode": opts.shard_prefix,
@@ -241,5 +256,8 @@ def run_tokenize(opts: TokenizeOptions, songs: Sequence[Song] | None = None) -> 
         "rejected": rejected,
         "elapsed_s": round(time.time() - started, 3),
     }
+    if failed:
+        what = f"every record was rejected ({len(rejected)} of {n_records})" if n_records else "the manifest is empty"
+        summary["error"] = f"{what}; no document was written"
     write_json_atomic(opts.out / SUMMARY_NAME, summary)
-    return summary, EXIT_REJECTED if rejected else EXIT_OK
+    return summary, EXIT_FATAL if failed else EXIT_REJECTED if rejected else EXIT_OK
