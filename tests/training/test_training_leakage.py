@@ -1,4 +1,4 @@
-"""(a) of the issue: random tokens through the real data path stay unlearnable (no future leaks in).
+"""Random tokens through the real data path stay unlearnable (no future leaks in).
 
 The control trains the same way on documents whose next token equals the current one: exactly what a
 model is handed when labels are not shifted (the answer sits at the input position). That it reaches a low loss in the same 150 steps shows the random-token

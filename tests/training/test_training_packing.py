@@ -59,7 +59,7 @@ def _per_token_ce(model, batch) -> torch.Tensor:
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_packed_document_loss_equals_loss_alone(attn):
-    """(b) of the issue: a document packed behind others has the same per-token loss as alone."""
+    """A document packed behind others has the same per-token loss as alone."""
     model = tiny_llama(attn)
     rng = np.random.default_rng(1)
     a, b, c = (_doc(rng.integers(0, 512, n)) for n in (37, 51, 29))

@@ -1,7 +1,7 @@
 """Sequence builders: every token sequence YuE's models see, for training and for generation.
 
 Stage-1 CoT and ICL documents, stage-2 documents, stage-1 generation prompts and the stage-2 chunk
-prompt are all built here, following ``shared/spec/token-format.md`` and the official YuE
+prompt are all built here (``docs/token-format.md`` describes them), following the official YuE
 preprocessing (``finetune/core/preprocess_data_conditional_xcodec_segment.py``) and inference
 (``inference/infer.py``). Text is encoded call by call exactly where the official code makes a call:
 call boundaries change the ids.

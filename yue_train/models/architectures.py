@@ -1,6 +1,6 @@
 """The released YuE architectures (and tiny stand-ins for tests and the demo) as ``LlamaConfig`` values.
 
-Stage 1 (``m-a-p/YuE-s1-7B-*``) is stated in the project issue from the released config: LLaMA, hidden
+Stage 1 (``m-a-p/YuE-s1-7B-*``), as in the released config: LLaMA, hidden
 4,096, 32 layers, 32 heads, 4 KV heads, MLP 11,008, 16,384 positions, rope theta 10,000, RMS eps 1e-5,
 83,968 embedding rows, untied embeddings.
 

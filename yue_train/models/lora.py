@@ -7,10 +7,6 @@ from typing import Any
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from torch import nn
 
-# The official YuE fine-tuning recipe: attention projections only.
-ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
-
 
 def lora_config(cfg: Any) -> LoraConfig:
     return LoraConfig(
@@ -33,8 +29,3 @@ def apply_lora(model: nn.Module, cfg: Any, quantized: bool = False, gradient_che
             gradient_checkpointing_kwargs={"use_reentrant": False},  # as the non-quantised path
         )
     return get_peft_model(model, lora_config(cfg))
-
-
-def missing_targets(targets: list[str], module_names: set[str]) -> list[str]:
-    """LoRA targets that name no module of the model."""
-    return [t for t in targets if t not in module_names]

@@ -100,10 +100,3 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         return link.resolve()
     steps = checkpoint_steps(run_dir)
     return root / f"step-{steps[-1]}" if steps else None
-
-
-def checkpoint_step(path: Path) -> int:
-    m = _STEP_RE.match(Path(path).resolve().name)
-    if not m:
-        raise ValueError(f"{path} is not a checkpoints/step-N folder")
-    return int(m.group(1))
