@@ -1,4 +1,5 @@
-"""Training core: packed document streaming, chunked loss, LoRA, the training loop, evaluation, export.
+"""The training engine: the loop, forward pass, chunked loss, data-parallel engines, checkpoints, logging,
+the phase plan and the config checks.
 
 Entry point: ``yue-train`` (:func:`yue_train.cli.train.main`).
 """

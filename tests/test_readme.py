@@ -1,0 +1,157 @@
+"""Every ``bash`` block of README.md runs as written, so the README cannot drift from the code.
+
+The blocks run in order in one fresh folder (later blocks use what earlier ones wrote, as a reader's
+shell would), with the repository's console scripts on PATH and tiny stand-ins for the large files:
+the official ``xcodec_mini_infer`` layout holding a tiny random codec, YuE's real ``tokenizer.model``
+and ``top_200_tags.json``, tiny random models in the Hugging Face cache under the released names (read
+offline), a genre and a lyrics file. The few appended arguments are listed in ``APPENDED`` and stated in
+the README's "Tests" section; ``make`` targets are checked with ``make -n``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_shared
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+
+# Arguments appended to keep a command to seconds on CPU (said so in the README's "Tests" section).
+TRAIN_OVERRIDES = "trainer.max_steps=2 data.seq_len=2048 trainer.global_batch_size=1 logging.wandb.mode=offline"
+APPENDED = {
+    re.compile(r"^yue-train recipe=(?!.*--print-plan)"): TRAIN_OVERRIDES,
+    re.compile(r"^yue-infer generate "): "--max-new-tokens 100",
+}
+# What `make -n TARGET` must end with (the README: "`make demo` runs `yue-train recipe=demo`").
+MAKE_TARGETS = {"demo": ".venv/bin/yue-train recipe=demo", "test": ".venv/bin/python -m pytest -q"}
+# Files a command must have written (checked right after it ran), by the command's first words.
+WRITES = {
+    "yue-prep convert-codec": ["codec/yue_codec.json"],
+    "yue-prep build": ["data/mixture.json", "data/shards/cot/summary.json", "data/shards/icl-dual/summary.json"],
+    "yue-train recipe=lora_s1": ["runs/lora_s1/checkpoints/latest/COMPLETE"],
+    "yue-train export": ["merged/config.json", "merged/model.safetensors"],
+    "yue-infer generate": ["songs_out/report.json"],
+    "NPROC=2 ./launch.sh demo": ["runs/demo/checkpoints/latest/COMPLETE"],
+}
+RELEASED_MODELS = {"m-a-p/YuE-s1-7B-anneal-en-cot": "tiny_s1", "m-a-p/YuE-s2-1B-general": "tiny_s2"}
+
+
+def bash_blocks(text: str) -> list[list[str]]:
+    """The commands of each ```bash block: continuation lines joined, comment-only and blank lines dropped."""
+    blocks = []
+    for body in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
+        commands, current = [], ""
+        for line in body.splitlines():
+            current += line
+            if current.endswith("\\"):
+                current = current[:-1]
+                continue
+            if current.strip() and not current.lstrip().startswith("#"):
+                commands.append(current.strip())
+            current = ""
+        blocks.append(commands)
+    return blocks
+
+
+def test_bash_blocks_are_parsed():
+    blocks = bash_blocks("```bash\n# a comment\nyue-prep a \\\n    --b c   # note\n\nmake d\n```\n```text\nx\n```\n")
+    assert blocks == [["yue-prep a     --b c   # note", "make d"]]
+    assert any("yue-prep build" in c and "--tags-file" in c for c in sum(bash_blocks(README.read_text()), []))
+
+
+def _save_tiny_models(hub: Path) -> None:
+    """Tiny random models where the hub cache keeps the released ones (hub/models--ORG--NAME)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from yue_train.models.architectures import architecture_config
+
+    for repo, arch in RELEASED_MODELS.items():
+        torch.manual_seed(0)
+        cache = hub / f"models--{repo.replace('/', '--')}"
+        commit = "0" * 40
+        (cache / "refs").mkdir(parents=True)
+        (cache / "refs" / "main").write_text(commit)
+        LlamaForCausalLM(architecture_config(arch)).save_pretrained(cache / "snapshots" / commit)
+
+
+def _stand_ins(cwd: Path) -> dict[str, str]:
+    """Write the README's input files into ``cwd``; returns the environment the commands run in."""
+    from tests.codec.conftest import tiny_reference, write_official_tree
+
+    write_official_tree(cwd / "xcodec_mini_infer", tiny_reference(0))
+    for name in ("tokenizer.model", "top_200_tags.json"):
+        shutil.copy(require_shared("reference", "yue", name), cwd / name)
+    (cwd / "genre.txt").write_text("inspiring female uplifting pop airy vocal electronic bright vocal\n")
+    (cwd / "lyrics.txt").write_text("[verse]\nStaring at the sunset, colors paint the sky\n\n[chorus]\nStay\n")
+    (cwd / "launch.sh").symlink_to(REPO / "launch.sh")
+    _save_tiny_models(cwd / ".hf" / "hub")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "HF_", "YUE_TRAIN_"))}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONPATH=str(REPO),
+        HF_HOME=str(cwd / ".hf"),
+        HF_HUB_OFFLINE="1",
+        WANDB_MODE="offline",
+        WANDB_DIR=str(cwd),
+        OMP_NUM_THREADS="1",
+    )
+    return env
+
+
+def _as_run(command: str) -> str:
+    for pattern, extra in APPENDED.items():
+        if pattern.search(command):
+            return f"{command.partition(' #')[0].rstrip()} {extra}"
+    return command
+
+
+def _check_make(command: str) -> None:
+    target = command.split("#")[0].split()[1]
+    out = subprocess.run(["make", "-n", "-C", str(REPO), target], capture_output=True, text=True, check=True).stdout
+    lines = [line for line in out.splitlines() if not line.startswith("make")]
+    assert lines[-1] == MAKE_TARGETS[target], out
+
+
+@pytest.mark.slow
+def test_every_readme_bash_block_runs(tmp_path):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    env = _stand_ins(tmp_path)
+    ran = []
+    for commands in bash_blocks(README.read_text()):
+        for command in commands:
+            if command.startswith("make "):
+                _check_make(command)
+                ran.append(command)
+                continue
+            run = _as_run(command)
+            proc = subprocess.run(
+                ["bash", "-c", f"set -euo pipefail; {run}"],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            assert proc.returncode == 0, f"README command failed ({proc.returncode}): {run}\n{proc.stderr[-4000:]}"
+            for prefix, files in WRITES.items():
+                if command.startswith(prefix):
+                    for f in files:
+                        assert (tmp_path / f).exists(), f"{command!r} did not write {f}"
+            ran.append(command)
+    # Every command the checks above name was in the README, so none of them checks nothing.
+    for prefix in [*WRITES, *(f"make {t}" for t in MAKE_TARGETS)]:
+        assert any(c.startswith(prefix) for c in ran), f"no README command starts with {prefix!r}"
+    mixture = json.loads((tmp_path / "data" / "mixture.json").read_text())
+    assert [d["name"] for d in mixture["datasets"]] == ["cot", "icl-dual", "stage2"]
+    assert json.loads((tmp_path / "songs_out" / "report.json").read_text())
