@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 
 # Arguments appended to keep a command to seconds on CPU (said so in the README's "Tests" section).
-TRAIN_OVERRIDES = "trainer.max_steps=2 data.seq_len=2048 trainer.global_batch_size=1 logging.wandb.mode=offline"
+TRAIN_OVERRIDES = "trainer.max_steps=2 data.seq_len=2048 trainer.global_batch_size=1"
 APPENDED = {
     re.compile(r"^yue-train recipe=(?!.*--print-plan)"): TRAIN_OVERRIDES,
     re.compile(r"^yue-infer generate "): "--max-new-tokens 100",
