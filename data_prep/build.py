@@ -250,7 +250,7 @@ def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any]
         return summary, EXIT_FATAL
     manifest = opts.out / "manifest.jsonl"
     manifest_sha = write_manifest(manifest, records, [r.codes_sha256 for r in results if r.record is not None])
-    mixture = write_mixture(opts, tokenize_modes(opts, manifest, manifest_sha), manifest_sha)
+    mixture = write_mixture(opts, tokenize_modes(opts, manifest, manifest_sha, codec_fp), manifest_sha)
     summary["shards"] = {
         e["name"]: {
             "documents": e["documents"],
@@ -349,12 +349,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         return EXIT_FATAL
     if summary is None:  # a rank other than 0: rank 0 reports
         return code
-    if args.tokenizer is None:
-        print(
-            "yue-prep build: note: text was tokenized with the generated stand-in tokenizer (same id layout, not "
-            "YuE's text ids); pass --tokenizer tokenizer.model for shards to train YuE on",
-            file=sys.stderr,
-        )
+    if args.tokenizer is None and any(m != "stage2" for m in opts.modes):
+        from yue_train.tokenizer import STAND_IN_WARNING
+
+        print(f"yue-prep build: {STAND_IN_WARNING}", file=sys.stderr)
     print(
         f"{summary['songs_found']} songs: {summary['songs_encoded']} encoded, {summary['songs_reused']} reused, "
         f"{summary['songs_rejected']} rejected ({summary['audio_hours_encoded'] * 3600:.0f} s of audio encoded, "

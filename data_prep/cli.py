@@ -72,6 +72,10 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=not args.no_progress and show_progress(),
         )
+        if opts.tokenizer is None and opts.mode != "stage2":  # stage-2 documents hold no text
+            from yue_train.tokenizer import STAND_IN_WARNING
+
+            print(f"yue-prep tokenize: {STAND_IN_WARNING}", file=sys.stderr)
         summary, code = run_tokenize(opts)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         kind = "rejected (--strict)" if isinstance(e, RecordError) else "error"

@@ -29,7 +29,9 @@ def _shards_complete(shard_dir: Path, summary: dict[str, Any]) -> bool:
     return all((shard_dir / s["name"]).is_file() for s in summary.get("shards", []))
 
 
-def tokenize_modes(opts: BuildOptions, manifest: Path, manifest_sha: str) -> list[dict[str, Any]]:
+def tokenize_modes(
+    opts: BuildOptions, manifest: Path, manifest_sha: str, codec_fp: str | None = None
+) -> list[dict[str, Any]]:
     """Run ``yue-prep tokenize`` for each mode whose shards are missing or stale; returns mixture entries."""
     from data_prep.tokenize_manifest import TokenizeOptions, run_tokenize
 
@@ -51,6 +53,7 @@ def tokenize_modes(opts: BuildOptions, manifest: Path, manifest_sha: str) -> lis
             "seed": opts.seed,
             "shard_docs": opts.shard_docs,
             "tokenizer": str(opts.tokenizer),
+            "codec": codec_fp,
             "yue_train_version": yue_train.__version__,
         }
         shard_dir = opts.out / "shards" / name
@@ -74,6 +77,7 @@ def tokenize_modes(opts: BuildOptions, manifest: Path, manifest_sha: str) -> lis
                 shard_docs=opts.shard_docs,
                 overwrite=True,
                 progress=opts.progress,
+                codec_fingerprint=codec_fp,
             )
             summary, _ = run_tokenize(tok)
         entries.append(

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 import yue_train
 from yue_train.data.manifest import RawRecord, RecordError, check_timing, load_song, read_manifest
-from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, ShardWriter, write_json_atomic
+from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, ShardWriter, write_summary
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
 from yue_train.format.document import Document
@@ -50,6 +50,7 @@ class TokenizeOptions:
     strict: bool = False
     overwrite: bool = False
     progress: bool = True
+    codec_fingerprint: str | None = None  # of the codec that made the codes (recorded, when known)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -207,7 +208,9 @@ def run_tokenize(opts: TokenizeOptions, songs: Sequence[Song] | None = None) -> 
         _init_worker(opts.tokenizer)
         results = map(_process, ((raw, opts) for raw in read_manifest(opts.manifest)))
         total = _count_lines(opts.manifest)
-    writer = ShardWriter(opts.out, opts.shard_prefix, max_docs=opts.shard_docs)
+    writer = ShardWriter(
+        opts.out, opts.shard_prefix, max_docs=opts.shard_docs, tokenizer=tokenizer, codec=opts.codec_fingerprint
+    )
     bar = tqdm(total=total, unit="song", desc=f"tokenize {opts.shard_prefix}", disable=not opts.progress)
     try:
         for result in results:
@@ -259,5 +262,5 @@ def run_tokenize(opts: TokenizeOptions, songs: Sequence[Song] | None = None) -> 
     if failed:
         what = f"every record was rejected ({len(rejected)} of {n_records})" if n_records else "the manifest is empty"
         summary["error"] = f"{what}; no document was written"
-    write_json_atomic(opts.out / SUMMARY_NAME, summary)
+    write_summary(opts.out, summary, writer)
     return summary, EXIT_FATAL if failed else EXIT_REJECTED if rejected else EXIT_OK

@@ -111,7 +111,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             ref_inst_codes=args.ref_inst_codes, ref_start=args.ref_start, ref_end=args.ref_end,
             continue_from=args.continue_from, overwrite=args.overwrite, n_songs=args.n_songs, seed=args.seed,
             stage2_batch_size=args.stage2_batch_size, device=args.device, sampling=sampling,
-            progress=not args.no_progress and show_progress(),
+            progress=not args.no_progress and show_progress(), allow_mismatch=args.allow_mismatch,
         )  # fmt: skip
         report = run_generate(opts)
     except (GenerateInputError, FileNotFoundError, ValueError) as e:
@@ -138,6 +138,11 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (new or empty, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace the songs an earlier run wrote into --out")
     p.add_argument("--tokenizer", default=None, help="YuE tokenizer.model (default: generated synthetic tokenizer)")
+    p.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="generate even when --tokenizer is not the one the stage-1 model records (a warning instead)",
+    )
     p.add_argument("--adapter", action="append", help="LoRA adapter folder for stage 1 (repeatable)")
     p.add_argument(
         "--active-adapter", default=None, help="which --adapter to use (a0, a1, ... or its path; default a0)"

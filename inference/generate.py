@@ -9,6 +9,7 @@ adapters), audio through :mod:`yue_train.codec`. Inputs are checked before any m
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -151,6 +152,8 @@ def run_generate(opts: GenerateOptions) -> dict[str, Any]:
     history = None if kept is None else kept.ids
     n, following = section_prompts(tokenizer, prompts, opts.n_sections, opts.sampling, checked.window, history)
 
+    for line in checked.warnings:  # the inputs are fine: said once, before any weights load
+        print(f"yue-infer generate: {line}", file=sys.stderr)
     s1 = load_lm(opts.stage1_model, device, opts.adapters, opts.adapter)
     timings: dict[str, float] = {"load_s": time.perf_counter() - started}
     if opts.overwrite:

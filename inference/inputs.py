@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inference.prompts import read_text_file
+from inference.provenance import check_records
 from inference.sampling import SamplingConfig
 from inference.song_folder import SongCodes, SongFolderError, check_out, read_song
 from yue_train.format import codec_layout as cl
@@ -48,6 +49,7 @@ class GenerateOptions:
     device: str = "auto"
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     progress: bool = True
+    allow_mismatch: bool = False  # a tokenizer other than the one the stage-1 model records: warn, not refuse
 
 
 class GenerateInputError(ValueError):
@@ -61,6 +63,7 @@ class CheckedInputs:
     lyrics: str
     window: int  # the stage-1 model's context (its config's max_position_embeddings)
     continuation: SongCodes | None  # the song ``--continue-from`` names
+    warnings: list[str] = field(default_factory=list)  # provenance warnings, printed before loading
 
 
 def _first_line(e: Exception) -> str:
@@ -151,4 +154,10 @@ def check_inputs(opts: GenerateOptions) -> CheckedInputs:
     window = check_models(tokenizer, opts.stage1_model, opts.stage2_model)
     for adapter in opts.adapters:
         _check_adapter(adapter)
-    return CheckedInputs(tokenizer, genres, lyrics, window, continuation)
+    # The models' provenance records against their stages and the tokenizer.
+    records = check_records(
+        opts.stage1_model, opts.stage2_model, opts.adapters, opts.tokenizer, tokenizer, opts.allow_mismatch
+    )
+    if records.refusals:
+        raise GenerateInputError(records.refusals[0])
+    return CheckedInputs(tokenizer, genres, lyrics, window, continuation, records.warnings)

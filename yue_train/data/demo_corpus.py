@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from yue_train.data.shards import ShardWriter, write_json_atomic
+from yue_train.data.shards import DEMO_SUMMARY_NAME, ShardWriter, write_summary
 from yue_train.data.synthetic import demo_song, motif_codes
 from yue_train.format import codec_layout as cl
 from yue_train.format.sequences import build_cot_document, build_stage2_document
 from yue_train.tokenizer import load_tokenizer
 
-DONE_NAME = "demo_corpus.json"
+DONE_NAME = DEMO_SUMMARY_NAME
 
 
 def write_demo_corpus(
@@ -38,7 +38,7 @@ def write_demo_corpus(
         return out
     rng = np.random.default_rng(seed)
     tokenizer = load_tokenizer(None) if stage == 1 else None
-    with ShardWriter(out, prefix=f"demo-s{stage}", max_docs=docs_per_shard) as writer:
+    with ShardWriter(out, prefix=f"demo-s{stage}", max_docs=docs_per_shard, tokenizer=tokenizer) as writer:
         for i in range(n_songs):
             if stage == 1:
                 song = demo_song(rng, f"demo-{i:05d}", float(rng.uniform(*seconds)))
@@ -49,5 +49,5 @@ def write_demo_corpus(
                 writer.write(build_stage2_document(codes, f"demo-s2-{i:05d}"))
         shards = writer.close()
     # Written last: a folder without it is incomplete and gets rebuilt.
-    write_json_atomic(out / DONE_NAME, {"n_songs": n_songs, "stage": stage, "seed": seed, "shards": shards})
+    write_summary(out, {"n_songs": n_songs, "stage": stage, "seed": seed, "shards": shards}, writer, DONE_NAME)
     return out

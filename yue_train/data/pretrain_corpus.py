@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, ShardWriter, write_json_atomic
+from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, ShardWriter, write_summary
 from yue_train.data.synthetic import demo_song
 from yue_train.format.document import Document
 from yue_train.format.roles import role_token_counts
@@ -120,7 +120,7 @@ def write_synthetic_shards(out_dir: str | Path, spec: dict[str, Any], docs_per_s
         stale.unlink(missing_ok=True)
     roles: Counter[str] = Counter()
     n_docs = 0
-    with ShardWriter(out, prefix=prefix, max_docs=docs_per_shard) as writer:
+    with ShardWriter(out, prefix=prefix, max_docs=docs_per_shard, tokenizer=load_tokenizer(None)) as writer:
         for doc in _documents(spec):
             writer.write(doc)
             roles.update(role_token_counts(doc.roles))
@@ -134,7 +134,7 @@ def write_synthetic_shards(out_dir: str | Path, spec: dict[str, Any], docs_per_s
         "tokens_per_role": dict(sorted(roles.items())),
         "shards": shards,
     }
-    write_json_atomic(out / SUMMARY_NAME, summary)
+    write_summary(out, summary, writer)
     return out
 
 

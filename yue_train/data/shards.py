@@ -2,7 +2,9 @@
 
 Each sample in a shard has three members: ``KEY.input_ids.npy`` (int32), ``KEY.roles.npy`` (uint8, see
 :mod:`yue_train.format.roles`) and ``KEY.json`` (record id, mode, token counts, ...). A shard is written
-under a temporary name and renamed when closed, so a file named ``*.tar`` is always complete.
+under a temporary name and renamed when closed, so a file named ``*.tar`` is always complete. The folder's
+``summary.json`` (:func:`write_summary`) carries the writer's provenance record
+(:mod:`yue_train.format.provenance`): document modes, stage, tokenizer, largest token id, codec.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import numpy as np
 import webdataset as wds
 
 from yue_train.format.document import Document
+from yue_train.format.provenance import SUMMARY_KEY, Provenance, TokenizerLike, provenance_for
 
 SUMMARY_NAME = "summary.json"
+DEMO_SUMMARY_NAME = "demo_corpus.json"  # the generated demo corpus's summary
+SUMMARY_FILES = (SUMMARY_NAME, DEMO_SUMMARY_NAME)
 TMP_SUFFIX = ".tmp"
 
 
@@ -32,7 +37,16 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
 class ShardWriter:
     """Writes documents into ``{prefix}-{n:06d}.tar`` shards of at most ``max_docs`` documents each."""
 
-    def __init__(self, out_dir: str | Path, prefix: str, max_docs: int = 1000) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        prefix: str,
+        max_docs: int = 1000,
+        tokenizer: TokenizerLike | None = None,
+        codec: str | None = None,
+    ) -> None:
+        """``tokenizer`` (the one text was encoded with) and ``codec`` (the codec fingerprint of the codes)
+        go into :meth:`provenance`."""
         if max_docs < 1:
             raise ValueError("max_docs must be >= 1")
         self.out_dir = Path(out_dir)
@@ -45,6 +59,14 @@ class ShardWriter:
         self._docs_in_shard = 0
         self._tokens_in_shard = 0
         self._n_written = 0
+        self.tokenizer = tokenizer
+        self.codec = codec
+        self.modes: set[str] = set()
+        self.max_token_id: int | None = None
+
+    def provenance(self) -> Provenance:
+        """What the documents written so far are (modes, stage, tokenizer, largest id, codec)."""
+        return provenance_for(sorted(self.modes), self.tokenizer, self.codec, self.max_token_id)
 
     def _open(self) -> None:
         name = f"{self.prefix}-{len(self.shards):06d}.tar"
@@ -76,6 +98,10 @@ class ShardWriter:
             }
         )
         self._n_written += 1
+        self.modes.add(doc.mode)
+        if len(doc):
+            top = int(doc.input_ids.max())
+            self.max_token_id = top if self.max_token_id is None else max(self.max_token_id, top)
         self._docs_in_shard += 1
         self._tokens_in_shard += len(doc)
         if self._docs_in_shard >= self.max_docs:
@@ -145,6 +171,35 @@ def read_summary(shard_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: the shard folder is incomplete or was not written by yue-prep")
     return json.loads(path.read_text())
+
+
+def write_summary(out_dir: str | Path, summary: dict[str, Any], writer: ShardWriter, name: str = SUMMARY_NAME) -> Path:
+    """Add the writer's provenance record to ``summary`` and write it as the folder's ``summary.json``
+    (atomically; written last, so a folder with a summary is complete)."""
+    summary[SUMMARY_KEY] = writer.provenance().as_dict()
+    path = Path(out_dir) / name
+    write_json_atomic(path, summary)
+    return path
+
+
+def folder_provenance(path: str | Path) -> Provenance | None:
+    """The provenance record of a local shard folder (or of the folder a ``.tar`` sits in), from its
+    ``summary.json``; folders written before records existed give their modes only. None when unknown."""
+    p = Path(path)
+    folder = p.parent if p.is_file() else p
+    for name in SUMMARY_FILES:
+        file = folder / name
+        if not file.is_file():
+            continue
+        try:
+            summary = json.loads(file.read_text())
+        except (json.JSONDecodeError, OSError):
+            return None
+        if isinstance(summary.get(SUMMARY_KEY), dict):
+            return Provenance.from_dict(summary[SUMMARY_KEY])
+        mode = summary.get("mode") or {1: "cot", 2: "stage2"}.get(summary.get("stage"))
+        return provenance_for([str(mode)]) if mode else None
+    return None
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

@@ -88,6 +88,10 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
 }
 
 
+# The YuE stage each named architecture plays (``model.stage`` in the config says it for any model).
+ARCHITECTURE_STAGES: dict[str, int] = {"yue_s1_7b": 1, "yue_s2_1b": 2, "tiny_s1": 1, "tiny_s2": 2}
+
+
 def architecture_config(name: str, **overrides: Any) -> LlamaConfig:
     """The ``LlamaConfig`` of a named architecture; ``overrides`` replace single fields."""
     if name not in ARCHITECTURES:

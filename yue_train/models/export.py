@@ -4,6 +4,8 @@ LoRA checkpoints (``adapter/``) are merged into their base with PEFT's ``merge_a
 checkpoints (``model/``) are re-saved. Training turns the KV cache off in the model config, and
 ``save_pretrained`` copies that into ``generation_config.json``; the export turns it on in both, so
 ``generate`` (and the official inference script) decode one new token per step.
+The checkpoint's provenance record (stage, tokenizer, vocabulary, data) is copied beside the model files
+as ``yue_provenance.json``: a plain JSON file that loaders ignore and ``yue-infer generate`` checks.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
+
+from yue_train.format.provenance import read_provenance, write_provenance
 
 
 class ExportError(ValueError):
@@ -57,6 +61,10 @@ def export(checkpoint: str | Path, out: str | Path, base: str | None = None, dty
     model.generation_config.use_cache = True
     out = Path(out)
     model.save_pretrained(out)
+    prov = read_provenance(_locate(Path(checkpoint))[1])
+    if prov is not None:
+        prov.extra["exported_from"] = str(Path(checkpoint).resolve())
+        write_provenance(out, prov)
     return out
 
 

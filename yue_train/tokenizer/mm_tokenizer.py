@@ -8,12 +8,13 @@ with a separate SentencePiece call (so each gets the word-boundary prefix), and 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import sentencepiece as spm
 
 from yue_train.format import vocab
+from yue_train.format.provenance import file_fingerprint
 
 
 class TokenizerMismatchError(ValueError):
@@ -52,6 +53,17 @@ class MMTokenizer:
         if piece in vocab.EXTRA_PIECES:
             return vocab.N_SENTENCEPIECE_PIECES + vocab.EXTRA_PIECES.index(piece)
         return self.sp.piece_to_id(piece)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the SentencePiece model file: what shards, checkpoints and models record."""
+        return file_fingerprint(self.path)
+
+    @property
+    def is_synthetic(self) -> bool:
+        """Whether this is the generated stand-in (its text range ends in ``<unused/N>`` filler pieces)."""
+        last = vocab.TEXT_VOCAB_END - 1
+        return self.sp.id_to_piece(last) == f"<unused/{last}>"
 
     @property
     def vocab_size(self) -> int:

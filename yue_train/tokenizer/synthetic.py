@@ -19,6 +19,11 @@ from sentencepiece import sentencepiece_model_pb2 as pb
 from yue_train.format import vocab
 
 SYNTHETIC_VERSION = "v1"
+# The one line every command prints when it falls back to this tokenizer (no --tokenizer given).
+STAND_IN_WARNING = (
+    "warning: no --tokenizer: text is tokenized with the generated stand-in (same id layout, not YuE's text ids; "
+    "for tests and demos, not real YuE models); pass --tokenizer tokenizer.model"
+)
 
 # Words the format and the demo corpus use, plus common lyric words; every prefix becomes a BPE piece.
 _WORDS = """

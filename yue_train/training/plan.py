@@ -31,6 +31,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from yue_train.data.shards import folder_provenance
+
 REMOTE_PREFIXES = ("http://", "https://", "pipe:", "s3://", "gs://")
 ENTRY_KEYS = ("path", "weight", "rounds", "tokens", "docs", "name", "synthetic")
 SUMMARY_FILES = ("summary.json", "demo_corpus.json")  # yue-prep tokenize / pretrain_corpus; the demo corpus
@@ -57,6 +59,7 @@ class DatasetPlan:
     sampling_weight: float  # probability that the next document comes from this dataset
     token_share: float  # expected share of the phase's tokens
     planned_tokens: float
+    mode: str = "?"  # document modes recorded in the folder's summary ("?" when unknown)
 
 
 @dataclass(frozen=True)
@@ -87,10 +90,11 @@ class PhasePlan:
 
     def format(self) -> str:
         """A table to print before training."""
-        head = ("dataset", "tokens", "docs", "rounds", "weight", "draw", "share", "planned")
+        head = ("dataset", "mode", "tokens", "docs", "rounds", "weight", "draw", "share", "planned")
         rows = [
             (
                 d.name,
+                d.mode,
                 human(d.tokens),
                 human(d.docs),
                 "?" if d.rounds is None else f"{d.rounds:.3g}",
@@ -104,8 +108,8 @@ class PhasePlan:
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
         def line(cells: tuple[str, ...]) -> str:
-            first = cells[0].ljust(widths[0])
-            return "  " + "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))])
+            left = [c.ljust(w) for c, w in zip(cells[:2], widths[:2], strict=True)]
+            return "  " + "  ".join([*left, *(c.rjust(w) for c, w in zip(cells[2:], widths[2:], strict=True))])
 
         given = "rounds" if self.style == "rounds" else "weights"
         out = [f"phase plan{f' ({self.name})' if self.name else ''}: data.train by {given}", line(head)]
@@ -191,6 +195,15 @@ def dataset_size(entry: Any) -> DatasetSize:
     tokens = count(e["tokens"], f"{where}: tokens") if e.get("tokens") is not None else found.tokens
     docs = count(e["docs"], f"{where}: docs") if e.get("docs") is not None else found.docs
     return DatasetSize(tokens, docs)
+
+
+def dataset_mode(entry: Any) -> str:
+    """The document modes a local dataset's summary records (``cot``, ``icl-dual,icl-vocal``, ``stage2``), or ?."""
+    path = _first_path(_plain(entry))
+    if not path or path.startswith(REMOTE_PREFIXES):
+        return "?"
+    prov = folder_provenance(path)
+    return ",".join(prov.modes) if prov is not None and prov.modes else "?"
 
 
 def dataset_tokens(entry: Any) -> int | None:
@@ -345,6 +358,7 @@ def plan_phase(cfg: Any, world_size: int = 1) -> PhasePlan:
             sampling_weight=draw[i],
             token_share=share[i],
             planned_tokens=planned[i],
+            mode=dataset_mode(entries[i]),
         )
         for i in range(len(entries))
     ]

@@ -32,6 +32,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from yue_train.data.generated import prepare_data
 from yue_train.data.packing import IGNORE_INDEX, Batch, build_train_stream, eval_batches
+from yue_train.format.provenance import write_provenance
 from yue_train.format.roles import ROLE_NAMES
 from yue_train.models.loading import ModelSpec, build_model, enable_activation_checkpointing
 from yue_train.models.lora import apply_lora
@@ -51,6 +52,7 @@ from yue_train.training.logger import RunLogger, WandbLoginError, check_wandb_lo
 from yue_train.training.loss import N_ROLES, LossSums, role_weight_table
 from yue_train.training.output import library_bars_off, note
 from yue_train.training.plan import PlanError, batch_geometry, plan_phase
+from yue_train.training.provenance import run_provenance
 from yue_train.training.validate import check_config, check_data
 
 CONFIG_NAME = "config.yaml"
@@ -152,6 +154,7 @@ class Trainer:
         except PlanError as e:
             raise TrainingError(str(e)) from None
         self.max_steps = self.plan.max_steps  # from the token budget (rounds, max_tokens) or trainer.max_steps
+        self.provenance = run_provenance(cfg, int(self.model_config.vocab_size))  # written into every checkpoint
         self.resume_from = self._find_resume()
         if self.resume_from is not None:  # a finished run: say so before anything is written or loaded
             done = int(json.loads((self.resume_from / "trainer_state.json").read_text())["step"])
@@ -301,6 +304,7 @@ class Trainer:
             torch.save(self.stream.state_dict(), folder / DATA_STATE)
             (folder / "trainer_state.json").write_text(json.dumps(self._trainer_state(), indent=2) + "\n")
             (folder / CONFIG_NAME).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+            write_provenance(folder, self.provenance)
         ranks.barrier()
         final = None
         if self.main:

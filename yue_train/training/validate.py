@@ -14,8 +14,11 @@ from transformers import PretrainedConfig
 from yue_train.data.generated import check_generated
 from yue_train.data.packing import DataConfigError, resolve_urls
 from yue_train.data.shards import iter_documents
+from yue_train.format.provenance import provenance_for
 from yue_train.models.loading import ModelSpec, llama_module_names, load_model_config
 from yue_train.training.loss import role_weight_table
+from yue_train.training.plan import entry_name
+from yue_train.training.provenance import dataset_problem, dataset_records, model_stage, model_tokenizer
 
 
 class ConfigError(ValueError):
@@ -58,6 +61,9 @@ def check_config(cfg: Any) -> PretrainedConfig:
     if seq_len < 2:
         raise ConfigError(f"data.seq_len={seq_len} is too short to train on")
 
+    _, problem = model_stage(cfg.model)
+    if problem:
+        raise ConfigError(problem)
     tok = cfg.model.get("tokenizer")
     if tok:
         from yue_train.tokenizer import load_tokenizer
@@ -99,24 +105,37 @@ def check_config(cfg: Any) -> PretrainedConfig:
 
 
 def check_data(cfg: Any, model_config: PretrainedConfig) -> None:
-    """Check that every dataset path resolves and its first document fits the model's vocabulary."""
+    """Check that every dataset path resolves, its first document fits the model's vocabulary, and what
+    its folder records (stage, tokenizer, largest id) fits the model (one without a record is judged by
+    its first document's mode)."""
+    stage, _ = model_stage(cfg.model)
+    tokenizer = model_tokenizer(cfg.model)
     for group in ("train", "eval"):
         for i, ds in enumerate(cfg.data.get(group) or []):
             try:
                 urls = resolve_urls(ds.path)
             except DataConfigError as e:
                 raise ConfigError(f"data.{group}[{i}].path: {e}") from None
-            _check_first_document(urls, f"data.{group}[{i}]", model_config.vocab_size)
+            where = f"data.{group}[{i}]"
+            first_mode = _check_first_document(urls, where, model_config.vocab_size)
+            records = dataset_records(ds.path) or ([("", provenance_for([first_mode]))] if first_mode else [])
+            for item, prov in records:
+                label = f"{where} ({item if item and not isinstance(ds.path, str) else entry_name(ds)})"
+                desc = ModelSpec.from_cfg(cfg.model).describe()
+                problem = dataset_problem(label, prov, stage, desc, tokenizer, model_config.vocab_size)
+                if problem:
+                    raise ConfigError(problem)
 
 
-def _check_first_document(urls: list[str], where: str, vocab_size: int) -> None:
+def _check_first_document(urls: list[str], where: str, vocab_size: int) -> str | None:
     """Peek at the first document of a local dataset: catches shards tokenized for another vocabulary
-    before the model is built (every document is checked again while streaming)."""
+    before the model is built (every document is checked again while streaming). Returns its mode."""
     if not urls or "://" in urls[0] or urls[0].startswith("pipe:"):
-        return
+        return None
     doc = next(iter_documents([urls[0]]), None)
     if doc is not None and len(doc) and int(doc.input_ids.max()) >= vocab_size:
         raise ConfigError(
             f"{where}: document {doc.id!r} has token id {int(doc.input_ids.max())} but the model has {vocab_size} "
             "embedding rows (data tokenized for another vocabulary)"
         )
+    return doc.mode if doc is not None else None
