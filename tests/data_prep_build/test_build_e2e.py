@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from data_prep.build import BUILD_SUMMARY_NAME, MODES, cmd_build
+from data_prep.encode_songs import codec_fingerprint
 from data_prep.mixture import MIXTURE_NAME
 from data_prep.songs import seconds_to_frame, segment_text
 from data_prep.synth_demo import add_synth_demo_args, cmd_synth_demo
@@ -87,6 +88,9 @@ def test_end_to_end_then_reruns(tmp_path, demo_songs, codec_dir, capsys):
         assert d["tokens"] == sum(s["n_tokens"] for s in d["shards"]) > 0
         assert all((out / s["path"]).is_file() for s in d["shards"])
         assert sum(len(doc) for doc in _docs(out, d["name"])) == d["tokens"]
+        prov = json.loads((out / d["path"] / "summary.json").read_text())["provenance"]
+        assert prov["codec"] == codec_fingerprint(codec_dir) and prov["stage"] == (2 if d["mode"] == "stage2" else 1)
+    assert "yue-prep build: warning: no --tokenizer" in capsys.readouterr().err
     assert mixture["tokens_total"] == sum(d["tokens"] for d in mixture["datasets"])
 
     # ---- the manifest: official records whose frames and text are the source's ----
