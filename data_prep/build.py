@@ -46,7 +46,7 @@ from data_prep.separate import SeparationUnavailable, check_available
 from data_prep.songs import discover, mark_duplicates
 from data_prep.tags import load_top_tags
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
-from yue_train.training.output import show_progress
+from yue_train.training.output import note, show_progress
 
 MODES = ("cot", "icl-dual", "icl-vocal", "icl-inst", "icl-mixture", "stage2")
 # Short names accepted by --modes: ``icl`` is the ICL set with the default (dual-track) reference prompt,
@@ -352,7 +352,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.tokenizer is None and any(m != "stage2" for m in opts.modes):
         from yue_train.tokenizer import STAND_IN_WARNING
 
-        print(f"yue-prep build: {STAND_IN_WARNING}", file=sys.stderr)
+        note(f"yue-prep build: {STAND_IN_WARNING}")
     print(
         f"{summary['songs_found']} songs: {summary['songs_encoded']} encoded, {summary['songs_reused']} reused, "
         f"{summary['songs_rejected']} rejected ({summary['audio_hours_encoded'] * 3600:.0f} s of audio encoded, "
@@ -364,8 +364,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         for w in warnings:
             print(f"  warning {sid}: {w}", file=sys.stderr)
     for name, s in summary.get("shards", {}).items():
-        note = " (unchanged)" if s["reused"] else ""
-        print(f"  {name:12s} {s['documents']} docs, {s['tokens']:,} tokens{note}")
+        unchanged = " (unchanged)" if s["reused"] else ""
+        print(f"  {name:12s} {s['documents']} docs, {s['tokens']:,} tokens{unchanged}")
     if "error" in summary:
         print(f"yue-prep build: error: {summary['error']} (see {args.out / BUILD_SUMMARY_NAME})", file=sys.stderr)
     return code

@@ -22,7 +22,7 @@ from itertools import islice
 from pathlib import Path
 
 from yue_train.format.sequences import ICL_PROMPT_MODES
-from yue_train.training.output import VerbosityError, set_verbosity, show_progress, split_verbosity
+from yue_train.training.output import VerbosityError, note, set_verbosity, show_progress, split_verbosity
 
 
 def _tokenize_args(p: argparse.ArgumentParser) -> None:
@@ -75,7 +75,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         if opts.tokenizer is None and opts.mode != "stage2":  # stage-2 documents hold no text
             from yue_train.tokenizer import STAND_IN_WARNING
 
-            print(f"yue-prep tokenize: {STAND_IN_WARNING}", file=sys.stderr)
+            note(f"yue-prep tokenize: {STAND_IN_WARNING}")
         summary, code = run_tokenize(opts)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         kind = "rejected (--strict)" if isinstance(e, RecordError) else "error"

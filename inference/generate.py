@@ -9,7 +9,6 @@ adapters), audio through :mod:`yue_train.codec`. Inputs are checked before any m
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +26,7 @@ from inference.stage2 import generate_stage2
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
 from yue_train.format.parsing import parse_stage1_output
+from yue_train.training.output import note
 
 
 def resolve_device(name: str) -> torch.device:
@@ -153,7 +153,7 @@ def run_generate(opts: GenerateOptions) -> dict[str, Any]:
     n, following = section_prompts(tokenizer, prompts, opts.n_sections, opts.sampling, checked.window, history)
 
     for line in checked.warnings:  # the inputs are fine: said once, before any weights load
-        print(f"yue-infer generate: {line}", file=sys.stderr)
+        note(f"yue-infer generate: {line}")
     s1 = load_lm(opts.stage1_model, device, opts.adapters, opts.adapter)
     timings: dict[str, float] = {"load_s": time.perf_counter() - started}
     if opts.overwrite:
