@@ -34,7 +34,7 @@ def dry_run(*args: str, **env: str) -> tuple[list[str], str]:
 def test_single_process():
     cmd, config = dry_run("tiny", "trainer.max_steps=3", NPROC="1")
     assert cmd == [sys.executable, "-m", "yue_train.cli.train", "recipe=tiny", "trainer.max_steps=3"]
-    assert config.startswith("config:\nrecipe_name: tiny\n")
+    assert config.startswith("config:\nrecipe_name: tiny  ")  # then the key's doc as a comment
     assert "max_steps: 3" in config
     assert "plan (1 processes):" in config and "3 steps" in config
 

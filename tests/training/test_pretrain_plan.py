@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from yue_train.config.compose import available_recipes, compose_config, find_recipes
+from yue_train.config.schema import check_schema
 from yue_train.data.packing import DocSource, Mixture
 from yue_train.data.pretrain_corpus import prepare_synthetic_datasets
 from yue_train.data.shards import SUMMARY_NAME, ShardWriter, shard_paths, write_json_atomic
@@ -30,7 +31,7 @@ def write_dataset(folder: Path, lengths: list[int], docs_per_shard: int = 3, sum
 
 
 def cfg_of(train: list[dict], **trainer) -> OmegaConf:
-    t = {"max_steps": 100, "grad_accum": 1, **trainer}
+    t = {"max_steps": 100, "grad_accum": 1, "global_batch_size": None, "max_tokens": None, **trainer}
     return OmegaConf.create(
         {"recipe_name": "t", "data": {"train": train, "seq_len": 64, "batch_size": 2}, "trainer": t}
     )
@@ -157,9 +158,10 @@ def test_global_batch_must_split_evenly(global_batch, world):
 
 
 def test_global_batch_config_without_new_keys():
-    """Configs from before global_batch_size/max_tokens existed still plan (the keys are read with get)."""
-    cfg = OmegaConf.create({"data": {"train": [{"path": "/x"}], "seq_len": 8, "batch_size": 1},
-                            "trainer": {"max_steps": 5, "grad_accum": 2}})  # fmt: skip
+    """A config that leaves out global_batch_size/max_tokens gets them from the schema (null): the plan
+    follows grad_accum and max_steps."""
+    cfg = check_schema(OmegaConf.create({"data": {"train": [{"path": "/x"}], "seq_len": 8, "batch_size": 1},
+                                         "trainer": {"max_steps": 5, "grad_accum": 2}}))  # fmt: skip
     plan = plan_phase(cfg, 1)
     assert (plan.global_batch_size, plan.max_steps, plan.name) == (2, 5, "")
 

@@ -2,7 +2,7 @@
 
   yue-train recipe=NAME [key=value ...]      compose conf/ + recipes/NAME.yaml with Hydra and train
   yue-train export CHECKPOINT OUT [--base B] merge a LoRA adapter into its base -> plain HF checkpoint
-  yue-train recipe=NAME ... --print-config   print the resolved config and exit
+  yue-train recipe=NAME ... --print-config   print the resolved config, each key's doc as a comment, and exit
   yue-train recipe=NAME ... --print-plan     print the phase plan (datasets, budget, steps) for $WORLD_SIZE
                                              processes and exit
   yue-train chain R1 R2 ... [key=value ...]  run recipes one after another (pre-training phases); a re-run
@@ -101,13 +101,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"yue-train: error: {e}", file=sys.stderr)
             return 2
         return 0
-    if "--print-config" in argv:  # launch.sh --dry-run: the resolved config, nothing run
-        from omegaconf import OmegaConf
+    if "--print-config" in argv:  # launch.sh --dry-run: the resolved config with each key's doc, nothing run
+        from omegaconf.errors import OmegaConfBaseException
+
+        from yue_train.config.schema import explain, format_config
 
         try:
-            print(OmegaConf.to_yaml(compose_config([a for a in argv if a != "--print-config"]), resolve=True))
-        except UsageError as e:
-            print(f"yue-train: error: {e}", file=sys.stderr)
+            print(format_config(compose_config([a for a in argv if a != "--print-config"])), end="")
+        except (UsageError, OmegaConfBaseException) as e:  # the latter: an interpolation that fails to resolve
+            print(f"yue-train: error: {e if isinstance(e, UsageError) else explain(e)}", file=sys.stderr)
             return 2
         return 0
     if "--print-plan" in argv:  # the phase plan (budget, steps, shares) for WORLD_SIZE processes, nothing run

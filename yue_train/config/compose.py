@@ -144,7 +144,7 @@ def compose_config(overrides: list[str], recipes_dirs: list[str | Path] | None =
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from yue_train.config.schema import SchemaError, check_schema
+    from yue_train.config.schema import SchemaError, check_schema, explain, register_schema
 
     recipes = find_recipes(recipes_dirs, bases=True)
     runnable = ", ".join(sorted(n for n in recipes if not is_base(n)))
@@ -157,13 +157,13 @@ def compose_config(overrides: list[str], recipes_dirs: list[str | Path] | None =
         raise UsageError(f"unknown recipe {name!r}; available: {runnable}")
     for recipe in recipes.values():  # recipes may build on each other (defaults: - tiny, - _base)
         _register(recipe)
+    register_schema()
     overrides = [o for o in overrides if not o.startswith("recipe=")] + [f"recipe={name}"]
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
-        lines = [x.strip() for x in str(e).splitlines() if x.strip() and "HYDRA_FULL_ERROR" not in x]
-        raise UsageError(" ".join(lines)) from None
+        raise UsageError(explain(e)) from None
     try:
         return check_schema(cfg)
     except SchemaError as e:

@@ -20,8 +20,8 @@ from yue_train.data.pretrain_corpus import prepare_synthetic_datasets, synthetic
 def _entry_paths(cfg: Any) -> list[str]:
     paths: list[str] = []
     for group in ("train", "eval"):
-        for entry in cfg.data.get(group) or []:
-            path = entry.get("path") if hasattr(entry, "get") else None
+        for entry in cfg.data[group] or []:
+            path = entry.path
             if isinstance(path, str):
                 paths.append(path)
             elif path is not None:
@@ -31,8 +31,8 @@ def _entry_paths(cfg: Any) -> list[str]:
 
 def demo_corpus_in_use(cfg: Any) -> bool:
     """Whether ``data.demo_corpus`` is enabled and a ``data.train``/``data.eval`` entry reads its folder."""
-    dc = cfg.data.get("demo_corpus")
-    if not dc or not dc.get("enabled", True):
+    dc = cfg.data.demo_corpus
+    if dc is None or not dc.enabled:
         return False
     out = os.path.abspath(str(dc.out))
     return any(os.path.abspath(p) == out for p in _entry_paths(cfg))
@@ -48,9 +48,8 @@ def prepare_data(cfg: Any) -> list[Path]:
     written: list[Path] = []
     if demo_corpus_in_use(cfg):
         dc = cfg.data.demo_corpus
-        seconds = tuple(float(x) for x in dc.get("seconds", (2.0, 4.0)))
         written.append(
-            write_demo_corpus(dc.out, n_songs=int(dc.n_songs), seconds=seconds, stage=int(dc.stage), seed=int(dc.seed))
+            write_demo_corpus(dc.out, n_songs=dc.n_songs, seconds=tuple(dc.seconds), stage=dc.stage, seed=dc.seed)
         )
     written += prepare_synthetic_datasets(cfg)
     return written

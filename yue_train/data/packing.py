@@ -332,25 +332,20 @@ class PackedStream:
         self.packer.load_state_dict(state["packer"])
 
 
-def build_train_stream(
-    data_cfg: Any,
-    seed: int,
-    vocab_size: int | None = None,
-    weights: list[float] | None = None,
-) -> PackedStream:
+def build_train_stream(data_cfg: Any, seed: int, vocab_size: int | None, weights: list[float]) -> PackedStream:
     """The training stream of ``cfg.data``: every ``data.train`` entry, minus held-out documents.
 
-    ``weights``: the mixture's draw weights (the phase plan's, which turns ``rounds`` into weights);
-    default: each entry's ``weight``.
+    ``weights``: the mixture's draw weight per entry (the phase plan's, which turns ``weight`` or ``rounds``
+    into draw probabilities).
     """
-    held_out = float(data_cfg.eval_fraction) if not data_cfg.get("eval") else 0.0
-    sources, given = [], []
+    held_out = data_cfg.eval_fraction if not data_cfg.eval else 0.0
+    sources = []
     for i, ds in enumerate(data_cfg.train):
         sources.append(
             DocSource(
                 resolve_urls(ds.path),
                 seed=seed * 1000 + i,
-                shuffle_buffer=int(data_cfg.shuffle_buffer),
+                shuffle_buffer=data_cfg.shuffle_buffer,
                 split="train" if held_out > 0 else "all",
                 eval_fraction=held_out,
                 loop=True,
@@ -358,13 +353,7 @@ def build_train_stream(
                 name=str(ds.path),
             )
         )
-        given.append(float(ds.get("weight", 1.0)))
-    return PackedStream(
-        Mixture(sources, given if weights is None else list(weights), seed),
-        int(data_cfg.seq_len),
-        int(data_cfg.batch_size),
-        data_cfg.overflow,
-    )
+    return PackedStream(Mixture(sources, list(weights), seed), data_cfg.seq_len, data_cfg.batch_size, data_cfg.overflow)
 
 
 def eval_batches(data_cfg: Any, max_batches: int, vocab_size: int | None = None) -> list[Batch]:
@@ -372,10 +361,10 @@ def eval_batches(data_cfg: Any, max_batches: int, vocab_size: int | None = None)
 
     Deterministic (no shuffling, one pass), so every evaluation sees the same documents.
     """
-    if data_cfg.get("eval"):
+    if data_cfg.eval:
         entries, split, frac = list(data_cfg.eval), "all", 0.0
-    elif float(data_cfg.eval_fraction) > 0:
-        entries, split, frac = list(data_cfg.train), "eval", float(data_cfg.eval_fraction)
+    elif data_cfg.eval_fraction > 0:
+        entries, split, frac = list(data_cfg.train), "eval", data_cfg.eval_fraction
     else:
         return []
     batches: list[Batch] = []
@@ -384,10 +373,10 @@ def eval_batches(data_cfg: Any, max_batches: int, vocab_size: int | None = None)
             resolve_urls(ds.path), seed=i, split=split, eval_fraction=frac, loop=False,
             vocab_size=vocab_size, name=str(ds.path),
         )  # fmt: skip
-        packer = Packer(src, int(data_cfg.seq_len), data_cfg.overflow)
+        packer = Packer(src, data_cfg.seq_len, data_cfg.overflow)
         try:
             while len(batches) < max_batches:
-                batches.append(packer.next_batch(int(data_cfg.batch_size)))
+                batches.append(packer.next_batch(data_cfg.batch_size))
         except StopIteration:
             pass
         except NoDocumentsError:

@@ -192,7 +192,7 @@ class DDPStrategy(Strategy):
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DDP(module, device_ids=ids, find_unused_parameters=bool(self.cfg.get("find_unused_parameters")))
+        return DDP(module, device_ids=ids, find_unused_parameters=self.cfg.find_unused_parameters)
 
     def sync_context(self, last_micro_batch: bool) -> contextlib.AbstractContextManager:
         # Gradients are all-reduced once per optimizer step, on the last micro-batch.
@@ -211,12 +211,12 @@ class FSDP2Strategy(Strategy):
         if self.autocast_bf16:  # fp32 master weights, bf16 compute, fp32 gradient reduction
             kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
             self.autocast_bf16 = False  # the policy casts; no autocast on top
-        if self.cfg.get("cpu_offload"):
+        if self.cfg.cpu_offload:
             kwargs["offload_policy"] = CPUOffloadPolicy()
         layer_names = set(getattr(_inner_lm(module.lm), "_no_split_modules", None) or ["LlamaDecoderLayer"])
         for sub in module.modules():
             if type(sub).__name__ in layer_names:
-                fully_shard(sub, reshard_after_forward=bool(self.cfg.get("reshard_after_forward", True)), **kwargs)
+                fully_shard(sub, reshard_after_forward=self.cfg.reshard_after_forward, **kwargs)
         fully_shard(module, **kwargs)  # in place: the module is its own wrapper
         return module
 
@@ -337,9 +337,9 @@ def deepspeed_config(
     if bf.get("enabled", "auto") == "auto":
         bf["enabled"] = bf16
     zero = ds.setdefault("zero_optimization", {})
-    if cfg.get("zero_stage") is not None:
-        zero["stage"] = int(cfg.zero_stage)
-    if cfg.get("cpu_offload"):
+    if cfg.zero_stage is not None:
+        zero["stage"] = cfg.zero_stage
+    if cfg.cpu_offload:
         zero["offload_optimizer"] = {"device": "cpu"}
     ds.setdefault("zero_allow_untested_optimizer", True)  # our torch AdamW, not DeepSpeed's
     ds.setdefault("steps_per_print", 10**12)  # the trainer logs; keep DeepSpeed quiet
@@ -347,7 +347,11 @@ def deepspeed_config(
 
 
 def deepspeed_config_path(cfg: Any) -> Path:
-    path = Path(str(cfg.config_file))
+    if cfg.config_file is None:
+        raise DistributedConfigError(
+            "distributed.config_file: name a DeepSpeed JSON (distributed=deepspeed_zero2 or deepspeed_zero3 set one)"
+        )
+    path = Path(cfg.config_file)
     if not path.is_absolute():
         from yue_train.config.compose import conf_dir
 
@@ -359,10 +363,10 @@ def deepspeed_config_path(cfg: Any) -> Path:
 
 def check_config(cfg: Any, device_type: str) -> None:
     """The ``distributed`` config's own errors, before any process group, model or run folder exists."""
-    name = str(cfg.get("strategy", "single"))
+    name = cfg.strategy
     if name not in STRATEGIES:
         raise DistributedConfigError(f"distributed.strategy={name!r}; choose one of {', '.join(STRATEGIES)}")
-    if name == "fsdp2" and cfg.get("cpu_offload") and device_type != "cuda":
+    if name == "fsdp2" and cfg.cpu_offload and device_type != "cuda":
         raise DistributedConfigError(
             "distributed.cpu_offload=true moves GPU state to CPU memory; on a CPU-only run leave it false"
         )
@@ -381,7 +385,7 @@ def check_config(cfg: Any, device_type: str) -> None:
 
 
 def make_strategy(cfg: Any, device: torch.device) -> Strategy:
-    name = str(cfg.strategy)
+    name = cfg.strategy
     classes = {"single": Strategy, "ddp": DDPStrategy, "fsdp2": FSDP2Strategy, "deepspeed": DeepSpeedStrategy}
     if name not in classes:
         raise DistributedConfigError(f"distributed.strategy={name!r}; choose one of {', '.join(STRATEGIES)}")

@@ -13,6 +13,7 @@ Labels arrive already shifted (see :mod:`.data`); nothing here shifts again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -77,11 +78,12 @@ class LossSums:
         return out
 
 
-def role_weight_table(role_weights: dict[str, float] | None, device: torch.device | None = None) -> torch.Tensor:
-    """(N_ROLES,) loss weight per role from ``{role name: weight}`` (unnamed roles weigh 1; 0 masks)."""
+def role_weight_table(role_weights: Mapping[str, float], device: torch.device | None = None) -> torch.Tensor:
+    """(N_ROLES,) loss weight per role from ``{role name: weight}`` (0 masks; a role not named weighs 1, so
+    ``{}`` weighs all alike). Training passes ``trainer.loss.role_weights``, which names every role."""
     table = torch.ones(N_ROLES, dtype=torch.float32, device=device)
     by_name = {name: i for i, name in ROLE_NAMES.items()}
-    for name, w in (role_weights or {}).items():
+    for name, w in role_weights.items():
         if name not in by_name:
             raise ValueError(f"unknown role {name!r} in loss role weights; roles: {', '.join(by_name)}")
         table[by_name[name]] = float(w)

@@ -25,16 +25,17 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
+from yue_train.config.schema import DatasetConfig
 from yue_train.data.shards import folder_provenance
 
 REMOTE_PREFIXES = ("http://", "https://", "pipe:", "s3://", "gs://")
-ENTRY_KEYS = ("path", "weight", "rounds", "tokens", "docs", "name", "synthetic")
+ENTRY_KEYS = tuple(f.name for f in fields(DatasetConfig))
 SUMMARY_FILES = ("summary.json", "demo_corpus.json")  # yue-prep tokenize / pretrain_corpus; the demo corpus
 
 
@@ -138,11 +139,12 @@ def human(n: float | None) -> str:
 
 # ----------------------------------------------------------------------------------------- datasets
 def _plain(entry: Any) -> dict[str, Any]:
+    """The keys an entry gives (the schema sets every key it leaves out to null)."""
     if OmegaConf.is_config(entry):
         entry = OmegaConf.to_container(entry, resolve=True)
     if not isinstance(entry, dict):
         raise PlanError(f"a data.train entry must be a mapping like {{path: ..., weight: 1}}, got {entry!r}")
-    return dict(entry)
+    return {k: v for k, v in entry.items() if v is not None}
 
 
 def _first_path(entry: dict[str, Any]) -> str:
@@ -266,16 +268,15 @@ def _normalise(values: list[float], what: str) -> list[float]:
 # -------------------------------------------------------------------------------------------- phase
 def batch_geometry(cfg: Any, world_size: int) -> tuple[int, int, int]:
     """(global batch rows, micro batch rows, grad_accum) of ``cfg`` on ``world_size`` processes."""
-    micro = int(cfg.data.batch_size)
+    micro = cfg.data.batch_size
     if micro < 1:
         raise PlanError(f"data.batch_size must be >= 1, got {micro}")
-    wanted = cfg.trainer.get("global_batch_size")
+    wanted = cfg.trainer.global_batch_size
     if wanted is None:
-        accum = int(cfg.trainer.grad_accum)
+        accum = cfg.trainer.grad_accum
         if accum < 1:
             raise PlanError(f"trainer.grad_accum must be >= 1, got {accum}")
         return micro * accum * world_size, micro, accum
-    wanted = int(wanted)
     per_accum = micro * world_size
     if wanted < per_accum or wanted % per_accum:
         lower = max(per_accum, wanted // per_accum * per_accum)
@@ -291,17 +292,17 @@ def plan_phase(cfg: Any, world_size: int = 1) -> PhasePlan:
     """Plan the phase ``cfg`` describes on ``world_size`` processes (datasets sized from their summaries)."""
     if world_size < 1:
         raise PlanError(f"world_size must be >= 1, got {world_size}")
-    train = cfg.data.get("train")
+    train = None if OmegaConf.is_missing(cfg.data, "train") else cfg.data.train
     if not train:
         raise PlanError("data.train is empty: list at least one dataset ({path: ..., weight: ...})")
     entries = [_plain(e) for e in train]
     style = _style(entries)
     global_batch, micro, accum = batch_geometry(cfg, world_size)
-    seq_len = int(cfg.data.seq_len)
+    seq_len = cfg.data.seq_len
     tokens_per_step = global_batch * seq_len
     sizes = [dataset_size(e) for e in entries]
     names = [entry_name(e) for e in entries]
-    max_tokens = cfg.trainer.get("max_tokens")
+    max_tokens = cfg.trainer.max_tokens
 
     if style == "rounds":
         rounds = [_number(e, "rounds", f"data.train[{i}]") for i, e in enumerate(entries)]
@@ -313,7 +314,7 @@ def plan_phase(cfg: Any, world_size: int = 1) -> PhasePlan:
                 )
         if max_tokens is not None:
             raise PlanError(
-                f"trainer.max_tokens={max_tokens} is set but data.train gives rounds, which fix the budget "
+                f"trainer.max_tokens={count(max_tokens, 'trainer.max_tokens')} is set but data.train gives rounds, which fix the budget "
                 "themselves; set trainer.max_tokens=null, or give weights instead of rounds"
             )
         planned = [r * (s.tokens or 0) for r, s in zip(rounds, sizes, strict=True)]
@@ -338,7 +339,7 @@ def plan_phase(cfg: Any, world_size: int = 1) -> PhasePlan:
         if max_tokens is not None:
             budget, source = count(max_tokens, "trainer.max_tokens"), "trainer.max_tokens"
         else:
-            budget, source = int(cfg.trainer.max_steps) * tokens_per_step, "trainer.max_steps"
+            budget, source = cfg.trainer.max_steps * tokens_per_step, "trainer.max_steps"
         planned = [f * budget for f in share]
         given_rounds = [p / s.tokens if s.tokens else None for p, s in zip(planned, sizes, strict=True)]
 

@@ -134,7 +134,7 @@ class Trainer:
         self.device = ranks.pick_device(cfg.trainer.device)
         try:
             check_distributed_config(cfg.distributed, self.device.type)
-            init_process_group(str(cfg.distributed.get("strategy", "single")), self.device.type)
+            init_process_group(cfg.distributed.strategy, self.device.type)
         except DistributedConfigError as e:
             raise TrainingError(str(e)) from None
         self.rank, self.world = ranks.rank(), ranks.world_size()
@@ -175,10 +175,10 @@ class Trainer:
         if self.main:
             (self.run_dir / CONFIG_NAME).write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
-        if cfg.trainer.get("cpu_threads"):
+        if cfg.trainer.cpu_threads:
             torch.set_num_threads(int(cfg.trainer.cpu_threads))  # tiny CPU runs: 1 beats 2 on a busy machine
         _seed_all(int(cfg.trainer.seed))
-        self.init_from = None if self.resume_from else resolve_init_from(cfg.trainer.get("init_from"))
+        self.init_from = None if self.resume_from else resolve_init_from(cfg.trainer.init_from)
         try:
             self.strategy = make_strategy(cfg.distributed, self.device)
         except DistributedConfigError as e:
@@ -191,7 +191,7 @@ class Trainer:
         if isinstance(self.strategy, DeepSpeedStrategy):
             p = self.plan
             self.strategy.configure(p.micro_batch, p.grad_accum, self.world, float(cfg.optim.max_grad_norm), mixed_bf16)
-        self.weight_table = role_weight_table(cfg.trainer.loss.get("role_weights"))  # CPU: batch weights
+        self.weight_table = role_weight_table(cfg.trainer.loss.role_weights)  # CPU: batch weights
         module = PackedLossModule(
             self._build_model(self.resume_from), self.weight_table.to(self.device), int(cfg.trainer.loss.chunk_size)
         )
@@ -416,7 +416,7 @@ class Trainer:
                 self.cfg.data, int(self.cfg.trainer.eval_max_batches), self.model_config.vocab_size
             )
         if not self._eval_set:
-            wanted = bool(self.cfg.data.get("eval")) or float(self.cfg.data.eval_fraction) > 0
+            wanted = bool(self.cfg.data.eval) or self.cfg.data.eval_fraction > 0
             if wanted and self.main and not getattr(self, "_warned_no_eval", False):
                 note("yue-train: note: no held-out documents (data.eval / data.eval_fraction); skipping evaluation")
                 self._warned_no_eval = True

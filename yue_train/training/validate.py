@@ -16,7 +16,6 @@ from yue_train.data.packing import DataConfigError, resolve_urls
 from yue_train.data.shards import iter_documents
 from yue_train.format.provenance import provenance_for
 from yue_train.models.loading import ModelSpec, llama_module_names, load_model_config
-from yue_train.training.loss import role_weight_table
 from yue_train.training.plan import entry_name
 from yue_train.training.provenance import dataset_problem, dataset_records, model_stage, model_tokenizer
 
@@ -55,7 +54,7 @@ def check_config(cfg: Any) -> PretrainedConfig:
     except (ValueError, OSError) as e:
         raise ConfigError(f"model: cannot read the config of {spec.describe()}: {first_line(e)}") from None
 
-    seq_len, max_pos = int(cfg.data.seq_len), int(model_config.max_position_embeddings)
+    seq_len, max_pos = cfg.data.seq_len, int(model_config.max_position_embeddings)
     if seq_len > max_pos:
         raise ConfigError(f"data.seq_len={seq_len} exceeds the model's {max_pos} positions ({spec.describe()})")
     if seq_len < 2:
@@ -64,7 +63,7 @@ def check_config(cfg: Any) -> PretrainedConfig:
     _, problem = model_stage(cfg.model)
     if problem:
         raise ConfigError(problem)
-    tok = cfg.model.get("tokenizer")
+    tok = cfg.model.tokenizer
     if tok:
         from yue_train.tokenizer import load_tokenizer
 
@@ -87,12 +86,8 @@ def check_config(cfg: Any) -> PretrainedConfig:
                 f"lora.target_modules: {', '.join(missing)} not in the model; its projection modules are {', '.join(linear)}"
             )
 
-    try:
-        role_weight_table(cfg.trainer.loss.get("role_weights"))
-    except ValueError as e:
-        raise ConfigError(f"trainer.loss.role_weights: {e}") from None
     for key in ("max_steps", "grad_accum"):
-        if int(cfg.trainer[key]) < 1:
+        if cfg.trainer[key] < 1:
             raise ConfigError(f"trainer.{key} must be >= 1, got {cfg.trainer[key]}")
 
     if not cfg.data.train:
@@ -111,7 +106,7 @@ def check_data(cfg: Any, model_config: PretrainedConfig) -> None:
     stage, _ = model_stage(cfg.model)
     tokenizer = model_tokenizer(cfg.model)
     for group in ("train", "eval"):
-        for i, ds in enumerate(cfg.data.get(group) or []):
+        for i, ds in enumerate(cfg.data[group] or []):
             try:
                 urls = resolve_urls(ds.path)
             except DataConfigError as e:
