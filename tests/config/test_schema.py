@@ -4,12 +4,13 @@ naming the key (and the closest valid one); ``???`` and ``${...}`` stay as they 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from yue_train.config.compose import UsageError, available_recipes, compose_config, conf_dir
+from yue_train.config.compose import UsageError, available_recipes, compose_config, conf_dir, recipe_dirs
 from yue_train.config.schema import DatasetConfig, DemoCorpusConfig, RootConfig, TrainerConfig
 
 RECIPES = available_recipes()
@@ -145,6 +146,29 @@ def test_defaults_live_in_the_schema_only():
         given = yaml.safe_load(path.read_text()) or {}
         found += restated(given, schema[group], f"{group}/{path.name}: {group}")
     assert not found
+
+
+def test_missing_marks_only_keys_without_default():
+    """``???`` in a file cannot take back a schema default (OmegaConf merges keep a value over ``???``), so a
+    file may mark only keys the schema leaves without default."""
+    schema = OmegaConf.structured(RootConfig)
+    files = [(p, p.parent.name) for p in conf_dir().glob("*/*.yaml")]
+    files += [(p, "") for d in recipe_dirs() for p in d.rglob("*.yaml")]
+    marked = []
+
+    def walk(node: object, where: str, path: Path) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{where}.{key}" if where else str(key), path)
+        elif node == "???":
+            parent, _, key = where.rpartition(".")
+            holder = OmegaConf.select(schema, parent) if parent else schema
+            if holder is None or not OmegaConf.is_missing(holder, key):
+                marked.append(f"{path}: {where}")
+
+    for path, group in files:
+        walk(yaml.safe_load(path.read_text()) or {}, group, path)
+    assert not marked
 
 
 # Group files that list every key of their group, defaults included; like every file they compose against

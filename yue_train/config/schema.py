@@ -60,8 +60,8 @@ class ModelConfig:
     load_in_4bit: bool = doc(False, "4-bit base weights for QLoRA (CUDA + bitsandbytes)")
     gradient_checkpointing: bool = doc(False, "recompute layer activations in backward: less memory, more compute")
     tokenizer: str | None = doc(
-        "synthetic", "synthetic (generated stand-in) | path to tokenizer.model | null (skip the vocabulary check)"
-    )
+        MISSING, "synthetic (generated stand-in) | path to tokenizer.model | null (skip the vocabulary check)"
+    )  # no default: each model file says which tokenizer its ids come from
     overrides: dict[str, Any] | None = doc(None, "config fields of the named architecture to replace")
 
 
@@ -97,6 +97,7 @@ class DemoCorpusConfig:
 class DataConfig:
     """token shards (yue-prep tokenize / build) packed into rows of seq_len tokens"""
 
+    root: str | None = doc(None, "folder the dataset paths may start from: path: ${data.root}/cot_en")
     train: list[DatasetConfig] = doc(MISSING, "datasets to train on, e.g. [{path: /data/cot, weight: 3}]")
     eval: list[DatasetConfig] | None = doc(None, "held-out datasets; null: hold out eval_fraction of train")
     eval_fraction: float = doc(0.01, "share of train documents held out for eval (by document id)")
