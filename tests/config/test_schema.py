@@ -41,7 +41,7 @@ def test_every_recipe_composes_into_the_schema(recipe):
     assert OmegaConf.get_type(cfg) is RootConfig and OmegaConf.get_type(cfg.trainer) is TrainerConfig
     if not OmegaConf.is_missing(cfg.data, "train"):
         assert all(OmegaConf.get_type(e) is DatasetConfig for e in cfg.data.train)
-    assert OmegaConf.missing_keys(cfg) <= {"data.train"}  # what a user must still give
+    assert OmegaConf.missing_keys(cfg) <= {"data.train", "model.tokenizer"}  # what a user must still give
     assert isinstance(cfg.trainer.max_steps, int) and isinstance(cfg.optim.lr, float)
 
 
@@ -108,7 +108,8 @@ def test_interpolations_resolve_when_read(monkeypatch, tmp_path):
     monkeypatch.delenv("YUE_DATA", raising=False)
     cfg = compose("recipe=pretrain/phase1_warmup")
     raw = OmegaConf.to_container(cfg, resolve=False)
-    assert raw["data"]["train"][0]["path"] == "${oc.env:YUE_DATA,/data/yue}/cot_en"
+    assert raw["data"]["train"][0]["path"] == "${data.root}/cot_en"
+    assert raw["data"]["root"] == "${oc.env:YUE_DATA,/data/yue}"
     assert raw["trainer"]["run_dir"] == "${trainer.runs_root}/${recipe_name}"
     monkeypatch.setenv("YUE_DATA", str(tmp_path))  # after composing: the value is read now
     assert cfg.data.train[0].path == f"{tmp_path}/cot_en"
