@@ -60,7 +60,7 @@ class ModelConfig:
     load_in_4bit: bool = doc(False, "4-bit base weights for QLoRA (CUDA + bitsandbytes)")
     gradient_checkpointing: bool = doc(False, "recompute layer activations in backward: less memory, more compute")
     tokenizer: str | None = doc(
-        MISSING, "synthetic (generated stand-in) | path to tokenizer.model | null (skip the vocabulary check)"
+        MISSING, "synthetic (generated stand-in) | path to tokenizer.model | null (no tokenizer checks)"
     )  # no default: each model file says which tokenizer its ids come from
     overrides: dict[str, Any] | None = doc(None, "config fields of the named architecture to replace")
 
