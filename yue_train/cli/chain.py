@@ -115,15 +115,7 @@ def parse_args(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def chain_main(argv: list[str]) -> int:
-    from omegaconf.errors import OmegaConfBaseException
-
-    from yue_train.config.compose import UsageError
-    from yue_train.data.packing import DataConfigError
-    from yue_train.data.pretrain_corpus import SyntheticDataError
-    from yue_train.training.engines import destroy_process_group
-    from yue_train.training.plan import PlanError
-    from yue_train.training.trainer import ABORTED, ABORTED_EXIT, TrainingError
-    from yue_train.training.validate import ConfigError
+    from yue_train.cli.errors import run_reporting_errors
 
     if any(a in ("-h", "--help", "help") for a in argv):
         print((__doc__ or "").strip())
@@ -131,25 +123,8 @@ def chain_main(argv: list[str]) -> int:
 
         print(recipe_listing())
         return 0
-    try:
-        recipes, overrides = parse_args(argv)
-        summaries = run_chain(recipes, overrides)
-    except (
-        UsageError,
-        ConfigError,
-        DataConfigError,
-        TrainingError,
-        PlanError,
-        SyntheticDataError,
-        OmegaConfBaseException,
-    ) as e:
-        message = " ".join(x.strip() for x in str(e).splitlines() if x.strip())
-        print(f"yue-train: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"yue-train: {ABORTED}", file=sys.stderr)
-        return ABORTED_EXIT
-    finally:
-        destroy_process_group()
+    code, summaries = run_reporting_errors(lambda: run_chain(*parse_args(argv)))
+    if code:
+        return code
     print(json.dumps(_plain_json(summaries), indent=2))
     return 0

@@ -47,25 +47,12 @@ def split_recipes_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def train_main(overrides: list[str]) -> int:
-    from omegaconf.errors import OmegaConfBaseException
+    from yue_train.cli.errors import run_reporting_errors
+    from yue_train.training.trainer import run_training
 
-    from yue_train.data.packing import DataConfigError
-    from yue_train.training.engines import destroy_process_group
-    from yue_train.training.trainer import ABORTED, ABORTED_EXIT, TrainingError, run_training
-    from yue_train.training.validate import ConfigError
-
-    try:
-        cfg = compose_config(overrides)
-        summary = run_training(cfg)
-    except (UsageError, ConfigError, DataConfigError, TrainingError, OmegaConfBaseException) as e:
-        message = " ".join(x.strip() for x in str(e).splitlines() if x.strip())
-        print(f"yue-train: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"yue-train: {ABORTED}", file=sys.stderr)
-        return ABORTED_EXIT
-    finally:
-        destroy_process_group()
+    code, summary = run_reporting_errors(lambda: run_training(compose_config(overrides)))
+    if code:
+        return code
     if int(os.environ.get("RANK", "0")) == 0:  # one summary per run, not one per process
         print(json.dumps(summary, indent=2))
     return 0

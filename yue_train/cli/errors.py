@@ -1,0 +1,42 @@
+"""How ``yue-train`` and ``yue-train chain`` end: every expected failure as one ``yue-train: error: ...``
+line and exit code 2, a second Ctrl-C as one line and exit 130, and the process group torn down either way."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def run_reporting_errors(run: Callable[[], Any]) -> tuple[int, Any]:
+    """``(0, run())``, or ``(exit code, None)`` after printing the one-line reason."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from yue_train.config.compose import UsageError
+    from yue_train.data.packing import DataConfigError
+    from yue_train.data.pretrain_corpus import SyntheticDataError
+    from yue_train.training.engines import destroy_process_group
+    from yue_train.training.plan import PlanError
+    from yue_train.training.trainer import ABORTED, ABORTED_EXIT, TrainingError
+    from yue_train.training.validate import ConfigError
+
+    expected = (
+        UsageError,
+        ConfigError,
+        DataConfigError,
+        TrainingError,
+        PlanError,
+        SyntheticDataError,
+        OmegaConfBaseException,
+    )
+    try:
+        return 0, run()
+    except expected as e:
+        message = " ".join(x.strip() for x in str(e).splitlines() if x.strip())
+        print(f"yue-train: error: {message}", file=sys.stderr)
+        return 2, None
+    except KeyboardInterrupt:
+        print(f"yue-train: {ABORTED}", file=sys.stderr)
+        return ABORTED_EXIT, None
+    finally:
+        destroy_process_group()
