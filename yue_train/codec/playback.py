@@ -1,9 +1,8 @@
-"""Codes -> playable audio for evaluation and inference: files and W&B media."""
+"""Codes -> playable audio for inference and the codec CLI: waveforms per stem and mix, and their files."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -45,11 +44,3 @@ def save_song(
 ) -> dict[str, Path]:
     out_dir = Path(out_dir)
     return {k: write_audio(out_dir / f"{stem}.{k}{ext}", w, sr) for k, (w, sr) in rendered.items()}
-
-
-def wandb_audio(codec: YueCodec, codes: np.ndarray, caption: str = "", track: str | None = None) -> Any:
-    """A ``wandb.Audio`` of the codes (wandb imported only when used)."""
-    import wandb
-
-    wave, sr = codes_to_audio(codec, codes, track)
-    return wandb.Audio(np.clip(wave, -CLIP, CLIP), sample_rate=sr, caption=caption)
