@@ -62,6 +62,11 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     except (PromptInputError, FileNotFoundError, ValueError) as e:
         print(f"yue-infer prompt: error: {e}", file=sys.stderr)
         return 2
+    if args.tokenizer is None:
+        from yue_train.tokenizer import STAND_IN_WARNING
+        from yue_train.training.output import note
+
+        note(f"yue-infer prompt: {STAND_IN_WARNING}")
     if args.ids:
         print(
             json.dumps(

@@ -86,3 +86,16 @@ def test_prompt_bad_input(tmp_path, capsys, lyrics, genre, extra, message):
     code, _, err = _run(capsys, "--genre-txt", tmp_path / "g.txt", "--lyrics-txt", tmp_path / "l.txt", *extra)
     assert code == 2
     assert message in err and err.startswith("yue-infer prompt: error:")
+
+
+@pytest.mark.parametrize("with_tokenizer", [False, True])
+def test_prompt_without_tokenizer_says_it_uses_the_stand_in(capsys, tmp_path, synth_tokenizer, with_tokenizer):
+    from yue_train.tokenizer import STAND_IN_WARNING, synthetic_tokenizer_path
+
+    (tmp_path / "genre.txt").write_text("pop female bright")
+    (tmp_path / "lyrics.txt").write_text("[verse]\nla la la\n")
+    extra = ["--tokenizer", synthetic_tokenizer_path()] if with_tokenizer else []
+    code, _, err = _run(capsys, "--genre-txt", tmp_path / "genre.txt", "--lyrics-txt", tmp_path / "lyrics.txt", *extra)
+    assert code == 0
+    warned = [line for line in err.splitlines() if STAND_IN_WARNING in line]
+    assert warned == ([] if with_tokenizer else [f"yue-infer prompt: {STAND_IN_WARNING}"])
