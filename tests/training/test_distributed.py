@@ -9,6 +9,7 @@ part from the single-process run within a few steps.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,6 +48,8 @@ def _run(overrides: list[str], nproc: int, timeout: float = 600) -> str:
         cmd = [PYTHON, "-m", "yue_train.cli.train", *overrides]
     proc = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    # stdout is the run's JSON summary alone (DeepSpeed's op-build prints go to stderr), under every engine
+    assert json.loads(proc.stdout)["status"] == "finished", proc.stdout
     return proc.stdout
 
 

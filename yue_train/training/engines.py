@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,10 @@ def init_process_group(strategy: str, device_type: str) -> None:
     if strategy == "deepspeed":
         import deepspeed
 
-        deepspeed.init_distributed(dist_backend=backend, timeout=timedelta(minutes=30))
+        # DeepSpeed prints its op builds ("... built successfully") to stdout, which carries the run's
+        # JSON summary: send them to stderr with the other progress notes.
+        with contextlib.redirect_stdout(sys.stderr):
+            deepspeed.init_distributed(dist_backend=backend, timeout=timedelta(minutes=30))
     else:
         dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
 
@@ -246,9 +250,10 @@ class DeepSpeedStrategy(Strategy):
         optimizer = make_optimizer(self.trainable_parameters())
         scheduler = make_scheduler(optimizer)
         self.autocast_bf16 = False  # DeepSpeed's bf16 mode casts the module and keeps fp32 master weights
-        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=module, optimizer=optimizer, lr_scheduler=scheduler, config=self.ds_config
-        )
+        with contextlib.redirect_stdout(sys.stderr):  # op builds print to stdout (see init_process_group)
+            self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+                model=module, optimizer=optimizer, lr_scheduler=scheduler, config=self.ds_config
+            )
         self.wrapped = self.engine
 
     def backward(self, loss: torch.Tensor, last_micro_batch: bool) -> None:
