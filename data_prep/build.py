@@ -212,6 +212,10 @@ def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any]
             dist.init_process_group("gloo")
     try:
         results = _gather(encode_songs(specs[d.rank :: d.world], opts, codec_fp, top, d), d)
+        if d.active:  # every rank has finished with the group before any rank tears it down
+            import torch.distributed as dist
+
+            dist.barrier()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         with contextlib.suppress(OSError):  # still in use by another rank: that rank removes it
