@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +75,27 @@ def cli_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def start_training(args: list[str], merge_stderr: bool = False, **env: str) -> subprocess.Popen:
+    """``python -m yue_train.cli.train ARGS`` as a user runs it, with pipes for stdout and stderr."""
+    stderr = subprocess.STDOUT if merge_stderr else subprocess.PIPE
+    return subprocess.Popen([PYTHON, "-m", "yue_train.cli.train", *args], env={**cli_env(), **env},
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)  # fmt: skip
+
+
+def signal_after_steps(proc: subprocess.Popen, run_dir: Path, sig: int, steps: int = 3) -> tuple[str, str]:
+    """Send ``sig`` once ``run_dir`` has logged ``steps`` metric rows; (stdout, stderr) after it exits."""
+    from yue_train.training.logger import read_metrics
+
+    try:
+        deadline = time.monotonic() + 120
+        while len(read_metrics(run_dir)) < steps:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return out, err or ""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.training.helpers import PYTHON, cli_env, compose
+from tests.training.helpers import compose, signal_after_steps, start_training
 from yue_train.cli.train import main
 from yue_train.training.checkpoint import FAULT_ENV, latest_checkpoint
 from yue_train.training.logger import METRICS, read_metrics
@@ -22,25 +21,11 @@ def _ov(shards: Path, run_dir: Path, *extra: str) -> list[str]:
             "trainer.cpu_threads=1", *extra]  # fmt: skip
 
 
-def _start(args: list[str], **env: str) -> subprocess.Popen:
-    return subprocess.Popen([PYTHON, "-m", "yue_train.cli.train", *args], env={**cli_env(), **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-
-
 @pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(random_shards, tmp_path):
     run = tmp_path / "run"
-    proc = _start(_ov(random_shards, run, "trainer.max_steps=100000", "trainer.save_every=0"))
-    try:
-        deadline = time.monotonic() + 120
-        while len(read_metrics(run)) < 3:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
-        os.kill(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc = start_training(_ov(random_shards, run, "trainer.max_steps=100000", "trainer.save_every=0"))
+    out, err = signal_after_steps(proc, run, signal.SIGINT)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "yue-train: interrupted; saving a checkpoint at the end of this step" in err
@@ -57,8 +42,8 @@ def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(random_shards, t
 def test_second_ctrl_c_stops_at_once_without_saving(random_shards, tmp_path):
     run = tmp_path / "run"
     # The periodic save of step 3 pauses 120 s before it is published: both Ctrl-Cs land inside it.
-    proc = _start(_ov(random_shards, run, "trainer.max_steps=100", "trainer.save_every=3"),
-                  **{FAULT_ENV: "during_save:3:120"})  # fmt: skip
+    proc = start_training(_ov(random_shards, run, "trainer.max_steps=100", "trainer.save_every=3"),
+                          **{FAULT_ENV: "during_save:3:120"})  # fmt: skip
     try:
         assert proc.stdout is not None
         while "[fault injection]" not in proc.stdout.readline():

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
-import subprocess
-import time
 
 import pytest
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from tests.training.helpers import PYTHON, cli_env, compose
+from tests.training.helpers import compose, signal_after_steps, start_training
 from yue_train.cli.train import main
 from yue_train.training.checkpoint import latest_checkpoint
 from yue_train.training.forward import unwrap
@@ -93,18 +90,8 @@ def test_stage2_run_reports_codebooks_and_evaluates(tmp_path):
 def test_sigterm_saves_and_exits_cleanly(random_shards, tmp_path):
     run = tmp_path / "run"
     args = [*_ov(random_shards, run, "trainer.max_steps=100000", "trainer.save_every=0", "trainer.cpu_threads=1")]
-    proc = subprocess.Popen([PYTHON, "-m", "yue_train.cli.train", *args], env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while len(read_metrics(run)) < 3:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
-        os.kill(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc = start_training(args, merge_stderr=True)
+    out, _ = signal_after_steps(proc, run, signal.SIGTERM)
     assert proc.returncode == 0, out
     assert "stopped by signal" in out
     last = read_metrics(run)[-1]["step"]
