@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from transformers import LlamaForCausalLM, LogitsProcessorList
 
-from inference.sampling import SamplingConfig
-from inference.stage1 import generate_section
-from inference.stage2 import generate_stage2, generate_stage2_naive
 from yue_train.format import vocab
+from yue_train.generation.sampling import SamplingConfig
+from yue_train.generation.stage1 import generate_section
+from yue_train.generation.stage2 import generate_stage2, generate_stage2_naive
 from yue_train.models.architectures import architecture_config
 
 

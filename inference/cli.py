@@ -21,8 +21,8 @@ from yue_train.training.output import VerbosityError, set_verbosity, show_progre
 
 def audio_reference(args: argparse.Namespace):
     """(ids, roles) of an audio reference encoded with ``--codec``, or None without audio references."""
-    from inference.prompts import PromptInputError
     from yue_train.format.sequences import reference_ids_from_codes
+    from yue_train.generation.prompts import PromptInputError
 
     audio = [args.ref_audio, args.ref_vocal_audio, args.ref_inst_audio]
     if all(a is None for a in audio):
@@ -48,7 +48,7 @@ def audio_reference(args: argparse.Namespace):
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
-    from inference.prompts import PromptInputError, build_stage1_prompts, load_reference, read_text_file
+    from yue_train.generation.prompts import PromptInputError, build_stage1_prompts, load_reference, read_text_file
     from yue_train.tokenizer import load_tokenizer
 
     try:
@@ -94,7 +94,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from inference.generate import GenerateInputError, GenerateOptions, run_generate
-    from inference.sampling import SamplingConfig
+    from yue_train.generation.sampling import SamplingConfig
 
     try:
         sampling = SamplingConfig(

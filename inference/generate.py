@@ -18,14 +18,14 @@ import numpy as np
 import torch
 
 from inference.inputs import STAGE2_MIN_VOCAB, GenerateInputError, GenerateOptions, check_inputs
-from inference.prompts import PromptInputError, Stage1Prompts, build_stage1_prompts, load_reference
-from inference.sampling import SamplingConfig
 from inference.song_folder import REPORT, SongCodes, clear_earlier, song_dir, write_stage1, write_stage2
-from inference.stage1 import Stage1Result, generate_stage1
-from inference.stage2 import generate_stage2
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
 from yue_train.format.parsing import parse_stage1_output
+from yue_train.generation.prompts import PromptInputError, Stage1Prompts, build_stage1_prompts, load_reference
+from yue_train.generation.sampling import SamplingConfig
+from yue_train.generation.stage1 import Stage1Result, generate_stage1
+from yue_train.generation.stage2 import generate_stage2
 from yue_train.training.output import note
 
 

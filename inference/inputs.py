@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inference.prompts import read_text_file
 from inference.provenance import check_records
-from inference.sampling import SamplingConfig
 from inference.song_folder import SongCodes, SongFolderError, check_out, read_song
 from yue_train.format import codec_layout as cl
+from yue_train.generation.prompts import read_text_file
+from yue_train.generation.sampling import SamplingConfig
 from yue_train.tokenizer import load_tokenizer
 from yue_train.tokenizer.mm_tokenizer import MMTokenizer
 

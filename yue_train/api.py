@@ -36,13 +36,13 @@ from inference.generate import (
     stage1_song,
 )
 from inference.inputs import check_models
-from inference.prompts import PromptInputError, build_stage1_prompts
-from inference.sampling import SamplingConfig
-from inference.stage1 import SectionStats, context_window
-from inference.stage2 import generate_stage2
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
 from yue_train.format.song import Song
+from yue_train.generation.prompts import PromptInputError, build_stage1_prompts
+from yue_train.generation.sampling import SamplingConfig
+from yue_train.generation.stage1 import SectionStats, context_window
+from yue_train.generation.stage2 import generate_stage2
 from yue_train.tokenizer import load_tokenizer
 
 __all__ = ["GeneratedSong", "Reference", "YuE", "build_shards", "override_strings", "recipe_config", "train"]
@@ -144,7 +144,7 @@ class YuE:
         **sampling_options: Any,
     ) -> list[GeneratedSong]:
         """``n_songs`` songs (seeds ``seed``, ``seed + 1``, ...) for genre tags and ``[label]``-sectioned
-        lyrics. ``sampling_options`` set fields of :class:`~inference.sampling.SamplingConfig`
+        lyrics. ``sampling_options`` set fields of :class:`~yue_train.generation.sampling.SamplingConfig`
         (``max_new_tokens``, ``temperature``, ``top_p``, ``guidance_first``, ...)."""
         sampling = _sampling(sampling, sampling_options)
         ref = self._reference(reference) if reference is not None else None

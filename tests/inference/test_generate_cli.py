@@ -9,9 +9,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from inference.cli import main as infer_main
 from inference.generate import load_lm
-from inference.stage2 import generate_stage2
 from tests.conftest import require_shared
 from tests.inference.tiny_models import tiny_llama
+from yue_train.generation.stage2 import generate_stage2
 
 
 @pytest.fixture(scope="module")

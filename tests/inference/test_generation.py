@@ -5,13 +5,13 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from inference.sampling import SamplingConfig, apply_repetition_penalty, top_p_filter
-from inference.stage1 import context_window, generate_section, generate_stage1, window
-from inference.stage2 import chunk_prompt, chunk_spans, generate_stage2, generate_stage2_naive
 from tests.inference.tiny_models import tiny_llama
 from yue_train.format import sequences as seq
 from yue_train.format import vocab
 from yue_train.format.parsing import parse_stage1_output
+from yue_train.generation.sampling import SamplingConfig, apply_repetition_penalty, top_p_filter
+from yue_train.generation.stage1 import context_window, generate_section, generate_stage1, window
+from yue_train.generation.stage2 import chunk_prompt, chunk_spans, generate_stage2, generate_stage2_naive
 
 
 class _BlockBelow(LogitsProcessor):
@@ -52,7 +52,7 @@ def test_stage1_cached_cfg_matches_hf_generate(synth_tokenizer, guidance):
 def _uncached_stage1(model, context, cfg, guidance):
     """Reference without any KV cache: every step re-runs the conditional sequence and the unconditional
     one (the last prompt token plus what was generated) from scratch."""
-    from inference.sampling import stage1_next_token
+    from yue_train.generation.sampling import stage1_next_token
 
     cond, uncond, out = context[None], context[None, -1:], []
     for step in range(cfg.max_new_tokens):

@@ -294,7 +294,7 @@ def build_icl_document(tokenizer: MMTokenizer, song: Song, mode: str, rng: np.ra
 
 def stage2_chunk_prompt(cb0_ids: np.ndarray) -> DocBuilder:
     """``<SOA> <stage_1> codebook-0 ids <stage_2>``: the stage-2 condition for one chunk, in training
-    documents and as the generation prompt (:mod:`inference.stage2`)."""
+    documents and as the generation prompt (:mod:`yue_train.generation.stage2`)."""
     b = DocBuilder().special(vocab.SOA, vocab.STAGE_1)
     return b.audio(cb0_ids, Role.S2_CONDITION).special(vocab.STAGE_2)
 

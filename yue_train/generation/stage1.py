@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from inference.cache_api import forward_step
-from inference.sampling import SamplingConfig, stage1_next_token
 from yue_train.format import vocab
 from yue_train.format.sequences import DocBuilder
+from yue_train.generation.cache_api import forward_step
+from yue_train.generation.sampling import SamplingConfig, stage1_next_token
 
 
 def context_window(model: torch.nn.Module) -> int:

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from inference.cache_api import forward_step
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
+from yue_train.generation.cache_api import forward_step
 
 
 def _codebook_mask(vocab_size: int, k: int, device: torch.device) -> torch.Tensor:
