@@ -1,6 +1,6 @@
 """The import graph of the package: no cycles between modules and no import from a lower layer to a higher one.
 
-Layers, lowest first: format < tokenizer < {data, codec, models} < {config, generation} < training < cli <
+Layers, lowest first: format < tokenizer < {data, codec, models} < {config, generation, evaluation} < training < cli <
 {data_prep, inference} < yue_train.api (the Python API). The package's own ``__init__`` imports nothing
 of the project (it runs on every import) and so sits below them all. Every ``import`` counts, at
 module level and inside functions; imports under ``if TYPE_CHECKING:`` do not run and are skipped, as are
@@ -27,6 +27,7 @@ LAYERS = {  # module prefix -> rank; the longest matching prefix wins
     "yue_train.models": 2,
     "yue_train.config": 3,
     "yue_train.generation": 3,
+    "yue_train.evaluation": 3,
     "yue_train.training": 4,
     "yue_train.cli": 5,
     "data_prep": 6,
