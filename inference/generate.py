@@ -3,7 +3,7 @@
 Everything the released pipeline does, on the training code's own pieces: prompts from
 :mod:`yue_train.format.sequences`, models through :mod:`yue_train.models.loading` (optionally with LoRA
 adapters), audio through :mod:`yue_train.codec`. Inputs are checked before any model is loaded
-(:mod:`inference.inputs`); output folders are :mod:`inference.song_folder`.
+(:mod:`inference.inputs`); output folders are :mod:`yue_train.generation.song_folder`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ import numpy as np
 import torch
 
 from inference.inputs import STAGE2_MIN_VOCAB, GenerateInputError, GenerateOptions, check_inputs
-from inference.song_folder import REPORT, SongCodes, clear_earlier, song_dir, write_stage1, write_stage2
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
-from yue_train.format.parsing import parse_stage1_output
-from yue_train.generation.prompts import PromptInputError, Stage1Prompts, build_stage1_prompts, load_reference
-from yue_train.generation.sampling import SamplingConfig
-from yue_train.generation.stage1 import Stage1Result, generate_stage1
+from yue_train.generation.prompts import PromptInputError, build_stage1_prompts, load_reference
+from yue_train.generation.song_folder import REPORT, SongCodes, clear_earlier, song_dir, write_stage1, write_stage2
+from yue_train.generation.songs import section_prompts, stage1_song
 from yue_train.generation.stage2 import generate_stage2
 from yue_train.training.output import note
 
@@ -69,50 +67,6 @@ def _audio_reference(opts: GenerateOptions, codec) -> tuple[np.ndarray, np.ndarr
         v, i = encode_dual_reference(codec, opts.ref_vocal_audio, opts.ref_inst_audio)
         return seq.reference_ids_from_codes(opts.ref_start, opts.ref_end, vocal_codes=v, inst_codes=i)
     return None
-
-
-def section_prompts(
-    tokenizer,
-    prompts: Stage1Prompts,
-    n_sections: int | None,
-    sampling: SamplingConfig,
-    window: int,
-    history: np.ndarray | None = None,
-) -> tuple[int, list[seq.DocBuilder]]:
-    """(sections to generate, the prompts appended before each section after the first); with ``history``
-    (a song to continue) every section's prompt is appended to it. A new song's first prompt must leave
-    room for ``sampling.max_new_tokens`` in the stage-1 model's ``window``."""
-    n = len(prompts.sections) if n_sections is None else min(n_sections, len(prompts.sections))
-    following = [seq.next_section_prompt(tokenizer, s) for s in prompts.sections[1 if history is None else 0 : n]]
-    # A continued song's context is windowed like any later section's; the first prompt must fit whole.
-    if history is None and len(prompts.first) + sampling.max_new_tokens + 1 > window:
-        raise GenerateInputError(
-            f"the first prompt has {len(prompts.first):,} tokens; with {sampling.max_new_tokens:,} new tokens "
-            f"it exceeds the stage-1 model's {window:,}-token window: shorten the reference "
-            "(--ref-start/--ref-end) or the lyrics"
-        )
-    return n, following
-
-
-def stage1_song(
-    model: torch.nn.Module,
-    prompts: Stage1Prompts,
-    following: list[seq.DocBuilder],
-    sampling: SamplingConfig,
-    seed: int,
-    has_reference: bool,
-    history: np.ndarray | None = None,
-    progress: bool = True,
-) -> tuple[Stage1Result, np.ndarray, np.ndarray]:
-    """One song's stage 1: (the result, vocal codes, instrumental codes), codes ``(1, T)`` of codebook 0.
-    With ``history`` the codes are those of the new sections only."""
-    first = prompts.first if history is None else None
-    res = generate_stage1(model, first, following, sampling, seed=seed, progress=progress, history=history)
-    if history is None:
-        vocal, inst = parse_stage1_output(res.ids, has_reference=has_reference)
-    else:
-        vocal, inst = parse_stage1_output(res.ids[len(history) :])
-    return res, vocal, inst
 
 
 def load_stage2(path: str, device: torch.device) -> torch.nn.Module:
@@ -173,7 +127,10 @@ def run_generate(opts: GenerateOptions) -> dict[str, Any]:
         songs.append(
             {
                 "dir": str(song_dir(opts.out, k)),
+                "genres": checked.genres,
+                "lyrics": checked.lyrics,
                 "seed": opts.seed + k,
+                "sections_requested": len(prompts.sections),
                 "sections": [asdict(s) for s in res.sections],
                 "frames": int(vocal.shape[1]),
                 "new_frames": int(vocal.shape[1]) - (0 if kept is None else int(kept.vocal.shape[1])),

@@ -27,20 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from inference.generate import (
-    GenerateInputError,
-    load_lm,
-    load_stage2,
-    resolve_device,
-    section_prompts,
-    stage1_song,
-)
+from inference.generate import GenerateInputError, load_lm, load_stage2, resolve_device
 from inference.inputs import check_models
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
 from yue_train.format.song import Song
 from yue_train.generation.prompts import PromptInputError, build_stage1_prompts
 from yue_train.generation.sampling import SamplingConfig
+from yue_train.generation.songs import section_prompts, stage1_song
 from yue_train.generation.stage1 import SectionStats, context_window
 from yue_train.generation.stage2 import generate_stage2
 from yue_train.tokenizer import load_tokenizer

@@ -32,6 +32,7 @@ class SectionStats:
     new_tokens: int
     seconds: float
     truncated_context: bool
+    eoa: bool = True  # the model ended the section itself (False: the token budget ran out first)
 
 
 @dataclass
@@ -126,7 +127,9 @@ def generate_stage1(
         started = time.perf_counter()
         guidance = cfg.guidance_first if (i == 0 and first is not None) else cfg.guidance_rest
         new = generate_section(model, context, cfg, guidance, generator)
-        result.sections.append(SectionStats(len(context), len(new), time.perf_counter() - started, truncated))
+        # A section that ran out of budget has max_new_tokens sampled ids plus the appended <EOA>.
+        ended = len(new) <= cfg.max_new_tokens
+        result.sections.append(SectionStats(len(context), len(new), time.perf_counter() - started, truncated, ended))
         sequence = torch.cat([sequence, new])
     result.ids = sequence.numpy()
     return result

@@ -13,7 +13,9 @@ from yue_train.evaluation.metrics.base import MetricError, MetricResult, SetMetr
 __all__ = ["MetricError", "MetricResult", "SetMetric", "SongAudio", "SongMetric", "available", "build_metric"]
 
 # name -> module that defines it; a module registers its classes when imported
-MODULES: dict[str, str] = {}
+MODULES: dict[str, str] = {
+    "structure": "yue_train.evaluation.metrics.structure",
+}
 _REGISTRY: dict[str, type[SongMetric] | type[SetMetric]] = {}
 
 

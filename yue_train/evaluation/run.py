@@ -1,0 +1,66 @@
+"""One evaluation, start to end: songs -> metrics -> ``eval.json`` + ``report.html`` (+ a W&B run).
+
+``yue-eval`` and the evaluation inside training both end here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from yue_train.evaluation.report import place_media, song_pictures, write_report
+from yue_train.evaluation.scoring import Evaluation, parse_metrics, score_songs, write_eval_json
+from yue_train.evaluation.songs import LoadedSong, load_songs
+
+
+@dataclass
+class EvalOutputs:
+    evaluation: Evaluation
+    eval_json: Path
+    report: Path
+
+
+def evaluate(
+    songs: list[LoadedSong],
+    out: str | Path,
+    metrics: str | list[str] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    reference: list[LoadedSong] | None = None,
+    *,
+    title: str = "yue-eval",
+    progress: bool = True,
+    wandb_run: Any = None,
+    step: int | None = None,
+    config: dict[str, Any] | None = None,
+) -> EvalOutputs:
+    """Score ``songs`` (metrics by name: a list, ``"a,b"`` or None for the defaults) and write ``out/eval.json``
+    and ``out/report.html``; log them to ``wandb_run`` when given."""
+    names = parse_metrics(metrics)
+    config = {"metrics": names, "options": options or {}, **(config or {})}
+    evaluation = score_songs(songs, names, options, reference, progress=progress, config=config)
+    place_media(songs, Path(out))  # eval.json and the report link the same files, inside ``out``
+    eval_json = write_eval_json(evaluation, out)
+    pictures = song_pictures(evaluation)
+    report = write_report(evaluation, out, title, pictures)
+    if wandb_run is not None:
+        from yue_train.evaluation.wandb_log import log_evaluation
+
+        log_evaluation(wandb_run, evaluation, pictures, report, step=step)
+    return EvalOutputs(evaluation, eval_json, report)
+
+
+def evaluate_folder(
+    songs_dir: str | Path,
+    out: str | Path | None = None,
+    metrics: str | list[str] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    reference_dir: str | Path | None = None,
+    **kwargs: Any,
+) -> EvalOutputs:
+    """:func:`evaluate` on a folder of songs (a ``yue-infer generate`` output or audio files), optionally
+    against a reference folder of audio; ``out`` defaults to ``songs_dir``."""
+    songs = load_songs(songs_dir)
+    reference = load_songs(reference_dir) if reference_dir is not None else None
+    config = {"songs": str(songs_dir), "reference": None if reference_dir is None else str(reference_dir)}
+    config.update(kwargs.pop("config", None) or {})
+    return evaluate(songs, out or songs_dir, metrics, options, reference, config=config, **kwargs)
