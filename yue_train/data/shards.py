@@ -1,4 +1,4 @@
-"""Token shards: webdataset tar files of documents (token ids, roles, metadata).
+"""Token shards: tar files of documents (token ids, roles, metadata) in the webdataset layout.
 
 Each sample in a shard has three members: ``KEY.input_ids.npy`` (int32), ``KEY.roles.npy`` (uint8, see
 :mod:`yue_train.format.roles`) and ``KEY.json`` (record id, mode, token counts, ...). A shard is written
@@ -12,13 +12,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import webdataset as wds
 
+from yue_train.data.tar_io import TarWriter, iter_tar_samples
 from yue_train.format.document import Document
 from yue_train.format.provenance import SUMMARY_KEY, Provenance, TokenizerLike, provenance_for
 
@@ -54,7 +55,7 @@ class ShardWriter:
         self.prefix = prefix
         self.max_docs = max_docs
         self.shards: list[dict[str, Any]] = []  # name, n_docs, n_tokens per finished shard
-        self._tar: wds.TarWriter | None = None
+        self._tar: TarWriter | None = None
         self._tmp_path: Path | None = None
         self._docs_in_shard = 0
         self._tokens_in_shard = 0
@@ -71,7 +72,7 @@ class ShardWriter:
     def _open(self) -> None:
         name = f"{self.prefix}-{len(self.shards):06d}.tar"
         self._tmp_path = self.out_dir / (name + TMP_SUFFIX)
-        self._tar = wds.TarWriter(str(self._tmp_path))
+        self._tar = TarWriter(self._tmp_path)
         self._docs_in_shard = 0
         self._tokens_in_shard = 0
 
@@ -90,12 +91,12 @@ class ShardWriter:
             self._open()
         assert self._tar is not None
         self._tar.write(
+            f"{self._n_written:09d}",
             {
-                "__key__": f"{self._n_written:09d}",
                 "input_ids.npy": _npy_bytes(doc.input_ids),
                 "roles.npy": _npy_bytes(doc.roles),
                 "json": json.dumps(doc.meta, ensure_ascii=False).encode("utf-8"),
-            }
+            },
         )
         self._n_written += 1
         self.modes.add(doc.mode)
@@ -151,15 +152,27 @@ def shard_paths(path: str | Path) -> list[str]:
     return paths
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # a scheme ("https:", "pipe:", "s3:"), not a drive letter
+
+
 def iter_documents(urls: str | Path | list[str]) -> Iterator[Document]:
-    """Documents of one or more shards (paths or URLs webdataset can open), in shard order."""
-    if isinstance(urls, (str, Path)) and not str(urls).startswith(("http://", "https://", "pipe:", "s3://")):
-        urls = shard_paths(urls)
+    """Documents of one or more shards (paths or URLs webdataset can open), in shard order. Local files
+    are read with the standard library; only URLs load webdataset (and with it torch)."""
+    if isinstance(urls, (str, Path)):
+        urls = [str(urls)] if _URL.match(str(urls)) else shard_paths(urls)
+    for url in urls:
+        if _URL.match(str(url)):
+            yield from (_decode_sample(sample) for sample in _remote_samples(str(url)))
+        else:
+            yield from (_decode_sample(sample) for _key, sample in iter_tar_samples(url))
+
+
+def _remote_samples(url: str) -> Iterator[dict[str, Any]]:
+    import webdataset as wds
+
     # Every process reads every shard it is given: splitting data between processes is the caller's job
     # (the trainer packs one global batch on every process), so webdataset must not split by node.
-    dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False, nodesplitter=_all_shards)
-    for sample in dataset:
-        yield _decode_sample(sample)
+    yield from wds.WebDataset(url, shardshuffle=False, empty_check=False, nodesplitter=_all_shards)
 
 
 def _all_shards(urls: Any) -> Any:
