@@ -27,6 +27,7 @@ from yue_train.format import codec_layout as cl
 
 if TYPE_CHECKING:
     from data_prep.build import BuildOptions, Dist
+    from yue_train.codec.model import YueCodec
 
 BUILD_VERSION = 1  # part of every codes hash: bump when the codes a build writes would change
 N_CODEBOOKS = cl.STAGE2_CODEBOOKS
@@ -142,19 +143,27 @@ def _clean_tmp(folder: Path) -> None:
 
 
 class _Worker:
-    """What an encoding process holds: the codec (loaded once), options, tag list, separator."""
+    """What an encoding process holds: the codec (loaded on first use, once), options, tag list, separator.
+    A process whose songs all have their codes already never loads the codec, nor torch."""
 
     def __init__(self, opts: BuildOptions, codec_fp: str, top: TopTags | None, device: str, threads: int) -> None:
-        import torch
-
-        from yue_train.codec.model import YueCodec
-
-        if threads:
-            torch.set_num_threads(threads)
         self.opts, self.codec_fp, self.top = opts, codec_fp, top
-        self.codec = YueCodec.from_folder(opts.codec, device=device, load_upsamplers=False)
         self.device = device
+        self.threads = threads
+        self._codec: YueCodec | None = None
         self._separator = None
+
+    @property
+    def codec(self) -> YueCodec:
+        if self._codec is None:
+            import torch
+
+            from yue_train.codec.model import YueCodec
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            self._codec = YueCodec.from_folder(self.opts.codec, device=self.device, load_upsamplers=False)
+        return self._codec
 
     def separator(self):
         if self._separator is None:
