@@ -39,7 +39,7 @@ def run_prep(*commands: list[str]) -> tuple[list[int], list[str], list[str], str
 def test_tokenize_with_workers_and_inspect_load_no_deep_learning_stack(tmp_path, synthetic_corpus):
     out = tmp_path / "icl"
     tokenize = ["tokenize", "--manifest", str(synthetic_corpus), "--root", str(synthetic_corpus.parent),
-                "--out", str(out), "--mode", "icl", "--workers", "2", "--no-progress"]  # fmt: skip
+                "--out", str(out), "--mode", "icl", "--workers", "2", "-q"]  # fmt: skip
     codes, loaded, heavy_imports, text = run_prep(
         tokenize, ["inspect", str(out), "--limit", "1"], ["inspect", str(out), "--ids"]
     )
@@ -81,3 +81,17 @@ def test_help_is_quick_and_loads_no_deep_learning_stack(command):
     assert command[0] in proc.stdout  # the help text names the command
     assert proc.stdout.strip().splitlines()[-1] == "LOADED []"
     assert seconds < 3.0  # ~0.2 s alone; torch alone takes ~1.5 s to import, the margin is for a loaded machine
+
+
+def test_quiet_quiets_transformers_only_once_it_is_imported():
+    code = (
+        "import sys, logging\n"
+        "from yue_train.training.output import QUIET, set_verbosity\n"
+        "set_verbosity(QUIET)\n"
+        "assert 'transformers' not in sys.modules\n"
+        "import transformers.utils.logging as hf\n"
+        "print(hf.get_verbosity() == logging.ERROR, hf.is_progress_bar_enabled())"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "False"]

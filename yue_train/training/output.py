@@ -9,10 +9,13 @@ Library progress bars never run over the training bar (:func:`set_library_bars`)
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import logging
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 
 from tqdm import tqdm
 
@@ -21,6 +24,7 @@ FLAGS = {"-q": QUIET, "--quiet": QUIET, "-v": VERBOSE, "--verbose": VERBOSE}
 HELP = "-q/--quiet: errors and the final summary only; -v/--verbose: library warnings and logs too"
 _verbosity = NORMAL
 _quieted_transformers = False
+_HF_LOGGING = "transformers.utils.logging"
 
 
 class VerbosityError(ValueError):
@@ -52,21 +56,70 @@ _DEEPSPEED_FILTER = _BelowLevel()
 logging.getLogger("DeepSpeed").addFilter(_DEEPSPEED_FILTER)
 
 
+def _quiet_transformers() -> None:
+    global _quieted_transformers
+    hf_logging = sys.modules[_HF_LOGGING]  # loaded (this runs right after its import, or once it is in)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # transformers' and huggingface_hub's bars
+    _quieted_transformers = True
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Calls ``apply`` right after module ``name`` is first executed, then leaves ``sys.meta_path``."""
+
+    def __init__(self, name: str, apply: Callable[[], None]) -> None:
+        self.name, self.apply = name, apply
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname != self.name:
+            return None
+        for finder in sys.meta_path:
+            spec = None if finder is self else getattr(finder, "find_spec", lambda *a: None)(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            run(module)
+            with contextlib.suppress(ValueError):
+                sys.meta_path.remove(self)
+            self.apply()
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]  # this spec's own loader object
+        return spec
+
+
+_pending_quiet: _AfterImport | None = None
+
+
 def verbosity() -> int:
     return _verbosity
 
 
 def set_verbosity(level: int) -> None:
-    """Apply an output level to this process (warning filters, library loggers and bars)."""
-    global _verbosity, _quieted_transformers
+    """Apply an output level to this process (warning filters, library loggers and bars). Under ``QUIET``
+    transformers is quieted when it is first imported, not imported for it (commands that never use it,
+    such as ``yue-prep tokenize``, stay free of it)."""
+    global _verbosity, _quieted_transformers, _pending_quiet
     _verbosity = level
     logging.getLogger("yue_train").setLevel(logging.WARNING if level == QUIET else logging.NOTSET)
+    if _pending_quiet is not None:  # a later call in the same process (tests) replaces the earlier one
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(_pending_quiet)
+        _pending_quiet = None
     if level == QUIET:
-        import transformers.utils.logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()  # transformers' and huggingface_hub's bars
-        _quieted_transformers = True
+        if _HF_LOGGING in sys.modules:
+            _quiet_transformers()
+        else:
+            _pending_quiet = _AfterImport(_HF_LOGGING, _quiet_transformers)
+            sys.meta_path.insert(0, _pending_quiet)
     elif _quieted_transformers:  # a later call in the same process (tests) undoes --quiet
         import transformers.utils.logging as hf_logging
 
