@@ -44,8 +44,11 @@ from data_prep.mixture import tokenize_modes, write_mixture
 from data_prep.separate import METHODS as SEPARATION_METHODS
 from data_prep.separate import SeparationUnavailable, check_available
 from data_prep.songs import discover, mark_duplicates
-from data_prep.tags import load_top_tags
+from data_prep.tags import TopTags, load_top_tags
+from yue_train.data.folder_lock import FolderBusyError, FolderLock
+from yue_train.data.manifest import DEFAULT_MAX_DOC_TOKENS
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
+from yue_train.tokenizer import load_tokenizer
 from yue_train.training.output import note, show_progress
 
 MODES = ("cot", "icl-dual", "icl-vocal", "icl-inst", "icl-mixture", "stage2")
@@ -72,6 +75,7 @@ class BuildOptions:
     device: str = "auto"
     batch_size: int = 4
     shard_docs: int = 1000
+    max_doc_tokens: int = DEFAULT_MAX_DOC_TOKENS
     seed: int = 0
     force: bool = False
     progress: bool = True
@@ -90,6 +94,8 @@ class BuildOptions:
         self.modes = tuple(dict.fromkeys(MODE_ALIASES.get(m, m) for m in self.modes))
         if self.separate not in SEPARATION_METHODS:
             raise ValueError(f"--separate must be one of {', '.join(SEPARATION_METHODS)}")
+        if self.max_doc_tokens < 1:
+            raise ValueError(f"--max-doc-tokens must be >= 1, got {self.max_doc_tokens}")
         if self.workers < 1 or self.batch_size < 1 or self.threads < 0:
             raise ValueError("--workers and --batch-size must be >= 1, --threads >= 0")
 
@@ -186,16 +192,27 @@ def write_manifest(path: Path, records: list[dict[str, Any]], codes_hashes: list
 
 
 def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any] | None, int]:
-    """Build; returns (summary, exit code) on rank 0 and (None, 0) on other ranks."""
+    """Build; returns (summary, exit code) on rank 0 and (None, 0) on other ranks. One build at a time may
+    write ``opts.out``: rank 0 holds its lock (FolderBusyError for a second build; torchrun then stops the
+    other ranks)."""
     d = d or dist_from_env()
     started = time.perf_counter()
     check_available(opts.separate)  # before any work: asking for separation without demucs is fatal
     top = load_top_tags(opts.tags_file) if opts.tags_file is not None else None
-    if opts.tokenizer is not None and not Path(opts.tokenizer).is_file():
-        raise FileNotFoundError(f"--tokenizer {opts.tokenizer}: not found")
+    if opts.tokenizer is not None:
+        load_tokenizer(opts.tokenizer)  # before any encoding: a bad tokenizer file is one line, not hours later
     check_codec_folder(opts.codec)
     codec_fp = codec_fingerprint(opts.codec)
+    if opts.out.exists() and not opts.out.is_dir():
+        raise FileExistsError(f"--out {opts.out} exists and is not a folder")
     opts.out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(opts.out, "output folder") if d.rank == 0 else contextlib.nullcontext():
+        return _build(opts, d, started, top, codec_fp)
+
+
+def _build(
+    opts: BuildOptions, d: Dist, started: float, top: TopTags | None, codec_fp: str
+) -> tuple[dict[str, Any] | None, int]:
     scratch = opts.out / HF_SCRATCH / f"rank{d.rank}"
     if opts.hf_dataset is not None:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -319,6 +336,12 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=4, help="equal-length audio windows per codec forward (default: 4)"
     )
     p.add_argument("--shard-docs", type=int, default=1000, help="documents per shard (default: 1000)")
+    p.add_argument(
+        "--max-doc-tokens",
+        type=int,
+        default=DEFAULT_MAX_DOC_TOKENS,
+        help=f"reject a song whose document would be longer (default: {DEFAULT_MAX_DOC_TOKENS:,})",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the ICL prompt draws (default: 0)")
     p.add_argument("--force", action="store_true", help="re-encode and re-tokenize everything")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -343,12 +366,13 @@ def cmd_build(args: argparse.Namespace) -> int:
             device=args.device,
             batch_size=args.batch_size,
             shard_docs=args.shard_docs,
+            max_doc_tokens=args.max_doc_tokens,
             seed=args.seed,
             force=args.force,
             progress=not args.no_progress and show_progress(),
         )
         summary, code = run_build(opts)
-    except (FileNotFoundError, FileExistsError, ValueError, SeparationUnavailable) as e:
+    except (OSError, ValueError, SeparationUnavailable, FolderBusyError) as e:  # usage and I/O errors
         print(f"yue-prep build: error: {e}", file=sys.stderr)
         return EXIT_FATAL
     if summary is None:  # a rank other than 0: rank 0 reports

@@ -26,7 +26,7 @@ from yue_train.training.output import VerbosityError, note, set_verbosity, show_
 
 
 def _tokenize_args(p: argparse.ArgumentParser) -> None:
-    from data_prep.tokenize_manifest import MODES, STAGE2_SOURCES
+    from data_prep.tokenize_manifest import DEFAULT_MAX_DOC_TOKENS, MODES, STAGE2_SOURCES
 
     p.add_argument("--manifest", type=Path, required=True, help="JSONL manifest in the official YuE format")
     p.add_argument("--out", type=Path, required=True, help="output folder for shards and summary.json")
@@ -47,6 +47,12 @@ def _tokenize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the ICL prompt draws (default: 0)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
     p.add_argument("--shard-docs", type=int, default=1000, help="documents per shard (default: 1000)")
+    p.add_argument(
+        "--max-doc-tokens",
+        type=int,
+        default=DEFAULT_MAX_DOC_TOKENS,
+        help=f"reject a record whose document would be longer (default: {DEFAULT_MAX_DOC_TOKENS:,})",
+    )
     p.add_argument("--strict", action="store_true", help="stop (exit 2, nothing kept) at the first rejected record")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -54,6 +60,7 @@ def _tokenize_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
     from data_prep.tokenize_manifest import EXIT_FATAL, TokenizeOptions, run_tokenize
+    from yue_train.data.folder_lock import FolderBusyError
     from yue_train.data.manifest import RecordError
 
     try:
@@ -68,6 +75,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
             seed=args.seed,
             workers=args.workers,
             shard_docs=args.shard_docs,
+            max_doc_tokens=args.max_doc_tokens,
             strict=args.strict,
             overwrite=args.overwrite,
             progress=not args.no_progress and show_progress(),
@@ -77,7 +85,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
             note(f"yue-prep tokenize: {STAND_IN_WARNING}")
         summary, code = run_tokenize(opts)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except (OSError, ValueError, FolderBusyError) as e:  # usage and I/O errors; a bad record is never one
         kind = "rejected (--strict)" if isinstance(e, RecordError) else "error"
         print(f"yue-prep tokenize: {kind}: {e}", file=sys.stderr)
         return EXIT_FATAL

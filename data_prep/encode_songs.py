@@ -24,6 +24,7 @@ from data_prep.songs import MAX_STEM_DIFF_S, STEMS, SongError, SongSpec, frame_s
 from data_prep.tags import TopTags, check_tags
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
 from yue_train.format import codec_layout as cl
+from yue_train.format.files import check_regular_file
 
 if TYPE_CHECKING:
     from data_prep.build import BuildOptions, Dist
@@ -33,6 +34,21 @@ BUILD_VERSION = 1  # part of every codes hash: bump when the codes a build write
 N_CODEBOOKS = cl.STAGE2_CODEBOOKS
 SAMPLE_RATE = cl.SAMPLE_RATE
 CODE_FILES = {"codec": "{id}.npy", "vocals_codec": "{id}.Vocals.npy", "instrumental_codec": "{id}.Instrumental.npy"}
+
+
+class OutputError(OSError):
+    """Writing into ``--out`` failed (disk full, permissions): fatal for the build, unlike a bad song."""
+
+
+def check_input_files(spec: SongSpec) -> None:
+    """Every file the song names is a regular file (a FIFO would block the encoder, a device never end)."""
+    for what, path in (("mix", spec.mix), *spec.stems.items(), ("lyrics", spec.lyrics_file)):
+        if path is None:
+            continue
+        try:
+            check_regular_file(path, what)
+        except (OSError, ValueError) as e:
+            raise SongError(str(e)) from None
 
 
 @dataclass
@@ -200,6 +216,7 @@ class _Worker:
         try:
             if spec.error is not None:
                 raise SongError(spec.error)
+            check_input_files(spec)
             sections = load_sections(spec)
             missing = [s for s in STEMS if spec.stems[s] is None]
             if missing and self.opts.separate == "off":
@@ -227,9 +244,12 @@ class _Worker:
                     raise SongError(f"encoding failed: {type(e).__name__}: {e}") from None
                 meta = {"id": spec.id, "input_hash": key, "n_samples": n_samples, "n_frames": n_frames}
                 meta["sample_rate"] = SAMPLE_RATE
-                write_codes(
-                    self.opts.out, spec.id, {"codec": mix, "vocals_codec": vocals, "instrumental_codec": inst}, meta
-                )
+                try:
+                    write_codes(
+                        self.opts.out, spec.id, {"codec": mix, "vocals_codec": vocals, "instrumental_codec": inst}, meta
+                    )
+                except OSError as e:
+                    raise OutputError(f"cannot write the codes of {spec.id} into {self.opts.out}: {e}") from None
                 result.status = "encoded"
                 result.audio_seconds = n_samples / SAMPLE_RATE
             else:
@@ -241,6 +261,11 @@ class _Worker:
             )
         except SongError as e:
             result.status, result.reason, result.record = "rejected", str(e), None
+        except OutputError:
+            raise
+        except Exception as e:  # every song is its own failure: whatever its files raise rejects it alone
+            text = " ".join(x.strip() for x in str(e).splitlines() if x.strip())
+            result.status, result.reason, result.record = "rejected", f"{type(e).__name__}: {text}", None
         return result
 
 

@@ -52,6 +52,7 @@ def tokenize_modes(
             "stage2_sources": list(opts.stage2_sources) if mode == "stage2" else [],
             "seed": opts.seed,
             "shard_docs": opts.shard_docs,
+            "max_doc_tokens": opts.max_doc_tokens,
             "tokenizer": str(opts.tokenizer),
             "codec": codec_fp,
             "yue_train_version": yue_train.__version__,
@@ -78,6 +79,7 @@ def tokenize_modes(
                 overwrite=True,
                 progress=opts.progress,
                 codec_fingerprint=codec_fp,
+                max_doc_tokens=opts.max_doc_tokens,
             )
             summary, _ = run_tokenize(tok)
         entries.append(

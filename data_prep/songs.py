@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from yue_train.format import codec_layout as cl
+from yue_train.format.files import check_regular_file
 
 AUDIO_TYPES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".webm")
 LYRICS_TYPES = (".lrc", ".json", ".csv")
@@ -431,9 +432,12 @@ def _read_song_json(folder: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
+        check_regular_file(path, "song.json")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SongError(f"song.json is not valid JSON ({e})") from None
+    except (OSError, ValueError) as e:
+        raise SongError(str(e)) from None
     if not isinstance(data, dict):
         raise SongError("song.json must hold a JSON object")
     return data

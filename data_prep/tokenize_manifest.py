@@ -20,11 +20,22 @@ from typing import Any
 from tqdm import tqdm
 
 import yue_train
-from yue_train.data.manifest import RawRecord, RecordError, check_timing, load_song, read_manifest
+from yue_train.data.folder_lock import FolderLock
+from yue_train.data.manifest import (
+    DEFAULT_MAX_DOC_TOKENS,
+    TEXT_CHARS_PER_TOKEN,
+    RawRecord,
+    RecordError,
+    check_timing,
+    load_song,
+    printable,
+    read_manifest,
+)
 from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, ShardWriter, write_summary
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
 from yue_train.format.document import Document
+from yue_train.format.files import check_regular_file
 from yue_train.format.roles import role_token_counts
 from yue_train.format.song import Song
 from yue_train.tokenizer import load_tokenizer
@@ -51,8 +62,11 @@ class TokenizeOptions:
     overwrite: bool = False
     progress: bool = True
     codec_fingerprint: str | None = None  # of the codec that made the codes (recorded, when known)
+    max_doc_tokens: int = DEFAULT_MAX_DOC_TOKENS  # a longer document rejects its record
 
     def __post_init__(self) -> None:
+        if self.max_doc_tokens < 1:
+            raise ValueError(f"--max-doc-tokens must be >= 1, got {self.max_doc_tokens}")
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.icl_prompt not in seq.ICL_PROMPT_MODES:
@@ -94,8 +108,33 @@ def documents_for_record(record: dict[str, Any], opts: TokenizeOptions, tokenize
     return documents_for_song(song, opts, tokenizer)
 
 
+def _check_text_size(song: Song, limit: int) -> None:
+    """Refuse text that cannot fit in ``limit`` tokens before spending time and memory tokenizing it (the
+    lyrics appear twice in a stage-1 document: in the header and before each segment's audio)."""
+    chars = len(song.genres) + 2 * sum(len(seg.line_content) for seg in song.segments)
+    if chars > limit * TEXT_CHARS_PER_TOKEN:
+        raise seq.SequenceError(
+            f"genres and lyrics make {chars:,} characters of text, more than a document of --max-doc-tokens "
+            f"{limit:,} can hold ({TEXT_CHARS_PER_TOKEN} characters per token at most)"
+        )
+
+
+def _check_doc_size(docs: list[Document], limit: int) -> list[Document]:
+    for doc in docs:
+        if len(doc) > limit:
+            raise seq.SequenceError(f"its {doc.mode} document has {len(doc):,} tokens, over --max-doc-tokens {limit:,}")
+    return docs
+
+
 def documents_for_song(song: Song, opts: TokenizeOptions, tokenizer) -> list[Document]:
-    """The documents one loaded song yields in ``opts.mode``; raises SequenceError when it cannot."""
+    """The documents one loaded song yields in ``opts.mode``; raises SequenceError when it cannot or when
+    one would exceed ``opts.max_doc_tokens``."""
+    if opts.mode != "stage2":
+        _check_text_size(song, opts.max_doc_tokens)
+    return _check_doc_size(_build_documents(song, opts, tokenizer), opts.max_doc_tokens)
+
+
+def _build_documents(song: Song, opts: TokenizeOptions, tokenizer) -> list[Document]:
     if opts.mode == "stage2":
         arrays = {"mixture": song.mixture, "vocal": song.vocals, "inst": song.instrumental}
         missing = [s for s in opts.stage2_sources if arrays[s] is None]
@@ -105,6 +144,15 @@ def documents_for_song(song: Song, opts: TokenizeOptions, tokenizer) -> list[Doc
     if opts.mode == "cot":
         return [seq.build_cot_document(tokenizer, song)]
     return [seq.build_icl_document(tokenizer, song, opts.icl_prompt, seq.record_rng(opts.seed, song.id))]
+
+
+def record_failure(e: Exception) -> str:
+    """One line saying why a record failed. The expected errors (RecordError, SequenceError, a code out of
+    range) carry their own reason; anything else a record's contents raised is named by its type, so one
+    record can never end the run."""
+    expected = (RecordError, seq.SequenceError, cl.CodecRangeError)
+    text = " ".join(x.strip() for x in str(e).splitlines() if x.strip())
+    return printable(text if isinstance(e, expected) and text else f"{type(e).__name__}: {text or 'no message'}")
 
 
 def _process(args: tuple[RawRecord, TokenizeOptions]) -> RecordResult:
@@ -117,23 +165,23 @@ def _process(args: tuple[RawRecord, TokenizeOptions]) -> RecordResult:
         result.documents = documents_for_record(raw.data, opts, _worker_tokenizer)
         for doc in result.documents:
             doc.meta["line"] = raw.line_no
-    except (RecordError, seq.SequenceError) as e:
-        result.error = str(e)
+    except Exception as e:  # every record is its own failure: see record_failure
+        result.documents, result.error = [], record_failure(e)
     return result
 
 
 def _song_result(args: tuple[int, Song, TokenizeOptions]) -> RecordResult:
     """A song given in memory, numbered by its 1-based position (reported as its ``line``)."""
     position, song, opts = args
-    result = RecordResult(position, song.id)
+    result = RecordResult(position, printable(str(song.id)))
     try:
         if opts.mode != "stage2":
             check_timing(song)
         result.documents = documents_for_song(song, opts, _worker_tokenizer)
         for doc in result.documents:
             doc.meta["line"] = position
-    except (RecordError, seq.SequenceError, cl.CodecRangeError) as e:
-        result.error = str(e)
+    except Exception as e:  # every song is its own failure: see record_failure
+        result.documents, result.error = [], record_failure(e)
     return result
 
 
@@ -179,10 +227,22 @@ def _count_lines(path: Path) -> int:
 
 def run_tokenize(opts: TokenizeOptions, songs: Sequence[Song] | None = None) -> tuple[dict[str, Any], int]:
     """Tokenize the manifest, or ``songs`` when given (in this process); returns (summary, exit code). The
-    summary is also written to the output."""
-    if songs is None and (opts.manifest is None or not opts.manifest.is_file()):
-        raise FileNotFoundError(f"manifest not found: {opts.manifest}")
+    summary is also written to the output, which one process at a time may write (FolderBusyError)."""
+    if songs is None:
+        if opts.manifest is None:
+            raise FileNotFoundError("manifest not found: None")
+        try:
+            check_regular_file(opts.manifest, "--manifest")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"manifest not found: {opts.manifest}") from None
     tokenizer = load_tokenizer(opts.tokenizer)  # fail fast (and once) on a bad tokenizer file
+    if opts.out.exists() and not opts.out.is_dir():
+        raise FileExistsError(f"--out {opts.out} exists and is not a folder")
+    with FolderLock(opts.out, "output folder"):
+        return _run_locked(opts, tokenizer, songs)
+
+
+def _run_locked(opts: TokenizeOptions, tokenizer, songs: Sequence[Song] | None) -> tuple[dict[str, Any], int]:
     note = prepare_output(opts)
     if note:
         print(f"yue-prep tokenize: {note}", file=sys.stderr)
@@ -220,7 +280,7 @@ def run_tokenize(opts: TokenizeOptions, songs: Sequence[Song] | None = None) -> 
                 result.error = f"duplicate id (first seen on line {seen[result.id]})"
             seen.setdefault(result.id, result.line_no)
             if result.error is not None:
-                rejected.append({"id": result.id, "line": result.line_no, "reason": result.error})
+                rejected.append({"id": printable(result.id), "line": result.line_no, "reason": result.error})
                 if opts.strict:
                     raise RecordError(f"record {result.id} (line {result.line_no}): {result.error}")
                 continue

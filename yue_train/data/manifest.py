@@ -8,6 +8,7 @@ turned into a :class:`RecordError` whose message names the field and says what i
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from yue_train.format import codec_layout as cl
+from yue_train.format.files import check_regular_file
 from yue_train.format.song import Segment, Song
 
 MAX_TRACK_LENGTH_DIFF = 10  # frames
@@ -23,6 +25,15 @@ FPS_RANGE = (49.0, 51.0)
 # A segment may end a little past the codes (the official loader trims tracks by up to 10 frames and
 # then skips such a segment); further out, the manifest does not describe these codes.
 SEGMENT_END_TOLERANCE = MAX_TRACK_LENGTH_DIFF
+
+# The default --max-doc-tokens of yue-prep: 32 rows of the longest context a recipe trains on (16,384
+# tokens, the pretraining long-context phases). Documents longer than a row are cut into rows when packed, so real songs may exceed a row: a 19-minute
+# song is ~520k tokens as a stage-2 document (456 tokens/s) and ~115k as a CoT document (~100 tokens/s).
+# Beyond this a record is not a song but a broken or hostile one (a megabyte lyrics line, hours of codes).
+DEFAULT_MAX_DOC_TOKENS = 32 * 16_384
+# Text is refused before it is tokenized when it holds more than this many characters per allowed token:
+# the YuE tokenizer's longest piece is 18 characters, so such text cannot fit in --max-doc-tokens.
+TEXT_CHARS_PER_TOKEN = 32
 
 CODE_FIELDS = {"vocal": "vocals_codec", "inst": "instrumental_codec", "mixture": "codec"}
 
@@ -41,9 +52,15 @@ class RawRecord:
 
     @property
     def id(self) -> str:
+        """The record's id as it can be printed and written to JSON (a lone surrogate escaped)."""
         if self.data is not None and "id" in self.data:
-            return str(self.data["id"])
+            return printable(str(self.data["id"]))
         return f"line {self.line_no}"
+
+
+def printable(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode (lone surrogates from JSON escapes) backslash-escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def read_manifest(path: str | Path) -> Iterator[RawRecord]:
@@ -75,8 +92,12 @@ def _require(data: dict[str, Any], key: str, types: type | tuple[type, ...]) -> 
     if key not in data:
         raise RecordError(f"missing field {key!r}")
     value = data[key]
+    if value is None:
+        raise RecordError(f"field {key!r} is null")
     if not isinstance(value, types) or isinstance(value, bool):
         raise RecordError(f"field {key!r} has type {type(value).__name__}")
+    if isinstance(value, str) and printable(value) != value:
+        raise RecordError(f"field {key!r} is not valid Unicode text (it holds a lone surrogate)")
     return value
 
 
@@ -86,13 +107,17 @@ def load_codes(path_value: str, root: Path, field: str, min_codebooks: int = 1) 
     if not path.is_absolute():
         path = root / path
     try:
+        check_regular_file(path, field)  # from stat alone: a FIFO must not block the run
+    except (OSError, ValueError) as e:
+        raise RecordError(str(e)) from None
+    try:
         with path.open("rb") as f:
             magic = f.read(6)
         if magic != b"\x93NUMPY":
             raise RecordError(f"{field}: {path} is not a .npy file (it does not start with the NumPy magic bytes)")
         arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise RecordError(f"{field}: file not found: {path}") from None
+    except OSError as e:
+        raise RecordError(f"{field}: cannot read {path} ({e.strerror or type(e).__name__})") from None
     except RecordError:
         raise
     except Exception as e:  # numpy raises several types for corrupt files
@@ -123,6 +148,38 @@ def _trim_pair(a: np.ndarray, b: np.ndarray, what: str) -> tuple[np.ndarray, np.
     return a[:, :n], b[:, :n]
 
 
+def _number(data: dict[str, Any], key: str) -> float:
+    """A finite JSON number (not a bool, NaN or infinity) as a float."""
+    value = _require(data, key, (int, float))
+    try:
+        number = float(value)
+    except OverflowError:
+        raise RecordError(f"field {key!r} is an integer beyond the range of a float") from None
+    if not math.isfinite(number):
+        raise RecordError(f"field {key!r} is {value}, not a finite number")
+    return number
+
+
+def _msa(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's structure sections (``msa``); the ICL prompt may be cut from a ``chorus`` between its
+    ``start`` and ``end`` seconds. Both are optional, but when present they are finite, >= 0 and ordered."""
+    msa = data.get("msa", [])
+    if not isinstance(msa, list) or not all(isinstance(m, dict) for m in msa):
+        raise RecordError("field 'msa' must be a list of {start, end, label} objects")
+    for i, m in enumerate(msa):
+        try:
+            times = {k: _number(m, k) for k in ("start", "end") if k in m}
+        except RecordError as e:
+            raise RecordError(f"msa[{i}]: {e}") from None
+        if times.get("start", 0.0) < 0:
+            raise RecordError(f"msa[{i}]: start {times['start']} s is negative")
+        if "start" in times and "end" in times and times["end"] < times["start"]:
+            raise RecordError(f"msa[{i}]: start {times['start']} s is after end {times['end']} s")
+        if "label" in m and not isinstance(m["label"], str):
+            raise RecordError(f"msa[{i}]: field 'label' has type {type(m['label']).__name__}")
+    return msa
+
+
 def _segments(data: dict[str, Any], n_frames: int | None) -> list[Segment]:
     lyrics = _require(data, "splitted_lyrics", dict)
     raw = lyrics.get("segmented_lyrics")
@@ -136,13 +193,21 @@ def _segments(data: dict[str, Any], n_frames: int | None) -> list[Segment]:
         try:
             start = _require(s, "codec_frame_start", int)
             end = _require(s, "codec_frame_end", int)
-            duration = float(_require(s, "duration", (int, float)))
+            duration = _number(s, "duration")
+            offset = _number(s, "offset") if s.get("offset") is not None else 0.0
             content = _require(s, "line_content", str)
         except RecordError as e:
             raise RecordError(f"{where}: {e}") from None
+        if start < 0 or end < start:
+            raise RecordError(f"{where}: frames {start}..{end} are {'negative' if start < 0 else 'reversed'}")
         if n_frames is not None and (start >= n_frames or end > n_frames + SEGMENT_END_TOLERANCE):
             raise RecordError(f"{where}: frames {start}..{end} lie beyond the {n_frames}-frame codes")
-        segments.append(Segment(content, start, end, duration, float(s.get("offset", 0.0) or 0.0)))
+        if segments and start < segments[-1].frame_end:
+            raise RecordError(
+                f"{where}: frames {start}..{end} overlap the previous segment (which ends at frame "
+                f"{segments[-1].frame_end}); segments must be in order and must not overlap"
+            )
+        segments.append(Segment(content, start, end, duration, offset))
     if not any(seg.line_content.strip() for seg in segments):
         raise RecordError("lyrics are empty: every segment's line_content is blank")
     return segments
@@ -168,6 +233,8 @@ def load_song(
     """
     root = Path(root)
     record_id = str(_require(data, "id", (str, int)))
+    if not record_id.strip():
+        raise RecordError("field 'id' is blank")
     arrays = {t: load_codes(_require(data, CODE_FIELDS[t], str), root, CODE_FIELDS[t]) for t in tracks}
     vocals, inst, mix = arrays.get("vocal"), arrays.get("inst"), arrays.get("mixture")
     if vocals is not None and inst is not None:
@@ -179,11 +246,8 @@ def load_song(
     if not lyrics:
         return song
     song.genres = _require(data, "genres", str)
-    song.audio_length_in_sec = float(_require(data, "audio_length_in_sec", (int, float)))
+    song.audio_length_in_sec = _number(data, "audio_length_in_sec")
     check_timing(song)
     song.segments = _segments(data, song.n_frames)
-    msa = data.get("msa", [])
-    if not isinstance(msa, list) or not all(isinstance(m, dict) for m in msa):
-        raise RecordError("field 'msa' must be a list of {start, end, label} objects")
-    song.msa = msa
+    song.msa = _msa(data)
     return song

@@ -14,23 +14,49 @@ from pathlib import Path
 import sentencepiece as spm
 
 from yue_train.format import vocab
+from yue_train.format.files import check_regular_file
 from yue_train.format.provenance import file_fingerprint
+
+# The YuE tokenizer.model is 1.7 MB; a file this large is not a SentencePiece model of any kind worth parsing.
+MAX_TOKENIZER_BYTES = 64 * 2**20
 
 
 class TokenizerMismatchError(ValueError):
     """The tokenizer file does not have the YuE id layout."""
 
 
+class TokenizerFileError(ValueError):
+    """The tokenizer path is not a SentencePiece model file at all."""
+
+
+def open_sentencepiece(path: Path) -> spm.SentencePieceProcessor:
+    """Parse ``path`` as a SentencePiece model; anything else (a text file, a FIFO, a 10 GB file, random
+    bytes) is refused with one line. Every CLI and the Python API load tokenizers through here."""
+    hint = "pass the YuE tokenizer.model, or omit it to use the generated synthetic tokenizer"
+    try:
+        check_regular_file(path, "tokenizer model")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"tokenizer model not found: {path} ({hint})") from None
+    except ValueError as e:
+        raise TokenizerFileError(f"{e} ({hint})") from None
+    size = path.stat().st_size
+    if size > MAX_TOKENIZER_BYTES:
+        raise TokenizerFileError(
+            f"tokenizer model {path} is {size:,} bytes, too large for a SentencePiece model "
+            f"(limit {MAX_TOKENIZER_BYTES:,}); {hint}"
+        )
+    try:
+        return spm.SentencePieceProcessor(model_file=str(path))
+    except (RuntimeError, OSError) as e:  # SentencePiece reports every parse failure as a RuntimeError
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TokenizerFileError(f"{path} is not a SentencePiece tokenizer model ({reason}); {hint}") from None
+
+
 class MMTokenizer:
     def __init__(self, model_file: str | Path) -> None:
         path = Path(model_file)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"tokenizer model not found: {path} (pass the YuE tokenizer.model, or omit it to use the "
-                "generated synthetic tokenizer)"
-            )
+        self.sp = open_sentencepiece(path)
         self.path = path
-        self.sp = spm.SentencePieceProcessor(model_file=str(path))
         self._check_layout()
         self._split_ids = {piece: self._piece_id(piece) for piece in vocab.SPLIT_PIECES}
         self._id_to_special = {i: p for p, i in self._split_ids.items()}

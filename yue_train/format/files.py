@@ -1,0 +1,44 @@
+"""Input files are regular files: a FIFO, device, socket or folder given where a file is expected is refused
+from ``os.stat`` alone, before anything opens it (opening a FIFO for reading blocks until a writer appears;
+reading a device such as ``/dev/zero`` never ends)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+_KINDS = (
+    (stat.S_ISDIR, "folder"),
+    (stat.S_ISFIFO, "FIFO (named pipe)"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+)
+
+
+class SpecialFileError(ValueError):
+    """A path that exists but is not a regular file."""
+
+
+def file_kind(mode: int) -> str:
+    """What an ``st_mode`` describes, in words: ``regular file``, ``folder``, ``FIFO (named pipe)``, ..."""
+    if stat.S_ISREG(mode):
+        return "regular file"
+    return next((name for test, name in _KINDS if test(mode)), "special file")
+
+
+def check_regular_file(path: str | Path, what: str) -> Path:
+    """``path`` as a Path when it names a regular file (symlinks followed); ``what`` names it in messages.
+
+    Raises FileNotFoundError when nothing is there and SpecialFileError for anything else."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what}: file not found: {path}") from None
+    except OSError as e:
+        raise SpecialFileError(f"{what}: cannot read {path} ({e.strerror or type(e).__name__})") from None
+    if not stat.S_ISREG(mode):
+        raise SpecialFileError(f"{what}: {path} is a {file_kind(mode)}, not a regular file")
+    return path
