@@ -48,10 +48,12 @@ def audio_reference(args: argparse.Namespace):
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
+    from inference.inputs import check_reference_window
     from yue_train.generation.prompts import PromptInputError, build_stage1_prompts, load_reference, read_text_file
     from yue_train.tokenizer import load_tokenizer
 
     try:
+        check_reference_window(args.ref_start, args.ref_end)
         genres = read_text_file(args.genre_txt, "genre")
         lyrics = read_text_file(args.lyrics_txt, "lyrics")
         reference = audio_reference(args) or load_reference(

@@ -3,12 +3,15 @@ model and adapter configs, the output folder and the song to continue."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import math
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inference.provenance import check_records
 from yue_train.format import codec_layout as cl
+from yue_train.format.files import SpecialFileError, check_regular_file
 from yue_train.generation.prompts import read_text_file
 from yue_train.generation.sampling import SamplingConfig
 from yue_train.generation.song_folder import SongCodes, SongFolderError, check_out, read_song
@@ -118,20 +121,124 @@ def check_models(
     return int(s1.max_position_embeddings)
 
 
-def _check_adapter(ref: str) -> None:
-    check_model_ref("--adapter", ref)
-    if Path(ref).is_dir() and not (Path(ref) / "adapter_config.json").is_file():
-        raise GenerateInputError(f"--adapter {ref}: not a LoRA adapter folder (no adapter_config.json)")
-    from peft import PeftConfig
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GenerateInputError(f"{name} is {value!r}: give a finite number")
+    return float(value)
 
+
+def check_reference_window(start: object, end: object, names: tuple[str, str] = ("--ref-start", "--ref-end")) -> None:
+    """The reference window in seconds: finite, start >= 0, end after start."""
+    lo, hi = _finite(names[0], start), _finite(names[1], end)
+    if lo < 0:
+        raise GenerateInputError(f"{names[0]} {lo:g} is negative: the reference window starts at 0 s or later")
+    if hi <= lo:
+        raise GenerateInputError(f"{names[1]} {hi:g} must be after {names[0]} {lo:g}")
+
+
+def check_generation_numbers(
+    sampling: SamplingConfig, n_songs: int, seed: int, n_sections: int | None, stage2_batch_size: int, dash: bool = True
+) -> None:
+    """Counts and sampling values generation uses, checked before anything loads (``dash``: name them as
+    ``yue-infer generate`` flags, else as the Python API's arguments)."""
+
+    def name(field_name: str) -> str:
+        return f"--{field_name.replace('_', '-')}" if dash else field_name
+
+    for f in fields(sampling):
+        value = getattr(sampling, f.name)
+        if isinstance(value, float):
+            _finite(name(f.name), value)
+    if sampling.repetition_penalty <= 0:
+        raise GenerateInputError(f"{name('repetition_penalty')} must be > 0, got {sampling.repetition_penalty:g}")
+    for field_name, value in (("n_songs", n_songs), ("stage2_batch_size", stage2_batch_size)):
+        if value < 1:
+            raise GenerateInputError(f"{name(field_name)} must be >= 1, got {value}")
+    if n_sections is not None and n_sections < 1:
+        raise GenerateInputError(f"{name('n_sections')} must be >= 1, got {n_sections}")
+    if seed < 0:
+        raise GenerateInputError(f"{name('seed')} must be >= 0, got {seed}")
+
+
+MAX_ADAPTER_CONFIG_BYTES = 2**20  # a PEFT adapter_config.json is about 1 KB
+
+
+def _read_adapter_config(flag: str, folder: Path) -> dict:
+    path = folder / "adapter_config.json"
     try:
-        PeftConfig.from_pretrained(ref)
-    except (OSError, ValueError) as e:
-        raise GenerateInputError(f"--adapter {ref}: cannot read its adapter config ({_first_line(e)})") from None
+        check_regular_file(path, "adapter_config.json")
+        if path.stat().st_size > MAX_ADAPTER_CONFIG_BYTES:
+            raise GenerateInputError(f"{flag} {folder}: adapter_config.json is too large for an adapter config")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GenerateInputError(f"{flag} {folder}: not a LoRA adapter folder (no adapter_config.json)") from None
+    except SpecialFileError as e:
+        raise GenerateInputError(f"{flag} {folder}: {e}") from None
+    except (OSError, ValueError) as e:  # a special file, unreadable, not UTF-8, not JSON
+        raise GenerateInputError(f"{flag} {folder}: cannot read adapter_config.json ({_first_line(e)})") from None
+    if not isinstance(data, dict):
+        raise GenerateInputError(
+            f"{flag} {folder}: adapter_config.json holds a JSON {type(data).__name__}, not an object"
+        )
+    if not (folder / "adapter_model.safetensors").is_file():
+        found = (
+            " (a pickle adapter_model.bin is not loaded: it could run code)"
+            if (folder / "adapter_model.bin").exists()
+            else ""
+        )
+        raise GenerateInputError(f"{flag} {folder}: no adapter_model.safetensors{found}")
+    return data
+
+
+def check_adapter_config(flag: str, ref: str, config: dict, module_names: set[str] | None = None) -> None:
+    """A LoRA config yue-infer can load: its type, rank, alpha and target modules (present in the stage-1
+    model when ``module_names`` are given)."""
+    where = f"{flag} {ref}: adapter_config.json"
+    if config.get("peft_type") != "LORA":
+        raise GenerateInputError(f"{where} has peft_type {config.get('peft_type')!r}; a LoRA adapter has 'LORA'")
+    r = config.get("r")
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise GenerateInputError(f"{where} has rank r={r!r}; a LoRA rank is a positive integer")
+    alpha = config.get("lora_alpha", 8)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise GenerateInputError(f"{where} has lora_alpha={alpha!r}; give a finite number")
+    targets = config.get("target_modules")
+    if isinstance(targets, str) and targets.strip():  # PEFT's regex or "all-linear" form: matched at load
+        return
+    if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
+        raise GenerateInputError(f"{where} has target_modules={targets!r}; list the module names LoRA adapts")
+    missing = sorted(set(targets) - module_names) if module_names else []
+    if missing:
+        raise GenerateInputError(f"{where} targets {', '.join(missing)}, which the stage-1 model does not have")
+
+
+def check_adapter(ref: str, flag: str = "--adapter", module_names: set[str] | None = None) -> None:
+    """An adapter folder or hub id whose config is a loadable LoRA config; reads no weights."""
+    check_model_ref(flag, ref)
+    if Path(ref).is_dir():
+        config = _read_adapter_config(flag, Path(ref))
+    else:
+        from peft import PeftConfig
+
+        try:
+            config = PeftConfig.from_pretrained(ref).to_dict()
+        except Exception as e:  # PEFT raises many types for an unreadable config
+            raise GenerateInputError(f"{flag} {ref}: cannot read its adapter config ({_first_line(e)})") from None
+        config["peft_type"] = str(getattr(config.get("peft_type"), "value", config.get("peft_type")))
+    check_adapter_config(flag, ref, config, module_names)
+
+
+def stage1_module_names(stage1_model: str, flag: str = "--stage1-model") -> set[str]:
+    """Leaf module names of the stage-1 model, from its config (a weightless build)."""
+    from yue_train.models.loading import llama_module_names
+
+    return llama_module_names(_model_config(flag, stage1_model))
 
 
 def check_inputs(opts: GenerateOptions) -> CheckedInputs:
     """Read and validate everything that needs no model weights."""
+    check_reference_window(opts.ref_start, opts.ref_end)
+    check_generation_numbers(opts.sampling, opts.n_songs, opts.seed, opts.n_sections, opts.stage2_batch_size)
     try:
         check_out(Path(opts.out), opts.overwrite)
     except SongFolderError as e:
@@ -152,8 +259,9 @@ def check_inputs(opts: GenerateOptions) -> CheckedInputs:
             raise GenerateInputError(f"--continue-from {opts.continue_from}: {e}") from None
     # Model and adapter configs are small files: check them before loading any weights.
     window = check_models(tokenizer, opts.stage1_model, opts.stage2_model)
+    names = stage1_module_names(opts.stage1_model) if opts.adapters else None
     for adapter in opts.adapters:
-        _check_adapter(adapter)
+        check_adapter(adapter, module_names=names)
     # The models' provenance records against their stages and the tokenizer.
     records = check_records(
         opts.stage1_model, opts.stage2_model, opts.adapters, opts.tokenizer, tokenizer, opts.allow_mismatch

@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from inference.generate import GenerateInputError, load_lm, load_stage2, resolve_device
-from inference.inputs import check_models
+from inference.inputs import (
+    check_adapter,
+    check_generation_numbers,
+    check_models,
+    check_reference_window,
+    stage1_module_names,
+)
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
 from yue_train.format.song import Song
@@ -112,6 +118,9 @@ class YuE:
         ``adapter`` the active one. Vocabularies are checked before any weights load."""
         tok = load_tokenizer(None if tokenizer is None else str(tokenizer))
         check_models(tok, str(stage1), str(stage2), flags=("stage1", "stage2"))
+        names = stage1_module_names(str(stage1), "stage1") if adapters else None
+        for a in adapters:  # configs only: a broken adapter is refused before the base model loads
+            check_adapter(str(a), "adapters", names)
         if codec is not None and not (Path(codec) / "yue_codec.json").is_file():
             raise GenerateInputError(f"codec {codec}: not a converted codec folder (run `yue-prep convert-codec`)")
         dev = resolve_device(device)
@@ -141,6 +150,9 @@ class YuE:
         lyrics. ``sampling_options`` set fields of :class:`~yue_train.generation.sampling.SamplingConfig`
         (``max_new_tokens``, ``temperature``, ``top_p``, ``guidance_first``, ...)."""
         sampling = _sampling(sampling, sampling_options)
+        check_generation_numbers(sampling, n_songs, seed, n_sections, stage2_batch_size, dash=False)
+        if reference is not None:
+            check_reference_window(reference.start, reference.end, ("Reference.start", "Reference.end"))
         ref = self._reference(reference) if reference is not None else None
         try:
             prompts = build_stage1_prompts(self.tokenizer, genres, lyrics, ref)

@@ -9,6 +9,7 @@ import numpy as np
 
 from yue_train.data.manifest import RecordError, load_codes
 from yue_train.format import sequences as seq
+from yue_train.format.files import SpecialFileError, check_regular_file
 from yue_train.tokenizer.mm_tokenizer import MMTokenizer
 
 
@@ -25,9 +26,12 @@ class Stage1Prompts:
 
 def read_text_file(path: Path, what: str) -> str:
     try:
+        check_regular_file(path, f"{what} file")  # from stat alone: a FIFO must not block
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PromptInputError(f"{what} file not found: {path}") from None
+    except SpecialFileError as e:
+        raise PromptInputError(str(e)) from None
     except UnicodeDecodeError as e:
         raise PromptInputError(f"{what} file {path} is not UTF-8 ({e.reason} at byte {e.start})") from None
     if not text.strip():
