@@ -267,11 +267,14 @@ def load_lyrics_file(path: Path) -> list[Section]:
             f"lyrics: unknown file type {suffix or '(none)'!r} of {path.name} (use {', '.join(LYRICS_TYPES)})"
         )
     try:
+        check_regular_file(path, "lyrics")
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise SongError(f"lyrics: file not found: {path}") from None
     except UnicodeDecodeError as e:
         raise SongError(f"lyrics: {path.name} is not UTF-8 text ({e.reason})") from None
+    except (OSError, ValueError) as e:
+        raise SongError(str(e)) from None
     if suffix == ".lrc":
         return parse_lrc(text, path.name)
     if suffix == ".csv":
@@ -346,7 +349,8 @@ def frame_spans(sections: list[Section], n_frames: int, duration_s: float) -> li
 
 
 def _find_one(folder: Path, stems: tuple[str, ...]) -> Path | None:
-    found = sorted(p for p in folder.iterdir() if p.is_file() and p.stem.lower() in stems)
+    # Any non-folder entry counts (a FIFO too): the song is then refused for what the entry is, not as missing.
+    found = sorted(p for p in folder.iterdir() if not p.is_dir() and p.stem.lower() in stems)
     if len(found) > 1:
         raise SongError(f"several candidates for {stems[0]}: {', '.join(p.name for p in found)}; name one in song.json")
     return found[0] if found else None
@@ -362,6 +366,17 @@ def _audio_path(value: Any, base: Path, what: str) -> Path:
             f"{what}: unknown audio file type {path.suffix or '(none)'!r} of {path.name} (use {', '.join(AUDIO_TYPES)})"
         )
     return path
+
+
+def _read_text(path: Path, what: str) -> str:
+    """A small UTF-8 text file of a song (checked to be a regular file first: a FIFO would block)."""
+    try:
+        check_regular_file(path, what)
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SongError(f"{what}: {path.name} is not UTF-8 text ({e.reason})") from None
+    except (OSError, ValueError) as e:
+        raise SongError(str(e)) from None
 
 
 def _tags(value: Any, what: str) -> list[str]:
@@ -403,7 +418,7 @@ def resolve_spec(index: int, data: dict[str, Any], base: Path, source: str, fold
         if "tags" in data or "genres" in data:
             spec.tags = _tags(data.get("tags", data.get("genres")), "tags")
         elif found.get("tags") is not None:
-            spec.tags = _tags(found["tags"].read_text(encoding="utf-8"), found["tags"].name)
+            spec.tags = _tags(_read_text(found["tags"], "tags"), found["tags"].name)
         if not spec.tags:
             raise SongError("no tags (genre, instrument, mood, gender, timbre): add 'tags' to song.json or a tags.txt")
         inline = [k for k in ("sections", "segmented_lyrics", "splitted_lyrics") if k in data]

@@ -20,6 +20,8 @@ CASES = {
     "missing_shards": (["recipe=tiny_random", "data.train=[{path: /nonexistent/shards}]"], "no shard folder"),
     "tokenizer_vocab": (["recipe=tiny_random", "model.tokenizer=synthetic", "data.train=[{path: SHARDS}]"],
                         "tokenizer/model vocabulary mismatch: the tokenizer has 83738 ids"),
+    "tokenizer_file": (["recipe=tiny_random", "model.tokenizer=/etc/passwd", "data.train=[{path: SHARDS}]"],
+                       "model.tokenizer: /etc/passwd is not a SentencePiece tokenizer model"),
     "bad_key": (["recipe=tiny", "trainer.no_such_key=1"], "no_such_key"),
     "no_data": (["recipe=tiny", "data.train=???"], "missing value for data.train"),
     "hub_offline": (["recipe=tiny", "model.path=/nonexistent/model"], "model: cannot read the config of /nonexistent"),
