@@ -53,7 +53,7 @@ class RawRecord:
     @property
     def id(self) -> str:
         """The record's id as it can be printed and written to JSON (a lone surrogate escaped)."""
-        if self.data is not None and "id" in self.data:
+        if self.data is not None and str(self.data.get("id", "")).strip():
             return printable(str(self.data["id"]))
         return f"line {self.line_no}"
 

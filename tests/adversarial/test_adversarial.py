@@ -1,0 +1,156 @@
+"""The hostile-input corpus (:mod:`tests.adversarial.corpus`) through tokenize and generation: no traceback,
+the documented exit codes (0 all written, 3 some rejected, 2 fatal), the good records kept and each bad one
+reported with its id and reason.
+
+Training over the broken shards and resuming from the broken checkpoints are at the end of this file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_prep.cli import main as prep_main
+from data_prep.tokenize_manifest import TokenizeOptions, run_tokenize
+from inference.cli import main as infer_main
+from tests.adversarial import corpus
+from tests.data_prep.manifests import good_record, write_manifest
+from yue_train.data.shards import iter_documents, read_summary
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory) -> tuple[Path, Path, dict[str, corpus.Case]]:
+    root = tmp_path_factory.mktemp("adversarial_records")
+    lines, cases = corpus.manifest_lines(root)
+    return root, write_manifest(root / "manifest.jsonl", lines), cases
+
+
+@pytest.fixture(scope="module")
+def good_shards(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("adversarial_shards")
+    manifest = write_manifest(root / "m.jsonl", [good_record(root, f"g{i}", seconds=10, seed=i) for i in range(3)])
+    run_tokenize(TokenizeOptions(manifest=manifest, out=root / "good", root=root, progress=False))
+    return root / "good"
+
+
+def test_the_corpus_holds_at_least_30_kinds(records, good_shards, tmp_path):
+    _, _, cases = records
+    kinds = {
+        **cases,
+        **corpus.tokenizer_cases(tmp_path / "tok"),
+        **corpus.generation_cases(),
+        **corpus.shard_cases(good_shards, tmp_path / "shards", tmp_path / "marker"),
+    }
+    assert len(kinds) >= 30
+    by_surface = {c.surface for c in kinds.values()}
+    assert by_surface == {"record", "tokenizer", "generate", "shard"}
+    for case in corpus.shard_cases(good_shards, tmp_path / "shards2", tmp_path / "marker").values():
+        tars = sorted(case.value.glob("*.tar"))
+        assert tars and tars[0].read_bytes() != sorted(good_shards.glob("*.tar"))[0].read_bytes(), case.name
+    assert not (tmp_path / "marker").exists()
+
+
+@pytest.mark.parametrize("mode", ["cot", "icl"])
+def test_tokenize_rejects_each_bad_record_alone(records, tmp_path, mode):
+    root, manifest, cases = records
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    args = ["tokenize", "--manifest", str(manifest), "--root", str(root), "--out", str(out), "--mode", mode,
+            "--max-doc-tokens", str(corpus.SUITE_MAX_DOC_TOKENS), "--no-progress"]  # fmt: skip
+    # a subprocess with a deadline: a special file that blocked would fail the test, not hang it
+    res = subprocess.run(
+        [sys.executable, "-m", "data_prep.cli", *args], capture_output=True, text=True, timeout=180, env=env
+    )
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert res.returncode == 3, res.stderr[-3000:]
+    summary = read_summary(out)
+    assert summary["records_read"] == len(manifest.read_bytes().splitlines())
+    assert [d.meta["id"] for d in iter_documents(out)] == ["good-first", "good-last"]
+    reasons = {r["id"]: r["reason"] for r in summary["rejected"]}
+    assert set(reasons) == set(cases)
+    for name, case in cases.items():
+        assert case.expect in reasons[name], (name, reasons[name])
+        assert f"  rejected {name} (line " in res.stderr
+    assert summary["records_rejected"] == len(cases)
+
+
+@pytest.mark.parametrize("kind", ["tok-text", "tok-empty", "tok-random", "tok-folder", "tok-fifo", "tok-huge"])
+def test_tokenize_refuses_each_bad_tokenizer_in_one_line(records, tmp_path, capsys, kind):
+    root, manifest, _ = records
+    case = corpus.tokenizer_cases(tmp_path / "tok")[kind]
+    args = ["tokenize", "--manifest", str(manifest), "--root", str(root), "--out", str(tmp_path / "out"),
+            "--tokenizer", str(case.value), "--no-progress"]  # fmt: skip
+    assert prep_main(args) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("yue-prep tokenize: error: ") and case.expect in line
+    assert not (tmp_path / "out").exists()  # refused before the output folder is made
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """``s1``: a valid config with garbage weights (nothing may load them); ``s2``; ``lora``: a real adapter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tests.inference.tiny_models import tiny_llama
+
+    root = tmp_path_factory.mktemp("adversarial_models")
+    tiny_llama(seed=0, dtype=torch.float32).save_pretrained(root / "s2")
+    shutil.copytree(root / "s2", root / "s1")
+    (root / "s1" / "model.safetensors").write_bytes(b"\x00not weights" * 100)
+    get_peft_model(tiny_llama(dtype=torch.float32), LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(
+        root / "lora"
+    )
+    return root
+
+
+def _generate_args(tmp_path: Path, models: Path, *extra: str) -> list[str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "genre.txt").write_text("pop")
+    (tmp_path / "lyrics.txt").write_text("[verse]\nla la\n")
+    return [
+        "generate", "--genre-txt", str(tmp_path / "genre.txt"), "--lyrics-txt", str(tmp_path / "lyrics.txt"),
+        "--stage1-model", str(models / "s1"), "--stage2-model", str(models / "s2"), "--out", str(tmp_path / "out"),
+        "--device", "cpu", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow  # the tiny models take ~10 s to build; tests/inference/test_hostile_inputs.py is the fast twin
+def test_generation_refuses_every_bad_number_and_adapter_before_loading(models, tmp_path, capsys):
+    cases = {**corpus.generation_cases(), **corpus.adapter_cases(tmp_path / "adapters", models / "lora")}
+    for name, case in cases.items():
+        extra = case.value if case.surface == "generate" else ["--adapter", str(case.value)]
+        assert infer_main(_generate_args(tmp_path / name, models, *extra)) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith("yue-infer generate: error: ") and err.count("\n") == 1, (name, err)
+        assert case.expect in err, (name, err)
+        assert not (tmp_path / name / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Training over broken shards and resuming from broken checkpoints
+# --------------------------------------------------------------------------------------------------
+
+AWAITING = (
+    "training over corpus.shard_cases and resuming from corpus.checkpoint_cases: enabled once the shard "
+    "read-side checks (data.max_bad_docs) and checkpoint verification/fallback are on main"
+)
+
+
+@pytest.mark.skip(reason=AWAITING)
+def test_training_skips_broken_documents_and_names_them(good_shards, tmp_path):
+    from yue_train.cli.train import main as train_main
+
+    marker = tmp_path / "marker"
+    for case in corpus.shard_cases(good_shards, tmp_path / "shards", marker).values():
+        run = tmp_path / "runs" / case.name
+        args = ["recipe=tiny_random", f"data.train=[{{path: '{case.value}'}}]", f"trainer.run_dir={run}",
+                "trainer.max_steps=2", "trainer.save_every=0", "data.eval_fraction=0", "trainer.cpu_threads=1"]  # fmt: skip
+        assert train_main(args) in (0, 2), case.name
+        assert not marker.exists(), case.name
