@@ -15,6 +15,8 @@ __all__ = ["MetricError", "MetricResult", "SetMetric", "SongAudio", "SongMetric"
 # name -> module that defines it; a module registers its classes when imported
 MODULES: dict[str, str] = {
     "structure": "yue_train.evaluation.metrics.structure",
+    "vocal_range": "yue_train.evaluation.metrics.pitch",
+    "vocal_activity": "yue_train.evaluation.metrics.pitch",
 }
 _REGISTRY: dict[str, type[SongMetric] | type[SetMetric]] = {}
 
