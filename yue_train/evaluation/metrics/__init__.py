@@ -17,6 +17,7 @@ MODULES: dict[str, str] = {
     "structure": "yue_train.evaluation.metrics.structure",
     "vocal_range": "yue_train.evaluation.metrics.pitch",
     "vocal_activity": "yue_train.evaluation.metrics.pitch",
+    "voice_similarity": "yue_train.evaluation.metrics.voice",
 }
 _REGISTRY: dict[str, type[SongMetric] | type[SetMetric]] = {}
 
