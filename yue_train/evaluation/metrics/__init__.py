@@ -18,6 +18,9 @@ MODULES: dict[str, str] = {
     "vocal_range": "yue_train.evaluation.metrics.pitch",
     "vocal_activity": "yue_train.evaluation.metrics.pitch",
     "voice_similarity": "yue_train.evaluation.metrics.voice",
+    "clap": "yue_train.evaluation.metrics.clap",
+    "fad": "yue_train.evaluation.metrics.clap",
+    "lyrics_wer": "yue_train.evaluation.metrics.lyrics",
 }
 _REGISTRY: dict[str, type[SongMetric] | type[SetMetric]] = {}
 

@@ -1,0 +1,123 @@
+"""``lyrics_wer``: how intelligibly the requested lyrics are sung — word and character error rates of an
+ASR transcript of the vocal stem (transformers Whisper) against the lyrics the song was generated from.
+
+Weights: the ``model`` option, a local folder saved with ``save_pretrained`` or a hub id found in the
+local Hugging Face cache (default ``openai/whisper-small``). The vocal stem (the mix when a song has no
+stems) is resampled to 16 kHz and transcribed in consecutive 30 s windows (Whisper's input length),
+greedy decoding; ``language`` forces the language (else Whisper detects it per window).
+
+Scoring: both texts are normalised — section labels such as ``[verse]`` and bracketed/parenthesised
+asides dropped, lower-cased, punctuation other than apostrophes removed, whitespace collapsed — then
+``wer`` = word-level Levenshtein distance (substitutions + deletions + insertions) / reference words and
+``cer`` = the same over characters with spaces removed (the number to read for languages written
+without spaces, e.g. Chinese or Japanese lyrics, where ``wer`` counts whole lines as words). Both can
+exceed 1 when the transcript is longer than the lyrics. A song without lyrics gets no values.
+
+When to trust it: singing is hard for ASR even when a human understands every word; Whisper's error on
+clean human singing is already far from 0, so use it to compare runs and checkpoints, not as an absolute
+intelligibility score. Words cut at a 30 s window boundary count as errors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from yue_train.evaluation.metrics import register
+from yue_train.evaluation.metrics.audio import resample, vocal_or_mix
+from yue_train.evaluation.metrics.base import MetricResult, SongAudio, SongMetric
+from yue_train.evaluation.metrics.weights import load_weights
+
+DEFAULT_MODEL = "openai/whisper-small"
+RATE = 16000
+WINDOW_SECONDS = 30
+
+_SECTION = re.compile(r"\[[^\]]*\]|\([^)]*\)")
+_PUNCT = re.compile(r"[^\w\s']|_")
+
+
+def normalize_text(text: str) -> str:
+    text = _SECTION.sub(" ", text).lower()
+    text = _PUNCT.sub(" ", text)
+    return " ".join(text.split())
+
+
+def edit_distance(ref: Sequence[Any], hyp: Sequence[Any]) -> int:
+    """Levenshtein distance: the fewest substitutions, deletions and insertions turning ``ref`` into ``hyp``."""
+    previous = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        current = [i]
+        for j, h in enumerate(hyp, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
+        previous = current
+    return previous[-1]
+
+
+def error_rates(reference: str, hypothesis: str) -> dict[str, float]:
+    """``wer`` and ``cer`` of ``hypothesis`` against ``reference`` after :func:`normalize_text`; {} when the
+    normalised reference is empty."""
+    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
+    if not ref:
+        return {}
+    ref_chars, hyp_chars = ref.replace(" ", ""), hyp.replace(" ", "")
+    return {
+        "wer": edit_distance(ref.split(), hyp.split()) / len(ref.split()),
+        "cer": edit_distance(ref_chars, hyp_chars) / len(ref_chars),
+    }
+
+
+class WhisperTranscriber:
+    def __init__(self, model: str | None, language: str | None = None, download: bool = False) -> None:
+        import torch
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        def load(source: str, local_only: bool) -> tuple[Any, Any]:
+            net = WhisperForConditionalGeneration.from_pretrained(source, local_files_only=local_only)
+            return net, WhisperProcessor.from_pretrained(source, local_files_only=local_only)
+
+        self.model, self.processor = load_weights("Whisper weights", model, DEFAULT_MODEL, load, download)
+        self.model.eval()
+        self.language = language
+        self._torch = torch
+
+    def transcribe(self, wave: np.ndarray, sample_rate: int, max_new_tokens: int = 200) -> str:
+        x = resample(wave, sample_rate, RATE)
+        step = WINDOW_SECONDS * RATE
+        texts = []
+        for start in range(0, max(len(x), 1), step):
+            piece = x[start : start + step]
+            if len(piece) < RATE // 2 and start > 0:
+                break
+            feats = self.processor.feature_extractor(piece, sampling_rate=RATE, return_tensors="pt").input_features
+            # the decoder holds max_target_positions tokens, the start/language/task prompt included
+            limit = int(self.model.config.max_target_positions) - 4
+            kwargs: dict[str, Any] = {"max_new_tokens": max(1, min(max_new_tokens, limit))}
+            if self.language:
+                kwargs.update(language=self.language, task="transcribe")
+            with self._torch.inference_mode():
+                ids = self.model.generate(feats, **kwargs)
+            texts.append(self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)[0].strip())
+        return " ".join(t for t in texts if t)
+
+
+@register("lyrics_wer")
+class LyricsErrorRate(SongMetric):
+    def __init__(
+        self,
+        model: str | None = DEFAULT_MODEL,
+        language: str | None = None,
+        download: bool = False,
+        max_new_tokens: int = 200,
+    ) -> None:
+        self.max_new_tokens = int(max_new_tokens)
+        self.asr = WhisperTranscriber(model, language, download)
+
+    def score(self, song: SongAudio) -> MetricResult:
+        if not normalize_text(song.lyrics):
+            return MetricResult(values={})
+        wave, _ = vocal_or_mix(song)
+        transcript = self.asr.transcribe(wave, song.sample_rate, self.max_new_tokens)
+        return MetricResult(values=error_rates(song.lyrics, transcript), artifacts={"transcript": transcript})

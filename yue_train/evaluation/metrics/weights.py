@@ -1,0 +1,53 @@
+"""Loading transformers weights for a metric from a local folder or a hub id, with one-line errors.
+
+A hub id is looked up in the local Hugging Face cache only, unless the metric's ``download`` option is
+true: an evaluation never reaches the network unless asked to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from yue_train.evaluation.metrics.base import MetricError
+
+T = TypeVar("T")
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or source.count("/") > 1 or Path(source).exists()
+
+
+def load_weights(
+    what: str, source: str | None, example: str, load: Callable[[str, bool], T], download: bool = False
+) -> T:
+    """``load(source, local_files_only)`` or a MetricError naming the missing weights and how to get them.
+
+    ``what`` names the weights in messages ("CLAP weights"), ``example`` is a hub id that works."""
+    if not source:
+        raise MetricError(
+            f"{what}: set the metric's option model to a local folder or hub id, e.g. {example} "
+            f"(get it with `huggingface-cli download {example} --local-dir DIR` and give DIR)"
+        )
+    if _looks_like_path(source):
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise MetricError(
+                f"{what} not found at {folder}; get them with `huggingface-cli download {example} --local-dir {folder}`"
+            )
+        try:
+            return load(str(folder), True)
+        except (OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MetricError(
+                f"{what} at {folder} cannot be loaded ({first}); download them again with "
+                f"`huggingface-cli download {example} --local-dir {folder}`"
+            ) from exc
+    try:
+        return load(source, not download)
+    except (OSError, ValueError) as exc:
+        hint = "" if download else ", or set the metric's option download: true"
+        raise MetricError(
+            f"{what} {source} are not in the local Hugging Face cache; get them with "
+            f"`huggingface-cli download {source}` (or --local-dir DIR and give DIR as model){hint}"
+        ) from exc
