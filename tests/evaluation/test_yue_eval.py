@@ -92,7 +92,9 @@ def test_yue_eval_logs_to_wandb_offline(generated, tmp_path, monkeypatch):
     (run,) = (out / "wandb").glob("offline-run-*")
     media = run / "files" / "media"
     assert len(list((media / "audio").rglob("*.wav"))) == 2 * N_SONGS  # mix and vocal of each song
-    assert len(list((media / "images").rglob("*.png"))) == N_SONGS  # spectrograms
+    images = [p.name for p in (media / "images").rglob("*.png")]
+    assert sum(n.startswith("spectrogram") for n in images) == N_SONGS
+    assert sum(n.startswith("pitch") for n in images) == N_SONGS  # vocal_range's contour (a default metric)
     (table,) = (media / "table").rglob("*.table.json")
     rows = json.loads(table.read_text())
     assert len(rows["data"]) == N_SONGS and "structure/sections_generated" in rows["columns"]
