@@ -89,7 +89,8 @@ def test_lora_adapter_resume_is_exact(random_shards, tmp_path):
     for _ in range(3):
         first.train_step()
     first.save()
-    del first  # the process "dies" here; only the checkpoint carries over
+    first.close()  # the process "dies" here (its run-folder lock goes with it); only the checkpoint carries over
+    del first
     run_training(compose(*_overrides(random_shards, resumed, *lora, "trainer.resume=auto")))
     a = _losses(straight)
     b = _losses(resumed)

@@ -15,6 +15,8 @@ so a run can be exported, start the next phase, or resume under another number o
 optimizer state of ``single``/``ddp``/``fsdp2`` is saved whole too, keyed by parameter name
 (``torch.distributed.checkpoint.state_dict``), so it loads under any world size; DeepSpeed keeps its
 own partitioned optimizer files (``deepspeed/``), which load under the same number of processes only.
+Our files load with ``weights_only=True`` (:mod:`.safe_state`); DeepSpeed loads its own with its loader,
+after :func:`~yue_train.training.integrity.verify_checkpoint` has checked which globals they name.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from torch.distributed.checkpoint.state_dict import (
     get_optimizer_state_dict,
     set_optimizer_state_dict,
 )
+
+from yue_train.training.safe_state import load_plain
 
 STRATEGIES = ("single", "ddp", "fsdp2", "deepspeed")
 DEEPSPEED_DIR = "deepspeed"
@@ -183,10 +187,10 @@ class Strategy:
         distributed = dist.is_initialized() and dist.get_world_size() > 1
         state: dict[str, Any] = {}
         if is_main or not distributed:
-            state = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=False)
+            state = load_plain(folder / "optimizer.pt")
         options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=distributed)
         set_optimizer_state_dict(self.lm, self.optimizer, state, options=options)
-        self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+        self.scheduler.load_state_dict(load_plain(folder / "scheduler.pt"))
 
 
 class DDPStrategy(Strategy):

@@ -30,6 +30,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 
+from yue_train.data.folder_lock import FolderBusyError, FolderLock
 from yue_train.data.generated import prepare_data
 from yue_train.data.packing import IGNORE_INDEX, Batch, build_train_stream, eval_batches
 from yue_train.format.provenance import write_provenance
@@ -37,7 +38,17 @@ from yue_train.format.roles import ROLE_NAMES
 from yue_train.models.loading import ModelSpec, build_model, enable_activation_checkpointing
 from yue_train.models.lora import apply_lora
 from yue_train.training import ranks
-from yue_train.training.checkpoint import CHECKPOINTS, begin_checkpoint, latest_checkpoint, publish_checkpoint
+from yue_train.training.checkpoint import (
+    CHECKPOINTS,
+    DiskSpaceError,
+    abort_checkpoint,
+    begin_checkpoint,
+    is_disk_full,
+    latest_checkpoint,
+    make_room,
+    pick_checkpoint,
+    publish_checkpoint,
+)
 from yue_train.training.engines import (
     DeepSpeedStrategy,
     DistributedConfigError,
@@ -48,11 +59,14 @@ from yue_train.training.engines import (
     check_config as check_distributed_config,
 )
 from yue_train.training.forward import PackedLossModule, unwrap
+from yue_train.training.integrity import verify_checkpoint
 from yue_train.training.logger import RunLogger, WandbLoginError, check_wandb_login, truncate_metrics
 from yue_train.training.loss import N_ROLES, LossSums, role_weight_table
 from yue_train.training.output import library_bars_off, note
 from yue_train.training.plan import PlanError, batch_geometry, plan_phase
 from yue_train.training.provenance import run_provenance
+from yue_train.training.resume_checks import RunFolderError, check_compatible, check_run_folder
+from yue_train.training.safe_state import CheckpointFileError, load_plain, rng_state, save_plain, set_rng_state
 from yue_train.training.validate import check_config, check_data
 
 CONFIG_NAME = "config.yaml"
@@ -107,23 +121,22 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class Trainer:
     def __init__(self, cfg: DictConfig) -> None:
+        self._lock: FolderLock | None = None  # the run folder's (main process), held until close()
+        try:
+            self._setup(cfg)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Let go of the run folder (another process may write it from now on)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _setup(self, cfg: DictConfig) -> None:
         self.cfg = cfg
         self.run_dir = Path(cfg.trainer.run_dir)
         if int(os.environ.get("RANK", "0")) == 0:  # the process that logs to W&B; before anything loads
@@ -146,6 +159,7 @@ class Trainer:
         try:
             self.model_config = check_config(cfg)
             batch_geometry(cfg, self.world)
+            self.resume_from = self._claim_run_folder()
             if self.main:
                 prepare_data(cfg)
             ranks.barrier()
@@ -155,13 +169,14 @@ class Trainer:
             raise TrainingError(str(e)) from None
         self.max_steps = self.plan.max_steps  # from the token budget (rounds, max_tokens) or trainer.max_steps
         self.provenance = run_provenance(cfg, int(self.model_config.vocab_size))  # written into every checkpoint
-        self.resume_from = self._find_resume()
         if self.resume_from is not None:  # a finished run: say so before anything is written or loaded
             done = int(json.loads((self.resume_from / "trainer_state.json").read_text())["step"])
             if done >= self.max_steps:
                 raise RunFinished(self.run_dir, self.resume_from, done, self.max_steps, self.plan.budget_source)
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            if self.resume_from is None:  # starting over: lines of an earlier attempt's steps go
+                truncate_metrics(self.run_dir, 0)
             note(self.plan.format())
             (self.run_dir / PLAN_NAME).write_text(json.dumps(self.plan.as_dict(), indent=2) + "\n")
         self.spec = ModelSpec.from_cfg(cfg.model)
@@ -209,15 +224,55 @@ class Trainer:
             self._load_state(self.resume_from)
 
     # ---------------------------------------------------------------------------------------- setup
+    def _claim_run_folder(self) -> Path | None:
+        """The main process refuses a non-run folder, locks the run folder, picks the checkpoint to resume
+        and checks that this config may continue it; every process learns the outcome (the checkpoint)."""
+        failure: Exception | None = None
+        chosen: Path | None = None
+        if self.main:
+            try:
+                check_run_folder(self.run_dir)
+                self._lock = FolderLock(self.run_dir, "run folder").acquire()
+                chosen = self._find_resume()
+                if chosen is not None:
+                    resolved = OmegaConf.to_container(self.cfg, resolve=True)
+                    assert isinstance(resolved, dict)
+                    check_compatible(chosen, resolved, resolved["trainer"].get("allow_config_change", False))
+            except (FolderBusyError, RunFolderError, TrainingError) as e:
+                failure = e
+        # [failed, chosen step + 1 (0: none)] from the main process; the others add zeros
+        step = json.loads((chosen / "trainer_state.json").read_text())["step"] if chosen else -1
+        mine = [1.0 if failure else 0.0, float(step + 1)] if self.main else [0.0, 0.0]
+        outcome = ranks.all_reduce_sum(torch.tensor(mine, dtype=torch.float64).to(self.device)).cpu()
+        if failure is not None:
+            raise TrainingError(str(failure)) from None
+        if outcome[0] > 0:
+            raise TrainingError(f"{self.run_dir}: the main process stopped (its message says why)")
+        if self.main or outcome[1] == 0:
+            return chosen
+        r = self.cfg.trainer.resume
+        return Path(str(r)) if r != "auto" else self.run_dir / CHECKPOINTS / f"step-{int(outcome[1]) - 1}"
+
     def _find_resume(self) -> Path | None:
         r = self.cfg.trainer.resume
         if r in (None, False, "none", "never"):
             return None
         if r == "auto":
-            return latest_checkpoint(self.run_dir)
+            ckpt, skipped = pick_checkpoint(self.run_dir)
+            if skipped and ckpt is not None:
+                note(f"yue-train: resuming from {ckpt.name}; skipped {'; '.join(skipped)}")
+            elif skipped:
+                raise TrainingError(
+                    f"{self.run_dir}: no checkpoint verifies ({'; '.join(skipped)}); pass trainer.resume=none "
+                    "to start over (a new trainer.run_dir keeps these)"
+                )
+            return ckpt
         path = Path(str(r))
         if not (path / "trainer_state.json").is_file():
             raise TrainingError(f"trainer.resume={r}: no checkpoint folder there")
+        problem = verify_checkpoint(path)
+        if problem is not None:
+            raise TrainingError(f"trainer.resume={r}: {problem}")
         return path
 
     def _build_model(self, ckpt: Path | None) -> torch.nn.Module:
@@ -288,9 +343,30 @@ class Trainer:
 
     def save(self) -> Path | None:
         """A checkpoint of this step; every process takes part (weights and optimizer state are gathered)."""
-        tmp = begin_checkpoint(self.run_dir, self.step) if self.main else None
+        tmp = None
+        if self.main:
+            try:
+                make_room(self.run_dir, self.step, int(self.cfg.trainer.keep_last))
+            except DiskSpaceError as e:
+                raise TrainingError(str(e)) from None
+            tmp = begin_checkpoint(self.run_dir, self.step)
         ranks.barrier()
         folder = self.run_dir / CHECKPOINTS / f".tmp-step-{self.step}"
+        try:
+            self._write_checkpoint(folder)
+        except Exception as e:
+            if tmp is not None and is_disk_full(e, tmp.parent):
+                raise TrainingError(str(abort_checkpoint(self.run_dir, tmp, self.step, e))) from None
+            raise
+        ranks.barrier()
+        final = None
+        if self.main:
+            assert tmp is not None
+            final = publish_checkpoint(self.run_dir, self.step, tmp, int(self.cfg.trainer.keep_last))
+        ranks.barrier()
+        return final
+
+    def _write_checkpoint(self, folder: Path) -> None:
         weights = self.strategy.full_model_state_dict(trainable_only=self.lora)
         if self.main:
             if self.lora:
@@ -299,19 +375,12 @@ class Trainer:
                 unwrap(self.model).save_pretrained(folder / "model", state_dict=weights)
         del weights
         self.strategy.save_optimizer(folder, self.main)
-        torch.save(_rng_state(), folder / f"rng_rank{self.rank}.pt")
+        save_plain(rng_state(), folder / f"rng_rank{self.rank}.pt")
         if self.main:
-            torch.save(self.stream.state_dict(), folder / DATA_STATE)
+            save_plain(self.stream.state_dict(), folder / DATA_STATE)
             (folder / "trainer_state.json").write_text(json.dumps(self._trainer_state(), indent=2) + "\n")
             (folder / CONFIG_NAME).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
             write_provenance(folder, self.provenance)
-        ranks.barrier()
-        final = None
-        if self.main:
-            assert tmp is not None
-            final = publish_checkpoint(self.run_dir, self.step, tmp, int(self.cfg.trainer.keep_last))
-        ranks.barrier()
-        return final
 
     def _load_state(self, ckpt: Path) -> None:
         state = json.loads((ckpt / "trainer_state.json").read_text())
@@ -326,12 +395,15 @@ class Trainer:
                 f"number only (now {self.world}). Resume with {saved_world} processes, or use "
                 "distributed=ddp/fsdp2 (their checkpoints load under any number)"
             )
-        self.strategy.load_optimizer(ckpt, self.main)
-        self.stream.load_state_dict(torch.load(ckpt / DATA_STATE, weights_only=False))
         rng = ckpt / f"rng_rank{self.rank}.pt"
-        if rng.exists():
-            _set_rng_state(torch.load(rng, weights_only=False))
-        else:  # more processes than the run had: a fresh, distinct stream per process
+        try:  # plain data only (weights_only); a file that would run code is refused, naming it
+            self.strategy.load_optimizer(ckpt, self.main)
+            self.stream.load_state_dict(load_plain(ckpt / DATA_STATE))
+            if rng.exists():
+                set_rng_state(load_plain(rng))
+        except CheckpointFileError as e:
+            raise TrainingError(str(e)) from None
+        if not rng.exists():  # more processes than the run had: a fresh, distinct stream per process
             _seed_all(int(self.cfg.trainer.seed) + 1000 * self.rank + self.step)
         if self.main:
             truncate_metrics(self.run_dir, self.step)
@@ -523,9 +595,12 @@ def resolve_init_from(value: Any) -> Path | None:
         return None
     path = Path(str(value))
     if (path / CHECKPOINTS).is_dir():
-        ckpt = latest_checkpoint(path)
+        ckpt, skipped = pick_checkpoint(path)
         if ckpt is None:
-            raise TrainingError(f"trainer.init_from={value}: that run has no complete checkpoint yet")
+            why = f" that verifies ({'; '.join(skipped)})" if skipped else " yet"
+            raise TrainingError(f"trainer.init_from={value}: that run has no complete checkpoint{why}")
+        if skipped and ranks.is_main():
+            note(f"yue-train: trainer.init_from: starting from {ckpt.name}; skipped {'; '.join(skipped)}")
         path = ckpt
     if (path / "model" / "config.json").exists():
         return path / "model"
@@ -554,4 +629,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             "checkpoint": str(done.checkpoint),
             "run_dir": str(done.run_dir),
         }
-    return trainer.train()
+    try:
+        return trainer.train()
+    finally:
+        trainer.close()

@@ -1,0 +1,168 @@
+"""Checkpoints handed over or damaged: nothing in them runs, damage is found, resume falls back.
+
+One real run (tiny random model, checkpoints at steps 2 and 4) is copied per test; a test plants a
+pickle payload, flips bytes, truncates or deletes a file of ``step-4`` and resumes with the real trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.training.helpers import compose
+from yue_train.training.checkpoint import CHECKPOINTS, MARKER, pick_checkpoint
+from yue_train.training.integrity import ALGORITHM, MANIFEST, checksum
+from yue_train.training.safe_state import CheckpointFileError, load_plain
+from yue_train.training.trainer import TrainingError, run_training
+
+# Every file of a full fine-tuning checkpoint: a new file must be added here (and so get a payload test).
+CHECKPOINT_FILES = sorted([
+    "COMPLETE", "config.yaml", "data.pt", MANIFEST, "model/config.json", "model/generation_config.json",
+    "model/model.safetensors", "optimizer.pt", "rng_rank0.pt", "scheduler.pt", "trainer_state.json",
+    "yue_provenance.json",
+])  # fmt: skip
+
+
+def _overrides(shards: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        "recipe=tiny_random", f"data.train=[{{path: '{shards}'}}]", f"trainer.run_dir={run_dir}",
+        "trainer.max_steps=4", "trainer.save_every=2", "data.shuffle_buffer=16", "optim.warmup_steps=2",
+        "trainer.cpu_threads=1", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(random_shards, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("trained") / "run"
+    assert run_training(compose(*_overrides(random_shards, run)))["step"] == 4
+    return run
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy, symlinks=True)
+    return copy
+
+
+class Payload:
+    """Unpickling this runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
+
+
+def _plant(ckpt: Path, rel: str, marker: Path) -> None:
+    """Replace ``rel`` with a pickle that runs code; keep the manifest consistent (a deliberate attacker)."""
+    path = ckpt / rel
+    if path.suffix == ".pt":
+        torch.save({"state": Payload(marker)}, path)  # a valid torch zip whose data.pkl names os.system
+    else:
+        path.write_bytes(pickle.dumps(Payload(marker)))
+    manifest = ckpt / MANIFEST
+    if rel not in (MANIFEST, MARKER):
+        listed = json.loads(manifest.read_text())
+        listed["files"][rel] = {"size": path.stat().st_size, ALGORITHM: checksum(path)}
+        manifest.write_text(json.dumps(listed))
+
+
+def test_the_payload_list_is_every_file_of_a_checkpoint(trained):
+    ckpt = trained / CHECKPOINTS / "step-4"
+    assert sorted(p.relative_to(ckpt).as_posix() for p in ckpt.rglob("*") if p.is_file()) == CHECKPOINT_FILES
+
+
+@pytest.mark.parametrize("rel", CHECKPOINT_FILES)
+def test_a_planted_pickle_in_any_checkpoint_file_runs_nothing(random_shards, run, tmp_path, rel):
+    marker = tmp_path / "payload-ran"
+    ckpt = run / CHECKPOINTS / "step-4"
+    _plant(ckpt, rel, marker)
+    with pytest.raises(TrainingError) as e:
+        run_training(compose(*_overrides(random_shards, run, f"trainer.resume={ckpt}", "trainer.max_steps=6")))
+    assert not marker.exists()
+    message = str(e.value)
+    assert rel in message and "\n" not in message, message
+
+
+def test_resume_auto_skips_a_planted_checkpoint_and_says_which_file(random_shards, run, tmp_path, capsys):
+    marker = tmp_path / "payload-ran"
+    _plant(run / CHECKPOINTS / "step-4", "data.pt", marker)
+    summary = run_training(compose(*_overrides(random_shards, run, "trainer.max_steps=6")))
+    assert not marker.exists() and summary["step"] == 6
+    lines = [x for x in capsys.readouterr().err.splitlines() if "skipped" in x]
+    assert lines == [
+        "yue-train: resuming from step-2; skipped step-4 (data.pt would run code on load (it names posix.system); "
+        "refused)"
+    ]
+
+
+def test_the_loader_itself_refuses_a_payload_naming_the_file(tmp_path):
+    marker, path = tmp_path / "payload-ran", tmp_path / "rng_rank0.pt"
+    torch.save([Payload(marker)], path)
+    with pytest.raises(CheckpointFileError, match="rng_rank0.pt: refused to load"):
+        load_plain(path)
+    assert not marker.exists()
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 4096] = bytes(b ^ 0x5A for b in data[mid : mid + 4096])
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE = {
+    "bit rot in model.safetensors": ("model/model.safetensors", _flip, "does not match its checksum"),
+    "truncated model.safetensors": ("model/model.safetensors", _truncate, "(truncated or damaged)"),
+    "missing optimizer.pt": ("optimizer.pt", Path.unlink, "is missing"),
+    "truncated optimizer.pt": ("optimizer.pt", _truncate, "(truncated or damaged)"),
+    "missing data.pt": ("data.pt", Path.unlink, "is missing"),
+    "truncated data.pt": ("data.pt", _truncate, "(truncated or damaged)"),
+    "bad trainer_state.json": ("trainer_state.json", lambda p: p.write_text('{"step": '), "(truncated or damaged)"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_resume_falls_back_from_a_damaged_checkpoint_and_says_why(random_shards, run, capsys, case):
+    rel, damage, why = DAMAGE[case]
+    damage(run / CHECKPOINTS / "step-4" / rel)
+    summary = run_training(compose(*_overrides(random_shards, run, "trainer.max_steps=5")))
+    assert summary["step"] == 5 and summary["status"] == "finished"
+    skipped = [x for x in capsys.readouterr().err.splitlines() if "skipped" in x]
+    assert len(skipped) == 1 and skipped[0].startswith(f"yue-train: resuming from step-2; skipped step-4 ({rel} ")
+    assert why in skipped[0]
+
+
+def test_damage_without_a_manifest_is_still_found(run):
+    """A checkpoint from before manifests: the files are still parsed before anything is trusted."""
+    ckpt = run / CHECKPOINTS / "step-4"
+    (ckpt / MANIFEST).unlink()
+    assert pick_checkpoint(run) == (ckpt, [])
+    _truncate(ckpt / "optimizer.pt")
+    picked, skipped = pick_checkpoint(run)
+    assert picked == run / CHECKPOINTS / "step-2"
+    assert skipped and skipped[0].startswith("step-4 (optimizer.pt is damaged")
+
+
+def test_no_checkpoint_verifies_is_one_line_and_starts_nothing(random_shards, run):
+    for step in (2, 4):
+        _truncate(run / CHECKPOINTS / f"step-{step}" / "data.pt")
+    before = (run / "metrics.jsonl").read_bytes()
+    with pytest.raises(TrainingError) as e:
+        run_training(compose(*_overrides(random_shards, run, "trainer.max_steps=6")))
+    message = str(e.value)
+    assert "no checkpoint verifies" in message and "step-4 (data.pt" in message and "step-2 (data.pt" in message
+    assert "trainer.resume=none" in message and "\n" not in message
+    assert (run / "metrics.jsonl").read_bytes() == before
