@@ -11,6 +11,7 @@ import pytest
 
 from tests.training.helpers import compose, signal_after_steps, start_training
 from yue_train.cli.train import main
+from yue_train.data.folder_lock import LOCK_NAME
 from yue_train.training.checkpoint import FAULT_ENV, latest_checkpoint
 from yue_train.training.logger import METRICS, read_metrics
 from yue_train.training.trainer import ABORTED, ABORTED_EXIT, run_training
@@ -68,13 +69,21 @@ def test_rerunning_a_finished_run_says_so_and_changes_nothing(random_shards, tmp
     assert main(args) == 0
     assert any("eval/loss" in r for r in read_metrics(run))
     capsys.readouterr()
-    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run.rglob("*")) if p.is_file()}
+
+    def files() -> dict:  # the lock file aside: it holds the pid of the last process that opened the folder
+        return {
+            p: (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(run.rglob("*"))
+            if p.is_file() and p.name != LOCK_NAME
+        }
+
+    before = files()
     assert main(args) == 0
     err = capsys.readouterr().err
     assert err.splitlines() == [
         f"yue-train: {run} already finished at step 2 (this config ends at step 2); nothing changed. To train "
         "further pass trainer.max_steps=M (M > 2), or pass trainer.resume=none to restart"
     ]
-    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(run.rglob("*")) if p.is_file()}
+    after = files()
     assert after == before  # metrics.jsonl (no second eval row), config, checkpoints: all untouched
     assert (run / METRICS) in after

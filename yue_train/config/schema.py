@@ -170,7 +170,10 @@ class TrainerConfig:
     eval_max_batches: int = doc(16, "held-out batches per evaluation")
     save_every: int = doc(500, "steps between checkpoints; 0: only at the end (and on SIGTERM)")
     keep_last: int = doc(3, "checkpoints kept")
-    resume: str = doc("auto", "auto: latest checkpoint of run_dir if any | none | a checkpoint folder")
+    resume: str = doc("auto", "auto: newest checkpoint of run_dir that verifies | none | a checkpoint folder")
+    allow_config_change: Any = doc(
+        False, "resume although these keys differ from the checkpoint's config (model, data, seed...): a list | true"
+    )
     max_bad_steps: int = doc(10, "non-finite losses/gradients skipped before giving up")
     loss: LossConfig = doc(LossConfig, "chunked cross-entropy")
 
