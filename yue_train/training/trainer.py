@@ -30,7 +30,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 
-from yue_train.data.folder_lock import FolderBusyError, FolderLock
+from yue_train.data.folder_lock import LOCK_NAME, FolderBusyError, FolderLock
 from yue_train.data.generated import prepare_data
 from yue_train.data.packing import IGNORE_INDEX, Batch, build_train_stream, eval_batches
 from yue_train.format.provenance import write_provenance
@@ -124,10 +124,14 @@ def _seed_all(seed: int) -> None:
 class Trainer:
     def __init__(self, cfg: DictConfig) -> None:
         self._lock: FolderLock | None = None  # the run folder's (main process), held until close()
+        self._made_run_dir = False  # the lock created the run folder: a config that fails leaves no trace
         try:
             self._setup(cfg)
         except BaseException:
             self.close()
+            if self._made_run_dir and [p.name for p in self.run_dir.iterdir()] == [LOCK_NAME]:
+                (self.run_dir / LOCK_NAME).unlink(missing_ok=True)
+                self.run_dir.rmdir()
             raise
 
     def close(self) -> None:
@@ -232,6 +236,7 @@ class Trainer:
         if self.main:
             try:
                 check_run_folder(self.run_dir)
+                self._made_run_dir = not self.run_dir.exists()
                 self._lock = FolderLock(self.run_dir, "run folder").acquire()
                 chosen = self._find_resume()
                 if chosen is not None:
