@@ -1,5 +1,8 @@
 """What a run folder must be before a run writes into it or continues it.
 
+- :func:`find_resume`: the checkpoint ``trainer.resume`` names (``auto``: the newest that verifies, saying
+  which newer ones it skipped and why).
+
 - :func:`check_run_folder`: ``trainer.run_dir`` is new, empty, or a yue-train run folder; a folder of other
   files (a project folder with its own ``config.yaml``) is refused instead of written over.
 - :func:`config_changes`: the keys whose change would make a resumed run silently continue something else
@@ -17,6 +20,9 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from yue_train.data.folder_lock import LOCK_NAME
+from yue_train.training.checkpoint import pick_checkpoint
+from yue_train.training.integrity import verify_checkpoint
+from yue_train.training.output import note
 
 # Names that make a folder a run folder (any one of them; a run writes the lock first).
 RUN_MARKERS = ("plan.json", "checkpoints", "metrics.jsonl", LOCK_NAME)
@@ -48,6 +54,29 @@ _IGNORED_IN_DATASETS = ("rounds", "tokens", "docs", "name")  # budget and labels
 
 class RunFolderError(ValueError):
     """The run folder cannot be written or continued as asked; the message says what to do."""
+
+
+def find_resume(run_dir: Path, resume: Any) -> Path | None:
+    """The checkpoint to resume from, or None (start over); :class:`RunFolderError` when none can be."""
+    if resume in (None, False, "none", "never"):
+        return None
+    if resume == "auto":
+        ckpt, skipped = pick_checkpoint(run_dir)
+        if skipped and ckpt is not None:
+            note(f"yue-train: resuming from {ckpt.name}; skipped {'; '.join(skipped)}")
+        elif skipped:
+            raise RunFolderError(
+                f"{run_dir}: no checkpoint verifies ({'; '.join(skipped)}); pass trainer.resume=none to start "
+                "over (a new trainer.run_dir keeps these)"
+            )
+        return ckpt
+    path = Path(str(resume))
+    if not (path / "trainer_state.json").is_file():
+        raise RunFolderError(f"trainer.resume={resume}: no checkpoint folder there")
+    problem = verify_checkpoint(path)
+    if problem is not None:
+        raise RunFolderError(f"trainer.resume={resume}: {problem}")
+    return path
 
 
 def check_run_folder(run_dir: Path) -> None:

@@ -59,13 +59,12 @@ from yue_train.training.engines import (
     check_config as check_distributed_config,
 )
 from yue_train.training.forward import PackedLossModule, unwrap
-from yue_train.training.integrity import verify_checkpoint
 from yue_train.training.logger import RunLogger, WandbLoginError, check_wandb_login, truncate_metrics
 from yue_train.training.loss import N_ROLES, LossSums, role_weight_table
 from yue_train.training.output import library_bars_off, note
 from yue_train.training.plan import PlanError, batch_geometry, plan_phase
 from yue_train.training.provenance import run_provenance
-from yue_train.training.resume_checks import RunFolderError, check_compatible, check_run_folder
+from yue_train.training.resume_checks import RunFolderError, check_compatible, check_run_folder, find_resume
 from yue_train.training.safe_state import CheckpointFileError, load_plain, rng_state, save_plain, set_rng_state
 from yue_train.training.validate import check_config, check_data
 
@@ -238,7 +237,7 @@ class Trainer:
                 check_run_folder(self.run_dir)
                 self._made_run_dir = not self.run_dir.exists()
                 self._lock = FolderLock(self.run_dir, "run folder").acquire()
-                chosen = self._find_resume()
+                chosen = find_resume(self.run_dir, self.cfg.trainer.resume)
                 if chosen is not None:
                     resolved = OmegaConf.to_container(self.cfg, resolve=True)
                     assert isinstance(resolved, dict)
@@ -257,28 +256,6 @@ class Trainer:
             return chosen
         r = self.cfg.trainer.resume
         return Path(str(r)) if r != "auto" else self.run_dir / CHECKPOINTS / f"step-{int(outcome[1]) - 1}"
-
-    def _find_resume(self) -> Path | None:
-        r = self.cfg.trainer.resume
-        if r in (None, False, "none", "never"):
-            return None
-        if r == "auto":
-            ckpt, skipped = pick_checkpoint(self.run_dir)
-            if skipped and ckpt is not None:
-                note(f"yue-train: resuming from {ckpt.name}; skipped {'; '.join(skipped)}")
-            elif skipped:
-                raise TrainingError(
-                    f"{self.run_dir}: no checkpoint verifies ({'; '.join(skipped)}); pass trainer.resume=none "
-                    "to start over (a new trainer.run_dir keeps these)"
-                )
-            return ckpt
-        path = Path(str(r))
-        if not (path / "trainer_state.json").is_file():
-            raise TrainingError(f"trainer.resume={r}: no checkpoint folder there")
-        problem = verify_checkpoint(path)
-        if problem is not None:
-            raise TrainingError(f"trainer.resume={r}: {problem}")
-        return path
 
     def _build_model(self, ckpt: Path | None) -> torch.nn.Module:
         spec = self.spec
