@@ -59,6 +59,7 @@ def tmpfs_ok(tmp_path) -> None:
         pytest.skip("no user namespaces here (unshare -rm): cannot mount a small tmpfs")
 
 
+@pytest.mark.slow
 def test_a_disk_full_during_a_save_is_one_line_and_leaves_no_temp_folder(random_shards, tmp_path, tmpfs_ok):
     run = tmp_path / "run"
     proc = _train_on_tmpfs(random_shards, run, 1024, "trainer.max_steps=2", "trainer.save_every=0")
@@ -70,6 +71,7 @@ def test_a_disk_full_during_a_save_is_one_line_and_leaves_no_temp_folder(random_
     assert _left(proc) == []  # no .tmp-step-2
 
 
+@pytest.mark.slow
 def test_old_checkpoints_are_pruned_first_when_the_next_would_not_fit(random_shards, tmp_path, tmpfs_ok):
     """Room for about 2.6 checkpoints and keep_last=2: pruning after publishing would need 3."""
     run = tmp_path / "run"
@@ -81,6 +83,7 @@ def test_old_checkpoints_are_pruned_first_when_the_next_would_not_fit(random_sha
     assert _left(proc) == ["latest", "step-3", "step-4"]
 
 
+@pytest.mark.slow
 def test_no_room_even_after_pruning_stops_before_writing(random_shards, tmp_path, tmpfs_ok):
     run = tmp_path / "run"
     proc = _train_on_tmpfs(

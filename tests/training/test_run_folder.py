@@ -47,6 +47,7 @@ def _files(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_NAME}
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_busy_folder_exits_naming_the_holder(random_shards, tmp_path, capsys):
     run = tmp_path / "run"
     first = start_training(_overrides(random_shards, run, "trainer.max_steps=100000", "trainer.save_every=0"))
@@ -128,6 +129,7 @@ def test_a_run_dir_of_other_files_is_refused(random_shards, tmp_path, capsys):
     assert (folder / "config.yaml").read_text() == "mine: true\n"
 
 
+@pytest.mark.slow
 def test_a_kill_before_the_first_checkpoint_leaves_no_step_twice(random_shards, tmp_path):
     run = tmp_path / "run"
     args = _overrides(random_shards, run, "trainer.max_steps=100000", "trainer.save_every=0")
