@@ -106,6 +106,12 @@ class DataConfig:
     shuffle_buffer: int = doc(256, "documents in each dataset's shuffle buffer")
     overflow: str = doc("next_row", "next_row | split: a document that does not fit the row (yue_train.data.packing)")
     demo_corpus: DemoCorpusConfig | None = doc(None, "generated demo corpus; null: none")
+    allow_commands: bool = doc(
+        False, "allow dataset URLs that run a shell command (webdataset pipe:CMD); only for configs you trust"
+    )
+    max_bad_docs: int = doc(
+        10, "damaged documents skipped (each logged with shard and key) before training saves and stops"
+    )
 
 
 # ------------------------------------------------------------------------------------ optim, lora

@@ -3,9 +3,13 @@
 Written by hand (not ``torch.utils.data.DataLoader`` + ``wds.WebDataset`` pipelines) because exact resume
 needs the whole stream to be a pure function of (seed, epoch, documents consumed): each dataset's shard
 order and shuffle buffer are seeded per epoch, the dataset mixture draws from a numpy generator whose
-state is saved, and the packer's carried-over document is saved with it. Reading still goes through
-webdataset (local paths or URLs). Resuming re-reads and skips the documents already consumed: no model
-work, just I/O.
+state is saved, and the packer's carried-over document is saved with it. Shards are read by
+:mod:`.shard_reader` (local paths, or URLs through webdataset's ``gopen``). Resuming re-reads and skips
+the documents already consumed: no model work, just I/O.
+
+Bad documents (damaged, failing their checksum, ids out of the model's vocabulary, ...) are skipped and
+recorded in the stream's :class:`~yue_train.data.bad_docs.BadDocLog`, which is saved with the position;
+they never count as consumed, so a resumed stream skips them the same way.
 
 Packing: documents are laid end to end into rows of ``seq_len`` tokens. ``position_ids`` restart at 0 at
 every document, which is what keeps documents apart in attention (see :mod:`.forward`). Labels are
@@ -24,12 +28,13 @@ import numpy as np
 import torch
 from webdataset.shardlists import expand_urls
 
-from yue_train.data.shards import iter_documents, shard_paths
+from yue_train.data.bad_docs import BadDocLog
+from yue_train.data.shard_reader import BadDocument, ShardError, check_url_allowed, iter_records, shard_paths, url_kind
 from yue_train.format.document import Document
 
 IGNORE_INDEX = -100
 PAD_ID = 0  # any id the model has; its labels are ignored
-_REMOTE = ("http://", "https://", "pipe:", "s3://", "gs://")
+DEFAULT_MAX_BAD_DOCS = 10
 
 
 class DataConfigError(ValueError):
@@ -40,18 +45,20 @@ class NoDocumentsError(DataConfigError):
     """A dataset (or its requested split) holds no documents."""
 
 
-def resolve_urls(path: str | list[str]) -> list[str]:
-    """Shard list of a dataset entry: a folder or .tar file (checked now), or URL(s) (opened later)."""
+def resolve_urls(path: str | list[str], allow_commands: bool = False) -> list[str]:
+    """Shard list of a dataset entry: a folder or .tar file (checked now, with the folder's summary), or
+    URL(s) (opened later); command URLs (``pipe:``) only with ``allow_commands``."""
     items = [path] if isinstance(path, str) else list(path)
     urls: list[str] = []
     for item in items:
         item = str(item)
-        if item.startswith(_REMOTE):
-            urls.extend(expand_urls(item))  # "https://host/train-{000000..000099}.tar" -> 100 shard URLs
-            continue
         try:
+            if url_kind(item) != "local":
+                check_url_allowed(item, allow_commands)
+                urls.extend(expand_urls(item))  # "https://host/train-{000000..000099}.tar" -> 100 shard URLs
+                continue
             urls.extend(shard_paths(item))
-        except FileNotFoundError as e:
+        except (FileNotFoundError, ShardError) as e:
             raise DataConfigError(str(e)) from None
     return urls
 
@@ -106,27 +113,35 @@ class DocSource:
         loop: bool = True,
         vocab_size: int | None = None,
         name: str = "",
+        bad_docs: BadDocLog | None = None,
+        allow_commands: bool = False,
     ) -> None:
         self.urls, self.seed, self.shuffle_buffer = list(urls), seed, shuffle_buffer
         self.split, self.eval_fraction, self.loop = split, eval_fraction, loop
         self.vocab_size = vocab_size
         self.name = name or (self.urls[0] if self.urls else "?")
+        self.bad_docs = bad_docs if bad_docs is not None else BadDocLog(DEFAULT_MAX_BAD_DOCS)
+        self.allow_commands = allow_commands
         self.epoch, self.consumed = 0, 0
-        self._it: Iterator[Document] | None = None
+        self._it: Iterator[Document | BadDocument] | None = None
 
     def _keep(self, doc: Document) -> bool:
         if self.split == "all":
             return True
         return is_eval_doc(doc.id, self.eval_fraction) == (self.split == "eval")
 
-    def _epoch_docs(self, epoch: int) -> Iterator[Document]:
+    def _epoch_docs(self, epoch: int) -> Iterator[Document | BadDocument]:
         urls = self.urls
         if self.loop and len(urls) > 1:
             order = np.random.default_rng([self.seed, epoch, 0]).permutation(len(urls))
             urls = [urls[i] for i in order]
         rng = np.random.default_rng([self.seed, epoch, 1])
         buf: list[Document] = []
-        for doc in iter_documents(urls):
+        for item in self._records(urls):
+            if isinstance(item, BadDocument):
+                yield item  # past the shuffle buffer: it only needs reporting
+                continue
+            doc = item
             if not self._keep(doc):
                 continue
             if self.shuffle_buffer <= 1:
@@ -142,24 +157,34 @@ class DocSource:
             buf[j], buf[-1] = buf[-1], buf[j]
             yield buf.pop()
 
-    def _check(self, doc: Document) -> Document:
-        if self.vocab_size is not None and len(doc) and int(doc.input_ids.max()) >= self.vocab_size:
-            raise DataConfigError(
-                f"{self.name}: document {doc.id!r} has token id {int(doc.input_ids.max())} but the model has "
-                f"{self.vocab_size} embedding rows (tokenizer/model vocabulary mismatch)"
-            )
-        return doc
+    def _records(self, urls: list[str]) -> Iterator[Document | BadDocument]:
+        try:
+            yield from iter_records(urls, self.allow_commands, self.vocab_size)
+        except (OSError, ShardError) as e:  # a shard that cannot be opened: not one document's problem
+            raise DataConfigError(f"{self.name}: {e}") from None
+
+    def _next_document(self) -> Document | None:
+        """The next document of this epoch (bad ones recorded and skipped); None at the epoch's end."""
+        assert self._it is not None
+        for item in self._it:
+            if isinstance(item, BadDocument):
+                self.bad_docs.add(item)
+                continue
+            self.consumed += 1
+            return item
+        return None
 
     def __next__(self) -> Document:
         for _ in range(2):
             if self._it is None:
                 self._it = self._epoch_docs(self.epoch)
-            for doc in self._it:
-                self.consumed += 1
-                return self._check(doc)
+            doc = self._next_document()
+            if doc is not None:
+                return doc
             if self.consumed == 0:
+                skipped = f"; {self.bad_docs.count} bad documents skipped" if self.bad_docs.count else ""
                 raise NoDocumentsError(
-                    f"{self.name}: no {self.split} documents (check the path and data.eval_fraction)"
+                    f"{self.name}: no {self.split} documents (check the path and data.eval_fraction){skipped}"
                 )
             if not self.loop:
                 raise StopIteration
@@ -176,8 +201,8 @@ class DocSource:
         self.epoch, self.consumed, self._it = int(state["epoch"]), 0, None
         self._it = self._epoch_docs(self.epoch)
         for _ in range(int(state["consumed"])):
-            next(self._it)
-            self.consumed += 1
+            if self._next_document() is None:
+                raise DataConfigError(f"{self.name}: the data changed since the checkpoint (fewer documents)")
 
 
 class Mixture:
@@ -314,36 +339,53 @@ def collate(rows: list[tuple[list[PackedDoc], int]], seq_len: int) -> Batch:
 
 
 class PackedStream:
-    """Mixture -> Packer -> batches, with one state dict for exact resume."""
+    """Mixture -> Packer -> batches, with one state dict for exact resume (bad documents included)."""
 
-    def __init__(self, mixture: Mixture, seq_len: int, batch_size: int, overflow: str = "next_row") -> None:
+    def __init__(
+        self,
+        mixture: Mixture,
+        seq_len: int,
+        batch_size: int,
+        overflow: str = "next_row",
+        bad_docs: BadDocLog | None = None,
+    ) -> None:
         self.mixture = mixture
         self.packer = Packer(mixture, seq_len, overflow)
         self.batch_size = batch_size
+        self.bad_docs = bad_docs if bad_docs is not None else mixture.sources[0].bad_docs
 
     def next_batch(self) -> Batch:
         return self.packer.next_batch(self.batch_size)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mixture": self.mixture.state_dict(), "packer": self.packer.state_dict()}
+        return {
+            "mixture": self.mixture.state_dict(),
+            "packer": self.packer.state_dict(),
+            "bad_docs": self.bad_docs.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.bad_docs.load_state_dict(state.get("bad_docs", []))  # first: the replay meets them again
         self.mixture.load_state_dict(state["mixture"])
         self.packer.load_state_dict(state["packer"])
 
 
-def build_train_stream(data_cfg: Any, seed: int, vocab_size: int | None, weights: list[float]) -> PackedStream:
+def build_train_stream(
+    data_cfg: Any, seed: int, vocab_size: int | None, weights: list[float], quiet: bool = False
+) -> PackedStream:
     """The training stream of ``cfg.data``: every ``data.train`` entry, minus held-out documents.
 
     ``weights``: the mixture's draw weight per entry (the phase plan's, which turns ``weight`` or ``rounds``
-    into draw probabilities).
+    into draw probabilities). ``quiet``: bad documents are counted but not printed (processes that do not log).
     """
     held_out = data_cfg.eval_fraction if not data_cfg.eval else 0.0
+    allow = bool(data_cfg.allow_commands)
+    bad = BadDocLog(int(data_cfg.max_bad_docs), log=None) if quiet else BadDocLog(int(data_cfg.max_bad_docs))
     sources = []
     for i, ds in enumerate(data_cfg.train):
         sources.append(
             DocSource(
-                resolve_urls(ds.path),
+                resolve_urls(ds.path, allow),
                 seed=seed * 1000 + i,
                 shuffle_buffer=data_cfg.shuffle_buffer,
                 split="train" if held_out > 0 else "all",
@@ -351,16 +393,23 @@ def build_train_stream(data_cfg: Any, seed: int, vocab_size: int | None, weights
                 loop=True,
                 vocab_size=vocab_size,
                 name=str(ds.path),
+                bad_docs=bad,
+                allow_commands=allow,
             )
         )
-    return PackedStream(Mixture(sources, list(weights), seed), data_cfg.seq_len, data_cfg.batch_size, data_cfg.overflow)
+    mixture = Mixture(sources, list(weights), seed)
+    return PackedStream(mixture, data_cfg.seq_len, data_cfg.batch_size, data_cfg.overflow, bad)
 
 
-def eval_batches(data_cfg: Any, max_batches: int, vocab_size: int | None = None) -> list[Batch]:
+def eval_batches(
+    data_cfg: Any, max_batches: int, vocab_size: int | None = None, bad_docs: BadDocLog | None = None
+) -> list[Batch]:
     """The held-out batches: ``data.eval`` datasets, or the id-hashed ``eval_fraction`` of ``data.train``.
 
-    Deterministic (no shuffling, one pass), so every evaluation sees the same documents.
+    Deterministic (no shuffling, one pass), so every evaluation sees the same documents. Bad documents are
+    skipped into ``bad_docs`` (the training stream's, so a run counts them once).
     """
+    allow = bool(data_cfg.allow_commands)
     if data_cfg.eval:
         entries, split, frac = list(data_cfg.eval), "all", 0.0
     elif data_cfg.eval_fraction > 0:
@@ -370,8 +419,8 @@ def eval_batches(data_cfg: Any, max_batches: int, vocab_size: int | None = None)
     batches: list[Batch] = []
     for i, ds in enumerate(entries):
         src = DocSource(
-            resolve_urls(ds.path), seed=i, split=split, eval_fraction=frac, loop=False,
-            vocab_size=vocab_size, name=str(ds.path),
+            resolve_urls(ds.path, allow), seed=i, split=split, eval_fraction=frac, loop=False,
+            vocab_size=vocab_size, name=str(ds.path), bad_docs=bad_docs, allow_commands=allow,
         )  # fmt: skip
         packer = Packer(src, data_cfg.seq_len, data_cfg.overflow)
         try:

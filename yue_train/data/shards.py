@@ -4,7 +4,9 @@ Each sample in a shard has three members: ``KEY.input_ids.npy`` (int32), ``KEY.r
 :mod:`yue_train.format.roles`) and ``KEY.json`` (record id, mode, token counts, ...). A shard is written
 under a temporary name and renamed when closed, so a file named ``*.tar`` is always complete. The folder's
 ``summary.json`` (:func:`write_summary`) carries the writer's provenance record
-(:mod:`yue_train.format.provenance`): document modes, stage, tokenizer, largest token id, codec.
+(:mod:`yue_train.format.provenance`): document modes, stage, tokenizer, largest token id, codec; its
+``shards`` list gives each shard's documents, tokens and per-document checksums (``crc32``), which the
+reader (:mod:`.shard_reader`) verifies.
 """
 
 from __future__ import annotations
@@ -12,20 +14,28 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from yue_train.data.tar_io import TarWriter, iter_tar_samples
+from yue_train.data.shard_reader import (
+    CHECKSUM_KEY,
+    DEMO_SUMMARY_NAME,
+    SUMMARY_FILES,
+    SUMMARY_NAME,
+    ShardError,
+    doc_checksum,
+    iter_documents,
+    shard_paths,
+)
 from yue_train.format.document import Document
 from yue_train.format.provenance import SUMMARY_KEY, Provenance, TokenizerLike, provenance_for
 
-SUMMARY_NAME = "summary.json"
-DEMO_SUMMARY_NAME = "demo_corpus.json"  # the generated demo corpus's summary
-SUMMARY_FILES = (SUMMARY_NAME, DEMO_SUMMARY_NAME)
+__all__ = [  # the reader's names, used from here by earlier code
+    "DEMO_SUMMARY_NAME", "SUMMARY_FILES", "SUMMARY_NAME", "ShardError", "iter_documents", "shard_paths",
+]  # fmt: skip
 TMP_SUFFIX = ".tmp"
 
 
@@ -33,6 +43,20 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
+
+
+class _Checksums:
+    """The per-document checksums of the shard being written (``crc32`` of its summary entry)."""
+
+    def __init__(self) -> None:
+        self.digits: list[str] = []
+
+    def add(self, members: Mapping[str, bytes]) -> None:
+        self.digits.append(doc_checksum(members))
+
+    def take(self) -> dict[str, str]:
+        out, self.digits = {CHECKSUM_KEY: "".join(self.digits)}, []
+        return out
 
 
 class ShardWriter:
@@ -60,6 +84,7 @@ class ShardWriter:
         self._docs_in_shard = 0
         self._tokens_in_shard = 0
         self._n_written = 0
+        self._checksums = _Checksums()
         self.tokenizer = tokenizer
         self.codec = codec
         self.modes: set[str] = set()
@@ -82,7 +107,14 @@ class ShardWriter:
         self._tar.close()
         final = self._tmp_path.with_name(self._tmp_path.name[: -len(TMP_SUFFIX)])
         os.replace(self._tmp_path, final)
-        self.shards.append({"name": final.name, "n_docs": self._docs_in_shard, "n_tokens": self._tokens_in_shard})
+        self.shards.append(
+            {
+                "name": final.name,
+                "n_docs": self._docs_in_shard,
+                "n_tokens": self._tokens_in_shard,
+                **self._checksums.take(),
+            }
+        )
         self._tar = None
         self._tmp_path = None
 
@@ -90,14 +122,13 @@ class ShardWriter:
         if self._tar is None:
             self._open()
         assert self._tar is not None
-        self._tar.write(
-            f"{self._n_written:09d}",
-            {
-                "input_ids.npy": _npy_bytes(doc.input_ids),
-                "roles.npy": _npy_bytes(doc.roles),
-                "json": json.dumps(doc.meta, ensure_ascii=False).encode("utf-8"),
-            },
-        )
+        members = {
+            "input_ids.npy": _npy_bytes(doc.input_ids),
+            "roles.npy": _npy_bytes(doc.roles),
+            "json": json.dumps(doc.meta, ensure_ascii=False).encode("utf-8"),
+        }
+        self._checksums.add(members)
+        self._tar.write(f"{self._n_written:09d}", members)
         self._n_written += 1
         self.modes.add(doc.mode)
         if len(doc):
@@ -117,6 +148,7 @@ class ShardWriter:
         if self._tar is not None:
             self._tar.close()
             self._tar = None
+        self._checksums.take()
         if self._tmp_path is not None and self._tmp_path.exists():
             self._tmp_path.unlink()
         self._tmp_path = None
@@ -129,54 +161,6 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
-
-
-def _decode_sample(sample: dict[str, Any]) -> Document:
-    def load(name: str) -> np.ndarray:
-        return np.load(io.BytesIO(sample[name]), allow_pickle=False)
-
-    meta = json.loads(sample["json"].decode("utf-8"))
-    return Document(input_ids=load("input_ids.npy"), roles=load("roles.npy"), meta=meta)
-
-
-def shard_paths(path: str | Path) -> list[str]:
-    """The ``*.tar`` shards of a shard folder in name order (a single ``.tar`` path is returned as is)."""
-    p = Path(path)
-    if p.is_file():
-        return [str(p)]
-    if not p.is_dir():
-        raise FileNotFoundError(f"no shard folder or file at {p}")
-    paths = sorted(str(x) for x in p.glob("*.tar"))
-    if not paths:
-        raise FileNotFoundError(f"{p} holds no .tar shards (run `yue-prep tokenize` to write some)")
-    return paths
-
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # a scheme ("https:", "pipe:", "s3:"), not a drive letter
-
-
-def iter_documents(urls: str | Path | list[str]) -> Iterator[Document]:
-    """Documents of one or more shards (paths or URLs webdataset can open), in shard order. Local files
-    are read with the standard library; only URLs load webdataset (and with it torch)."""
-    if isinstance(urls, (str, Path)):
-        urls = [str(urls)] if _URL.match(str(urls)) else shard_paths(urls)
-    for url in urls:
-        if _URL.match(str(url)):
-            yield from (_decode_sample(sample) for sample in _remote_samples(str(url)))
-        else:
-            yield from (_decode_sample(sample) for _key, sample in iter_tar_samples(url))
-
-
-def _remote_samples(url: str) -> Iterator[dict[str, Any]]:
-    import webdataset as wds
-
-    # Every process reads every shard it is given: splitting data between processes is the caller's job
-    # (the trainer packs one global batch on every process), so webdataset must not split by node.
-    yield from wds.WebDataset(url, shardshuffle=False, empty_check=False, nodesplitter=_all_shards)
-
-
-def _all_shards(urls: Any) -> Any:
-    return urls
 
 
 def read_summary(shard_dir: str | Path) -> dict[str, Any]:

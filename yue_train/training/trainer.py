@@ -220,8 +220,9 @@ class Trainer:
         # so the data order does not depend on the number of processes (resume under another world size
         # continues at the same document) at the cost of every process reading every document.
         self.stream = build_train_stream(
-            cfg.data, int(cfg.trainer.seed), self.model_config.vocab_size, self.plan.sampling_weights()
-        )
+            cfg.data, int(cfg.trainer.seed), self.model_config.vocab_size, self.plan.sampling_weights(),
+            quiet=not self.main,
+        )  # fmt: skip
         self._eval_set: list[Batch] | None = None
         if self.resume_from is not None:
             self._load_state(self.resume_from)
@@ -457,6 +458,7 @@ class Trainer:
             tokens=self.tokens_seen,
             tokens_per_s=n_tokens / dt,
             skipped_steps=self.skipped_steps,
+            skipped_docs=self.stream.bad_docs.count,
         )
         metrics.update({f"tokens/{ROLE_NAMES[i]}": int(n) for i, n in enumerate(self.role_tokens) if n})
         return metrics
@@ -467,8 +469,9 @@ class Trainer:
             # Every process builds the same list and evaluates its share, so results do not depend on the
             # number of processes.
             self._eval_set = eval_batches(
-                self.cfg.data, int(self.cfg.trainer.eval_max_batches), self.model_config.vocab_size
-            )
+                self.cfg.data, int(self.cfg.trainer.eval_max_batches), self.model_config.vocab_size,
+                bad_docs=self.stream.bad_docs,
+            )  # fmt: skip
         if not self._eval_set:
             wanted = bool(self.cfg.data.eval) or self.cfg.data.eval_fraction > 0
             if wanted and self.main and not getattr(self, "_warned_no_eval", False):
@@ -494,6 +497,13 @@ class Trainer:
         out = total.report("eval/")
         out["eval/ppl"] = math.exp(min(out["eval/loss"], 50.0))
         return out
+
+    def _stop_on_bad_docs(self) -> None:
+        """More bad documents than ``data.max_bad_docs``: save this step, then stop with the reason (every
+        process holds the same count, so all of them save and stop together)."""
+        if self.stream.bad_docs.over_limit():
+            self.save()
+            raise TrainingError(f"step {self.step}: {self.stream.bad_docs.stop_message()}; checkpoint saved")
 
     # ------------------------------------------------------------------------------------------ run
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -534,6 +544,7 @@ class Trainer:
                     eval_metrics = self.evaluate()
                     if eval_metrics:
                         logger.log({"step": self.step, **eval_metrics})
+                self._stop_on_bad_docs()
                 if self.step < max_steps and self._stop_requested():
                     self.save()
                     name = signal.Signals(self._stop_signal or signal.SIGTERM).name  # another process's signal
@@ -560,6 +571,7 @@ class Trainer:
             "first_loss": first_loss,
             "last_loss": last_loss,
             "skipped_steps": self.skipped_steps,
+            "skipped_docs": self.stream.bad_docs.count,
             "tokens_seen": self.tokens_seen,
             "world_size": self.world,
             "global_batch_size": self.plan.global_batch_size,

@@ -13,9 +13,12 @@ from transformers import PretrainedConfig
 
 from yue_train.data.generated import check_generated
 from yue_train.data.packing import DataConfigError, resolve_urls
-from yue_train.data.shards import iter_documents
+from yue_train.data.shard_reader import iter_records, unverified_folder, url_kind
+from yue_train.format.document import Document
 from yue_train.format.provenance import provenance_for
 from yue_train.models.loading import ModelSpec, llama_module_names, load_model_config
+from yue_train.training import ranks
+from yue_train.training.output import note
 from yue_train.training.plan import entry_name
 from yue_train.training.provenance import dataset_problem, dataset_records, model_stage, model_tokenizer
 
@@ -86,6 +89,8 @@ def check_config(cfg: Any) -> PretrainedConfig:
                 f"lora.target_modules: {', '.join(missing)} not in the model; its projection modules are {', '.join(linear)}"
             )
 
+    if cfg.data.max_bad_docs < 0:
+        raise ConfigError(f"data.max_bad_docs must be >= 0, got {cfg.data.max_bad_docs}")
     for key in ("max_steps", "grad_accum"):
         if cfg.trainer[key] < 1:
             raise ConfigError(f"trainer.{key} must be >= 1, got {cfg.trainer[key]}")
@@ -102,16 +107,18 @@ def check_config(cfg: Any) -> PretrainedConfig:
 def check_data(cfg: Any, model_config: PretrainedConfig) -> None:
     """Check that every dataset path resolves, its first document fits the model's vocabulary, and what
     its folder records (stage, tokenizer, largest id) fits the model (one without a record is judged by
-    its first document's mode)."""
+    its first document's mode). Command URLs need ``data.allow_commands``; a folder whose shards do not
+    match its summary is refused; one whose summary has no checksums gets a warning line."""
     stage, _ = model_stage(cfg.model)
     tokenizer = model_tokenizer(cfg.model)
     for group in ("train", "eval"):
         for i, ds in enumerate(cfg.data[group] or []):
             try:
-                urls = resolve_urls(ds.path)
+                urls = resolve_urls(ds.path, bool(cfg.data.allow_commands))
             except DataConfigError as e:
                 raise ConfigError(f"data.{group}[{i}].path: {e}") from None
             where = f"data.{group}[{i}]"
+            _warn_unverified(urls, where)
             first_mode = _check_first_document(urls, where, model_config.vocab_size)
             records = dataset_records(ds.path) or ([("", provenance_for([first_mode]))] if first_mode else [])
             for item, prov in records:
@@ -122,12 +129,23 @@ def check_data(cfg: Any, model_config: PretrainedConfig) -> None:
                     raise ConfigError(problem)
 
 
+def _warn_unverified(urls: list[str], where: str) -> None:
+    """One line per dataset whose folder's summary records no checksums (written by an older yue-prep)."""
+    summaries = sorted({s for s in map(unverified_folder, urls) if s})
+    if summaries and ranks.is_main():
+        note(
+            f"yue-train: warning: {where}: {summaries[0]} records no shard checksums (older yue-prep); its "
+            "documents are read unverified (re-run yue-prep tokenize to add them)"
+        )
+
+
 def _check_first_document(urls: list[str], where: str, vocab_size: int) -> str | None:
-    """Peek at the first document of a local dataset: catches shards tokenized for another vocabulary
-    before the model is built (every document is checked again while streaming). Returns its mode."""
-    if not urls or "://" in urls[0] or urls[0].startswith("pipe:"):
+    """Peek at the first good document of a local dataset: catches shards tokenized for another vocabulary
+    before the model is built (every document is checked again while streaming; bad ones are counted
+    there). Returns its mode."""
+    if not urls or url_kind(urls[0]) != "local":
         return None
-    doc = next(iter_documents([urls[0]]), None)
+    doc = next((d for d in iter_records([urls[0]]) if isinstance(d, Document)), None)
     if doc is not None and len(doc) and int(doc.input_ids.max()) >= vocab_size:
         raise ConfigError(
             f"{where}: document {doc.id!r} has token id {int(doc.input_ids.max())} but the model has {vocab_size} "

@@ -1,0 +1,347 @@
+"""Reading token shards: every document checked before use, damage reported per document, never fatal.
+
+A shard is a tar of documents (``KEY.input_ids.npy``, ``KEY.roles.npy``, ``KEY.json``; see
+:mod:`.shards`). :func:`read_shard` yields a :class:`~yue_train.format.document.Document` for each good
+document and a :class:`BadDocument` (shard, key, reason) for each one that is not: a damaged or truncated
+tar, a missing member, JSON that does not parse, an array that is not a plain integer ``.npy`` (pickled
+data is refused, never loaded), ids or roles of the wrong dtype, shape or range (checked before any cast,
+by :class:`~yue_train.format.document.Document`), or a checksum that does not match.
+
+Checksums: the writer records a CRC-32 per document (its three members, lengths included) in the folder's
+``summary.json``, as 8 hex digits per document in shard order (``crc32`` of each ``shards`` entry). CRC-32
+rather than SHA-256: it guards against accidental damage (bit-rot, truncated copies), which it detects as
+reliably (every burst up to 32 bits, other damage missed with probability 2^-32) at a fraction of the
+cost; a cryptographic hash would protect nothing more, since whoever can rewrite a shard can rewrite the
+summary beside it. The reader verifies each document with the bytes it already holds.
+
+The shard list of a folder is checked against its summary: a listed shard that is missing, or a ``.tar``
+the summary does not list, refuses the folder (:class:`ShardError`). Folders whose summary predates
+checksums are read unverified (:func:`unverified_folder` lets callers say so once).
+
+URLs: local paths are opened as files (regular files only). ``pipe:`` URLs run a shell command and are
+refused unless ``allow_commands`` is set; other URL schemes (``https://``, ``gs://``, ...) are opened with
+webdataset's ``gopen``, which starts the scheme's fixed download tool.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+import numpy as np
+
+from yue_train.data.tar_stream import TarFormatError, iter_members
+from yue_train.format.document import Document
+
+SUMMARY_NAME = "summary.json"
+DEMO_SUMMARY_NAME = "demo_corpus.json"  # the generated demo corpus's summary
+SUMMARY_FILES = (SUMMARY_NAME, DEMO_SUMMARY_NAME)
+MEMBERS = ("input_ids.npy", "roles.npy", "json")  # the members of a document, in checksum order
+CHECKSUM_KEY = "crc32"  # in each summary ``shards`` entry: 8 hex digits per document, in shard order
+COMMAND_SCHEMES = frozenset({"pipe"})
+REMOTE_SCHEMES = frozenset({"http", "https", "s3", "gs", "htgs", "ais", "sftp", "ftps", "scp", "hf"})
+
+
+class ShardError(ValueError):
+    """A shard folder or URL that cannot be read as given; the message is one line saying what to do."""
+
+
+@dataclass(frozen=True)
+class BadDocument:
+    """A document that cannot be used: where it is and why."""
+
+    shard: str
+    key: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.shard} [{self.key}]: {self.reason}"
+
+
+def doc_checksum(members: Mapping[str, bytes]) -> str:
+    """CRC-32 of a document's members (length, then bytes, of each in :data:`MEMBERS` order), 8 hex digits."""
+    crc = 0
+    for name in MEMBERS:
+        data = members[name]
+        crc = zlib.crc32(data, zlib.crc32(len(data).to_bytes(8, "little"), crc))
+    return f"{crc:08x}"
+
+
+# ------------------------------------------------------------------------------------------ URLs
+def url_kind(url: str) -> str:
+    """``local`` (a path), ``remote`` (a URL webdataset downloads) or ``command`` (a URL that runs a command)."""
+    scheme = urlparse(str(url)).scheme.lower()
+    if scheme in COMMAND_SCHEMES:
+        return "command"
+    return "remote" if scheme in REMOTE_SCHEMES else "local"
+
+
+def check_url_allowed(url: str, allow_commands: bool) -> None:
+    """Refuse a command URL (``pipe:``) unless commands are allowed."""
+    if url_kind(url) == "command" and not allow_commands:
+        raise ShardError(
+            f"{str(url)[:60]!r} is a command URL: reading it runs a shell command; "
+            "set data.allow_commands=true only if you trust this config"
+        )
+
+
+def open_shard(url: str, allow_commands: bool = False) -> BinaryIO:
+    """A binary stream of one shard: a local regular file, or a URL through webdataset's ``gopen``."""
+    if url_kind(url) == "local":
+        fd = os.open(url, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ShardError(f"{url} is not a regular file; shards must be plain .tar files")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    check_url_allowed(url, allow_commands)
+    from webdataset.gopen import gopen, rewrite_url
+
+    check_url_allowed(rewrite_url(url), allow_commands)  # GOPEN_REWRITE may turn a URL into a command
+    return gopen(url, "rb")
+
+
+# ------------------------------------------------------------------------------- summary, shard list
+@dataclass(frozen=True)
+class ListedShard:
+    """A shard as its folder's summary lists it."""
+
+    n_docs: int
+    checksums: str | None  # 8 hex digits per document; None: written before checksums were recorded
+
+
+_listing_cache: dict[str, tuple[tuple[int, int], tuple[str, dict[str, ListedShard]] | None]] = {}
+
+
+def listed_shards(folder: str | Path) -> tuple[str, dict[str, ListedShard]] | None:
+    """(summary file name, shards by file name) from a folder's summary; None when it has no summary
+    listing shards. A summary that cannot be read raises :class:`ShardError`."""
+    folder = Path(folder)
+    for name in SUMMARY_FILES:
+        path = folder / name
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        sig = (st.st_mtime_ns, st.st_size)
+        cached = _listing_cache.get(str(path))
+        if cached is not None and cached[0] == sig:
+            return cached[1]
+        listing = _parse_listing(path)
+        _listing_cache[str(path)] = (sig, listing)
+        return listing
+    return None
+
+
+def _parse_listing(path: Path) -> tuple[str, dict[str, ListedShard]] | None:
+    fix = "re-run yue-prep tokenize into a fresh folder"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ShardError(f"{path} cannot be read ({type(e).__name__}); {fix}") from None
+    entries = summary.get("shards") if isinstance(summary, dict) else None
+    if not isinstance(entries, list):
+        return None
+    shards: dict[str, ListedShard] = {}
+    for entry in entries:
+        try:
+            n_docs, sums = int(entry["n_docs"]), entry.get(CHECKSUM_KEY)
+            name = str(entry["name"])
+        except (TypeError, KeyError, ValueError):
+            raise ShardError(f"{path}: a `shards` entry lacks its name or n_docs; {fix}") from None
+        if sums is not None and (not isinstance(sums, str) or len(sums) != 8 * n_docs):
+            raise ShardError(f"{path}: the checksums of {name} do not match its {n_docs} documents; {fix}")
+        shards[name] = ListedShard(n_docs, sums)
+    return path.name, shards
+
+
+def _check_listing(folder: Path, on_disk: list[str]) -> None:
+    listing = listed_shards(folder)
+    if listing is None:
+        return
+    summary_name, listed = listing
+    names = {Path(p).name for p in on_disk}
+    missing = sorted(set(listed) - names)
+    extra = sorted(names - set(listed))
+    fix = "or re-run yue-prep tokenize into a fresh folder"
+    if missing:
+        raise ShardError(
+            f"{folder}: {len(missing)} of the {len(listed)} shards its {summary_name} lists are missing "
+            f"({_some(missing)}); restore them, {fix}"
+        )
+    if extra:
+        raise ShardError(
+            f"{folder}: {len(extra)} .tar files are not listed in its {summary_name} ({_some(extra)}); "
+            f"remove them, {fix}"
+        )
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f", ... ({len(names) - 3} more)" if len(names) > 3 else "")
+
+
+def shard_paths(path: str | Path) -> list[str]:
+    """The ``*.tar`` shards of a shard folder in name order (a single ``.tar`` path is returned as is).
+    The folder's list must match its summary's (:class:`ShardError` otherwise)."""
+    p = Path(path)
+    if p.is_file():
+        return [str(p)]
+    if not p.is_dir():
+        raise FileNotFoundError(f"no shard folder or file at {p}")
+    paths = sorted(str(x) for x in p.glob("*.tar"))
+    if not paths:
+        raise FileNotFoundError(f"{p} holds no .tar shards (run `yue-prep tokenize` to write some)")
+    _check_listing(p, paths)
+    return paths
+
+
+def unverified_folder(url: str) -> str | None:
+    """The summary of a local shard's folder when it lists shards without checksums (older yue-prep)."""
+    if url_kind(url) != "local":
+        return None
+    listing = listed_shards(Path(url).parent)
+    if listing is None:
+        return None
+    entry = listing[1].get(Path(url).name)
+    return str(Path(url).parent / listing[0]) if entry is not None and entry.checksums is None else None
+
+
+def _listed(url: str) -> ListedShard | None:
+    if url_kind(url) != "local":
+        return None
+    listing = listed_shards(Path(url).parent)
+    return None if listing is None else listing[1].get(Path(url).name)
+
+
+# ------------------------------------------------------------------------------------------ reading
+def _split_name(name: str) -> tuple[str, str]:
+    """``dir/KEY.a.b`` -> (``dir/KEY``, ``a.b``): the key ends at the first dot of the file name."""
+    folder, _, base = name.rpartition("/")
+    key, _, suffix = base.partition(".")
+    return (f"{folder}/{key}" if folder else key), suffix
+
+
+def _samples(stream: BinaryIO) -> Iterator[tuple[str, dict[str, bytes], str | None]]:
+    """(key, members, None) per document, in order; (key, partial members, reason) at damage, then stop."""
+    key: str | None = None
+    members: dict[str, bytes] = {}
+    problem: str | None = None  # of the document being collected
+    try:
+        for name, data in iter_members(stream):
+            k, suffix = _split_name(name)
+            if key is not None and k != key:
+                yield key, members, problem
+                members, problem = {}, None
+            key = k
+            if suffix in members:
+                problem = f"member {suffix!r} appears twice"
+            members[suffix] = data
+    except TarFormatError as e:
+        yield (key or "(first document)"), members, f"damaged shard: {e}"
+        return
+    if key is not None:
+        yield key, members, problem
+
+
+def _npy(data: bytes, name: str) -> np.ndarray:
+    """An array from ``.npy`` bytes, refusing pickled (object) data and size mismatches before allocating."""
+    f = io.BytesIO(data)
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"{name}: unsupported .npy version {version}")
+    if dtype.hasobject:
+        raise ValueError(f"{name} holds pickled objects (refused, never loaded)")
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if count < 0 or count * dtype.itemsize != len(data) - f.tell():
+        raise ValueError(f"{name}: {len(data) - f.tell()} data bytes but its header says shape {shape} of {dtype}")
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
+    return arr.reshape(shape, order="F" if fortran else "C")
+
+
+def decode_document(members: Mapping[str, bytes]) -> Document:
+    """The document of one sample's members; ``ValueError`` saying what is wrong."""
+    missing = [m for m in MEMBERS if m not in members]
+    if missing:
+        raise ValueError(f"missing member {', '.join(missing)}")
+    try:
+        meta = json.loads(members["json"].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"bad JSON member: {type(e).__name__}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"JSON member is a {type(meta).__name__}, not an object")
+    ids, roles = _npy(members["input_ids.npy"], "input_ids.npy"), _npy(members["roles.npy"], "roles.npy")
+    return Document(ids, roles, meta)  # checks dtypes, shapes and ranges before casting
+
+
+def _verified_document(members: Mapping[str, bytes], want: str | None) -> Document:
+    if want is not None:
+        missing = [m for m in MEMBERS if m not in members]
+        if missing:
+            raise ValueError(f"missing member {', '.join(missing)}")
+        if not want:
+            raise ValueError("not listed in the folder's summary (an extra document)")
+        if doc_checksum(members) != want:
+            raise ValueError("checksum mismatch (the shard is damaged; restore it or re-run yue-prep tokenize)")
+    return decode_document(members)
+
+
+def read_shard(
+    url: str, allow_commands: bool = False, vocab_size: int | None = None
+) -> Iterator[Document | BadDocument]:
+    """The documents of one shard in order; a :class:`BadDocument` for each that cannot be used
+    (with ``vocab_size``: also each holding an id the model has no embedding row for)."""
+    listed = _listed(url)
+    sums = listed.checksums if listed is not None else None
+    index = 0
+    with open_shard(url, allow_commands) as stream:
+        for key, members, problem in _samples(stream):
+            if problem is not None and problem.startswith("damaged shard"):
+                yield BadDocument(url, key, problem)  # nothing after it can be read
+                return
+            want = None if sums is None else sums[8 * index : 8 * index + 8]
+            index += 1
+            try:
+                if problem is not None:
+                    raise ValueError(problem)
+                doc = _verified_document(members, want)
+                top = int(doc.input_ids.max()) if vocab_size is not None and len(doc) else -1
+                if vocab_size is not None and top >= vocab_size:
+                    raise ValueError(f"token id {top} but the model has {vocab_size} embedding rows")
+            except (ValueError, TypeError) as e:
+                yield BadDocument(url, key, str(e).splitlines()[0] if str(e) else type(e).__name__)
+                continue
+            yield doc
+    if listed is not None and index < listed.n_docs:
+        yield BadDocument(url, "(end)", f"holds {index} of the {listed.n_docs} documents its summary lists")
+
+
+def iter_records(
+    urls: Iterable[str], allow_commands: bool = False, vocab_size: int | None = None
+) -> Iterator[Document | BadDocument]:
+    """Documents and bad documents of several shards, in order (see :func:`read_shard`)."""
+    for url in urls:
+        yield from read_shard(str(url), allow_commands, vocab_size)
+
+
+def iter_documents(urls: str | Path | list[str], allow_commands: bool = False) -> Iterator[Document]:
+    """Documents of a shard folder, a ``.tar`` or a list of shard paths/URLs, in order; the first bad
+    document raises :class:`ShardError` naming its shard and key (training skips them instead,
+    :mod:`.packing`)."""
+    if isinstance(urls, (str, Path)):
+        urls = shard_paths(urls) if url_kind(str(urls)) == "local" else [str(urls)]
+    for item in iter_records(urls, allow_commands):
+        if isinstance(item, BadDocument):
+            raise ShardError(f"bad document {item.describe()}")
+        yield item
