@@ -15,14 +15,14 @@ from typing import Any
 from yue_train.data.shard_reader import BadDocument
 
 
-def _stderr(message: str) -> None:
+def print_to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
 class BadDocLog:
     """Distinct bad documents by (shard, key), in the order met."""
 
-    def __init__(self, limit: int, log: Callable[[str], None] | None = _stderr) -> None:
+    def __init__(self, limit: int, log: Callable[[str], None] | None = print_to_stderr) -> None:
         self.limit, self.log = int(limit), log
         self.found: dict[tuple[str, str], str] = {}
 

@@ -20,7 +20,7 @@ never given labels, so nothing shifts them again. ``target_roles`` is the role o
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from webdataset.shardlists import expand_urls
 
-from yue_train.data.bad_docs import BadDocLog
+from yue_train.data.bad_docs import BadDocLog, print_to_stderr
 from yue_train.data.shard_reader import BadDocument, ShardError, check_url_allowed, iter_records, shard_paths, url_kind
 from yue_train.format.document import Document
 
@@ -371,16 +371,20 @@ class PackedStream:
 
 
 def build_train_stream(
-    data_cfg: Any, seed: int, vocab_size: int | None, weights: list[float], quiet: bool = False
+    data_cfg: Any,
+    seed: int,
+    vocab_size: int | None,
+    weights: list[float],
+    log: Callable[[str], None] | None = print_to_stderr,
 ) -> PackedStream:
     """The training stream of ``cfg.data``: every ``data.train`` entry, minus held-out documents.
 
     ``weights``: the mixture's draw weight per entry (the phase plan's, which turns ``weight`` or ``rounds``
-    into draw probabilities). ``quiet``: bad documents are counted but not printed (processes that do not log).
+    into draw probabilities). ``log`` prints the line of each bad document (None: count them silently).
     """
     held_out = data_cfg.eval_fraction if not data_cfg.eval else 0.0
     allow = bool(data_cfg.allow_commands)
-    bad = BadDocLog(int(data_cfg.max_bad_docs), log=None) if quiet else BadDocLog(int(data_cfg.max_bad_docs))
+    bad = BadDocLog(int(data_cfg.max_bad_docs), log=log)
     sources = []
     for i, ds in enumerate(data_cfg.train):
         sources.append(

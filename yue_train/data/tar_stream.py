@@ -45,10 +45,15 @@ def _octal(field: bytes, what: str, offset: int) -> int:
 
 
 def _header_ok(block: bytes, offset: int) -> bool:
-    stored = _octal(block[148:156], "checksum", offset)
+    try:
+        stored = _octal(block[148:156], "checksum", offset)
+    except TarFormatError:
+        return False
     unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
-    signed = unsigned - sum(256 for b in block[:148] + block[156:] if b > 127)  # old writers summed signed bytes
-    return stored in (unsigned, signed)
+    if stored == unsigned:
+        return True
+    high = sum(1 for b in block[:148] + block[156:] if b > 127)
+    return stored == unsigned - 256 * high  # old writers summed signed bytes
 
 
 def _pax_path(data: bytes) -> str | None:

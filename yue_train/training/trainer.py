@@ -221,7 +221,7 @@ class Trainer:
         # continues at the same document) at the cost of every process reading every document.
         self.stream = build_train_stream(
             cfg.data, int(cfg.trainer.seed), self.model_config.vocab_size, self.plan.sampling_weights(),
-            quiet=not self.main,
+            log=note if self.main else None,
         )  # fmt: skip
         self._eval_set: list[Batch] | None = None
         if self.resume_from is not None:

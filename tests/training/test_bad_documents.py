@@ -1,0 +1,152 @@
+"""Training never dies on a bad document: each is skipped, counted once and logged with its shard and key;
+past ``data.max_bad_docs`` the run saves a checkpoint and stops with one line. Command URLs (``pipe:``) in
+a config run nothing unless ``data.allow_commands=true``."""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+
+import pytest
+
+from tests.data.bad_shards import DOC_DAMAGE, good_members, write_tar
+from tests.training.helpers import compose
+from yue_train.cli.train import main
+from yue_train.data.bad_docs import BadDocLog
+from yue_train.data.packing import DocSource, Mixture, PackedStream
+from yue_train.data.shard_reader import shard_paths
+from yue_train.training.checkpoint import latest_checkpoint
+from yue_train.training.logger import read_metrics
+from yue_train.training.trainer import run_training
+from yue_train.training.validate import ConfigError
+
+# The kinds a red-team pass saw crash training, plus more; each appears once in the folder below.
+KINDS = [
+    "length_mismatch", "ids_2d", "negative_ids", "roles_out_of_range", "missing_roles", "bad_json",
+    "pickled_npy", "int64_ids_over_2_32", "float_ids", "raw_pickle", "json_a_list", "npy_huge_shape",
+]  # fmt: skip
+
+
+def bad_folder(folder, good_per_bad: int = 2):
+    """One shard with ``good_per_bad`` good documents before each bad one (one per kind), then a truncated
+    shard and a shard of garbage: ``len(KINDS) + 2`` bad documents in all."""
+    folder.mkdir(parents=True, exist_ok=True)
+    samples, n = [], 0
+    for kind in KINDS:
+        for _ in range(good_per_bad):
+            samples.append((f"{n:09d}", good_members(n)))
+            n += 1
+        members = good_members(n)
+        DOC_DAMAGE[kind][0](members, folder / "unpickled.marker")
+        samples.append((f"{n:09d}", members))
+        n += 1
+    write_tar(folder / "a-000000.tar", samples)
+    whole = write_tar(folder / "a-000001.tar", [(f"{i:09d}", good_members(i)) for i in range(n, n + 4)]).read_bytes()
+    (folder / "a-000001.tar").write_bytes(whole[: len(whole) // 2])
+    (folder / "a-000002.tar").write_bytes(bytes(range(256)) * 8)
+    return folder
+
+
+N_BAD = len(KINDS) + 2
+
+
+def _ov(shards, run_dir, *extra):
+    return (
+        "recipe=tiny_random", f"data.train=[{{path: '{shards}'}}]", f"trainer.run_dir={run_dir}",
+        "trainer.resume=none", "trainer.cpu_threads=1", *extra,
+    )  # fmt: skip
+
+
+def test_bad_documents_are_skipped_counted_once_and_logged(tmp_path, capsys):
+    shards = bad_folder(tmp_path / "bad")
+    # ~3 documents per row, 4 rows per step: 6 steps pass over the folder more than once
+    result = run_training(compose(*_ov(shards, tmp_path / "run", "trainer.max_steps=6", "data.max_bad_docs=50")))
+    assert result["status"] == "finished" and result["step"] == 6
+    assert result["skipped_docs"] == N_BAD  # each counted once, however often the epochs pass it
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("skipped bad document")]
+    assert len(lines) == N_BAD
+    assert any("a-000000.tar [000000002]: input_ids" in x for x in lines)  # shard and key named
+    assert any("a-000001.tar" in x and "truncated" in x for x in lines)
+    assert read_metrics(tmp_path / "run")[-1]["skipped_docs"] == N_BAD
+    assert "Traceback" not in err
+    assert not (shards / "unpickled.marker").exists()
+
+
+def test_too_many_bad_documents_save_a_checkpoint_and_stop_in_one_line(tmp_path, capsys):
+    shards = bad_folder(tmp_path / "bad", good_per_bad=6)
+    run = tmp_path / "run"
+    code = main([*_ov(shards, run, "trainer.max_steps=50", "data.max_bad_docs=2")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    (line,) = [x for x in err.splitlines() if x.startswith("yue-train: error:")]
+    assert re.search(r"step \d+: \d+ bad documents skipped, more than data.max_bad_docs=2", line), line
+    assert "checkpoint saved" in line
+    assert "a-000000.tar" in line and "Traceback" not in err
+    ckpt = latest_checkpoint(run)
+    assert ckpt is not None and 0 < int(ckpt.name.split("-")[1]) < 50
+
+
+def _stream(folder, log):
+    bad = BadDocLog(100, log=log)
+    src = DocSource(shard_paths(folder), seed=1, shuffle_buffer=4, bad_docs=bad)
+    return PackedStream(Mixture([src], [1.0], seed=1), seq_len=64, batch_size=2, bad_docs=bad)
+
+
+def test_resumed_stream_keeps_the_count_and_does_not_report_again(tmp_path):
+    folder = bad_folder(tmp_path / "bad")
+    logged: list[str] = []
+    a = _stream(folder, logged.append)
+    for _ in range(6):
+        a.next_batch()
+    state, n_logged = a.state_dict(), len(logged)
+    assert a.bad_docs.count == n_logged > 0
+    b = _stream(folder, logged.append)
+    b.load_state_dict(state)
+    assert len(logged) == n_logged and b.bad_docs.count == a.bad_docs.count
+    for _ in range(4):
+        x, y = a.next_batch(), b.next_batch()
+        assert all((s == t).all() for s, t in zip(x.tensors(), y.tensors(), strict=True))
+    assert b.bad_docs.count == a.bad_docs.count
+
+
+def _pipe_folder(tmp_path):
+    tar = write_tar(tmp_path / "p.tar", [(f"{i:09d}", good_members(i)) for i in range(8)])
+    marker = tmp_path / "command-ran"
+    return f"pipe:touch {marker}; cat {tar}", marker
+
+
+@pytest.mark.parametrize("scheme", ["pipe", "PIPE"])
+def test_a_pipe_url_in_a_config_runs_nothing_by_default(tmp_path, scheme):
+    url, marker = _pipe_folder(tmp_path)
+    url = scheme + url[4:]
+    cfg = compose(*_ov("x", tmp_path / "run"), f"data.train=[{{path: '{url}', tokens: 1000}}]")
+    with pytest.raises(ConfigError) as e:
+        run_training(cfg)
+    assert "data.allow_commands=true" in str(e.value) and "\n" not in str(e.value)
+    assert not marker.exists()
+
+
+def test_a_pipe_url_runs_with_allow_commands(tmp_path):
+    url, marker = _pipe_folder(tmp_path)
+    cfg = compose(
+        *_ov("x", tmp_path / "run", "trainer.max_steps=2", "data.allow_commands=true"),
+        f"data.train=[{{path: '{url}', tokens: 1000}}]",
+    )
+    assert run_training(cfg)["step"] == 2
+    assert marker.exists()
+
+
+def test_pax_headers_with_float_mtimes_read_in_training(tmp_path):
+    """Shards from other tar writers (pax headers, as webdataset's TarWriter writes) train as well."""
+    folder = tmp_path / "pax"
+    folder.mkdir()
+    with tarfile.open(folder / "x.tar", "w", format=tarfile.PAX_FORMAT) as tf:
+        for i in range(12):
+            for name, data in good_members(i).items():
+                info = tarfile.TarInfo(f"{i:09d}.{name}")
+                info.size, info.mtime = len(data), 1700000000.25
+                tf.addfile(info, io.BytesIO(data))
+    result = run_training(compose(*_ov(folder, tmp_path / "run", "trainer.max_steps=2")))
+    assert result["skipped_docs"] == 0
