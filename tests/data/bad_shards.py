@@ -19,8 +19,6 @@ from yue_train.data.shards import ShardWriter, write_summary
 from yue_train.format.document import Document
 from yue_train.format.roles import Role
 
-MARKER_ENV = "YUE_TEST_PICKLE_MARKER"
-
 
 def npy(arr: np.ndarray, allow_pickle: bool = False) -> bytes:
     buf = io.BytesIO()

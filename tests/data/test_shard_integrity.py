@@ -219,3 +219,15 @@ def test_long_member_names_and_pax_headers_read(tmp_path):
                 tf.addfile(info, io.BytesIO(data))
         (doc,) = list(read_shard(str(path)))
         assert isinstance(doc, Document) and doc.id == "doc-0"
+
+
+def test_extra_members_such_as_pickles_are_ignored_never_loaded(tmp_path):
+    import pickle
+
+    from tests.data.bad_shards import _Payload
+
+    marker = tmp_path / "unpickled.marker"
+    members = {**good_members(0), "pyd": pickle.dumps(_Payload(str(marker))), "pickle": pickle.dumps(1)}
+    (doc,) = list(read_shard(str(write_tar(tmp_path / "x.tar", [("000000000", members)]))))
+    assert isinstance(doc, Document) and doc.id == "doc-0"
+    assert not marker.exists()
