@@ -41,13 +41,13 @@ def _split(items):
     return docs, bad
 
 
-def test_summary_records_one_crc32_per_document_matching_the_members(tmp_path):
+def test_summary_records_one_checksum_per_document_matching_the_members(tmp_path):
     folder = written_folder(tmp_path / "s", n_docs=10, docs_per_shard=4)
     shards = read_summary(folder)["shards"]
     assert [s["n_docs"] for s in shards] == [4, 4, 2]
     docs = list(iter_documents(folder))
     for shard in shards:
-        assert len(shard["crc32"]) == 8 * shard["n_docs"]
+        assert len(shard["xxh3_64"]) == 16 * shard["n_docs"]
     first = docs[0]
     from yue_train.data.shards import _npy_bytes
 
@@ -56,7 +56,7 @@ def test_summary_records_one_crc32_per_document_matching_the_members(tmp_path):
         "roles.npy": _npy_bytes(first.roles),
         "json": json.dumps(first.meta, ensure_ascii=False).encode(),
     }
-    assert shards[0]["crc32"][:8] == doc_checksum(members)
+    assert shards[0]["xxh3_64"][:16] == doc_checksum(members)
 
 
 def test_a_flipped_byte_in_input_ids_is_caught_by_the_checksum(tmp_path):
@@ -180,7 +180,7 @@ def test_a_tar_not_listed_in_the_summary_is_refused(tmp_path):
 def test_a_summary_whose_checksums_do_not_fit_is_refused(tmp_path):
     folder = written_folder(tmp_path / "s", n_docs=4, docs_per_shard=2)
     summary = json.loads((folder / "summary.json").read_text())
-    summary["shards"][0]["crc32"] = "abc"
+    summary["shards"][0]["xxh3_64"] = "abc"
     (folder / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(ShardError, match="do not match its 2 documents"):
         shard_paths(folder)
@@ -190,7 +190,7 @@ def test_an_older_folder_without_checksums_reads_unverified(tmp_path):
     folder = written_folder(tmp_path / "s", n_docs=4, docs_per_shard=2)
     summary = json.loads((folder / "summary.json").read_text())
     for shard in summary["shards"]:
-        del shard["crc32"]
+        del shard["xxh3_64"]
     (folder / "summary.json").write_text(json.dumps(summary))
     urls = shard_paths(folder)
     assert unverified_folder(urls[0]) == str(folder / "summary.json")

@@ -5,7 +5,7 @@ Each sample in a shard has three members: ``KEY.input_ids.npy`` (int32), ``KEY.r
 under a temporary name and renamed when closed, so a file named ``*.tar`` is always complete. The folder's
 ``summary.json`` (:func:`write_summary`) carries the writer's provenance record
 (:mod:`yue_train.format.provenance`): document modes, stage, tokenizer, largest token id, codec; its
-``shards`` list gives each shard's documents, tokens and per-document checksums (``crc32``), which the
+``shards`` list gives each shard's documents, tokens and per-document checksums (``xxh3_64``), which the
 reader (:mod:`.shard_reader`) verifies.
 """
 
@@ -42,7 +42,7 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
 
 
 class _Checksums:
-    """The per-document checksums of the shard being written (``crc32`` of its summary entry)."""
+    """The per-document checksums of the shard being written (``xxh3_64`` of its summary entry)."""
 
     def __init__(self) -> None:
         self.digits: list[str] = []
