@@ -34,7 +34,7 @@ from pathlib import Path
 
 from data_prep.tokenize_manifest import TokenizeOptions, run_tokenize
 from yue_train.data.packing import DocSource, Packer
-from yue_train.data.shard_reader import CHECKSUM_KEY, MEMBERS, _samples, doc_checksum, iter_records, shard_paths
+from yue_train.data.shard_reader import CHECKSUM_KEY, MEMBERS, doc_checksum, iter_records, iter_samples, shard_paths
 from yue_train.data.synthetic import write_synthetic_manifest
 
 
@@ -53,7 +53,7 @@ def _members(folder: Path) -> list[dict[str, bytes]]:
     out = []
     for path in shard_paths(folder):
         with open(path, "rb") as f:
-            out.extend(members for _key, members, _problem in _samples(f))
+            out.extend(members for _key, members, _problem in iter_samples(f))
     return out
 
 

@@ -233,7 +233,7 @@ def _split_name(name: str) -> tuple[str, str]:
     return (f"{folder}/{key}" if folder else key), suffix
 
 
-def _samples(stream: BinaryIO) -> Iterator[tuple[str, dict[str, bytes], str | None]]:
+def iter_samples(stream: BinaryIO) -> Iterator[tuple[str, dict[str, bytes], str | None]]:
     """(key, members, None) per document, in order; (key, partial members, reason) at damage, then stop."""
     key: str | None = None
     members: dict[str, bytes] = {}
@@ -310,7 +310,7 @@ def read_shard(
     sums = listed.checksums if listed is not None else None
     index = 0
     with open_shard(url, allow_commands) as stream:
-        for key, members, problem in _samples(stream):
+        for key, members, problem in iter_samples(stream):
             if problem is not None and problem.startswith("damaged shard"):
                 yield BadDocument(url, key, problem)  # nothing after it can be read
                 return

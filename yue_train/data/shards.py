@@ -29,6 +29,7 @@ from yue_train.data.shard_reader import (
     iter_documents,
     shard_paths,
 )
+from yue_train.data.tar_io import TarWriter
 from yue_train.format.document import Document
 from yue_train.format.provenance import SUMMARY_KEY, Provenance, TokenizerLike, provenance_for
 
