@@ -22,6 +22,10 @@ from yue_train.config.schema import RootConfig
     [
         ("trainer.max_steps=five", "trainer.max_steps: expected an integer, got 'five'"),
         ("+trainer.max_step=5", "unknown config key trainer.max_step (did you mean trainer.max_steps?)"),
+        (
+            "trainer.loss.impl=fast",
+            "trainer.loss.impl must be one of auto, full, chunked, chunked_recompute, fused, got 'fast'",
+        ),
     ],
 )
 def test_bad_override_is_one_error_line(override, message, tmp_path):

@@ -149,9 +149,17 @@ RoleWeights.__doc__ = "loss weight per target-token role; 0 masks the loss (stil
 
 @dataclass
 class LossConfig:
-    """chunked cross-entropy"""
+    """next-token cross-entropy: how logits are computed, and the per-role weights"""
 
-    chunk_size: int = doc(1024, "positions per logits chunk")
+    impl: str = doc(
+        "auto",
+        "auto | full | chunked | chunked_recompute | fused. auto, per step, from N label positions x V ids: fused "
+        "(CUDA, liger-kernel installed, plain lm_head); else full when 3·N·V·4 bytes fit memory_budget_gib; "
+        "else chunked (no recompute) when 2·chunk·V·4 + N·hidden·4 bytes (+4 per trainable lm_head weight) fit; "
+        "else chunked_recompute (lm_head runs twice)",
+    )
+    memory_budget_gib: float = doc(1.0, "memory the loss may take for logits-sized tensors (impl=auto)")
+    chunk_size: int = doc(1024, "positions per logits chunk (chunked, chunked_recompute)")
     role_weights: RoleWeights = doc(RoleWeights, RoleWeights.__doc__)  # type: ignore[valid-type]
 
 
@@ -181,7 +189,7 @@ class TrainerConfig:
         False, "resume although these keys differ from the checkpoint's config (model, data, seed...): a list | true"
     )
     max_bad_steps: int = doc(10, "non-finite losses/gradients skipped before giving up")
-    loss: LossConfig = doc(LossConfig, "chunked cross-entropy")
+    loss: LossConfig = doc(LossConfig, "next-token cross-entropy")
 
 
 # ------------------------------------------------------------------------------ logging, distributed

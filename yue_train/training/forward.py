@@ -8,7 +8,7 @@ So every training and evaluation forward goes through :class:`PackedForward`, wh
 ``use_cache=False`` and no mask, and refuses outputs that carry a cache.
 
 The model is called without labels and its ``lm_head`` is not run here: :mod:`.loss` computes logits
-chunk by chunk from these hidden states (labels were shifted once, by the packer).
+from these hidden states, chunk by chunk when memory asks for it (labels were shifted once, by the packer).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from yue_train.data.packing import Batch
-from yue_train.training.loss import chunked_loss
+from yue_train.training.loss import LossSettings, lm_loss
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -64,29 +64,31 @@ def check_positions(position_ids: torch.Tensor) -> None:
 
 
 class PackedLossModule(nn.Module):
-    """Causal LM + chunked loss as one ``nn.Module``: packed batch tensors in, loss sums out.
+    """Causal LM + loss as one ``nn.Module``: packed batch tensors in, loss sums out.
 
     The distributed wrappers (DDP, FSDP2, DeepSpeed) hook into a module's ``forward``: DDP prepares its
     gradient reduction there and FSDP2 gathers the root's parameters (embeddings, final norm, ``lm_head``)
-    there. The training step calls the decoder and the ``lm_head`` separately (the loss is chunked), so
-    it is this module, whose ``forward`` does both, that gets wrapped. ``lm`` keeps the Hugging Face
-    (or PEFT) parameter names under the ``lm.`` prefix.
+    there. The training step calls the decoder and the ``lm_head`` separately (the loss may be chunked),
+    so it is this module, whose ``forward`` does both, that gets wrapped. ``lm`` keeps the Hugging Face
+    (or PEFT) parameter names under the ``lm.`` prefix. ``loss`` is a :class:`LossSettings` or a chunk
+    size (then: chunks under activation checkpointing); ``last_impl`` names the implementation the last
+    forward used.
     """
 
-    def __init__(self, lm: nn.Module, weight_table: torch.Tensor, chunk_size: int) -> None:
+    def __init__(self, lm: nn.Module, weight_table: torch.Tensor, loss: LossSettings | int) -> None:
         super().__init__()
         self.lm = lm
         self.packed = PackedForward(lm)
         self.register_buffer("weight_table", weight_table.float(), persistent=False)
-        self.chunk_size = int(chunk_size)
+        self.loss = loss if isinstance(loss, LossSettings) else LossSettings("chunked_recompute", int(loss))
+        self.last_impl = ""
 
     def forward(
         self, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor, target_roles: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
         batch = Batch(input_ids, position_ids, labels, target_roles)
-        sums = chunked_loss(
-            self.packed.hidden_states(batch), self.packed.lm_head, labels, target_roles, self.weight_table,
-            self.chunk_size,
-        )  # fmt: skip
+        sums, self.last_impl = lm_loss(
+            self.packed.hidden_states(batch), self.packed.lm_head, labels, target_roles, self.weight_table, self.loss
+        )
         # A tuple of tensors (not the dataclass) so every wrapper passes it through untouched.
         return sums.weighted, sums.weight_sum, sums.role_loss, sums.role_correct, sums.role_count

@@ -1,28 +1,33 @@
-"""Chunked next-token cross-entropy with per-role weights, and per-role loss / accuracy sums.
+"""Next-token cross-entropy with per-role weights, and per-role loss / accuracy sums.
 
-Full logits of an 8,192-token row over 83,968 ids are 2.75 GB in fp32 (plus as much again for their
-gradient). Here logits exist for ``chunk_size`` positions at a time: each chunk's ``lm_head`` projection,
-fp32 upcast and cross-entropy run under activation checkpointing, so only the chunk's hidden states are
-kept for backward and the chunk's logits are recomputed there. Calling the ``lm_head`` module (not its
-weight) keeps this right for any wrapper around it (LoRA, 4-bit). Hand-written because no installed
-library does chunked CE with per-token weights *and* per-role accuracy; a fused kernel (Liger) could
-replace :func:`_chunk_ce` on GPU.
+Full logits of an 8,192-token row over 83,968 ids are 2.75 GB in fp32, and plain cross-entropy holds
+about three tensors of that size at once (logits or log-probabilities, their gradient, and the softmax
+in backward). :func:`lm_loss` computes the loss one of four ways (:mod:`.loss_impls`), named by
+``trainer.loss.impl``; ``auto`` chooses per call, from ``N`` (label positions), ``V`` (vocabulary),
+``H`` (hidden size) and ``C = min(chunk_size, N)``, against ``memory_budget_gib``:
 
-Labels arrive already shifted (see :mod:`.data`); nothing here shifts again.
+1. ``fused`` when the device is CUDA, liger-kernel is installed and ``lm_head`` is a plain ``nn.Linear``;
+2. else ``full`` when ``3 x N x V x 4`` bytes fit the budget;
+3. else ``chunked`` (no recompute) when ``2 x C x V x 4 + N x H x 4`` bytes, plus 4 bytes per trainable
+   ``lm_head`` parameter, fit the budget and no ``lm_head`` parameter is partitioned by DeepSpeed ZeRO-3;
+4. else ``chunked_recompute`` (``lm_head`` runs twice, only the hidden states are kept).
+
+Without gradients (evaluation) ``chunked`` and ``chunked_recompute`` are the same chunked forward.
+Labels arrive already shifted (see :mod:`yue_train.data.packing`); nothing here shifts again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from yue_train.data.packing import IGNORE_INDEX
 from yue_train.format.roles import ROLE_NAMES
+from yue_train.training import loss_impls
 
 N_ROLES = len(ROLE_NAMES)
 
@@ -90,11 +95,85 @@ def role_weight_table(role_weights: Mapping[str, float], device: torch.device | 
     return table
 
 
-def _chunk_ce(lm_head: nn.Module, h: torch.Tensor, labels: torch.Tensor, w: torch.Tensor):
-    logits = lm_head(h).float()
-    ce = F.cross_entropy(logits, labels, reduction="none")
-    hits = logits.argmax(dim=-1) == labels
-    return (ce * w).sum(), ce.detach(), hits
+LOSS_IMPLS = ("auto", "full", "chunked", "chunked_recompute", "fused")
+_IMPL_FNS = {
+    "full": loss_impls.full_ce,
+    "chunked": loss_impls.chunked_ce,
+    "chunked_recompute": loss_impls.chunked_recompute_ce,
+}
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """How :func:`lm_loss` computes the loss (the ``trainer.loss`` keys of the same names)."""
+
+    impl: str = "auto"
+    chunk_size: int = 1024
+    memory_budget_gib: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.impl not in LOSS_IMPLS:
+            raise ValueError(f"trainer.loss.impl must be one of {', '.join(LOSS_IMPLS)}, got {self.impl!r}")
+        if self.chunk_size < 1 or self.memory_budget_gib <= 0:
+            raise ValueError("trainer.loss.chunk_size must be >= 1 and trainer.loss.memory_budget_gib > 0")
+
+    @classmethod
+    def from_config(cls, loss_cfg: Any) -> LossSettings:
+        """From the ``trainer.loss`` config node."""
+        return cls(str(loss_cfg.impl), int(loss_cfg.chunk_size), float(loss_cfg.memory_budget_gib))
+
+
+def _zero3_partitioned(params: list[nn.Parameter]) -> bool:
+    return any(hasattr(p, "ds_id") for p in params)
+
+
+def choose_impl(settings: LossSettings, n: int, lm_head: nn.Module, hidden_size: int, device: torch.device) -> str:
+    """The implementation ``settings.impl`` names, or for ``auto`` the first of the module docstring's rule."""
+    if settings.impl != "auto":
+        return settings.impl
+    params = list(lm_head.parameters())
+    vocab = int(getattr(lm_head, "out_features", 0) or params[0].shape[0])
+    if device.type == "cuda" and type(lm_head) is nn.Linear and loss_impls.liger_available():
+        return "fused"
+    budget = settings.memory_budget_gib * 2**30
+    if 3 * n * vocab * 4 <= budget:
+        return "full"
+    c = min(settings.chunk_size, n)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    if 2 * c * vocab * 4 + n * hidden_size * 4 + trainable * 4 <= budget and not _zero3_partitioned(params):
+        return "chunked"
+    return "chunked_recompute"
+
+
+def lm_loss(
+    hidden: torch.Tensor,
+    lm_head: nn.Module,
+    labels: torch.Tensor,
+    target_roles: torch.Tensor,
+    weight_table: torch.Tensor,
+    settings: LossSettings = LossSettings(),  # noqa: B008 (frozen dataclass)
+) -> tuple[LossSums, str]:
+    """Loss sums of a batch from its final hidden states ``(B, L, H)`` and shifted ``labels`` ``(B, L)``,
+    and the name of the implementation that computed them."""
+    h = hidden.reshape(-1, hidden.shape[-1])
+    labels = labels.reshape(-1)
+    roles = target_roles.reshape(-1)
+    keep = (labels != IGNORE_INDEX).nonzero(as_tuple=True)[0]
+    h, labels, roles = h[keep], labels[keep], roles[keep]
+    table = weight_table.to(h.device)
+    weights = table[roles]
+    # No label positions: the plain path gives the zero sums without special cases.
+    impl = choose_impl(settings, h.shape[0], lm_head, h.shape[-1], h.device) if h.shape[0] else "full"
+    if impl == "chunked" and _zero3_partitioned(list(lm_head.parameters())):
+        raise ValueError("trainer.loss.impl=chunked cannot run under DeepSpeed ZeRO-3; use auto or chunked_recompute")
+    role_count = torch.bincount(roles, minlength=N_ROLES).double()
+    if impl == "fused":
+        weighted, role_loss, role_correct = loss_impls.fused_ce(lm_head, h, labels, roles, table)
+    else:
+        weighted, ce, hits = _IMPL_FNS[impl](lm_head, h, labels, weights, settings.chunk_size)
+        role_loss = torch.zeros(N_ROLES, device=h.device, dtype=torch.float64).index_add_(0, roles, ce.double())
+        role_correct = torch.zeros_like(role_loss).index_add_(0, roles, hits.double())
+    return LossSums(weighted, weights.sum().double(), role_loss, role_correct, role_count), impl
 
 
 def chunked_loss(
@@ -104,28 +183,7 @@ def chunked_loss(
     target_roles: torch.Tensor,
     weight_table: torch.Tensor,
     chunk_size: int = 1024,
+    impl: str = "chunked_recompute",
 ) -> LossSums:
-    """Loss sums of a batch from its final hidden states ``(B, L, H)`` and shifted ``labels`` ``(B, L)``."""
-    h = hidden.reshape(-1, hidden.shape[-1])
-    labels = labels.reshape(-1)
-    roles = target_roles.reshape(-1)
-    keep = (labels != IGNORE_INDEX).nonzero(as_tuple=True)[0]
-    h, labels, roles = h[keep], labels[keep], roles[keep]
-    weights = weight_table.to(h.device)[roles]
-    dev = h.device
-    weighted = torch.zeros((), device=dev, dtype=torch.float32)
-    role_loss = torch.zeros(N_ROLES, device=dev, dtype=torch.float64)
-    role_correct = torch.zeros(N_ROLES, device=dev, dtype=torch.float64)
-    # A single chunk gains nothing from checkpointing (its logits are all there are): skip the recompute.
-    use_ckpt = torch.is_grad_enabled() and h.requires_grad and h.shape[0] > chunk_size
-    for s in range(0, h.shape[0], chunk_size):
-        sl = slice(s, s + chunk_size)
-        if use_ckpt:
-            part, ce, hits = checkpoint(_chunk_ce, lm_head, h[sl], labels[sl], weights[sl], use_reentrant=False)
-        else:
-            part, ce, hits = _chunk_ce(lm_head, h[sl], labels[sl], weights[sl])
-        weighted = weighted + part
-        role_loss.index_add_(0, roles[sl], ce.double())
-        role_correct.index_add_(0, roles[sl], hits.double())
-    role_count = torch.bincount(roles, minlength=N_ROLES).double()
-    return LossSums(weighted, weights.sum().double(), role_loss, role_correct, role_count)
+    """:func:`lm_loss` with one implementation named (default: chunks under activation checkpointing)."""
+    return lm_loss(hidden, lm_head, labels, target_roles, weight_table, LossSettings(impl, chunk_size))[0]

@@ -60,7 +60,7 @@ from yue_train.training.engines import (
 )
 from yue_train.training.forward import PackedLossModule, unwrap
 from yue_train.training.logger import RunLogger, WandbLoginError, check_wandb_login, truncate_metrics
-from yue_train.training.loss import N_ROLES, LossSums, role_weight_table
+from yue_train.training.loss import N_ROLES, LossSettings, LossSums, role_weight_table
 from yue_train.training.output import library_bars_off, note
 from yue_train.training.plan import PlanError, batch_geometry, plan_phase
 from yue_train.training.provenance import run_provenance
@@ -211,8 +211,9 @@ class Trainer:
             self.strategy.configure(p.micro_batch, p.grad_accum, self.world, float(cfg.optim.max_grad_norm), mixed_bf16)
         self.weight_table = role_weight_table(cfg.trainer.loss.role_weights)  # CPU: batch weights
         module = PackedLossModule(
-            self._build_model(self.resume_from), self.weight_table.to(self.device), int(cfg.trainer.loss.chunk_size)
-        )
+            self._build_model(self.resume_from), self.weight_table.to(self.device),
+            LossSettings.from_config(cfg.trainer.loss),
+        )  # fmt: skip
         schedule = lr_lambda(cfg.optim, self.max_steps)
         self.strategy.wrap(module, self._build_optimizer, lambda opt: LambdaLR(opt, schedule))
         self.model = self.strategy.lm  # the Hugging Face / PEFT model (its parameters may be sharded)

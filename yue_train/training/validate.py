@@ -18,6 +18,7 @@ from yue_train.format.document import Document
 from yue_train.format.provenance import provenance_for
 from yue_train.models.loading import ModelSpec, llama_module_names, load_model_config
 from yue_train.training import ranks
+from yue_train.training.loss import LossSettings
 from yue_train.training.output import note
 from yue_train.training.plan import entry_name
 from yue_train.training.provenance import dataset_problem, dataset_records, model_stage, model_tokenizer
@@ -94,6 +95,11 @@ def check_config(cfg: Any) -> PretrainedConfig:
     for key in ("max_steps", "grad_accum"):
         if cfg.trainer[key] < 1:
             raise ConfigError(f"trainer.{key} must be >= 1, got {cfg.trainer[key]}")
+
+    try:
+        LossSettings.from_config(cfg.trainer.loss)
+    except ValueError as e:
+        raise ConfigError(first_line(e)) from None
 
     if not cfg.data.train:
         raise ConfigError("data.train is empty: list at least one dataset ({path: ..., weight: ...})")
