@@ -6,6 +6,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from tests.inference.tiny_models import tiny_llama
+from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
 from yue_train.format import vocab
 from yue_train.format.parsing import parse_stage1_output
@@ -192,3 +193,75 @@ def test_parse_of_generated_stage1(synth_tokenizer):
     res = generate_stage1(model, first, [], SamplingConfig(max_new_tokens=12, min_new_tokens=12), progress=False)
     vocal, inst = parse_stage1_output(res.ids)
     assert vocal.shape == inst.shape == (1, 6)  # 12 audio tokens = 6 dual frames
+
+
+def _reference_probabilities(cond, uncond, context, step, cfg, guidance):
+    """The full-vocabulary pipeline of stage1_next_token, up to the probabilities it samples from."""
+    from yue_train.generation.sampling import apply_repetition_penalty, guided_scores
+
+    scores = apply_repetition_penalty(guided_scores(cond, uncond, guidance), context, cfg.repetition_penalty)
+    if step < cfg.min_new_tokens:
+        scores[:, vocab.EOA] = float("-inf")
+    scores[:, : vocab.MIN_SAMPLED_ID] = float("-inf")
+    if cfg.audio_ids_only:
+        lo, hi = cl.codebook_range(0)
+        scores[:, vocab.EOA + 1 : lo] = float("-inf")
+        scores[:, hi:] = float("-inf")
+    return scores, top_p_filter(scores / cfg.temperature, cfg.top_p).softmax(dim=-1)
+
+
+@pytest.mark.parametrize("audio_only", [True, False])
+@pytest.mark.parametrize("guidance", [1.5, 1.0])
+def test_allowed_id_sampler_has_the_reference_distribution_and_greedy_pick(audio_only, guidance):
+    """Over the allowed ids only: the same probabilities as the full-vocabulary pipeline (zero mass left
+    outside), the same greedy pick, with the repetition penalty, the <EOA> block and top-p in play."""
+    from yue_train.generation.sampling import Stage1Sampler, stage1_next_token
+
+    gen = torch.Generator().manual_seed(0)
+    lo, _ = cl.codebook_range(0)
+    for step in (0, 150):
+        cfg = SamplingConfig(top_p=0.9, temperature=0.8, audio_ids_only=audio_only, min_new_tokens=100)
+        context = torch.cat([torch.randint(0, 32000, (50,), generator=gen), lo + torch.arange(0, 300, 3)])
+        cond = torch.randn(1, vocab.MODEL_VOCAB_SIZE, generator=gen, dtype=torch.float64)
+        uncond = torch.randn(1, vocab.MODEL_VOCAB_SIZE, generator=gen, dtype=torch.float64)
+        cond[0, vocab.EOA] = 9.0  # <EOA> would win were it not blocked
+        cond[0, lo : lo + 300 : 3] += 3  # ids already in the context: the penalty matters
+        u = uncond if guidance != 1 else None
+        sampler = Stage1Sampler(vocab.MODEL_VOCAB_SIZE, cfg, context)
+        ref_scores, ref_probs = _reference_probabilities(cond, u, context[None], step, cfg, guidance)
+        probs = sampler.probabilities(sampler.scores(cond, u, step, guidance))
+        full = torch.zeros_like(ref_probs).index_copy_(1, sampler.allowed, probs)
+        torch.testing.assert_close(full, ref_probs, rtol=1e-12, atol=1e-15)
+        assert bool(ref_probs[0, vocab.EOA] > 0) == (step >= 100)
+        assert step >= 100 or (ref_probs > 0).sum() > 3  # a real choice among several ids
+        greedy = SamplingConfig(audio_ids_only=audio_only, greedy=True, min_new_tokens=100)
+        pick = Stage1Sampler(vocab.MODEL_VOCAB_SIZE, greedy, context).next_token(cond, u, step, guidance, None)
+        assert pick.tolist() == stage1_next_token(cond, u, context[None], step, greedy, guidance, None).tolist()
+
+
+def test_allowed_id_sampler_penalises_what_it_emitted():
+    from yue_train.generation.sampling import Stage1Sampler
+
+    lo, _ = cl.codebook_range(0)
+    cfg = SamplingConfig(greedy=True, min_new_tokens=0, repetition_penalty=2.0)
+    sampler = Stage1Sampler(vocab.MODEL_VOCAB_SIZE, cfg, torch.tensor([5, 6]))
+    logits = torch.zeros(1, vocab.MODEL_VOCAB_SIZE)
+    logits[0, lo + 7], logits[0, lo + 8] = 10.0, 6.0
+    assert sampler.next_token(logits, None, 0, 1.0, None).item() == lo + 7
+    assert sampler.next_token(logits, None, 1, 1.0, None).item() == lo + 8  # 10 / 2 < 6 now
+
+
+def test_sparse_eoa_checks_give_the_same_section():
+    """Checking for <EOA> every 4 steps (as on CUDA) ends the section at the same <EOA> as every step."""
+    model = tiny_llama(dtype=torch.float32)
+    head = torch.nn.Linear(32, vocab.MODEL_VOCAB_SIZE, bias=True)
+    with torch.no_grad():  # the same head plus a bias under which <EOA> wins once min_new_tokens allows it
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()[vocab.EOA] = 1e4
+    model.lm_head = head
+    context = torch.as_tensor(np.r_[np.arange(100, 130), vocab.SOA, vocab.XCODEC])
+    every = SamplingConfig(greedy=True, min_new_tokens=5, max_new_tokens=40, eoa_check_every=1)
+    sparse = SamplingConfig(greedy=True, min_new_tokens=5, max_new_tokens=40, eoa_check_every=4)
+    a = generate_section(model, context, every, 1.5)
+    b = generate_section(model, context, sparse, 1.5)
+    assert a.tolist() == b.tolist() and len(a) == 6 and a[-1] == vocab.EOA and (a == vocab.EOA).sum() == 1

@@ -3,6 +3,13 @@
 The released inference calls ``generate`` with guidance, a repetition penalty, ``min_new_tokens=100``
 (with ``<EOA>`` as eos), a block on ids below 32,002, then temperature and top-p. We drive the model
 ourselves (batched guidance, one KV cache), so the same steps are written out here, in that order.
+
+:func:`stage1_next_token` runs them over the whole vocabulary (the reference). :class:`Stage1Sampler`,
+which generation uses, runs them over the ids a step may emit only (1,025 by default, not 83,968): ids
+outside are -inf after the blocks, so their probability is 0 and dropping them changes no probability.
+Guidance still normalises over the whole vocabulary, and the repetition penalty reads a running mask of
+the ids seen, not the growing context, so a step does no host synchronisation and no work that grows
+with the context.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ class SamplingConfig:
     # are not codebook-0 audio and the song cannot be decoded. By default we allow exactly what a stage-1
     # section can hold: codebook-0 ids and <EOA>. False reproduces the released rule.
     audio_ids_only: bool = True
+    # Steps between host checks for <EOA> (each check waits for the device); the tokens sampled after an
+    # <EOA> inside that window are dropped. 0: 1 on CPU (a check costs nothing there), 16 on CUDA.
+    eoa_check_every: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.top_p <= 1:
@@ -37,6 +47,11 @@ class SamplingConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.max_new_tokens < 1 or self.min_new_tokens < 0:
             raise ValueError("max_new_tokens must be >= 1 and min_new_tokens >= 0")
+        if self.eoa_check_every < 0:
+            raise ValueError(f"eoa_check_every must be >= 0, got {self.eoa_check_every}")
+
+    def check_every(self, device: torch.device) -> int:
+        return self.eoa_check_every or (16 if device.type == "cuda" else 1)
 
 
 def guided_scores(cond_logits: torch.Tensor, uncond_logits: torch.Tensor | None, scale: float) -> torch.Tensor:
@@ -96,3 +111,89 @@ def stage1_next_token(
         return scores.argmax(dim=-1)
     scores = top_p_filter(scores / cfg.temperature, cfg.top_p)
     return torch.multinomial(scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
+
+
+def allowed_ids(vocab_size: int, cfg: SamplingConfig) -> torch.Tensor:
+    """The ids a stage-1 step may emit, ascending: ``<EOA>`` and codebook 0 (``audio_ids_only``), or every id
+    from ``<EOA>`` up (the released rule)."""
+    if not cfg.audio_ids_only:
+        return torch.arange(vocab.MIN_SAMPLED_ID, vocab_size)
+    lo, hi = cl.codebook_range(0)
+    return torch.cat([torch.tensor([vocab.EOA]), torch.arange(lo, min(hi, vocab_size))])
+
+
+class Stage1Sampler:
+    """:func:`stage1_next_token` over the allowed ids only, for one section (see the module docstring).
+
+    ``context`` (1-D) is the section's prompt; :meth:`next_token` returns (1,) ids on the device, and
+    records them as seen. Same scores as the reference for every allowed id, so greedy picks agree and
+    sampling draws from the same distribution."""
+
+    def __init__(self, vocab_size: int, cfg: SamplingConfig, context: torch.Tensor) -> None:
+        device = context.device
+        self.cfg = cfg
+        self.allowed = allowed_ids(vocab_size, cfg).to(device)
+        self.slot = torch.full((vocab_size,), -1, dtype=torch.long, device=device)
+        self.slot[self.allowed] = torch.arange(len(self.allowed), device=device)
+        self.eoa = int((self.allowed == vocab.EOA).nonzero()[0, 0])
+        self.seen = torch.zeros(1, len(self.allowed) + 1, dtype=torch.bool, device=device)  # last: not allowed
+        self._mark(context)
+
+    def _mark(self, ids: torch.Tensor) -> None:
+        self.seen[0, self.slot[ids]] = True  # slot -1 lands on the spare last column
+
+    def scores(
+        self, cond_logits: torch.Tensor, uncond_logits: torch.Tensor | None, n_generated: int, guidance: float
+    ) -> torch.Tensor:
+        """(1, K) scores of the allowed ids after guidance, the repetition penalty and the ``<EOA>`` block."""
+        cfg = self.cfg
+        scores = guided_scores(cond_logits, uncond_logits, guidance).index_select(1, self.allowed)
+        if cfg.repetition_penalty != 1.0:
+            penalised = torch.where(scores < 0, scores * cfg.repetition_penalty, scores / cfg.repetition_penalty)
+            scores = torch.where(self.seen[:, :-1], penalised, scores)
+        if n_generated < cfg.min_new_tokens:
+            scores[:, self.eoa] = float("-inf")
+        return scores
+
+    def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        """(1, K) sampling probabilities of the allowed ids: temperature, then top-p."""
+        return top_p_filter(scores / self.cfg.temperature, self.cfg.top_p).softmax(dim=-1)
+
+    def next_token(
+        self,
+        cond_logits: torch.Tensor,
+        uncond_logits: torch.Tensor | None,
+        n_generated: int,
+        guidance: float,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        scores = self.scores(cond_logits, uncond_logits, n_generated, guidance)
+        if self.cfg.greedy:
+            pick = scores.argmax(dim=-1)
+        else:
+            pick = torch.multinomial(self.probabilities(scores), 1, generator=generator).squeeze(1)
+        token = self.allowed[pick]
+        self._mark(token)
+        return token
+
+
+class FullVocabSampler:
+    """The reference pipeline as a sampler: :func:`stage1_next_token` over the whole vocabulary, the
+    context kept as a growing tensor (what generation did before :class:`Stage1Sampler`). For tests and
+    benchmarks."""
+
+    def __init__(self, vocab_size: int, cfg: SamplingConfig, context: torch.Tensor) -> None:
+        self.cfg = cfg
+        self.history = context[None]
+
+    def next_token(
+        self,
+        cond_logits: torch.Tensor,
+        uncond_logits: torch.Tensor | None,
+        n_generated: int,
+        guidance: float,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        token = stage1_next_token(cond_logits, uncond_logits, self.history, n_generated, self.cfg, guidance, generator)
+        self.history = torch.cat([self.history, token[None]], dim=1)
+        return token

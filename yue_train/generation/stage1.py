@@ -18,7 +18,7 @@ from tqdm import tqdm
 from yue_train.format import vocab
 from yue_train.format.sequences import DocBuilder
 from yue_train.generation.cache_api import forward_step
-from yue_train.generation.sampling import SamplingConfig, stage1_next_token
+from yue_train.generation.sampling import FullVocabSampler, SamplingConfig, Stage1Sampler
 
 
 def context_window(model: torch.nn.Module) -> int:
@@ -56,9 +56,11 @@ def generate_section(
     cfg: SamplingConfig,
     guidance: float,
     generator: torch.Generator | None = None,
+    sampler: type[Stage1Sampler] | type[FullVocabSampler] = Stage1Sampler,
 ) -> torch.Tensor:
     """Generate one section after ``context`` (1-D ids ending in ``<SOA> <xcodec>``); returns the new ids,
-    ending in ``<EOA>`` (appended when the budget runs out, as the released code does)."""
+    ending in ``<EOA>`` (appended when the budget runs out, as the released code does). ``sampler``:
+    :class:`FullVocabSampler` runs the full-vocabulary reference pipeline instead (tests, benchmarks)."""
     device = next(model.parameters()).device
     context = context.to(device)
     n = context.shape[0]
@@ -75,23 +77,25 @@ def generate_section(
         attention_mask = torch.ones(1, n, dtype=torch.long, device=device)
         position_ids = torch.arange(n, device=device)[None]
     logits, cache = forward_step(model, input_ids, None, attention_mask=attention_mask, position_ids=position_ids)
+    picker = sampler(logits.shape[-1], cfg, context)
+    check_every = cfg.check_every(device)
     generated: list[torch.Tensor] = []
-    history = context[None]
     for step in range(cfg.max_new_tokens):
-        token = stage1_next_token(
-            logits[:1], logits[1:] if use_cfg else None, history, step, cfg, guidance, generator
-        )  # (1,)
+        token = picker.next_token(logits[:1], logits[1:] if use_cfg else None, step, guidance, generator)  # (1,)
         generated.append(token)
-        history = torch.cat([history, token[None]], dim=1)
-        if token.item() == vocab.EOA or step + 1 == cfg.max_new_tokens:
+        if step + 1 == cfg.max_new_tokens:
+            break
+        if (step + 1) % check_every == 0 and bool((torch.cat(generated[-check_every:]) == vocab.EOA).any()):
             break
         step_ids = token.repeat(input_ids.shape[0])[:, None]
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
         position_ids = position_ids[:, -1:] + 1
         logits, cache = forward_step(model, step_ids, cache, attention_mask=attention_mask, position_ids=position_ids)
     out = torch.cat(generated)
-    if out[-1].item() != vocab.EOA:
-        out = torch.cat([out, torch.tensor([vocab.EOA], device=device)])
+    ends = (out == vocab.EOA).nonzero()
+    # What was sampled after the first <EOA> is dropped; without one, <EOA> closes the section.
+    eoa = torch.tensor([vocab.EOA], device=device)
+    out = out[: int(ends[0, 0]) + 1] if len(ends) else torch.cat([out, eoa])
     return out.cpu()
 
 
