@@ -1,28 +1,36 @@
 """One training step, timed: LoRA (yue-train's path beside the official way) or full-parameter training
-under each data-parallel strategy.
+under each data-parallel strategy. Each mode runs in its own process, so its peak RSS is its own.
 
   python benchmarks/train_step.py                     # CUDA: real 7B architecture, random bf16 weights, seq 8192
-  python benchmarks/train_step.py --arch tiny_s1      # CPU: the tiny model (what runs without a GPU)
+  python benchmarks/train_step.py --arch tiny_s1      # CPU: the tiny model, seq 2048 (what runs without a GPU)
+  python benchmarks/train_step.py --modes ours,official,ours:full,ours:chunked_recompute --repeats 3
   python benchmarks/train_step.py --full --arch yue_s2_1b --modes single,fsdp2,deepspeed_zero2
                                                       # full-parameter steps, one process per strategy's group
 
 "ours": PEFT LoRA r=64 on q,k,v,o, gradient checkpointing, a packed row of several documents
-(restarting position_ids, no mask, no cache) and the chunked per-role loss from hidden states.
+(restarting position_ids, no mask, no cache) and the per-role loss from hidden states with
+``trainer.loss.impl=auto`` under ``--memory-budget-gib`` (``ours:IMPL`` names an implementation).
 "official": the same LoRA and checkpointing, one unpacked row, ``model(input_ids, labels=input_ids)``
 (transformers' own loss over full logits), as the official YuE fine-tuning does.
-Reports tokens/s and, on CUDA, peak GPU memory (target for "ours": <= 20 GiB at 8k, to fit one 24 GB card).
+Reports tokens/s (wall and per CPU-second of the process), peak RSS of the process and, on CUDA, peak GPU
+memory (target for "ours": <= 20 GiB at 8k, to fit one 24 GB card). With ``--repeats R`` the modes run
+interleaved R times and each figure is the median; the last line gives ours/official ratios.
 
 ``--full``: every parameter trains through the trainer's own pieces (PackedLossModule + the strategy
 classes of ``distributed=``); on CUDA with fp32 master weights and bf16 compute, as the trainer does.
-Model FLOPs utilisation uses 6·N + 12·layers·hidden·seq FLOPs per token (N: parameters without the input
-embedding; attention counted as if unmasked) over ``--peak-tflops`` (default: 989, H100/H200 dense bf16).
+Model FLOPs utilisation uses 6·N (LoRA: 4·N, no weight gradients) + 12·layers·hidden·seq FLOPs per token
+(N: parameters without the input embedding; attention counted as if unmasked) over ``--peak-tflops``
+(default on CUDA: 989, H100/H200 dense bf16).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
+import resource
+import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -36,7 +44,7 @@ from yue_train.models.architectures import architecture_config
 from yue_train.models.loading import ModelSpec, enable_activation_checkpointing, resolve_attention
 from yue_train.models.lora import apply_lora
 from yue_train.training.forward import PackedForward
-from yue_train.training.loss import chunked_loss, role_weight_table
+from yue_train.training.loss import LossSettings, lm_loss, role_weight_table
 
 
 class _Lora:  # the fields apply_lora reads from cfg.lora
@@ -66,21 +74,32 @@ def packed_batch(seq_len: int, vocab: int, seed: int = 0):
     return Packer(iter(docs), seq_len, overflow="split").next_batch(1)
 
 
-def timed_steps(step, args: argparse.Namespace, device: torch.device) -> tuple[float, float]:
-    """(last loss, seconds) of ``args.steps`` calls of ``step`` after ``args.warmup`` untimed ones; peak GPU
-    memory is counted from the timed steps only."""
+def timed_steps(step, args: argparse.Namespace, device: torch.device) -> tuple[float, float, float]:
+    """(last loss, wall seconds, process CPU seconds) of ``args.steps`` calls of ``step`` after
+    ``args.warmup`` untimed ones; peak GPU memory is counted from the timed steps only."""
     for _ in range(args.warmup):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     loss = float("nan")
     for _ in range(args.steps):
         loss = step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return loss, time.perf_counter() - t0
+    return loss, time.perf_counter() - t0, time.process_time() - c0
+
+
+def measures(tokens: int, dt: float, cpu_s: float, device: torch.device) -> dict:
+    out = {
+        "tokens_per_s": round(tokens / dt, 1),
+        "tokens_per_cpu_s": round(tokens / cpu_s, 1),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),  # KiB on Linux
+    }
+    if device.type == "cuda":
+        out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return out
 
 
 def run(mode: str, args: argparse.Namespace, device: torch.device) -> dict:
@@ -92,12 +111,16 @@ def run(mode: str, args: argparse.Namespace, device: torch.device) -> dict:
     batch = packed_batch(args.seq_len, vocab).to(device)
     fwd = PackedForward(model)
     table = role_weight_table({}, device)
+    impl = mode.split(":")[1] if ":" in mode else "auto"
+    settings = LossSettings(impl, args.chunk, args.memory_budget_gib)
+    used = []
 
     def step() -> float:
-        if mode == "ours":
-            sums = chunked_loss(
-                fwd.hidden_states(batch), fwd.lm_head, batch.labels, batch.target_roles, table, args.chunk
+        if mode.startswith("ours"):
+            sums, name = lm_loss(
+                fwd.hidden_states(batch), fwd.lm_head, batch.labels, batch.target_roles, table, settings
             )
+            used.append(name)
             loss = sums.weighted / sums.weight_sum
         else:
             loss = model(input_ids=batch.input_ids, labels=batch.input_ids, use_cache=False).loss
@@ -106,22 +129,28 @@ def run(mode: str, args: argparse.Namespace, device: torch.device) -> dict:
         opt.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    loss, dt = timed_steps(step, args, device)
+    loss, dt, cpu_s = timed_steps(step, args, device)
     out = {
         "mode": mode, "arch": args.arch, "device": str(device), "attn": attn, "seq_len": args.seq_len,
-        "lora_r": args.rank, "tokens_per_s": round(args.seq_len * args.steps / dt, 1), "loss": round(loss, 4),
+        "lora_r": args.rank, "loss": round(loss, 4), **measures(args.seq_len * args.steps, dt, cpu_s, device),
     }  # fmt: skip
-    if device.type == "cuda":
-        out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    if used:
+        out["loss_impl"] = used[-1]
+    tps = args.seq_len * args.steps / dt
+    out["model_tflops"] = round(tps * flops_per_token(model.config, args.seq_len, weight_grads=False) / 1e12, 4)
+    if args.peak_tflops:
+        out["mfu"] = round(out["model_tflops"] / args.peak_tflops, 4)
     return out
 
 
-def flops_per_token(config, seq_len: int) -> float:
+def flops_per_token(config, seq_len: int, weight_grads: bool = True) -> float:
+    """Model FLOPs per token: 6·N with weight gradients (full training), 4·N without (LoRA: forward and the
+    input gradient; the adapters' own FLOPs are negligible), plus attention; recomputation is not counted."""
     h, layers, inter = config.hidden_size, config.num_hidden_layers, config.intermediate_size
     kv = h * config.num_key_value_heads // config.num_attention_heads
     per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter  # q, o, k, v, gate/up/down
     n = layers * per_layer + h * config.vocab_size  # + lm_head; the embedding lookup costs no FLOPs
-    return 6.0 * n + 12.0 * layers * h * seq_len
+    return (6.0 if weight_grads else 4.0) * n + 12.0 * layers * h * seq_len
 
 
 def run_full(strategy_name: str, args: argparse.Namespace, device: torch.device) -> dict:
@@ -130,7 +159,7 @@ def run_full(strategy_name: str, args: argparse.Namespace, device: torch.device)
     from yue_train.training import engines as D
     from yue_train.training.forward import PackedLossModule
 
-    dcfg = compose_config(["recipe=tiny", f"distributed={strategy_name}"]).distributed
+    dcfg = compose_config(["recipe=full_s1", f"distributed={strategy_name}"]).distributed
     D.init_process_group(str(dcfg.strategy), device.type)
     config = architecture_config(args.arch)
     attn = resolve_attention(ModelSpec(attn_implementation=args.attn), device)
@@ -138,7 +167,8 @@ def run_full(strategy_name: str, args: argparse.Namespace, device: torch.device)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation=attn)
     enable_activation_checkpointing(model)
-    module = PackedLossModule(model, role_weight_table({}, device), args.chunk).train()
+    settings = LossSettings(args.loss_impl, args.chunk, args.memory_budget_gib)
+    module = PackedLossModule(model, role_weight_table({}, device), settings).train()
     strategy = D.make_strategy(dcfg, device)
     bf16 = device.type == "cuda"
     strategy.autocast_bf16 = bf16
@@ -158,18 +188,36 @@ def run_full(strategy_name: str, args: argparse.Namespace, device: torch.device)
         strategy.clip_and_step(1.0, True)
         return float(loss.detach())
 
-    loss, dt = timed_steps(step, args, device)
+    loss, dt, cpu_s = timed_steps(step, args, device)
     tps = args.seq_len * args.steps / dt
     out = {
         "mode": f"full/{strategy_name}", "arch": args.arch, "device": str(device), "attn": attn,
-        "seq_len": args.seq_len, "tokens_per_s": round(tps, 1), "loss": round(loss, 4),
-        "model_tflops": round(tps * flops_per_token(config, args.seq_len) / 1e12, 2),
+        "seq_len": args.seq_len, "loss": round(loss, 4), **measures(args.seq_len * args.steps, dt, cpu_s, device),
+        "model_tflops": round(tps * flops_per_token(config, args.seq_len) / 1e12, 4), "loss_impl": module.last_impl,
     }  # fmt: skip
     if args.peak_tflops:
         out["mfu"] = round(out["model_tflops"] / args.peak_tflops, 4)
-    if device.type == "cuda":
-        out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     D.destroy_process_group()
+    return out
+
+
+def run_child(mode: str, args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return run_full(mode, args, device) if args.full else run(mode, args, device)
+    except torch.OutOfMemoryError:
+        return {"mode": mode, "arch": args.arch, "seq_len": args.seq_len, "error": "CUDA out of memory"}
+
+
+def median_rows(rows: list[dict]) -> dict:
+    """One row per mode: the median of each number over the repeats."""
+    out = dict(rows[0])
+    for key, value in rows[0].items():
+        if isinstance(value, float) and key != "loss":
+            out[key] = round(statistics.median(r[key] for r in rows), 3)
+    out["repeats"] = len(rows)
     return out
 
 
@@ -177,30 +225,52 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="yue_s1_7b" if cuda else "tiny_s1")
-    p.add_argument("--seq-len", type=int, default=8192 if cuda else 512)
+    p.add_argument("--seq-len", type=int, default=8192 if cuda else 2048)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--rank", type=int, default=64)
     p.add_argument("--chunk", type=int, default=1024)
+    p.add_argument("--loss-impl", default="auto", help="--full: trainer.loss.impl (LoRA: name it in --modes)")
+    p.add_argument("--memory-budget-gib", type=float, default=1.0, help="trainer.loss.memory_budget_gib")
     p.add_argument("--attn", default="auto")
-    p.add_argument("--modes", default=None, help="LoRA: ours,official (default); --full: single,fsdp2,deepspeed_zero2")
+    p.add_argument(
+        "--modes", default=None,
+        help="LoRA: ours,official (default), ours:IMPL for one loss implementation; --full: single,fsdp2,deepspeed_zero2",
+    )  # fmt: skip
     p.add_argument("--full", action="store_true", help="full-parameter training under each strategy in --modes")
     p.add_argument("--peak-tflops", type=float, default=989.0 if cuda else 0.0, help="for MFU (0: not reported)")
     p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch default)")
+    p.add_argument("--repeats", type=int, default=1, help="run the modes interleaved this often; report medians")
+    p.add_argument("--json", default=None, help="also write the rows (and ratios) to this file")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one mode, in this process
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if cuda else "cpu")
-    modes = args.modes or ("single,fsdp2,deepspeed_zero2" if args.full else "ours,official")
-    for mode in modes.split(","):
-        try:
-            result = run_full(mode, args, device) if args.full else run(mode, args, device)
-            print(json.dumps(result), flush=True)
-        except torch.OutOfMemoryError:
-            print(json.dumps({"mode": mode, "arch": args.arch, "seq_len": args.seq_len, "error": "CUDA out of memory"}))
-        gc.collect()  # the previous mode's model is garbage now
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    if args.child:
+        print(json.dumps(run_child(args.child, args)), flush=True)
+        return
+    modes = (args.modes or ("single,fsdp2,deepspeed_zero2" if args.full else "ours,official")).split(",")
+    runs: dict[str, list[dict]] = {m: [] for m in modes}
+    for _ in range(args.repeats):
+        for mode in modes:
+            proc = subprocess.run(
+                [sys.executable, __file__, *sys.argv[1:], "--child", mode], capture_output=True, text=True
+            )
+            rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+            if proc.returncode != 0 or not rows:
+                raise SystemExit(f"mode {mode} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+            runs[mode].append(rows[-1])
+    results = [median_rows(r) if "error" not in r[0] else r[0] for r in runs.values()]
+    for row in results:
+        print(json.dumps(row), flush=True)
+    by_mode = {r["mode"]: r for r in results}
+    summary = {}
+    if "ours" in by_mode and "official" in by_mode and "error" not in by_mode["ours"]:
+        ours, official = by_mode["ours"], by_mode["official"]
+        keys = ["tokens_per_s", "tokens_per_cpu_s", "peak_rss_gib"] + (["peak_gib"] if "peak_gib" in ours else [])
+        summary = {f"ratio_{k}": round(ours[k] / official[k], 3) for k in keys if k in official}
+        print(json.dumps({"ours_vs_official": summary}), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": results, "ours_vs_official": summary}, f, indent=1)
 
 
 if __name__ == "__main__":
