@@ -60,3 +60,19 @@ def synthetic_corpus(tmp_path_factory) -> Path:
     from yue_train.data.synthetic import write_synthetic_manifest
 
     return write_synthetic_manifest(tmp_path_factory.mktemp("corpus"), n_songs=4, seed=1)
+
+
+GPU_SKIP_REASON = "needs a CUDA device (torch.cuda.is_available() is False); benchmarks/gpu_suite.sh runs the gpu tests"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped, with the reason, where no CUDA device is present."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    for item in gpu_items:
+        item.add_marker(pytest.mark.skip(reason=GPU_SKIP_REASON))

@@ -162,7 +162,7 @@ from yue_train.training import engines as D
 from yue_train.training.forward import PackedLossModule
 from yue_train.training.loss import LossSettings, role_weight_table
 
-dcfg = compose_config(["recipe=tiny", "distributed=fsdp2"]).distributed
+dcfg = compose_config(["recipe=full_s1", "distributed=fsdp2"]).distributed
 D.init_process_group("fsdp2", "cpu")
 out = {}
 for impl in ("full", "chunked"):
