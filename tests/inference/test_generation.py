@@ -265,3 +265,15 @@ def test_sparse_eoa_checks_give_the_same_section():
     a = generate_section(model, context, every, 1.5)
     b = generate_section(model, context, sparse, 1.5)
     assert a.tolist() == b.tolist() and len(a) == 6 and a[-1] == vocab.EOA and (a == vocab.EOA).sum() == 1
+
+
+@pytest.mark.parametrize("guidance", [1.5, 1.0])
+def test_static_cache_section_equals_the_dynamic_cache_one(guidance):
+    """The fixed-shape path (static KV cache, full-length mask filled in place) decodes the same tokens."""
+    model = tiny_llama(dtype=torch.float32)
+    context = torch.as_tensor(np.r_[np.arange(200, 260), vocab.SOA, vocab.XCODEC])
+    dynamic = SamplingConfig(greedy=True, max_new_tokens=40, min_new_tokens=40)
+    static = SamplingConfig(greedy=True, max_new_tokens=40, min_new_tokens=40, static_cache=True)
+    a = generate_section(model, context, dynamic, guidance)
+    b = generate_section(model, context, static, guidance)
+    assert len(a) == 41 and a.tolist() == b.tolist()

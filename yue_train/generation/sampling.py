@@ -39,6 +39,10 @@ class SamplingConfig:
     # Steps between host checks for <EOA> (each check waits for the device); the tokens sampled after an
     # <EOA> inside that window are dropped. 0: 1 on CPU (a check costs nothing there), 16 on CUDA.
     eoa_check_every: int = 0
+    # A static KV cache sized for the section (fixed shapes every step), and the per-token step under
+    # torch.compile (CUDA graphs; implies static_cache). For CUDA: on CPU compiling costs more than it saves.
+    static_cache: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.top_p <= 1:

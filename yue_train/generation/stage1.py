@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from yue_train.format import vocab
 from yue_train.format.sequences import DocBuilder
-from yue_train.generation.cache_api import forward_step
+from yue_train.generation.cache_api import compiled_step, forward_step, static_cache
 from yue_train.generation.sampling import FullVocabSampler, SamplingConfig, Stage1Sampler
 
 
@@ -76,7 +76,12 @@ def generate_section(
         input_ids = context[None]
         attention_mask = torch.ones(1, n, dtype=torch.long, device=device)
         position_ids = torch.arange(n, device=device)[None]
-    logits, cache = forward_step(model, input_ids, None, attention_mask=attention_mask, position_ids=position_ids)
+    static = cfg.static_cache or cfg.compile
+    cache = None
+    if static:
+        cache, attention_mask = static_cache(model, attention_mask, n + cfg.max_new_tokens)
+    logits, cache = forward_step(model, input_ids, cache, attention_mask=attention_mask, position_ids=position_ids)
+    runner = compiled_step(model) if cfg.compile else None
     picker = sampler(logits.shape[-1], cfg, context)
     check_every = cfg.check_every(device)
     generated: list[torch.Tensor] = []
@@ -88,9 +93,14 @@ def generate_section(
         if (step + 1) % check_every == 0 and bool((torch.cat(generated[-check_every:]) == vocab.EOA).any()):
             break
         step_ids = token.repeat(input_ids.shape[0])[:, None]
-        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+        if static:
+            attention_mask[:, n + step] = 1
+        else:
+            attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
         position_ids = position_ids[:, -1:] + 1
-        logits, cache = forward_step(model, step_ids, cache, attention_mask=attention_mask, position_ids=position_ids)
+        logits, cache = forward_step(
+            model, step_ids, cache, runner, attention_mask=attention_mask, position_ids=position_ids
+        )
     out = torch.cat(generated)
     ends = (out == vocab.EOA).nonzero()
     # What was sampled after the first <EOA> is dropped; without one, <EOA> closes the section.
