@@ -93,10 +93,12 @@ def chunked_ce(lm_head: nn.Module, h: torch.Tensor, labels: torch.Tensor, w: tor
             logits = lm_head(hc).float()
         with torch.no_grad():
             g = logits.detach()  # the same storage: the logits become their own gradient below
-            lse = torch.logsumexp(g, dim=-1)
-            ce = lse - g.gather(1, lab[:, None])[:, 0]
-            hits.append(g.argmax(dim=-1) == lab)
-            g.sub_(lse[:, None]).exp_().mul_(wc[:, None])  # weight x softmax
+            target = g.gather(1, lab[:, None])[:, 0]
+            top, arg = g.max(dim=-1)
+            hits.append(arg == lab)
+            sumexp = g.sub_(top[:, None]).exp_().sum(dim=-1)  # one exp pass serves the CE and the softmax
+            ce = top + sumexp.log() - target
+            g.mul_((wc / sumexp)[:, None])  # weight x softmax
             g.scatter_add_(1, lab[:, None], -wc[:, None])  # minus weight x one-hot
         inputs = ([hc] if want_h else []) + params
         grads = torch.autograd.grad(logits, inputs, g, allow_unused=True)
