@@ -304,7 +304,9 @@ def _write_tar(path: Path, members: list[tuple[str, bytes]]) -> None:
 
 def shard_cases(good: Path, root: Path, marker: Path) -> dict[str, Case]:
     """Copies of the shard folder ``good`` (one or more ``*.tar`` and ``summary.json``) with the first
-    document of its first shard broken in one way each. ``marker`` is what a pickled member would create."""
+    document of its first shard broken in one way each. ``marker`` is what a pickled member would create.
+    ``expect`` is the reason training gives when it reads the document without a checksum to compare ("" where
+    nothing is to be skipped: an extra member that no reader asks for)."""
     shard = sorted(good.glob("*.tar"))[0]
     members = _members(shard)
     key = members[0][0].split(".", 1)[0]
@@ -331,21 +333,33 @@ def shard_cases(good: Path, root: Path, marker: Path) -> dict[str, Case]:
 
     cases: dict[str, Case] = {}
     size = shard.stat().st_size
-    variant("shard-truncated", "truncated", lambda t, ms: t.write_bytes(shard.read_bytes()[: size // 2 + 100]))
-    variant("shard-garbage", "not a tar", lambda t, ms: t.write_bytes(np.random.default_rng(1).bytes(size)))
-    variant("shard-empty-file", "empty", lambda t, ms: t.write_bytes(b""))
-    variant("shard-bad-json", "json", replace("json", b"{not json"))
-    variant("shard-json-array", "json", replace("json", b"[1, 2]"))
-    variant("shard-missing-roles", "roles", replace("roles.npy", None))
-    variant("shard-missing-ids", "input_ids", replace("input_ids.npy", None))
-    variant("shard-float-ids", "dtype", replace("input_ids.npy", _npy(ids.astype(np.float32))))
-    variant("shard-wrapping-ids", "dtype", replace("input_ids.npy", _npy(ids.astype(np.int64) + 2**32)))
-    variant("shard-negative-ids", "negative", replace("input_ids.npy", _npy(-np.abs(ids) - 1)))
-    variant("shard-2d-ids", "shape", replace("input_ids.npy", _npy(np.stack([ids, ids]))))
-    variant("shard-length-mismatch", "length", replace("roles.npy", _npy(np.zeros(len(ids) + 3, np.uint8))))
-    variant("shard-role-range", "role", replace("roles.npy", _npy(np.full(len(ids), 250, np.uint8))))
-    variant("shard-pickled-npy", "pickle", replace("input_ids.npy", _npy(np.array([Payload(marker)], dtype=object), True)))  # fmt: skip
-    variant("shard-pickle-member", "pickle", replace("pyd", pickle.dumps(Payload(marker))))
+    variant("shard-truncated", "(truncated)", lambda t, ms: t.write_bytes(shard.read_bytes()[: size // 2 + 100]))
+    variant(
+        "shard-garbage",
+        "garbage or damage in the file",
+        lambda t, ms: t.write_bytes(np.random.default_rng(1).bytes(size)),
+    )
+    variant("shard-empty-file", "(truncated)", lambda t, ms: t.write_bytes(b""))
+    variant("shard-bad-json", "bad JSON member", replace("json", b"{not json"))
+    variant("shard-json-array", "JSON member is a list, not an object", replace("json", b"[1, 2]"))
+    variant("shard-missing-roles", "missing member roles.npy", replace("roles.npy", None))
+    variant("shard-missing-ids", "missing member input_ids.npy", replace("input_ids.npy", None))
+    variant("shard-float-ids", "input_ids has dtype float32", replace("input_ids.npy", _npy(ids.astype(np.float32))))
+    variant(
+        "shard-wrapping-ids",
+        "input_ids has values in [4294967",
+        replace("input_ids.npy", _npy(ids.astype(np.int64) + 2**32)),
+    )
+    variant("shard-negative-ids", "input_ids has values in [-", replace("input_ids.npy", _npy(-np.abs(ids) - 1)))
+    variant("shard-2d-ids", "must be equal 1-D", replace("input_ids.npy", _npy(np.stack([ids, ids]))))
+    variant("shard-length-mismatch", "must be equal 1-D", replace("roles.npy", _npy(np.zeros(len(ids) + 3, np.uint8))))
+    variant(
+        "shard-role-range",
+        "roles has values in [250, 250]",
+        replace("roles.npy", _npy(np.full(len(ids), 250, np.uint8))),
+    )
+    variant("shard-pickled-npy", "holds pickled objects (refused, never loaded)", replace("input_ids.npy", _npy(np.array([Payload(marker)], dtype=object), True)))  # fmt: skip
+    variant("shard-pickle-member", "", replace("pyd", pickle.dumps(Payload(marker))))
     return cases
 
 
@@ -359,8 +373,9 @@ def checkpoint_cases(good: Path, root: Path, marker: Path) -> dict[str, Case]:
 
     def variant(name: str, expect: str, change) -> None:
         folder = root / name
-        shutil.copytree(good, folder)
-        newest = sorted(p for p in folder.glob("checkpoint-*") if p.is_dir())[-1]
+        shutil.copytree(good, folder, symlinks=True)  # checkpoints/latest is a relative link
+        steps = [p for p in (folder / "checkpoints").glob("step-*") if p.is_dir()]
+        newest = max(steps, key=lambda p: int(p.name.split("-", 1)[1]))
         change(newest)
         cases[name] = Case(name, "checkpoint", folder, expect)
 
