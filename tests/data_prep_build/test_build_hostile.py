@@ -53,3 +53,14 @@ def test_a_build_into_a_folder_in_use_is_refused(tmp_path, demo_songs, codec_dir
     )
     assert sorted(p.name for p in out.iterdir()) == [".yue-lock", "manifest.jsonl"]
     assert (out / "manifest.jsonl").read_text() == "the holder's\n"
+
+
+def test_a_tokenizer_that_is_not_one_is_refused_before_encoding(tmp_path, demo_songs, codec_dir, capsys):
+    demo, _ = demo_songs
+    bad = tmp_path / "tokenizer.model"
+    bad.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    out = tmp_path / "out"
+    assert cmd_build(build_args(demo, out, codec_dir, "--tokenizer", str(bad))) == EXIT_FATAL
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"yue-prep build: error: {bad} is not a SentencePiece tokenizer model")
+    assert not (out / "codes").exists()  # nothing was encoded

@@ -139,6 +139,15 @@ def test_adapter_files_that_are_not_plain_or_not_safetensors(tmp_path, models, c
     assert "no adapter_model.safetensors (a pickle adapter_model.bin is not loaded: it could run code)" in err
 
 
+def test_a_tokenizer_that_is_not_one_is_refused_in_one_line(tmp_path, models, capsys):
+    bad = tmp_path / "tokenizer.model"
+    bad.write_bytes(b"\x00" * 100)
+    assert infer_main(_args(tmp_path, models, "--tokenizer", str(bad))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"yue-infer generate: error: {bad} is not a SentencePiece tokenizer model")
+    assert err.count("\n") == 1
+
+
 def test_genre_file_that_is_a_fifo_does_not_block(tmp_path, models, capsys):
     args = _args(tmp_path, models)
     os.unlink(tmp_path / "genre.txt")
