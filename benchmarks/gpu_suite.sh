@@ -45,7 +45,7 @@ step() {
   local t0; t0=$(date +%s.%N)
   timeout "$limit" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
   local rc=$?
-  echo "$rc $(echo "$(date +%s.%N) - $t0" | bc)" >"$WORK/$name.status"
+  echo "$rc $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')" >"$WORK/$name.status"
   tail -n 3 "$WORK/$name.err" >&2
 }
 
