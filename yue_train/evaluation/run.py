@@ -18,6 +18,7 @@ class EvalOutputs:
     evaluation: Evaluation
     eval_json: Path
     report: Path
+    pictures: list[dict[str, bytes]]  # per song, as report.song_pictures draws them
 
 
 def evaluate(
@@ -46,7 +47,7 @@ def evaluate(
         from yue_train.evaluation.wandb_log import log_evaluation
 
         log_evaluation(wandb_run, evaluation, pictures, report, step=step)
-    return EvalOutputs(evaluation, eval_json, report)
+    return EvalOutputs(evaluation, eval_json, report, pictures)
 
 
 def evaluate_folder(

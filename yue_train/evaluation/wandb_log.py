@@ -22,8 +22,10 @@ def log_evaluation(
     report: Path | None = None,
     step: int | None = None,
     prefix: str = PREFIX,
+    scalars: bool = True,
 ) -> dict[str, Any]:
-    """Log to ``run`` (a ``wandb`` run); returns what was logged, keyed as in W&B."""
+    """Log to ``run`` (a ``wandb`` run); returns what was logged, keyed as in W&B. ``scalars=False`` leaves
+    the aggregate values out (a caller that logs them itself)."""
     import wandb
     from PIL import Image
 
@@ -51,7 +53,7 @@ def log_evaluation(
             *(sc.values.get(k) for k in keys),
             a.lyrics,
         )
-    data: dict[str, Any] = {f"{prefix}/{k}": v for k, v in evaluation.aggregate.items()}
+    data: dict[str, Any] = {f"{prefix}/{k}": v for k, v in evaluation.aggregate.items()} if scalars else {}
     data[f"{prefix}/songs_table"] = table
     data.update({f"{prefix}/{name}": items for name, items in lists.items() if items})
     if report is not None:

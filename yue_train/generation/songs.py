@@ -135,14 +135,15 @@ def generate_song_set(
     out: str | Path,
     *,
     seed: int = 42,
+    n_sections: int | None = None,
     stage2: torch.nn.Module | None = None,
     codec: Any = None,
     stage2_batch_size: int = 16,
     progress: bool = False,
 ) -> dict[str, Any]:
     """One song per prompt into ``out`` (``songNN/`` folders and ``report.json``, as ``yue-infer generate``
-    writes them); stage 2 when ``stage2`` is given, audio files when ``codec`` is given too. Returns the
-    report. A prompt too long for the model raises :class:`PromptInputError`."""
+    writes them), the first ``n_sections`` sections of each (all when None); stage 2 when ``stage2`` is
+    given, audio files when ``codec`` is given too. Returns the report. A prompt too long for the model raises :class:`PromptInputError`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -154,7 +155,7 @@ def generate_song_set(
             built = build_stage1_prompts(tokenizer, prompt.genres, prompt.lyrics, None)
         except seq.SequenceError as e:
             raise PromptInputError(f"prompt {prompt.id!r}: {e}") from None
-        _, following = section_prompts(tokenizer, built, None, sampling, window)
+        n, following = section_prompts(tokenizer, built, n_sections, sampling, window)
         res, vocal, inst = stage1_song(stage1, built, following, sampling, seed + k, False, progress=progress)
         song = SongCodes(res.ids, vocal, inst)
         write_stage1(song_dir(out, k), song)
@@ -167,7 +168,7 @@ def generate_song_set(
                 "lyrics": prompt.lyrics,
                 "target_voice": prompt.reference,
                 "seed": seed + k,
-                "sections_requested": len(built.sections),
+                "sections_requested": n,
                 "sections": [asdict(s) for s in res.sections],
                 "frames": int(vocal.shape[1]),
             }

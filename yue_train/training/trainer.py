@@ -58,6 +58,7 @@ from yue_train.training.engines import (
 from yue_train.training.engines import (
     check_config as check_distributed_config,
 )
+from yue_train.training.eval_songs import SongEvaluation, check_eval_generate
 from yue_train.training.forward import PackedLossModule, unwrap
 from yue_train.training.logger import RunLogger, WandbLoginError, check_wandb_login, truncate_metrics
 from yue_train.training.loss import N_ROLES, LossSettings, LossSums, role_weight_table
@@ -161,6 +162,7 @@ class Trainer:
         # race on the same files), then the checks that open the data.
         try:
             self.model_config = check_config(cfg)
+            check_eval_generate(cfg)
             batch_geometry(cfg, self.world)
             self.resume_from = self._claim_run_folder()
             if self.main:
@@ -209,6 +211,10 @@ class Trainer:
         if isinstance(self.strategy, DeepSpeedStrategy):
             p = self.plan
             self.strategy.configure(p.micro_batch, p.grad_accum, self.world, float(cfg.optim.max_grad_norm), mixed_bf16)
+        # Songs generated and scored during training (eval.generate); refused here for sharded weights.
+        self.song_eval = (
+            SongEvaluation(cfg, self.strategy, self.run_dir, self.device) if cfg.eval.generate.enabled else None
+        )
         self.weight_table = role_weight_table(cfg.trainer.loss.role_weights)  # CPU: batch weights
         module = PackedLossModule(
             self._build_model(self.resume_from), self.weight_table.to(self.device),
@@ -546,6 +552,8 @@ class Trainer:
                     if eval_metrics:
                         logger.log({"step": self.step, **eval_metrics})
                 self._stop_on_bad_docs()
+                if self.song_eval is not None and self.song_eval.due(self.step, max_steps):
+                    self.song_eval.run(self.step, logger)
                 if self.step < max_steps and self._stop_requested():
                     self.save()
                     name = signal.Signals(self._stop_signal or signal.SIGTERM).name  # another process's signal
