@@ -2,13 +2,14 @@
 
   yue-eval SONGS_DIR [--reference DIR] [--metrics a,b] [--out DIR] [--wandb]
       SONGS_DIR: the output folder of `yue-infer generate` (report.json + songNN/), or a folder of audio
-      files. --reference: a folder of audio (your training songs, a held-out set) for the set metrics (fad).
+      files. --reference: your training songs or a held-out set, for the set metrics (fad): audio files or
+      song folders (mix.*, vocals.*, instrumental.*).
   yue-eval --generate --stage1-model M --prompts prompts.jsonl --out DIR [--stage2-model M2 --codec C]
       generates one song per prompt first (the code yue-infer uses), then scores them. The prompt set is a
       JSONL of {"id", "genres", "lyrics", "reference"?} ("reference": target-voice audio, for voice_similarity).
 
 Metrics (--metrics, comma-separated; default: those that need no downloaded weights): see
-`yue-eval --list-metrics`. A metric's options: --option vocal_range.min_note_s=0.04 (repeatable; values
+`yue-eval --list-metrics`. A metric's options: --option vocal_range.min_note_ms=40 (repeatable; values
 are YAML). Output (--out, default SONGS_DIR): eval.json (per song and aggregated, with the config and
 package versions) and report.html (table, players, spectrograms, pitch contours, lyrics; copy the folder
 to share it). --wandb logs the same to W&B (offline unless --wandb online).
@@ -33,13 +34,13 @@ class EvalUsageError(ValueError):
 
 
 def parse_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
-    """``["vocal_range.min_note_s=0.04", ...]`` -> ``{"vocal_range": {"min_note_s": 0.04}}`` (values YAML)."""
+    """``["vocal_range.min_note_ms=40", ...]`` -> ``{"vocal_range": {"min_note_s": 0.04}}`` (values YAML)."""
     options: dict[str, dict[str, Any]] = {}
     for item in items or []:
         key, eq, value = item.partition("=")
         metric, dot, name = key.partition(".")
         if not eq or not dot or not metric or not name:
-            raise EvalUsageError(f"--option {item!r}: write METRIC.KEY=VALUE, e.g. vocal_range.min_note_s=0.04")
+            raise EvalUsageError(f"--option {item!r}: write METRIC.KEY=VALUE, e.g. vocal_range.min_note_ms=40")
         try:
             options.setdefault(metric, {})[name] = yaml.safe_load(value)
         except yaml.YAMLError:

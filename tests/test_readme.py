@@ -26,10 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 
 # Arguments appended to keep a command to seconds on CPU (said so in the README's "Tests" section).
-TRAIN_OVERRIDES = "trainer.max_steps=2 data.seq_len=2048 trainer.global_batch_size=1"
+TRAIN_OVERRIDES = "trainer.max_steps=2 data.seq_len=2048 trainer.global_batch_size=1 eval.generate.seconds=1"
 APPENDED = {
     re.compile(r"^yue-train recipe=(?!.*--print-plan)"): TRAIN_OVERRIDES,
     re.compile(r"^yue-infer generate "): "--max-new-tokens 100",
+    re.compile(r"^yue-eval --generate "): "--max-new-tokens 100",
 }
 # What `make -n TARGET` must end with (the README: "`make demo` runs `yue-train recipe=demo`").
 MAKE_TARGETS = {"demo": ".venv/bin/yue-train recipe=demo", "test": ".venv/bin/python -m pytest -q"}
@@ -40,6 +41,9 @@ WRITES = {
     "yue-train recipe=lora_s1": ["runs/lora_s1/checkpoints/latest/COMPLETE"],
     "yue-train export": ["merged/config.json", "merged/model.safetensors"],
     "yue-infer generate": ["songs_out/report.json"],
+    "yue-eval songs_out/": ["songs_out/eval.json", "songs_out/report.html"],
+    "yue-eval songs_out/ --metrics": ["eval_songs/eval.json", "eval_songs/report.html"],
+    "yue-eval --generate": ["eval_merged/eval.json", "eval_merged/report.html", "eval_merged/song00/song.final.wav"],
     "NPROC=2 ./launch.sh demo": ["runs/demo/checkpoints/latest/COMPLETE"],
 }
 RELEASED_MODELS = {"m-a-p/YuE-s1-7B-anneal-en-cot": "tiny_s1", "m-a-p/YuE-s2-1B-general": "tiny_s2"}
@@ -155,3 +159,6 @@ def test_every_readme_bash_block_runs(tmp_path):
     mixture = json.loads((tmp_path / "data" / "mixture.json").read_text())
     assert [d["name"] for d in mixture["datasets"]] == ["cot", "icl-dual", "stage2"]
     assert json.loads((tmp_path / "songs_out" / "report.json").read_text())
+    # the LoRA run with its evaluation block on: songs with audio, scored, at its last step
+    scored = json.loads((tmp_path / "runs" / "lora_eval" / "eval" / "step-2" / "eval.json").read_text())
+    assert len(scored["songs"]) == 4 and all(set(s["media"]) == {"mix", "vocal", "inst"} for s in scored["songs"])

@@ -5,8 +5,8 @@ The data path, by module:
   -> webdataset shards (yue_train.data.shards) -> packed batches -> model -> loss.
 
 The Python API (:mod:`yue_train.api`): ``YuE.from_pretrained(...).generate(...)``, ``train(recipe, ...)``,
-``build_shards(songs, out)``. They are loaded on first use, so ``import yue_train`` stays cheap and
-nothing in the library imports the API.
+``build_shards(songs, out)``, ``evaluate(songs_dir)``. They are loaded on first use, so ``import yue_train``
+stays cheap and nothing in the library imports the API.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("YuE", "Reference", "GeneratedSong", "train", "recipe_config", "build_shards")
+_API = ("YuE", "Reference", "GeneratedSong", "train", "recipe_config", "build_shards", "evaluate")
 
 
 def __getattr__(name: str) -> Any:

@@ -45,7 +45,9 @@ from yue_train.generation.stage1 import SectionStats, context_window
 from yue_train.generation.stage2 import generate_stage2
 from yue_train.tokenizer import load_tokenizer
 
-__all__ = ["GeneratedSong", "Reference", "YuE", "build_shards", "override_strings", "recipe_config", "train"]
+__all__ = [
+    "GeneratedSong", "Reference", "YuE", "build_shards", "evaluate", "override_strings", "recipe_config", "train",
+]  # fmt: skip
 
 AudioOrCodes = str | Path | np.ndarray
 
@@ -300,6 +302,31 @@ def train(
     finally:
         destroy_process_group()
     return Path(summary["run_dir"])
+
+
+def evaluate(
+    songs: str | Path,
+    out: str | Path | None = None,
+    *,
+    metrics: str | Sequence[str] | None = None,
+    reference: str | Path | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Score a folder of songs as ``yue-eval`` does (a ``yue-infer generate`` output or audio files,
+    optionally against a ``reference`` folder of audio); writes ``eval.json`` and ``report.html`` into
+    ``out`` (default: the songs' folder) and returns what ``eval.json`` holds.
+
+        evaluate("songs_out", metrics=["structure", "vocal_range"])["aggregate"]
+    """
+    import json
+
+    from yue_train.evaluation.run import evaluate_folder
+
+    names = metrics if metrics is None or isinstance(metrics, str) else list(metrics)
+    opts = {k: dict(v) for k, v in (options or {}).items()}
+    result = evaluate_folder(songs, out, names, opts, reference, progress=progress)
+    return json.loads(result.eval_json.read_text())
 
 
 # --------------------------------------------------------------------------------------------------

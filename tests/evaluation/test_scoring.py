@@ -67,3 +67,55 @@ def test_metric_names_are_checked():
         parse_metrics("structure,nope")
     with pytest.raises(MetricError, match="options given for 'vocal_range'"):
         score_songs([], ["structure"], {"vocal_range": {"x": 1}}, progress=False)
+
+
+def test_prompt_references_become_the_voice_target(tmp_path):
+    from yue_train.evaluation.run import with_target_voices
+
+    songs = [LoadedSong(SongAudio(n, 16_000, np.zeros(0, np.float32), info=i)) for n, i in
+             (("a", {"target_voice": "v2.wav"}), ("b", {"target_voice": "v1.wav"}), ("c", {}))]  # fmt: skip
+    assert with_target_voices(["voice_similarity"], {}, songs) == {"voice_similarity": {"target": ["v1.wav", "v2.wav"]}}
+    own = {"voice_similarity": {"target": "mine.wav"}}
+    assert with_target_voices(["voice_similarity"], own, songs) == own
+    assert with_target_voices(["structure"], {}, songs) == {}
+
+
+def test_the_python_api_scores_a_folder_of_audio(tmp_path):
+    import soundfile as sf
+
+    from tests.evaluation.songs import tone
+    from yue_train import evaluate as evaluate_api
+
+    (tmp_path / "set" / "sub").mkdir(parents=True)
+    sf.write(tmp_path / "set" / "one.wav", tone(1.0, 220.0), 16_000)
+    sf.write(tmp_path / "set" / "sub" / "two.flac", tone(0.5, 330.0), 16_000)
+    data = evaluate_api(tmp_path / "set", tmp_path / "out", metrics="structure")
+    assert [(s["id"], s["values"]) for s in data["songs"]] == [
+        ("one", {"structure/seconds": 1.0}),
+        ("sub/two", {"structure/seconds": 0.5}),
+    ]
+    assert data["songs"][1]["media"] == {"mix": "media/sub_two/two.flac"}
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_song_folders_of_a_reference_set_keep_their_stems(tmp_path):
+    import soundfile as sf
+
+    from tests.evaluation.songs import tone
+    from yue_train.evaluation.songs import load_songs
+
+    song = tmp_path / "refs" / "my_song"
+    song.mkdir(parents=True)
+    for name, hz in (("mix", 220.0), ("vocals", 440.0), ("instrumental", 110.0)):
+        sf.write(song / f"{name}.wav", tone(1.0, hz), 16_000)
+    (song / "lyrics.txt").write_text("[verse]\nla\n")
+    (song / "genre.txt").write_text("folk\n")
+    sf.write(tmp_path / "refs" / "loose.wav", tone(0.5, 330.0), 16_000)
+    loaded = load_songs(tmp_path / "refs")
+    assert [s.audio.id for s in loaded] == ["loose", "my_song"]
+    folder_song = loaded[1]
+    assert set(folder_song.media) == {"mix", "vocal", "inst"}
+    assert (folder_song.audio.genres, folder_song.audio.lyrics) == ("folk", "[verse]\nla\n")
+    # each stem is its own file: the vocal is the 440 Hz tone
+    spectrum = np.abs(np.fft.rfft(folder_song.audio.vocal))
+    assert int(np.argmax(spectrum)) == 440

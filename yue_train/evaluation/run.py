@@ -12,6 +12,18 @@ from yue_train.evaluation.report import place_media, song_pictures, write_report
 from yue_train.evaluation.scoring import Evaluation, parse_metrics, score_songs, write_eval_json
 from yue_train.evaluation.songs import LoadedSong, load_songs
 
+VOICE_METRIC = "voice_similarity"
+
+
+def with_target_voices(names: list[str], options: dict[str, dict[str, Any]], songs: list[LoadedSong]):
+    """``options`` with voice_similarity's ``target`` set to the prompts' reference audio (the target voice
+    of a prompt set's ``reference``), unless the options name a target themselves."""
+    voices = sorted({str(s.audio.info["target_voice"]) for s in songs if s.audio.info.get("target_voice")})
+    own = dict(options.get(VOICE_METRIC) or {})
+    if VOICE_METRIC not in names or not voices or "target" in own:
+        return options
+    return {**options, VOICE_METRIC: {**own, "target": voices}}
+
 
 @dataclass
 class EvalOutputs:
@@ -37,7 +49,8 @@ def evaluate(
     """Score ``songs`` (metrics by name: a list, ``"a,b"`` or None for the defaults) and write ``out/eval.json``
     and ``out/report.html``; log them to ``wandb_run`` when given."""
     names = parse_metrics(metrics)
-    config = {"metrics": names, "options": options or {}, **(config or {})}
+    options = with_target_voices(names, options or {}, songs)
+    config = {"metrics": names, "options": options, **(config or {})}
     evaluation = score_songs(songs, names, options, reference, progress=progress, config=config)
     place_media(songs, Path(out))  # eval.json and the report link the same files, inside ``out``
     eval_json = write_eval_json(evaluation, out)

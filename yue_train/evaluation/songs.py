@@ -1,6 +1,6 @@
 """Songs to score, read from disk: the output folder of ``yue-infer generate`` (or of the evaluation inside
-training: the same layout, ``report.json`` + ``songNN/``), or a plain folder of audio files (a reference
-set: the user's training songs or a held-out set).
+training: the same layout, ``report.json`` + ``songNN/``), or a folder of audio files and song folders
+(a reference set: the user's training songs or a held-out set).
 
 Metrics see 16 kHz mono waves (:class:`~yue_train.evaluation.metrics.base.SongAudio`); the report plays
 the files as they are (the 44.1 kHz mix when the codec has upsamplers)."""
@@ -8,6 +8,7 @@ the files as they are (the 44.1 kHz mix when the codec has upsamplers)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,14 @@ PLAYERS = {
     "mix": ("final", "mix_44k", "mix_16k"),
     "vocal": ("vocal_44k", "vocal_16k"),
     "inst": ("inst_44k", "inst_16k"),
+}
+
+
+# A song folder's files (the names yue-prep build reads), by player.
+SONG_FOLDER_FILES = {
+    "mix": ("mix", "mixture"),
+    "vocal": ("vocals", "vocal"),
+    "inst": ("instrumental", "inst", "accompaniment"),
 }
 
 
@@ -97,16 +106,58 @@ def load_generated(folder: str | Path) -> list[LoadedSong]:
     return songs
 
 
+def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
+    return next(
+        (p for p in sorted(folder.iterdir()) if p.suffix.lower() in AUDIO_SUFFIXES and p.stem.lower() in names), None
+    )
+
+
+def _text(folder: Path, names: tuple[str, ...]) -> str:
+    found = next((folder / n for n in names if (folder / n).is_file()), None)
+    return found.read_text(encoding="utf-8", errors="replace").strip() + "\n" if found else ""
+
+
+def _song_folder(folder: Path, song_id: str) -> LoadedSong:
+    """A song folder as ``yue-prep build`` reads them: ``mix.*``, optional ``vocals.*`` and
+    ``instrumental.*`` stems, ``lyrics.txt`` and ``genre.txt``/``tags.txt``."""
+    files = {
+        "mix": _find(folder, SONG_FOLDER_FILES["mix"]),
+        "vocal": _find(folder, SONG_FOLDER_FILES["vocal"]),
+        "inst": _find(folder, SONG_FOLDER_FILES["inst"]),
+    }
+    media = {k: p for k, p in files.items() if p is not None}
+    audio = SongAudio(
+        song_id,
+        SAMPLE_RATE,
+        _load(media["mix"]),
+        vocal=_load(media["vocal"]) if "vocal" in media else None,
+        inst=_load(media["inst"]) if "inst" in media else None,
+        genres=_text(folder, ("genre.txt", "tags.txt")).strip(),
+        lyrics=_text(folder, ("lyrics.txt",)),
+    )
+    return LoadedSong(audio, media)
+
+
+def _walk(folder: Path, rel: str) -> Iterator[LoadedSong]:
+    if _find(folder, SONG_FOLDER_FILES["mix"]) is not None:
+        yield _song_folder(folder, rel or folder.name)
+        return
+    for p in sorted(folder.iterdir()):
+        name = f"{rel}/{p.stem}" if rel else p.stem
+        if p.is_dir():
+            yield from _walk(p, f"{rel}/{p.name}" if rel else p.name)
+        elif p.suffix.lower() in AUDIO_SUFFIXES:
+            yield LoadedSong(SongAudio(name, SAMPLE_RATE, _load(p)), {"mix": p})
+
+
 def load_audio_folder(folder: str | Path) -> list[LoadedSong]:
-    """Every audio file under ``folder`` (recursively, sorted) as one song: the mix only, no stems."""
+    """The songs under ``folder`` (recursively, by name): each song folder (one holding ``mix.*``, see
+    :func:`_song_folder`) is one song with its stems; every other audio file is one song, its mix only."""
     folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
+    songs = list(_walk(folder, ""))
+    if not songs:
         raise SongLoadError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) and no {REPORT}")
-    return [
-        LoadedSong(SongAudio(str(p.relative_to(folder).with_suffix("")), SAMPLE_RATE, _load(p)), {"mix": p})
-        for p in files
-    ]
+    return songs
 
 
 def load_songs(folder: str | Path) -> list[LoadedSong]:
