@@ -5,13 +5,15 @@ import re
 
 import numpy as np
 import pytest
+import soundfile as sf
 
-from tests.evaluation.songs import CONTOUR_METRIC, audio_song, install_contour_metric
+from tests.evaluation.songs import CONTOUR_METRIC, audio_song, install_contour_metric, tone
+from yue_train import evaluate as evaluate_api
 from yue_train.evaluation.metrics import MetricError
 from yue_train.evaluation.metrics.base import SongAudio
-from yue_train.evaluation.run import evaluate
+from yue_train.evaluation.run import evaluate, with_target_voices
 from yue_train.evaluation.scoring import parse_metrics, score_songs
-from yue_train.evaluation.songs import LoadedSong
+from yue_train.evaluation.songs import LoadedSong, load_songs
 
 
 @pytest.fixture
@@ -70,8 +72,6 @@ def test_metric_names_are_checked():
 
 
 def test_prompt_references_become_the_voice_target(tmp_path):
-    from yue_train.evaluation.run import with_target_voices
-
     songs = [LoadedSong(SongAudio(n, 16_000, np.zeros(0, np.float32), info=i)) for n, i in
              (("a", {"target_voice": "v2.wav"}), ("b", {"target_voice": "v1.wav"}), ("c", {}))]  # fmt: skip
     assert with_target_voices(["voice_similarity"], {}, songs) == {"voice_similarity": {"target": ["v1.wav", "v2.wav"]}}
@@ -81,10 +81,6 @@ def test_prompt_references_become_the_voice_target(tmp_path):
 
 
 def test_the_python_api_scores_a_folder_of_audio(tmp_path):
-    import soundfile as sf
-
-    from tests.evaluation.songs import tone
-    from yue_train import evaluate as evaluate_api
 
     (tmp_path / "set" / "sub").mkdir(parents=True)
     sf.write(tmp_path / "set" / "one.wav", tone(1.0, 220.0), 16_000)
@@ -99,10 +95,6 @@ def test_the_python_api_scores_a_folder_of_audio(tmp_path):
 
 
 def test_song_folders_of_a_reference_set_keep_their_stems(tmp_path):
-    import soundfile as sf
-
-    from tests.evaluation.songs import tone
-    from yue_train.evaluation.songs import load_songs
 
     song = tmp_path / "refs" / "my_song"
     song.mkdir(parents=True)
