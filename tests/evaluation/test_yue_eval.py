@@ -88,7 +88,8 @@ def test_yue_eval_logs_to_wandb_offline(generated, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = tmp_path / "eval"
-    assert eval_main([str(generated / "songs"), "--out", str(out), "--wandb", "--no-progress", "-q"]) == 0
+    args = [str(generated / "songs"), "--metrics", "structure", "--out", str(out), "--wandb", "--no-progress", "-q"]
+    assert eval_main(args) == 0
     (run,) = (out / "wandb").glob("offline-run-*")
     media = run / "files" / "media"
     assert len(list((media / "audio").rglob("*.wav"))) == 2 * N_SONGS  # mix and vocal of each song

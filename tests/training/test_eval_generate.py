@@ -41,6 +41,7 @@ def _train(run, parts, *extra):
     return _cli(
         f"trainer.run_dir={run}", "trainer.save_every=0", "data.demo_corpus.n_songs=8", "trainer.cpu_threads=1",
         "eval.generate.enabled=true", f"eval.generate.prompts={parts / 'prompts.jsonl'}", "eval.generate.seconds=0.2",
+        "eval.generate.metrics=[structure]",
         *extra,
     )  # fmt: skip
 
@@ -80,13 +81,17 @@ def test_a_lora_run_generates_scores_and_logs_songs(tmp_path, parts):
 @pytest.mark.slow
 def test_without_a_codec_it_says_so_once_and_scores_tokens(tmp_path, parts):
     run = tmp_path / "run"
-    res = _train(run, parts, "recipe=tiny", "trainer.max_steps=2", "eval.generate.every=1", "eval.generate.n_songs=3")
+    res = _train(
+        run, parts, "recipe=tiny", "trainer.max_steps=2", "eval.generate.every=1", "eval.generate.n_songs=3",
+        "eval.generate.metrics=null",  # the defaults: audio metrics among them are skipped, said in eval.json
+    )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stderr.count("eval.generate has no codec") == 1
     for step in (1, 2):
         data = json.loads((run / "eval" / f"step-{step}" / "eval.json").read_text())
         assert [s["id"] for s in data["songs"]] == ["pop", "rock", "pop-2"]  # 3 songs from 2 prompts
         assert all(s["media"] == {} and s["values"]["structure/sections_generated"] >= 1 for s in data["songs"])
+        assert set(data["skipped"]) == set(data["metrics"]) - {"structure"}
     assert [r["step"] for r in read_metrics(run) if "eval_songs/songs" in r] == [1, 2]
 
 
@@ -118,3 +123,38 @@ def test_a_bad_setting_is_one_line_and_nothing_is_written(tmp_path):
         "yue-train: error: eval.generate.prompts: give a prompt set (JSONL of {id, genres, lyrics})"
     ]
     assert not run.exists()
+
+
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "yue_train.cli.train"]
+    return subprocess.run([*cmd, *args], env=cli_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_under_ddp_rank_0_generates_while_the_other_waits(tmp_path, parts):
+    run = tmp_path / "run"
+    res = _torchrun(
+        "recipe=tiny", f"trainer.run_dir={run}", "distributed=ddp", "trainer.global_batch_size=2",
+        "trainer.max_steps=2", "trainer.save_every=0", "data.demo_corpus.n_songs=8", "trainer.cpu_threads=1",
+        "eval.generate.enabled=true", f"eval.generate.prompts={parts / 'prompts.jsonl'}", "eval.generate.every=1",
+        "eval.generate.seconds=0.2", "eval.generate.metrics=[structure]",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    for step in (1, 2):
+        assert res.stderr.count(f"songs at step {step}: 2 in") == 1  # one process generated
+        data = json.loads((run / "eval" / f"step-{step}" / "eval.json").read_text())
+        assert [s["values"]["structure/sections_generated"] for s in data["songs"]] == [2, 1]
+    assert res.stderr.count("eval.generate has no codec") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_sharded_weights_are_refused_in_one_line(tmp_path, parts):
+    res = _torchrun(
+        "recipe=tiny", f"trainer.run_dir={tmp_path / 'run'}", "distributed=fsdp2", "trainer.global_batch_size=2",
+        "eval.generate.enabled=true", f"eval.generate.prompts={parts / 'prompts.jsonl'}",
+    )  # fmt: skip
+    assert res.returncode != 0
+    line = "yue-train: error: eval.generate needs whole weights on one process: use distributed=single, ddp"
+    assert line in res.stderr

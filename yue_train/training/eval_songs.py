@@ -4,9 +4,10 @@ and the metrics, audio and report go to ``RUN_DIR/eval/step-N/`` (the layout of 
 plus ``eval.json`` and ``report.html``) and to W&B.
 
 The first process generates with the unwrapped model (the LoRA or full model inside DDP or DeepSpeed
-ZeRO-2); the others wait at a barrier. Sharded weights (FSDP2, ZeRO-3) are not gathered for this: such runs
-are refused at start, and score checkpoints with ``yue-eval --generate`` instead. Every evaluation uses the
-same seeds, so the songs of successive steps differ only by the training in between.
+ZeRO-2); the others wait at a barrier, which the process group's 30-minute timeout bounds: keep an
+evaluation (songs x seconds) well inside it. Sharded weights (FSDP2, ZeRO-3) are not gathered for this:
+such runs are refused at start, and score checkpoints with ``yue-eval --generate`` instead. Every
+evaluation uses the same seeds, so the songs of successive steps differ only by the training in between.
 """
 
 from __future__ import annotations
