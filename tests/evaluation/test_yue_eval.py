@@ -88,14 +88,15 @@ def test_yue_eval_logs_to_wandb_offline(generated, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = tmp_path / "eval"
-    args = [str(generated / "songs"), "--metrics", "structure", "--out", str(out), "--wandb", "--no-progress", "-q"]
+    metrics = "structure,vocal_range"
+    args = [str(generated / "songs"), "--metrics", metrics, "--out", str(out), "--wandb", "--no-progress", "-q"]
     assert eval_main(args) == 0
     (run,) = (out / "wandb").glob("offline-run-*")
     media = run / "files" / "media"
     assert len(list((media / "audio").rglob("*.wav"))) == 2 * N_SONGS  # mix and vocal of each song
     images = [p.name for p in (media / "images").rglob("*.png")]
     assert sum(n.startswith("spectrogram") for n in images) == N_SONGS
-    assert sum(n.startswith("pitch") for n in images) == N_SONGS  # vocal_range's contour (a default metric)
+    assert sum(n.startswith("pitch") for n in images) == N_SONGS  # vocal_range's contour
     (table,) = (media / "table").rglob("*.table.json")
     rows = json.loads(table.read_text())
     assert len(rows["data"]) == N_SONGS and "structure/sections_generated" in rows["columns"]
