@@ -28,8 +28,8 @@ EVAL_JSON = "eval.json"
 DEFAULT_METRICS = ("structure", "vocal_range", "vocal_activity")
 # Packages whose versions eval.json records when installed (the metrics' own packages among them).
 VERSIONED = (
-    "yue-train", "torch", "transformers", "numpy", "soundfile", "soxr", "wandb", "matplotlib", "pesto-pitch",
-    "torchfcpe", "torchcrepe", "resemblyzer", "silero-vad", "librosa", "jiwer", "scipy",
+    "yue-train", "torch", "transformers", "numpy", "soundfile", "soxr", "wandb", "matplotlib", "resemblyzer",
+    "librosa", "webrtcvad",
 )  # fmt: skip
 
 
