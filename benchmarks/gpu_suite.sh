@@ -51,9 +51,9 @@ step() {
 
 if [ "$SMOKE" = 1 ]; then
   step lora_7b 300 "$PY" benchmarks/train_step.py --arch tiny_s1 --seq-len 64 --steps 1 --warmup 0 --threads 1 \
-    --modes ours,official --json "$WORK/lora_7b.json"
+    --modes ours,official,ours:chunked --json "$WORK/lora_7b.json"
   step full_1b 300 "$PY" benchmarks/train_step.py --full --arch tiny_s2 --seq-len 64 --steps 1 --warmup 0 --threads 1 \
-    --modes single --json "$WORK/full_1b.json"
+    --loss-impl chunked --modes single,fsdp2 --json "$WORK/full_1b.json"
   step music_30s 300 "$PY" benchmarks/generate.py --s1 tiny_s1 --s2 tiny_s2 --seconds 0.1 --prompt-tokens 20 \
     --naive-frames 1 --threads 1 --json "$WORK/music_30s.json"
   step codec 300 "$PY" benchmarks/codec_throughput.py --device cpu --seconds 1 --items 1 --batch-size 1 \

@@ -1,4 +1,7 @@
-"""benchmarks/gpu_suite.sh --cpu-smoke: the suite's CPU-runnable parts at tiny sizes, one JSON of results."""
+"""benchmarks/gpu_suite.sh --cpu-smoke: the suite's CPU-runnable parts at tiny sizes, one JSON of results.
+
+It is also the test of benchmarks/train_step.py (LoRA ours/official/chunked, full single/FSDP2),
+benchmarks/generate.py and benchmarks/codec_throughput.py on CPU."""
 
 from __future__ import annotations
 
@@ -27,11 +30,17 @@ def test_gpu_suite_cpu_smoke_writes_one_json(tmp_path):
     steps = report["steps"]
     assert set(steps) == {"lora_7b", "full_1b", "music_30s", "codec"}
     assert all(s["rc"] == 0 and s["seconds"] > 0 for s in steps.values())
-    lora = steps["lora_7b"]["result"]
-    assert [r["mode"] for r in lora["rows"]] == ["ours", "official"]
-    assert all(r["tokens_per_s"] > 0 and r["peak_rss_gib"] > 0 for r in lora["rows"])
-    assert lora["rows"][0]["loss_impl"] == "full" and lora["ours_vs_official"]["ratio_tokens_per_s"] > 0
-    assert steps["full_1b"]["result"]["rows"][0]["mode"] == "full/single"
+    # benchmarks/train_step.py: one process per mode, each row with its own peak memory
+    lora, full = steps["lora_7b"]["result"], steps["full_1b"]["result"]
+    assert [r["mode"] for r in lora["rows"]] == ["ours", "official", "ours:chunked"]
+    assert [r["mode"] for r in full["rows"]] == ["full/single", "full/fsdp2"]
+    for row in lora["rows"] + full["rows"]:
+        assert row["tokens_per_s"] > 0 and 10 < row["loss"] < 12  # ~ln(83,968) at random init
+        assert 0.1 < row["peak_rss_gib"] < 20 and row["model_tflops"] >= 0
+    assert [r.get("loss_impl") for r in lora["rows"]] == ["full", None, "chunked"]  # 64 tokens: full logits fit
+    assert [r.get("loss_impl") for r in full["rows"]] == ["chunked", "chunked"]
+    assert abs(lora["rows"][0]["loss"] - lora["rows"][2]["loss"]) < 1e-3
+    assert set(lora["ours_vs_official"]) == {"ratio_tokens_per_s", "ratio_tokens_per_cpu_s", "ratio_peak_rss_gib"}
     music = steps["music_30s"]["result"]
     assert music["stage1"]["fast"]["per_s"] > 0 and music["stage2"]["fast"]["per_s"] > 0
     assert steps["codec"]["result"]["encode_audio_s_per_wall_s"] > 0
