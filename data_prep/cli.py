@@ -22,7 +22,7 @@ from itertools import islice
 from pathlib import Path
 
 from yue_train.format.sequences import ICL_PROMPT_MODES
-from yue_train.training.output import VerbosityError, note, set_verbosity, show_progress, split_verbosity
+from yue_train.training.output import apply_verbosity, note, show_progress
 
 
 def _tokenize_args(p: argparse.ArgumentParser) -> None:
@@ -225,13 +225,9 @@ def _passthrough(name: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        level, argv = split_verbosity(argv)
-    except VerbosityError as e:
-        print(f"yue-prep: error: {e}", file=sys.stderr)
+    argv = apply_verbosity("yue-prep", sys.argv[1:] if argv is None else argv)
+    if argv is None:
         return 2
-    set_verbosity(level)
     if argv and argv[0] in PASSTHROUGH:
         return _passthrough(argv[0], argv[1:])
     args = build_parser().parse_args(argv)

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from yue_train.training.output import VerbosityError, set_verbosity, show_progress, split_verbosity
+from yue_train.training.output import apply_verbosity, show_progress
 
 
 def audio_reference(args: argparse.Namespace):
@@ -209,13 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        level, argv = split_verbosity(argv)
-    except VerbosityError as e:
-        print(f"yue-infer: error: {e}", file=sys.stderr)
+    argv = apply_verbosity("yue-infer", sys.argv[1:] if argv is None else argv)
+    if argv is None:
         return 2
-    set_verbosity(level)
     if argv and argv[0] == "decode":  # its parser lives with the codec
         from yue_train.codec.cli import decode_main
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from yue_train.training.output import VerbosityError, note, set_verbosity, show_progress, split_verbosity
+from yue_train.training.output import apply_verbosity, note, show_progress
 
 
 class EvalUsageError(ValueError):
@@ -183,13 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        level, argv = split_verbosity(argv)
-    except VerbosityError as e:
-        print(f"yue-eval: error: {e}", file=sys.stderr)
+    argv = apply_verbosity("yue-eval", sys.argv[1:] if argv is None else argv)
+    if argv is None:
         return 2
-    set_verbosity(level)
     args = build_parser().parse_args(argv)
     try:
         return run(args)

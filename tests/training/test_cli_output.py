@@ -9,6 +9,7 @@ import pytest
 
 from data_prep.cli import main as prep_main
 from inference.cli import main as infer_main
+from inference.evaluate import main as eval_main
 from tests.training.helpers import PYTHON, REPO, cli_env
 from yue_train.cli.train import main as train_main
 from yue_train.training.output import NORMAL, QUIET, VERBOSE, VerbosityError, set_verbosity, split_verbosity
@@ -35,7 +36,8 @@ def test_verbosity_flags_stand_anywhere():
 
 
 @pytest.mark.parametrize(
-    ("cli", "name"), [(train_main, "yue-train"), (prep_main, "yue-prep"), (infer_main, "yue-infer")]
+    ("cli", "name"),
+    [(train_main, "yue-train"), (prep_main, "yue-prep"), (infer_main, "yue-infer"), (eval_main, "yue-eval")],
 )
 def test_quiet_and_verbose_together_is_one_line(cli, name, capsys):
     assert cli(["--quiet", "--verbose", "--help"]) == 2

@@ -137,6 +137,18 @@ def set_verbosity(level: int) -> None:
         warnings.simplefilter("ignore")
 
 
+def apply_verbosity(prog: str, argv: Sequence[str]) -> list[str] | None:
+    """Set this process's output level from ``-q``/``-v`` in ``argv`` and return the other arguments; on
+    contradicting flags print ``PROG: error: ...`` and return None (the caller exits with 2)."""
+    try:
+        level, rest = split_verbosity(list(argv))
+    except VerbosityError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return None
+    set_verbosity(level)
+    return rest
+
+
 def show_progress() -> bool:
     """Whether progress bars are wanted (not under ``--quiet``)."""
     return _verbosity > QUIET
