@@ -99,3 +99,14 @@ def signal_after_steps(proc: subprocess.Popen, run_dir: Path, sig: int, steps: i
         if proc.poll() is None:
             proc.kill()
     return out, err or ""
+
+
+def random_run_overrides(
+    shards: Path, run_dir: Path, *extra: str, max_steps: int, save_every: int, warmup_steps: int = 2
+) -> list[str]:
+    """A ``tiny_random`` run over ``shards`` into ``run_dir``: the overrides the checkpoint and resume tests share."""
+    return [
+        "recipe=tiny_random", f"data.train=[{{path: '{shards}'}}]", f"trainer.run_dir={run_dir}",
+        f"trainer.max_steps={max_steps}", f"trainer.save_every={save_every}", "data.shuffle_buffer=16",
+        f"optim.warmup_steps={warmup_steps}", "trainer.cpu_threads=1", *extra,
+    ]  # fmt: skip

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.training.helpers import compose
+from tests.training.helpers import compose, random_run_overrides
 from yue_train.training.checkpoint import CHECKPOINTS, MARKER, pick_checkpoint
 from yue_train.training.integrity import ALGORITHM, MANIFEST, checksum
 from yue_train.training.safe_state import CheckpointFileError, load_plain
@@ -30,11 +30,7 @@ CHECKPOINT_FILES = sorted([
 
 
 def _overrides(shards: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [
-        "recipe=tiny_random", f"data.train=[{{path: '{shards}'}}]", f"trainer.run_dir={run_dir}",
-        "trainer.max_steps=4", "trainer.save_every=2", "data.shuffle_buffer=16", "optim.warmup_steps=2",
-        "trainer.cpu_threads=1", *extra,
-    ]  # fmt: skip
+    return random_run_overrides(shards, run_dir, *extra, max_steps=4, save_every=2)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.helpers import compose, start_training
+from tests.training.helpers import compose, random_run_overrides, start_training
 from yue_train.cli.train import main
 from yue_train.data.folder_lock import LOCK_NAME
 from yue_train.training.logger import read_metrics
@@ -22,11 +22,7 @@ from yue_train.training.trainer import TrainingError, run_training
 
 
 def _overrides(shards: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [
-        "recipe=tiny_random", f"data.train=[{{path: '{shards}'}}]", f"trainer.run_dir={run_dir}",
-        "trainer.max_steps=2", "trainer.save_every=2", "data.shuffle_buffer=16", "optim.warmup_steps=2",
-        "trainer.cpu_threads=1", *extra,
-    ]  # fmt: skip
+    return random_run_overrides(shards, run_dir, *extra, max_steps=2, save_every=2)
 
 
 @pytest.fixture(scope="module")

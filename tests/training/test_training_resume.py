@@ -10,18 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.helpers import PYTHON, cli_env, compose
+from tests.training.helpers import PYTHON, cli_env, compose, random_run_overrides
 from yue_train.training.checkpoint import FAULT_ENV, MARKER, latest_checkpoint
 from yue_train.training.logger import read_metrics
 from yue_train.training.trainer import Trainer, run_training
 
 
 def _overrides(shards: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [
-        "recipe=tiny_random", f"data.train=[{{path: '{shards}'}}]", f"trainer.run_dir={run_dir}",
-        "trainer.max_steps=20", "trainer.save_every=10", "data.shuffle_buffer=16", "optim.warmup_steps=3",
-        "trainer.cpu_threads=1", *extra,
-    ]  # fmt: skip
+    return random_run_overrides(shards, run_dir, *extra, max_steps=20, save_every=10, warmup_steps=3)
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
