@@ -218,7 +218,14 @@ def unverified_folder(url: str) -> str | None:
     return str(Path(url).parent / listing[0]) if entry is not None and entry.checksums is None else None
 
 
-def _listed(url: str) -> ListedShard | None:
+def listed_checksum(listed: ListedShard | None, index: int) -> str | None:
+    """The recorded checksum of a shard's ``index``-th document; None when none was recorded, "" when the
+    summary lists fewer documents (an extra one)."""
+    sums = listed.checksums if listed is not None else None
+    return None if sums is None else sums[DIGITS * index : DIGITS * (index + 1)]
+
+
+def listed_shard(url: str) -> ListedShard | None:
     if url_kind(url) != "local":
         return None
     listing = listed_shards(Path(url).parent)
@@ -226,7 +233,7 @@ def _listed(url: str) -> ListedShard | None:
 
 
 # ------------------------------------------------------------------------------------------ reading
-def _split_name(name: str) -> tuple[str, str]:
+def split_member_name(name: str) -> tuple[str, str]:
     """``dir/KEY.a.b`` -> (``dir/KEY``, ``a.b``): the key ends at the first dot of the file name."""
     folder, _, base = name.rpartition("/")
     key, _, suffix = base.partition(".")
@@ -240,7 +247,7 @@ def iter_samples(stream: BinaryIO) -> Iterator[tuple[str, dict[str, bytes], str 
     problem: str | None = None  # of the document being collected
     try:
         for name, data in iter_members(stream):
-            k, suffix = _split_name(name)
+            k, suffix = split_member_name(name)
             if key is not None and k != key:
                 yield key, members, problem
                 members, problem = {}, None
@@ -255,8 +262,9 @@ def iter_samples(stream: BinaryIO) -> Iterator[tuple[str, dict[str, bytes], str 
         yield key, members, problem
 
 
-def _npy(data: bytes, name: str) -> np.ndarray:
-    """An array from ``.npy`` bytes, refusing pickled (object) data and size mismatches before allocating."""
+def npy_header(data: bytes, total: int, name: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran order, dtype, data offset) of a ``.npy`` member of ``total`` bytes whose first bytes
+    are ``data``; refuses pickled (object) data and a header whose shape does not match the size."""
     f = io.BytesIO(data)
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
@@ -268,9 +276,16 @@ def _npy(data: bytes, name: str) -> np.ndarray:
     if dtype.hasobject:
         raise ValueError(f"{name} holds pickled objects (refused, never loaded)")
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if count < 0 or count * dtype.itemsize != len(data) - f.tell():
-        raise ValueError(f"{name}: {len(data) - f.tell()} data bytes but its header says shape {shape} of {dtype}")
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
+    if count < 0 or count * dtype.itemsize != total - f.tell():
+        raise ValueError(f"{name}: {total - f.tell()} data bytes but its header says shape {shape} of {dtype}")
+    return shape, fortran, dtype, f.tell()
+
+
+def _npy(data: bytes, name: str) -> np.ndarray:
+    """An array from ``.npy`` bytes, refusing pickled (object) data and size mismatches before allocating."""
+    shape, fortran, dtype, offset = npy_header(data, len(data), name)
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
@@ -287,6 +302,21 @@ def decode_document(members: Mapping[str, bytes]) -> Document:
         raise ValueError(f"JSON member is a {type(meta).__name__}, not an object")
     ids, roles = _npy(members["input_ids.npy"], "input_ids.npy"), _npy(members["roles.npy"], "roles.npy")
     return Document(ids, roles, meta)  # checks dtypes, shapes and ranges before casting
+
+
+def reason(e: Exception) -> str:
+    """The one-line reason a document is bad, from the error its check raised."""
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def verified_document(members: Mapping[str, bytes], want: str | None, vocab_size: int | None = None) -> Document:
+    """The document of one sample's members, its checksum compared with ``want`` (None: not recorded) and,
+    with ``vocab_size``, its ids checked against the model's embedding rows; ``ValueError`` otherwise."""
+    doc = _verified_document(members, want)
+    top = int(doc.input_ids.max()) if vocab_size is not None and len(doc) else -1
+    if vocab_size is not None and top >= vocab_size:
+        raise ValueError(f"token id {top} but the model has {vocab_size} embedding rows")
+    return doc
 
 
 def _verified_document(members: Mapping[str, bytes], want: str | None) -> Document:
@@ -306,25 +336,21 @@ def read_shard(
 ) -> Iterator[Document | BadDocument]:
     """The documents of one shard in order; a :class:`BadDocument` for each that cannot be used
     (with ``vocab_size``: also each holding an id the model has no embedding row for)."""
-    listed = _listed(url)
-    sums = listed.checksums if listed is not None else None
+    listed = listed_shard(url)
     index = 0
     with open_shard(url, allow_commands) as stream:
         for key, members, problem in iter_samples(stream):
             if problem is not None and problem.startswith("damaged shard"):
                 yield BadDocument(url, key, problem)  # nothing after it can be read
                 return
-            want = None if sums is None else sums[DIGITS * index : DIGITS * (index + 1)]
+            want = listed_checksum(listed, index)
             index += 1
             try:
                 if problem is not None:
                     raise ValueError(problem)
-                doc = _verified_document(members, want)
-                top = int(doc.input_ids.max()) if vocab_size is not None and len(doc) else -1
-                if vocab_size is not None and top >= vocab_size:
-                    raise ValueError(f"token id {top} but the model has {vocab_size} embedding rows")
+                doc = verified_document(members, want, vocab_size)
             except (ValueError, TypeError) as e:
-                yield BadDocument(url, key, str(e).splitlines()[0] if str(e) else type(e).__name__)
+                yield BadDocument(url, key, reason(e))
                 continue
             yield doc
     if listed is not None and index < listed.n_docs:

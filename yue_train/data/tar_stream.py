@@ -9,7 +9,7 @@ resynchronised. Nothing is extracted to disk and link members are skipped, never
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 BLOCK = 512
@@ -77,39 +77,94 @@ def _pax_path(data: bytes) -> str | None:
     return path
 
 
-def iter_members(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
-    """``(name, data)`` of every regular file in ``stream``, in order; raises :class:`TarFormatError` at the
-    first damage (after yielding the members before it)."""
+def _parse_header(block: bytes, offset: int) -> tuple[str, int, bytes]:
+    """(name, data size, type flag) of a header block that is not the end-of-archive block."""
+    if not _header_ok(block, offset):
+        raise TarFormatError(f"bad header checksum at byte {offset} (garbage or damage in the file)")
+    size = _octal(block[124:136], "size", offset)
+    if size > MAX_MEMBER_BYTES:
+        raise TarFormatError(f"member of {size} bytes at byte {offset} (damaged size field)")
+    name = block[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+    if block[257:262] == b"ustar" and block[345:346] != b"\0":
+        name = block[345:500].split(b"\0", 1)[0].decode("utf-8", "replace") + "/" + name
+    return name, size, block[156:157]
+
+
+def _members(
+    read_header: Callable[[int], bytes | None], take_data: Callable[[int, int, str, bool], bytes | None]
+) -> Iterator[tuple[str, int, int, bytes | None]]:
+    """(name, data offset, size, data or None) of every regular file; the walk both readers share.
+    ``read_header(offset)``: the 512-byte block there (None at the end of the input); ``take_data(offset, size,
+    name, need)``: the member's data (its bytes when ``need``, else None), raising when it is cut short."""
     offset = 0
     long_name: str | None = None
     while True:
-        block = stream.read(BLOCK)
-        if not block:
+        block = read_header(offset)
+        if block is None:
             raise TarFormatError(f"ends at byte {offset} without the end-of-archive block (truncated)")
-        if len(block) < BLOCK:
-            block += _read_exact(stream, BLOCK - len(block), "a header", offset + len(block))
         if block == _ZERO_BLOCK:
             return
-        if not _header_ok(block, offset):
-            raise TarFormatError(f"bad header checksum at byte {offset} (garbage or damage in the file)")
-        size = _octal(block[124:136], "size", offset)
-        if size > MAX_MEMBER_BYTES:
-            raise TarFormatError(f"member of {size} bytes at byte {offset} (damaged size field)")
-        kind = block[156:157]
-        name = block[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
-        if block[257:262] == b"ustar" and block[345:346] != b"\0":
-            name = block[345:500].split(b"\0", 1)[0].decode("utf-8", "replace") + "/" + name
-        data = _read_exact(stream, size, f"member {name!r}", offset + BLOCK)
-        pad = -size % BLOCK
-        if pad:
-            _read_exact(stream, pad, f"member {name!r}", offset + BLOCK + size)
-        offset += BLOCK + size + pad
+        name, size, kind = _parse_header(block, offset)
+        data = take_data(offset + BLOCK, size, name, kind in (b"L", b"x"))
         if kind == b"L":  # GNU long name of the next member
+            assert data is not None
             long_name = data.split(b"\0", 1)[0].decode("utf-8", "replace")
         elif kind == b"x":  # pax header of the next member
+            assert data is not None
             long_name = _pax_path(data) or long_name
         elif kind in _REGULAR:
-            yield (long_name or name), data
+            yield (long_name or name), offset + BLOCK, size, data
             long_name = None
         else:  # directories, links, global pax headers, ...: nothing to read
             long_name = None
+        offset += BLOCK + size + (-size % BLOCK)
+
+
+def iter_members(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
+    """``(name, data)`` of every regular file in ``stream``, in order; raises :class:`TarFormatError` at the
+    first damage (after yielding the members before it)."""
+
+    def header(offset: int) -> bytes | None:
+        block = stream.read(BLOCK)
+        if not block:
+            return None
+        if len(block) < BLOCK:
+            block += _read_exact(stream, BLOCK - len(block), "a header", offset + len(block))
+        return block
+
+    def data(offset: int, size: int, name: str, _need: bool) -> bytes:
+        out = _read_exact(stream, size, f"member {name!r}", offset)
+        pad = -size % BLOCK
+        if pad:
+            _read_exact(stream, pad, f"member {name!r}", offset + size)
+        return out
+
+    for name, _offset, _size, payload in _members(header, data):
+        assert payload is not None
+        yield name, payload
+
+
+def iter_member_spans(f: BinaryIO) -> Iterator[tuple[str, int, int]]:
+    """``(name, data offset, size)`` of every regular file of a seekable tar file, reading only its headers
+    (and long names) and seeking past member data; as strict as :func:`iter_members` (a member cut short by
+    the end of the file raises :class:`TarFormatError`)."""
+    end = f.seek(0, 2)
+
+    def header(offset: int) -> bytes | None:
+        if offset >= end:
+            return None
+        if offset + BLOCK > end:
+            raise TarFormatError(f"cut short in a header at byte {end} (truncated)")
+        f.seek(offset)
+        return f.read(BLOCK)
+
+    def data(offset: int, size: int, name: str, need: bool) -> bytes | None:
+        if offset + size + (-size % BLOCK) > end:
+            raise TarFormatError(f"cut short in member {name!r} at byte {end} (truncated)")
+        if not need:
+            return None
+        f.seek(offset)
+        return f.read(size)
+
+    for name, offset, size, _ in _members(header, data):
+        yield name, offset, size

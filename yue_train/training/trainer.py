@@ -4,13 +4,14 @@ A custom loop rather than ``transformers.Trainer`` because three things this pro
 sit exactly where that Trainer hides control: (1) the forward must never create a KV cache and must see
 restarting ``position_ids`` with no mask (:mod:`.forward`); (2) the loss is computed in chunks from
 hidden states with per-role weights, which needs the decoder output, not logits (:mod:`.loss`); (3) exact
-resume needs the data position (documents consumed per dataset, mixture RNG, the packer's carried-over
-document) saved beside model, optimizer, scheduler and RNG states (:mod:`.data`, :mod:`.checkpoint`).
+resume needs the data position (per dataset the epoch, cursor and shuffle buffer; the mixture RNG; the
+packer's carried-over piece) saved beside model, optimizer, scheduler and RNG states
+(:mod:`yue_train.data.train_data`, :mod:`.checkpoint`).
 Model, LoRA, optimizer and scheduler are still the libraries' (transformers, PEFT, torch).
 
 Distribution: :mod:`.distributed` wraps the model (DDP, FSDP2, DeepSpeed ZeRO) behind the same few calls;
-every process builds the same global batch and trains on its share (the phase plan, :mod:`.plan`), so losses,
-data position and checkpoints do not depend on the number of processes.
+every process plans the same global batch and reads and trains on its share (the phase plan, :mod:`.plan`), so
+losses, data position and checkpoints do not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from yue_train.data.folder_lock import LOCK_NAME, FolderBusyError, FolderLock
 from yue_train.data.generated import prepare_data
-from yue_train.data.packing import IGNORE_INDEX, Batch, build_train_stream, eval_batches
+from yue_train.data.packing import IGNORE_INDEX, Batch, eval_batches
+from yue_train.data.train_data import build_train_data, prepare_indexes
 from yue_train.format.provenance import write_provenance
 from yue_train.format.roles import ROLE_NAMES
 from yue_train.models.loading import ModelSpec, build_model, enable_activation_checkpointing
@@ -73,6 +75,7 @@ CONFIG_NAME = "config.yaml"
 BASE_MODEL_DIR = "base_model"
 PLAN_NAME = "plan.json"  # the phase plan (datasets, shares, batch, steps, budget)
 DATA_STATE = "data.pt"  # the global data position (the same on every process)
+DATA_INDEX = "data_index"  # document indexes of shard folders that are not writable
 # A second Ctrl-C (KeyboardInterrupt) ends the run at once: the CLIs' line and exit code (the shell's for Ctrl-C).
 ABORTED = "stopped by Ctrl-C, nothing saved since the last checkpoint (the same command resumes from it)"
 ABORTED_EXIT = 130
@@ -139,6 +142,8 @@ class Trainer:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        if getattr(self, "stream", None) is not None:
+            self.stream.close()  # its prefetch thread
 
     def _setup(self, cfg: DictConfig) -> None:
         self.cfg = cfg
@@ -223,12 +228,16 @@ class Trainer:
         schedule = lr_lambda(cfg.optim, self.max_steps)
         self.strategy.wrap(module, self._build_optimizer, lambda opt: LambdaLR(opt, schedule))
         self.model = self.strategy.lm  # the Hugging Face / PEFT model (its parameters may be sharded)
-        # One global stream on every process: each process packs all rows of a step and keeps its share,
-        # so the data order does not depend on the number of processes (resume under another world size
-        # continues at the same document) at the cost of every process reading every document.
-        self.stream = build_train_stream(
+        # Every process plans the same global steps and reads only the documents of its own rows, so the data
+        # order does not depend on the number of processes (:mod:`yue_train.data.train_data`); the main process
+        # builds the shards' missing document indexes first.
+        if self.main:
+            prepare_indexes(cfg.data, self.run_dir / DATA_INDEX)
+        ranks.barrier()
+        self.stream = build_train_data(
             cfg.data, int(cfg.trainer.seed), self.model_config.vocab_size, self.plan.sampling_weights(),
-            log=note if self.main else None,
+            rank=self.rank, world=self.world, grad_accum=self.plan.grad_accum, log=note if self.main else None,
+            index_dir=self.run_dir / DATA_INDEX, gather=ranks.all_gather_object,
         )  # fmt: skip
         self._eval_set: list[Batch] | None = None
         if self.resume_from is not None:
@@ -410,28 +419,27 @@ class Trainer:
         batch = batch.to(self.device)
         return LossSums(*self.strategy.forward(*batch.tensors()))
 
-    def _global_micro_batches(self) -> tuple[list[Batch], list[Batch]]:
-        """All micro-batches of one optimizer step (every process builds them all) and this process's share."""
-        everything = [self.stream.next_batch() for _ in range(self.plan.grad_accum * self.world)]
-        return everything, everything[self.rank :: self.world]
-
     def _label_weight(self, batches: list[Batch]) -> tuple[float, np.ndarray]:
-        """Loss-weight sum and per-role label-token counts of ``batches``."""
+        """Loss-weight sum and per-role label-token counts of the global batch, from this process's
+        ``batches`` and one small all-reduce (which also says whether any process met a bad document)."""
         table = self.weight_table
         total, counts = 0.0, np.zeros(N_ROLES, dtype=np.int64)
         for b in batches:
             roles = b.target_roles[b.labels != IGNORE_INDEX]
             total += float(table[roles].double().sum())
             counts += np.bincount(roles.numpy(), minlength=N_ROLES)
-        return total, counts
+        mine = torch.tensor([total, len(self.stream.step_bad), *counts.tolist()], dtype=torch.float64)
+        sums = ranks.all_reduce_sum(mine.to(self.device)).cpu()
+        self.stream.sync_bad_docs(bool(sums[1] > 0))  # every process then holds the same bad-document log
+        return float(sums[0]), sums[2:].to(torch.int64).numpy()
 
     def train_step(self) -> dict[str, Any]:
         """One optimizer step over the global batch; returns the step's metrics (the same on every process)."""
         t0 = time.perf_counter()
-        everything, mine = self._global_micro_batches()
+        mine = self.stream.next_step()  # this process's micro-batches of the global batch
         # The loss is normalised by the weight of the whole global batch, so every label token counts the
         # same however tokens fall into micro-batches and processes (and whatever the world size).
-        denom, counts = self._label_weight(everything)
+        denom, counts = self._label_weight(mine)
         denom = max(denom, 1e-12)
         total: LossSums | None = None
         for i, b in enumerate(mine):

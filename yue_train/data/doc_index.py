@@ -1,0 +1,252 @@
+"""Per-shard document index: where each document's members lie in its tar, its length and its id's hash.
+
+The training loader (:mod:`.loader`) plans every step from these few numbers per document (token count,
+crc32 of the id for the held-out split) and reads a document only where a row of this process holds it,
+with one ``pread`` of its members at their recorded offsets. Building an index reads the tar headers
+(seeking past member data) plus each document's small JSON member and its two ``.npy`` headers, so it
+costs a small fraction of reading the shard; it is built once per shard file and cached.
+
+Cache location: beside the shards (``FOLDER/.yue-index/``) when that folder is writable, so every run and
+every process reading the corpus shares one index built once; otherwise under the caller's fallback folder
+(the trainer passes its run folder's ``data_index/``). The trainer's main process builds the missing
+indexes before training while the others wait at a barrier; any process that still finds one missing
+(another machine, a fallback folder that is not shared) builds it itself: the file is written to a
+temporary name and renamed, so concurrent builders are harmless. An index file's name carries the shard's
+size, mtime and ctime, so a shard that changes gets a new index and a stale one is never read. Index
+files hold plain arrays, loaded with ``allow_pickle=False``.
+
+What the index judges: structural damage (a damaged or truncated tar, a missing or repeated member, an
+``.npy`` header or JSON member that cannot give a length or an id) makes an entry *bad at index time*: the
+loader skips it exactly as the streaming reader skips a bad document (with the same reason, found by the
+same full check). Everything that needs the member data (checksum, dtypes, value ranges, vocabulary) is
+checked when the document is read for training (:func:`read_document`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from yue_train.data.shard_reader import (
+    MEMBERS,
+    ShardError,
+    listed_checksum,
+    listed_shard,
+    npy_header,
+    open_shard,
+    reason,
+    split_member_name,
+    verified_document,
+)
+from yue_train.data.tar_stream import TarFormatError, iter_member_spans
+from yue_train.format.document import Document
+
+INDEX_VERSION = 1
+INDEX_DIR = ".yue-index"
+HEAD = 4096  # bytes read from the start of an .npy member for its header (more only for a longer header)
+
+
+@dataclass
+class ShardIndex:
+    """The entries (samples) of one shard in order, and the damage that ended it early, if any."""
+
+    keys: np.ndarray  # (n,) str
+    offsets: np.ndarray  # (n, 3) int64: data offset of each member of MEMBERS; -1 where missing
+    sizes: np.ndarray  # (n, 3) int64
+    n_tokens: np.ndarray  # (n,) int64 (0 for bad entries)
+    id_crc: np.ndarray  # (n,) int64: zlib.crc32 of the document id
+    bad: np.ndarray  # (n,) str: why the entry cannot be used ("" when it can)
+    damage_key: str = ""
+    damage: str = ""  # "damaged shard: ..." when the tar could not be read to its end
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "version": np.array(INDEX_VERSION), "keys": self.keys, "offsets": self.offsets, "sizes": self.sizes,
+            "n_tokens": self.n_tokens, "id_crc": self.id_crc, "bad": self.bad,
+            "damage": np.array([self.damage_key, self.damage]),
+        }  # fmt: skip
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> ShardIndex:
+        if int(a["version"]) != INDEX_VERSION:
+            raise ValueError("index version")
+        damage_key, damage = (str(x) for x in a["damage"])
+        return cls(a["keys"], a["offsets"], a["sizes"], a["n_tokens"], a["id_crc"], a["bad"], damage_key, damage)
+
+
+def id_crc(doc_id: str) -> int:
+    return zlib.crc32(doc_id.encode("utf-8"))
+
+
+# ------------------------------------------------------------------------------------------ building
+def _pread(fd: int, offset: int, size: int) -> bytes:
+    data = os.pread(fd, size, offset)
+    if len(data) != size:
+        raise ValueError(f"cut short: {len(data)} of {size} bytes at byte {offset}")
+    return data
+
+
+def _members_of(fd: int, offsets: np.ndarray, sizes: np.ndarray) -> dict[str, bytes]:
+    """The members of one document, read with one pread spanning them (they are adjacent in the tar)."""
+    present = [i for i in range(len(MEMBERS)) if offsets[i] >= 0]
+    start = min(int(offsets[i]) for i in present)
+    stop = max(int(offsets[i] + sizes[i]) for i in present)
+    span = _pread(fd, start, stop - start)
+    return {MEMBERS[i]: span[offsets[i] - start : offsets[i] - start + sizes[i]] for i in present}
+
+
+def _light(fd: int, offsets: np.ndarray, sizes: np.ndarray) -> tuple[int, int]:
+    """(token count, id crc) from the two .npy headers and the JSON member; ValueError when they do not give
+    a plain 1-D length pair and an id."""
+    lengths = []
+    for i in (0, 1):  # input_ids.npy, roles.npy
+        size = int(sizes[i])
+        try:
+            head = _pread(fd, int(offsets[i]), min(size, HEAD))
+            shape = npy_header(head, size, MEMBERS[i])[0]
+        except ValueError:
+            head = _pread(fd, int(offsets[i]), min(size, 1 << 17))
+            shape = npy_header(head, size, MEMBERS[i])[0]
+        if len(shape) != 1:
+            raise ValueError("not 1-D")
+        lengths.append(int(shape[0]))
+    if lengths[0] != lengths[1]:
+        raise ValueError("lengths differ")
+    meta = json.loads(_pread(fd, int(offsets[2]), int(sizes[2])).decode("utf-8"))
+    if not isinstance(meta, dict):
+        raise ValueError("not an object")
+    return lengths[0], id_crc(str(meta.get("id", "")))
+
+
+def build_index(url: str) -> ShardIndex:
+    """Scan one local shard (headers, JSON members, .npy headers); see the module docstring."""
+    listed = listed_shard(url)
+    samples: list[tuple[str, dict[str, tuple[int, int]], str | None]] = []
+    damage_key = damage = ""
+    with open_shard(url) as f:
+        key: str | None = None
+        members: dict[str, tuple[int, int]] = {}
+        problem: str | None = None
+        try:
+            for name, offset, size in iter_member_spans(f):
+                k, suffix = split_member_name(name)
+                if key is not None and k != key:
+                    samples.append((key, members, problem))
+                    members, problem = {}, None
+                key = k
+                if suffix in members:
+                    problem = f"member {suffix!r} appears twice"
+                members[suffix] = (offset, size)
+            if key is not None:
+                samples.append((key, members, problem))
+        except TarFormatError as e:
+            damage_key, damage = (key or "(first document)"), f"damaged shard: {e}"
+        n = len(samples)
+        offsets, sizes = np.full((n, 3), -1, dtype=np.int64), np.zeros((n, 3), dtype=np.int64)
+        n_tokens, crcs = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        bad = [""] * n
+        fd = f.fileno()
+        for j, (_, members, problem) in enumerate(samples):
+            for i, m in enumerate(MEMBERS):
+                if m in members:
+                    offsets[j, i], sizes[j, i] = members[m]
+            missing = [m for m in MEMBERS if m not in members]
+            if problem is not None or missing:
+                bad[j] = problem or f"missing member {', '.join(missing)}"
+                continue
+            try:
+                n_tokens[j], crcs[j] = _light(fd, offsets[j], sizes[j])
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                try:  # the full check says why, as the streaming reader would (checksum first)
+                    doc = verified_document(_members_of(fd, offsets[j], sizes[j]), listed_checksum(listed, j))
+                    n_tokens[j], crcs[j] = len(doc), id_crc(doc.id)
+                except (ValueError, TypeError) as e:
+                    bad[j] = reason(e)
+    keys = np.array([s[0] for s in samples], dtype=str) if samples else np.zeros(0, dtype="<U1")
+    return ShardIndex(keys, offsets, sizes, n_tokens, crcs, np.array(bad, dtype=str).reshape(n), damage_key, damage)
+
+
+# ------------------------------------------------------------------------------------------ caching
+def _index_name(url: str) -> str:
+    st = os.stat(url)
+    return f"{Path(url).name}.{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}.v{INDEX_VERSION}.npz"
+
+
+def _candidates(url: str, fallback: Path | None) -> list[Path]:
+    folder = Path(url).resolve().parent
+    out = [folder / INDEX_DIR]
+    if fallback is not None:
+        out.append(Path(fallback) / hashlib.sha1(str(folder).encode()).hexdigest()[:16])
+    return out
+
+
+def _write(path: Path, index: ShardIndex, shard_name: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **index.arrays())
+    os.replace(tmp, path)
+    for old in path.parent.glob(f"{shard_name}.*.npz"):  # indexes of earlier versions of this shard
+        if old != path:
+            old.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> ShardIndex | None:
+    try:
+        with np.load(path, allow_pickle=False) as a:
+            return ShardIndex.from_arrays({k: a[k] for k in a.files})
+    except (OSError, ValueError, KeyError, EOFError):
+        return None  # absent, cut short or from another version: rebuilt
+
+
+def has_index(url: str, fallback: Path | None = None) -> bool:
+    name = _index_name(url)
+    return any((d / name).exists() for d in _candidates(url, fallback))
+
+
+def load_index(url: str, fallback: Path | None = None) -> ShardIndex:
+    """The cached index of a local shard, built (and cached) when missing; ShardError if the shard cannot
+    be opened."""
+    try:
+        name = _index_name(url)
+    except OSError as e:
+        raise ShardError(f"{url} cannot be opened ({e.strerror or type(e).__name__})") from None
+    places = _candidates(url, fallback)
+    for d in places:
+        found = _read(d / name)
+        if found is not None:
+            return found
+    index = build_index(url)
+    for d in places:
+        try:
+            _write(d / name, index, Path(url).name)
+            break
+        except OSError:
+            continue  # not writable here: try the fallback folder (or keep it in memory only)
+    return index
+
+
+# ------------------------------------------------------------------------------------------ reading
+def read_document(
+    fd: int, index: ShardIndex, entry: int, want: str | None, vocab_size: int | None
+) -> tuple[Document, int]:
+    """(document, bytes read) of one indexed entry, checked in full; ValueError/TypeError saying why not."""
+    offsets, sizes = index.offsets[entry], index.sizes[entry]
+    members = _members_of(fd, offsets, sizes)
+    doc = verified_document(members, want, vocab_size)
+    if len(doc) != int(index.n_tokens[entry]):
+        raise ValueError("the document changed since its shard was indexed")
+    return doc, int(sum(len(m) for m in members.values()))
+
+
+def checksum_for(url: str, entry: int) -> str | None:
+    return listed_checksum(listed_shard(url), entry)

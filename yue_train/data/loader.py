@@ -1,0 +1,243 @@
+"""The step planner: which pieces of which documents fill each row, from document references alone.
+
+Runs the very procedure of the streaming reader (:mod:`.packing`: per-epoch seeded shard order, seeded
+shuffle buffer, held-out split by id hash, mixture draws, the packer's row filling) over references
+``(shard, entry)`` and the token counts of the per-shard index (:mod:`.doc_index`) instead of decoded
+documents. The draws are the same, so a clean corpus gives the same document order and the same rows as
+the streaming reader. Nothing here reads a document, so planning costs the same on every process and the
+plan of a step is identical everywhere; :mod:`.train_data` then reads only the documents of this
+process's rows.
+
+The position is plain data, restored directly (no replay): per dataset the epoch, the cursor (shard in the
+epoch's order, entry in that shard), whether the shuffle buffer is draining, the buffer's references and
+its generator's state; the mixture generator's state; the packer's carried-over piece as
+``(dataset, shard, entry, start, stop)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from yue_train.data.doc_index import ShardIndex
+from yue_train.data.packing import DataConfigError, NoDocumentsError
+from yue_train.data.shard_reader import BadDocument, ListedShard, listed_checksum
+
+Piece = tuple[int, int, int, int, int]  # (dataset, shard, entry, start, stop): tokens [start, stop) of a document
+Row = tuple[list[Piece], int]  # pieces and the padding at the row's end
+
+
+@dataclass
+class ShardPlan:
+    """What planning needs of one shard: token counts, id hashes, entries to skip and records after them."""
+
+    url: str
+    index: ShardIndex
+    bad: dict[int, BadDocument] = field(default_factory=dict)
+    tail: list[BadDocument] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, url: str, index: ShardIndex, listed: ListedShard | None) -> ShardPlan:
+        plan = cls(url, index)
+        for j in range(len(index)):
+            if index.bad[j]:
+                plan.bad[j] = BadDocument(url, str(index.keys[j]), str(index.bad[j]))
+            elif listed_checksum(listed, j) == "":
+                plan.bad[j] = BadDocument(
+                    url, str(index.keys[j]), "not listed in the folder's summary (an extra document)"
+                )
+        if index.damage:
+            plan.tail.append(BadDocument(url, index.damage_key, index.damage))
+        elif listed is not None and len(index) < listed.n_docs:
+            plan.tail.append(
+                BadDocument(url, "(end)", f"holds {len(index)} of the {listed.n_docs} documents its summary lists")
+            )
+        return plan
+
+    @property
+    def n_items(self) -> int:
+        return len(self.index) + len(self.tail)
+
+
+class RefSource:
+    """One dataset's document references in the streaming reader's order (see :class:`.packing.DocSource`)."""
+
+    def __init__(
+        self,
+        name: str,
+        n_shards: int,
+        shard: Callable[[int], ShardPlan],
+        seed: int,
+        shuffle_buffer: int = 0,
+        split: str = "all",
+        eval_fraction: float = 0.0,
+    ) -> None:
+        self.name, self.n_shards, self.shard = name, n_shards, shard
+        self.seed, self.shuffle_buffer, self.split, self.eval_fraction = seed, shuffle_buffer, split, eval_fraction
+        self._orders: dict[int, list[int]] = {}
+        self._start_epoch(0)
+
+    def _start_epoch(self, epoch: int) -> None:
+        self.epoch, self.shard_pos, self.entry_pos, self.draining, self.consumed = epoch, 0, 0, False, 0
+        self.buffer: list[tuple[int, int]] = []
+        self.rng = np.random.default_rng([self.seed, epoch, 1])
+
+    def _order(self) -> list[int]:
+        order = self._orders.get(self.epoch)
+        if order is None:
+            if self.n_shards > 1:
+                order = [int(i) for i in np.random.default_rng([self.seed, self.epoch, 0]).permutation(self.n_shards)]
+            else:
+                order = list(range(self.n_shards))
+            self._orders = {self.epoch: order}
+        return order
+
+    def _keep(self, crc: int) -> bool:
+        if self.split == "all":
+            return True
+        return (self.eval_fraction > 0 and crc % 10_000 < self.eval_fraction * 10_000) == (self.split == "eval")
+
+    def _draw(self) -> tuple[int, int]:
+        buf = self.buffer
+        j = int(self.rng.integers(len(buf)))
+        buf[j], buf[-1] = buf[-1], buf[j]
+        return buf.pop()
+
+    def _next_in_epoch(self, bad: list[BadDocument]) -> tuple[int, int] | None:
+        order = self._order()
+        while not self.draining:
+            if self.shard_pos >= len(order):
+                self.draining = True
+                break
+            s = order[self.shard_pos]
+            plan = self.shard(s)
+            if self.entry_pos >= plan.n_items:
+                self.shard_pos, self.entry_pos = self.shard_pos + 1, 0
+                continue
+            j = self.entry_pos
+            self.entry_pos += 1
+            n = len(plan.index)
+            if j >= n:
+                bad.append(plan.tail[j - n])
+                continue
+            if j in plan.bad:
+                bad.append(plan.bad[j])
+                continue
+            if not self._keep(int(plan.index.id_crc[j])):
+                continue
+            if self.shuffle_buffer <= 1:
+                return s, j
+            self.buffer.append((s, j))
+            if len(self.buffer) >= self.shuffle_buffer:
+                return self._draw()
+        return self._draw() if self.buffer else None
+
+    def next_ref(self, bad: list[BadDocument], bad_count: int = 0) -> tuple[int, int]:
+        """The next (shard, entry) of this dataset, starting a new epoch at the end of one; bad entries met on
+        the way are appended to ``bad``."""
+        for _ in range(2):
+            ref = self._next_in_epoch(bad)
+            if ref is not None:
+                self.consumed += 1
+                return ref
+            if self.consumed == 0:
+                n = bad_count + len(bad)
+                skipped = f"; {n} bad documents skipped" if n else ""
+                raise NoDocumentsError(
+                    f"{self.name}: no {self.split} documents (check the path and data.eval_fraction){skipped}"
+                )
+            self._start_epoch(self.epoch + 1)
+        raise NoDocumentsError(f"{self.name}: no {self.split} documents in epoch {self.epoch}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "n_shards": self.n_shards, "epoch": self.epoch, "shard_pos": self.shard_pos,
+            "entry_pos": self.entry_pos, "draining": self.draining, "consumed": self.consumed,
+            "buffer": torch.tensor(self.buffer, dtype=torch.int64).reshape(-1, 2), "rng": self.rng.bit_generator.state,
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if int(state["n_shards"]) != self.n_shards:
+            raise DataConfigError(
+                f"{self.name}: {self.n_shards} shards now, {state['n_shards']} when the checkpoint was written; "
+                "resume with the same data, or start over with trainer.resume=none"
+            )
+        self._start_epoch(int(state["epoch"]))
+        self.shard_pos, self.entry_pos = int(state["shard_pos"]), int(state["entry_pos"])
+        self.draining, self.consumed = bool(state["draining"]), int(state["consumed"])
+        self.buffer = [(int(s), int(e)) for s, e in torch.as_tensor(state["buffer"]).tolist()]
+        self.rng.bit_generator.state = state["rng"]
+
+
+class Planner:
+    """Mixture draws over :class:`RefSource` s and the packer's row filling, on references and lengths."""
+
+    def __init__(
+        self, sources: list[RefSource], weights: list[float], seed: int, seq_len: int, overflow: str = "next_row"
+    ) -> None:
+        if len(sources) != len(weights) or not sources:
+            raise DataConfigError("data.train: need at least one dataset, each with a weight")
+        w = np.asarray(weights, dtype=np.float64)
+        if (w < 0).any() or w.sum() <= 0:
+            raise DataConfigError(f"data.train weights must be >= 0 and not all 0, got {weights}")
+        if overflow not in ("next_row", "split"):
+            raise DataConfigError(f"data.overflow={overflow!r}; choose next_row or split")
+        self.sources, self.p = sources, w / w.sum()
+        self.rng = np.random.default_rng([seed, 2])
+        self.seq_len, self.overflow = seq_len, overflow
+        self.pending: Piece | None = None
+
+    def n_tokens(self, src: int, shard: int, entry: int) -> int:
+        return int(self.sources[src].shard(shard).index.n_tokens[entry])
+
+    def _next_doc(self, bad: list[BadDocument], bad_count: int) -> Piece:
+        i = int(self.rng.choice(len(self.sources), p=self.p)) if len(self.sources) > 1 else 0
+        s, e = self.sources[i].next_ref(bad, bad_count)
+        return i, s, e, 0, self.n_tokens(i, s, e)
+
+    def next_row(self, bad: list[BadDocument], bad_count: int = 0) -> Row:
+        """The pieces and padding of the next row (:class:`.packing.Packer`'s rule, on lengths)."""
+        pieces: list[Piece] = []
+        space = self.seq_len
+        while space > 0:
+            if self.pending is None:
+                doc = self._next_doc(bad, bad_count)
+                if doc[4] == 0:
+                    continue
+                self.pending = doc
+            src, s, e, a, b = self.pending
+            if b - a <= space:
+                pieces.append(self.pending)
+                space -= b - a
+                self.pending = None
+            elif self.overflow == "split" or space == self.seq_len:
+                pieces.append((src, s, e, a, a + space))
+                self.pending = (src, s, e, a + space, b)
+                space = 0
+            else:
+                break
+        return pieces, space
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": 2,
+            "sources": [s.state_dict() for s in self.sources],
+            "mixture_rng": self.rng.bit_generator.state,
+            "pending": None if self.pending is None else list(self.pending),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["sources"]) != len(self.sources):
+            raise DataConfigError(
+                f"the checkpoint's data position covers {len(state['sources'])} datasets, data.train has "
+                f"{len(self.sources)}; resume with the same data.train, or start over with trainer.resume=none"
+            )
+        for s, st in zip(self.sources, state["sources"], strict=True):
+            s.load_state_dict(st)
+        self.rng.bit_generator.state = state["mixture_rng"]
+        p = state["pending"]
+        self.pending = None if p is None else tuple(int(x) for x in p)  # type: ignore[assignment]
