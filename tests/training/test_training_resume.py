@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.helpers import PYTHON, cli_env, compose, random_run_overrides
+from tests.training.helpers import PYTHON, cli_env, compose, random_run_overrides, write_random_shards
 from yue_train.training.checkpoint import FAULT_ENV, MARKER, latest_checkpoint
 from yue_train.training.logger import read_metrics
 from yue_train.training.trainer import Trainer, run_training
@@ -92,3 +92,25 @@ def test_lora_adapter_resume_is_exact(random_shards, tmp_path):
     b = _losses(resumed)
     assert a[6] == b[6] and a[5] == b[5] and a[4] == b[4]  # steps after the resume (dropout RNG included)
     assert (resumed / "checkpoints" / "step-6" / "adapter" / "adapter_config.json").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_resume_exactly_at_an_epoch_boundary(tmp_path):
+    """The checkpoint lies at the last step of an epoch (the next step starts the next epoch, shard order and
+    shuffle buffer drawn anew): the resumed run's losses equal the straight run's."""
+    shards = write_random_shards(tmp_path / "shards", 24, docs_per_shard=5)
+    probe = Trainer(compose(*random_run_overrides(shards, tmp_path / "probe", max_steps=16, save_every=0)))
+    epochs = []
+    for _ in range(16):
+        epochs.append(probe.stream.state_dict()["sources"][0]["epoch"])
+        probe.stream.next_step()
+    probe.close()
+    k = next(i for i in range(1, 15) if epochs[i + 1] > epochs[i])  # step k+1 crosses into the next epoch
+    ov = lambda run, *extra: random_run_overrides(shards, run, *extra, max_steps=16, save_every=k)  # noqa: E731
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_training(compose(*ov(straight)))
+    _start_and_kill(ov(resumed), f"after_save:{k}:300", resumed / "checkpoints" / "latest")
+    assert latest_checkpoint(resumed).name == f"step-{k}"
+    assert max(_losses(resumed)) == k
+    run_training(compose(*ov(resumed, "trainer.resume=auto")))
+    assert _losses(straight) == _losses(resumed) and len(_losses(straight)) == 16

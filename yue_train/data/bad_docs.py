@@ -1,9 +1,10 @@
 """The bad documents a training run has skipped: each counted once, logged in one line, bounded.
 
-Every process reads the same documents (:mod:`.packing`), so every process holds the same count; only
-the one that logs prints. The trainer stops once the count exceeds ``data.max_bad_docs`` (after saving a
-checkpoint). The log is part of the data position, so a resumed run keeps its count and does not report
-the documents it re-reads on the way to its position again.
+Every process holds the same log: damage found while planning is met by every process alike, damage found
+while reading a process's own rows is exchanged between the processes after each step
+(:mod:`.train_data`); only the process that logs prints. The trainer stops once the count exceeds
+``data.max_bad_docs`` (after saving a checkpoint). The log is part of the data position, so a resumed run
+keeps its count and does not report a document again.
 """
 
 from __future__ import annotations

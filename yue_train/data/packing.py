@@ -1,15 +1,28 @@
-"""Streaming packed batches from token shards, with an exactly restorable position.
+"""Packed batches from token shards: the packing rule, and the streaming reader.
 
-Written by hand (not ``torch.utils.data.DataLoader`` + ``wds.WebDataset`` pipelines) because exact resume
-needs the whole stream to be a pure function of (seed, epoch, documents consumed): each dataset's shard
-order and shuffle buffer are seeded per epoch, the dataset mixture draws from a numpy generator whose
-state is saved, and the packer's carried-over document is saved with it. Shards are read by
-:mod:`.shard_reader` (local paths, or URLs through webdataset's ``gopen``). Resuming re-reads and skips
-the documents already consumed: no model work, just I/O.
+Training data path (why it looks like this): a run must give the same rows, in the same order, whatever
+the number of processes, resume exactly (mid-epoch and across epoch ends, for mixtures of datasets), and
+scale: a resume must not re-read the data up to its position, and each process must read only its share.
+The design: each dataset's order is a pure function of (seed, epoch): shard order and shuffle buffer are
+seeded per epoch, the mixture draws from a seeded generator, the packer fills rows by a fixed rule. For
+local shards (:mod:`.train_data`) every process runs that procedure over document *references* and
+lengths from a per-shard index (:mod:`.doc_index`, :mod:`.loader`), so planning a step costs a few numbers
+per document and is identical everywhere; each process then reads by offset only the documents of its
+own rows, and the position (cursors, shuffle-buffer references, generator states, the carried-over piece)
+is saved and restored as plain data, with no replay. A background thread prepares the next step.
 
-Bad documents (damaged, failing their checksum, ids out of the model's vocabulary, ...) are skipped and
-recorded in the stream's :class:`~yue_train.data.bad_docs.BadDocLog`, which is saved with the position;
-they never count as consumed, so a resumed stream skips them the same way.
+Why not torchdata's ``StatefulDataLoader`` or a stateful webdataset pipeline: they restore iterator state
+per worker and per rank, so the global order depends on the number of workers and processes and a run
+cannot resume under another world size at the same document. Why not a cache of pre-packed rows (step i
+reads rows ``[i*G, (i+1)*G)``): it fixes ``seq_len``, ``overflow``, mixture weights and shuffling when the
+cache is written, and stores a second copy of the corpus; the index is a few numbers per document.
+
+This module keeps the procedure over decoded documents (:class:`DocSource`, :class:`Mixture`,
+:class:`Packer`, :class:`PackedStream`): it reads URLs that cannot be read by offset (``https://``,
+``pipe:``; every process reads everything and a resume re-reads and skips the documents consumed) and the
+held-out batches (:func:`eval_batches`). Bad documents (damaged, failing their checksum, ids out of the
+model's vocabulary, ...) are skipped and recorded in a :class:`~yue_train.data.bad_docs.BadDocLog`, saved
+with the position; they never count as consumed.
 
 Packing: documents are laid end to end into rows of ``seq_len`` tokens. ``position_ids`` restart at 0 at
 every document, which is what keeps documents apart in attention (see :mod:`.forward`). Labels are
@@ -20,7 +33,7 @@ never given labels, so nothing shifts them again. ``target_roles`` is the role o
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +41,7 @@ import numpy as np
 import torch
 from webdataset.shardlists import expand_urls
 
-from yue_train.data.bad_docs import BadDocLog, print_to_stderr
+from yue_train.data.bad_docs import BadDocLog
 from yue_train.data.shard_reader import BadDocument, ShardError, check_url_allowed, iter_records, shard_paths, url_kind
 from yue_train.format.document import Document
 
@@ -99,7 +112,7 @@ class DocSource:
     """One dataset's documents in a seeded order: shard order and a shuffle buffer drawn per epoch.
 
     ``loop=True`` (training) starts a new epoch at the end; ``split`` keeps "train" or "eval" documents by
-    id hash (``eval_fraction``), or "all". Every process reads every document: the trainer packs one
+    id hash (``eval_fraction``), or "all". Every process reads every document: the caller packs one
     global batch on each process and gives each its share (so the order does not depend on world size).
     """
 
@@ -368,41 +381,6 @@ class PackedStream:
         self.bad_docs.load_state_dict(state.get("bad_docs", []))  # first: the replay meets them again
         self.mixture.load_state_dict(state["mixture"])
         self.packer.load_state_dict(state["packer"])
-
-
-def build_train_stream(
-    data_cfg: Any,
-    seed: int,
-    vocab_size: int | None,
-    weights: list[float],
-    log: Callable[[str], None] | None = print_to_stderr,
-) -> PackedStream:
-    """The training stream of ``cfg.data``: every ``data.train`` entry, minus held-out documents.
-
-    ``weights``: the mixture's draw weight per entry (the phase plan's, which turns ``weight`` or ``rounds``
-    into draw probabilities). ``log`` prints the line of each bad document (None: count them silently).
-    """
-    held_out = data_cfg.eval_fraction if not data_cfg.eval else 0.0
-    allow = bool(data_cfg.allow_commands)
-    bad = BadDocLog(int(data_cfg.max_bad_docs), log=log)
-    sources = []
-    for i, ds in enumerate(data_cfg.train):
-        sources.append(
-            DocSource(
-                resolve_urls(ds.path, allow),
-                seed=seed * 1000 + i,
-                shuffle_buffer=data_cfg.shuffle_buffer,
-                split="train" if held_out > 0 else "all",
-                eval_fraction=held_out,
-                loop=True,
-                vocab_size=vocab_size,
-                name=str(ds.path),
-                bad_docs=bad,
-                allow_commands=allow,
-            )
-        )
-    mixture = Mixture(sources, list(weights), seed)
-    return PackedStream(mixture, data_cfg.seq_len, data_cfg.batch_size, data_cfg.overflow, bad)
 
 
 def eval_batches(

@@ -57,7 +57,7 @@ from yue_train.data.shard_reader import BadDocument, ShardError, listed_shard, o
 
 Gather = Callable[[Any], list[Any]]  # every process's object, in rank order (all_gather_object)
 OPEN_FILES = 64  # shard files kept open per process
-DECODED = 32  # decoded documents kept for pieces that continue in a later row
+DECODED = 4  # decoded documents kept for the pieces that continue in a later row
 
 
 def _alone(obj: Any) -> list[Any]:
@@ -218,16 +218,54 @@ class TrainData:
         return {**self._position, "bad_docs": self.bad_docs.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("format") != 2:
-            raise DataConfigError(
-                "the checkpoint's data.pt holds the older data position (documents consumed, resumed by replaying "
-                "them), which this version does not read; finish that run with the version that wrote it, or start "
-                "over with trainer.resume=none"
-            )
         self._drop_prefetched()
-        self.planner.load_state_dict(state)
+        if state.get("format") == 2:
+            self.planner.load_state_dict(state)
+        elif isinstance(state.get("mixture"), dict) and "packer" in state:
+            self._load_consumed_counts(state)
+        else:
+            raise DataConfigError(
+                "the checkpoint's data.pt holds no data position this version reads; resume it with the version "
+                "that wrote it, or start over with trainer.resume=none"
+            )
         self.bad_docs.load_state_dict(state.get("bad_docs", []))
         self._position, self.step_bad = self.planner.state_dict(), []
+
+    def _load_consumed_counts(self, state: dict[str, Any]) -> None:
+        """The position an older checkpoint saved (documents consumed per dataset in its epoch, the mixture
+        generator, the carried-over piece as arrays): replayed once over references, which reads no document
+        but the last one drawn per dataset (to find which of them the carried-over piece is the end of)."""
+        planner, sources = self.planner, self._legacy_sources(state)
+        last: list[tuple[int, int] | None] = []
+        for src, st in zip(planner.sources, sources, strict=True):
+            last.append(src.skip_to(int(st["epoch"]), int(st["consumed"])))
+        planner.rng.bit_generator.state = state["mixture"]["rng"]
+        planner.pending = None
+        pending = state["packer"]["pending"]
+        if pending is None:
+            return
+        tail = np.asarray(pending[0])
+        for i, ref in enumerate(last):
+            n = -1 if ref is None else planner.n_tokens(i, *ref)
+            if ref is None or n < len(tail):
+                continue
+            doc = self.files.read(i, *ref)
+            if isinstance(doc, PackedDoc) and np.array_equal(doc.input_ids[n - len(tail) :], tail):
+                planner.pending = (i, ref[0], ref[1], n - len(tail), n)
+                return
+        raise DataConfigError(
+            "the data changed since the checkpoint (its carried-over document is not where it was); resume with "
+            "the same data, or start over with trainer.resume=none"
+        )
+
+    def _legacy_sources(self, state: dict[str, Any]) -> list[dict[str, Any]]:
+        sources = list(state["mixture"].get("sources", []))
+        if len(sources) != len(self.planner.sources):
+            raise DataConfigError(
+                f"the checkpoint's data position covers {len(sources)} datasets, data.train has "
+                f"{len(self.planner.sources)}; resume with the same data.train, or start over with trainer.resume=none"
+            )
+        return sources
 
     def stats(self) -> dict[str, int]:
         """Documents decoded and bytes read by this process so far (prefetched steps included)."""

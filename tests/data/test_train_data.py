@@ -1,0 +1,209 @@
+"""The training data path (:mod:`yue_train.data.train_data`): the same rows as the streaming reader, exact
+resume from any step without replaying documents, each process reading about 1/W of the documents, a
+prefetch thread that changes nothing, damage found at read time turned into padding and counted alike on
+every process."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tests.data.bad_shards import written_folder
+from tests.training.helpers import write_random_shards
+from yue_train.data.packing import IGNORE_INDEX, PAD_ID, DataConfigError, DocSource, Mixture, PackedStream, resolve_urls
+from yue_train.data.shard_reader import shard_paths
+from yue_train.data.tar_stream import BLOCK
+from yue_train.data.train_data import TrainData, build_train_data
+from yue_train.training.safe_state import plain
+
+WEIGHTS = [3.0, 1.0]
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("train_data")
+    a = write_random_shards(root / "a", 30, docs_per_shard=7, seed=1)  # 20..200 tokens
+    b = write_random_shards(root / "b", 14, docs_per_shard=5, seed=2, lengths=(100, 300))  # longer than a row
+    return a, b
+
+
+def _cfg(paths, **kw):
+    base = dict(eval=None, eval_fraction=0.1, allow_commands=False, max_bad_docs=100, shuffle_buffer=6,
+                seq_len=96, batch_size=2, overflow="next_row")  # fmt: skip
+    return SimpleNamespace(train=[SimpleNamespace(path=str(p)) for p in paths], **{**base, **kw})
+
+
+def _data(paths, rank=0, world=1, grad_accum=2, prefetch=False, **kw) -> TrainData:
+    weights = WEIGHTS if len(paths) == 2 else [1.0] * len(paths)
+    data = build_train_data(
+        _cfg(paths, **kw),
+        SEED,
+        None,
+        weights,
+        rank=rank,
+        world=world,
+        grad_accum=grad_accum,
+        log=None,
+        prefetch=prefetch,
+    )
+    assert isinstance(data, TrainData)
+    return data
+
+
+def _same(x, y) -> bool:
+    return all(torch.equal(s, t) for s, t in zip(x.tensors(), y.tensors(), strict=True))
+
+
+def _streams(corpus) -> PackedStream:
+    sources = [
+        DocSource(resolve_urls(str(p)), seed=SEED * 1000 + i, shuffle_buffer=6, split="train", eval_fraction=0.1)
+        for i, p in enumerate(corpus)
+    ]
+    return PackedStream(Mixture(sources, WEIGHTS, SEED), seq_len=96, batch_size=2)
+
+
+def test_rows_equal_the_streaming_readers_over_several_epochs(corpus):
+    """Same seeded shard order, shuffle buffer, held-out split and mixture draws, applied to references."""
+    stream = _streams(corpus)
+    sources = stream.mixture.sources
+    data = _data(corpus, world=2)  # rank 0 of 2 keeps micro-batches 0 and 2 of each step's 4
+    for _ in range(60):
+        step = [stream.next_batch() for _ in range(4)]
+        mine = data.next_step()
+        assert len(mine) == 2 and _same(mine[0], step[0]) and _same(mine[1], step[2])
+    assert min(s.epoch for s in sources) >= 3  # several epochs of both datasets
+    assert [s.epoch for s in data.planner.sources] == [s.epoch for s in sources]
+
+
+def test_restoring_the_state_of_every_step_gives_the_same_batches(corpus):
+    """Across epoch ends, with a shuffle buffer and documents cut across rows (and steps)."""
+    run = _data(corpus)
+    states, steps = [], []
+    for _ in range(45):
+        states.append(run.state_dict())
+        steps.append(run.next_step())
+    assert any(p is not None for p in (s["pending"] for s in states))  # a piece carried over between steps
+    epochs = {tuple(src["epoch"] for src in s["sources"]) for s in states}
+    assert len(epochs) >= 4
+    fresh = _data(corpus)
+    for k in range(0, 45, 1):
+        fresh.load_state_dict(states[k])
+        for want in steps[k : k + 3]:
+            got = fresh.next_step()
+            assert all(_same(x, y) for x, y in zip(got, want, strict=True)), k
+
+
+def test_a_late_resume_decodes_only_the_documents_of_its_step(corpus):
+    run = _data(corpus, prefetch=False)
+    for _ in range(40):
+        run.next_step()
+    late = run.state_dict()
+    fresh = _data(corpus, prefetch=False)
+    t0 = time.perf_counter()
+    fresh.load_state_dict(late)
+    batches = fresh.next_step()
+    elapsed = time.perf_counter() - t0
+    assert fresh.stats()["docs_decoded"] <= sum(b.n_docs for b in batches)  # nothing replayed
+    assert fresh.stats()["docs_decoded"] < run.stats()["docs_decoded"] / 10
+    assert elapsed < 5
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_each_rank_reads_its_share_and_the_ranks_rows_make_the_global_step(corpus, world):
+    one = _data(corpus, grad_accum=4, seq_len=256)
+    ranks = [_data(corpus, rank=r, world=world, grad_accum=4 // world, seq_len=256) for r in range(world)]
+    for _ in range(30):
+        everything = one.next_step()
+        mine = [d.next_step() for d in ranks]
+        for j, batch in enumerate(everything):  # micro-batch j is rank j % world's
+            assert _same(batch, mine[j % world][j // world])
+    total = one.stats()["docs_decoded"]
+    for d in ranks:
+        assert d.stats()["docs_decoded"] < 1.3 * total / world  # 1/W, plus the documents cut across ranks
+
+
+def test_prefetching_changes_nothing_and_the_state_excludes_the_prefetched_step(corpus):
+    plain, ahead = _data(corpus, prefetch=False), _data(corpus, prefetch=True)
+    for _ in range(20):
+        assert all(_same(x, y) for x, y in zip(plain.next_step(), ahead.next_step(), strict=True))
+        time.sleep(0.002)  # let the thread plan the next step
+        assert ahead.state_dict().keys() == plain.state_dict().keys()
+        assert str(ahead.state_dict()) == str(plain.state_dict())
+    state = ahead.state_dict()
+    nxt = plain.next_step()
+    ahead.load_state_dict(state)  # drops the prefetched step
+    assert all(_same(x, y) for x, y in zip(ahead.next_step(), nxt, strict=True))
+    ahead.close()
+
+
+def _flip_document_byte(shard: Path, nth: int) -> None:
+    """Damage the ids of the nth document (a byte of its ``input_ids.npy`` data, past the .npy header)."""
+    from yue_train.data.tar_stream import iter_member_spans
+
+    with open(shard, "rb") as f:
+        spans = [(n, o, s) for n, o, s in iter_member_spans(f) if n.endswith(".input_ids.npy")]
+    _, offset, size = spans[nth]
+    raw = bytearray(shard.read_bytes())
+    raw[offset + size - 1] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    assert size > BLOCK // 4
+
+
+def test_damage_found_at_read_time_becomes_padding_counted_alike_on_every_rank(tmp_path):
+    folder = written_folder(tmp_path / "s", n_docs=12, docs_per_shard=6)  # with checksums
+    opts = dict(eval_fraction=0.0, shuffle_buffer=0)
+    clean = _data([folder], grad_accum=2, **opts)
+    want = [clean.next_step() for _ in range(4)]
+    assert clean.bad_docs.count == 0
+    shard = shard_paths(folder)[0]
+    _flip_document_byte(Path(shard), 2)  # a checksum mismatch, found only when the document is read
+    ranks = [_data([folder], rank=r, world=2, grad_accum=1, **opts) for r in (0, 1)]
+    found, padded = [], 0
+    for step in range(4):
+        mine = [d.next_step() for d in ranks]
+        local = [[[b.shard, b.key, b.reason] for b in d.step_bad] for d in ranks]
+        for d in ranks:
+            d.gather = lambda _mine, local=local: local  # what all_gather_object gives every rank
+            d.sync_bad_docs(any(local))
+        found += [b for rank_bad in local for b in rank_bad]
+        for j, batch in enumerate(want[step]):
+            got = mine[j % 2][0]
+            diff = (got.input_ids != batch.input_ids) | (got.labels != batch.labels)
+            assert (got.labels[diff] == IGNORE_INDEX).all() and (got.input_ids[diff] == PAD_ID).all()
+            padded += int(diff.sum())
+    assert padded > 0  # the damaged document's tokens, in place (the rows around it unchanged)
+    assert found and found[0][0] == shard and "checksum mismatch" in found[0][2]
+    assert ranks[0].bad_docs.count == ranks[1].bad_docs.count == 1
+    assert ranks[0].state_dict()["bad_docs"] == ranks[1].state_dict()["bad_docs"]
+
+
+@pytest.mark.parametrize("steps", [7, 23])
+def test_an_older_checkpoints_position_resumes_exactly(corpus, steps):
+    """data.pt of the streaming format (documents consumed per dataset): replayed on references."""
+    old = _streams(corpus)
+    for _ in range(2 * steps):
+        old.next_batch()
+    state = plain(old.state_dict())  # as save_plain wrote it
+    data = _data(corpus)
+    data.load_state_dict(state)
+    assert data.stats()["docs_decoded"] <= 2  # the carried-over piece's document, at most one per dataset
+    for _ in range(10):
+        want = [old.next_batch() for _ in range(2)]
+        assert all(_same(x, y) for x, y in zip(data.next_step(), want, strict=True))
+
+
+def test_a_data_position_it_cannot_read_is_refused_in_one_line(corpus):
+    with pytest.raises(DataConfigError) as e:
+        _data(corpus).load_state_dict({"position": 3})
+    assert "trainer.resume=none" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_state_for_other_data_is_refused_in_one_line(corpus):
+    state = _data(corpus).state_dict()
+    with pytest.raises(DataConfigError, match="same data.train"):
+        _data(corpus[:1]).load_state_dict(state)
