@@ -148,9 +148,13 @@ def test_training_skips_broken_documents_and_names_them(good_shards, tmp_path, c
     marker = tmp_path / "marker"
     for case in corpus.shard_cases(good_shards, tmp_path / "shards", marker).values():
         run = tmp_path / "runs" / case.name
+        # Damage that only the document's bytes show (checksum, dtypes, ranges) is found when a row holding the
+        # document is read: without a shuffle buffer the broken first document is in the first row. A truncated
+        # shard is found while planning, when the shuffle buffer's filling passes the end of what is left.
+        shuffle = 64 if case.name == "shard-truncated" else 0
         args = ["recipe=tiny", f"data.train=[{{path: '{case.value}'}}]", f"trainer.run_dir={run}",
                 "data.demo_corpus=null", "trainer.max_steps=2", "trainer.save_every=0", "data.eval_fraction=0",
-                "trainer.cpu_threads=1"]  # fmt: skip
+                f"data.shuffle_buffer={shuffle}", "trainer.cpu_threads=1"]  # fmt: skip
         code = train_main(args)
         err = capsys.readouterr().err
         assert "Traceback" not in err and not marker.exists(), (case.name, err)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,21 +105,44 @@ def _members_of(fd: int, offsets: np.ndarray, sizes: np.ndarray) -> dict[str, by
     return {MEMBERS[i]: span[offsets[i] - start : offsets[i] - start + sizes[i]] for i in present}
 
 
+# The header numpy writes for a 1-D array; anything else goes through numpy's own header parser.
+_PLAIN_1D = re.compile(rb"\{'descr': '([<>|=]?[a-z]\d+)', 'fortran_order': (?:False|True), 'shape': \((\d+),\), \} *\n")
+_ITEMSIZE: dict[bytes, int] = {}
+
+
+def _plain_length(head: bytes, size: int) -> int | None:
+    """The length of a 1-D integer ``.npy`` member from its header text (None: use numpy's parser)."""
+    if head[:6] != b"\x93NUMPY" or head[6] != 1:
+        return None
+    end = 10 + int.from_bytes(head[8:10], "little")
+    m = _PLAIN_1D.fullmatch(head, 10, end)
+    if m is None or m[1][-2:-1] not in (b"i", b"u"):
+        return None
+    itemsize = _ITEMSIZE.get(m[1])
+    if itemsize is None:
+        itemsize = _ITEMSIZE[m[1]] = np.dtype(m[1].decode()).itemsize
+    n = int(m[2])
+    return n if n * itemsize == size - end else None
+
+
+def _length(fd: int, offset: int, size: int, name: str) -> int:
+    head = _pread(fd, offset, min(size, HEAD))
+    n = _plain_length(head, size)
+    if n is not None:
+        return n
+    try:
+        shape = npy_header(head, size, name)[0]
+    except ValueError:  # a header longer than HEAD bytes
+        shape = npy_header(_pread(fd, offset, min(size, 1 << 17)), size, name)[0]
+    if len(shape) != 1:
+        raise ValueError("not 1-D")
+    return int(shape[0])
+
+
 def _light(fd: int, offsets: np.ndarray, sizes: np.ndarray) -> tuple[int, int]:
     """(token count, id crc) from the two .npy headers and the JSON member; ValueError when they do not give
     a plain 1-D length pair and an id."""
-    lengths = []
-    for i in (0, 1):  # input_ids.npy, roles.npy
-        size = int(sizes[i])
-        try:
-            head = _pread(fd, int(offsets[i]), min(size, HEAD))
-            shape = npy_header(head, size, MEMBERS[i])[0]
-        except ValueError:
-            head = _pread(fd, int(offsets[i]), min(size, 1 << 17))
-            shape = npy_header(head, size, MEMBERS[i])[0]
-        if len(shape) != 1:
-            raise ValueError("not 1-D")
-        lengths.append(int(shape[0]))
+    lengths = [_length(fd, int(offsets[i]), int(sizes[i]), MEMBERS[i]) for i in (0, 1)]  # input_ids, roles
     if lengths[0] != lengths[1]:
         raise ValueError("lengths differ")
     meta = json.loads(_pread(fd, int(offsets[2]), int(sizes[2])).decode("utf-8"))
