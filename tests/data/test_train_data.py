@@ -207,3 +207,23 @@ def test_a_state_for_other_data_is_refused_in_one_line(corpus):
     state = _data(corpus).state_dict()
     with pytest.raises(DataConfigError, match="same data.train"):
         _data(corpus[:1]).load_state_dict(state)
+
+
+def test_the_document_index_is_cached_beside_the_shards_or_in_the_fallback_folder(tmp_path, monkeypatch):
+    from yue_train.data import doc_index
+
+    folder = written_folder(tmp_path / "s", n_docs=8, docs_per_shard=4)
+    shard = shard_paths(folder)[0]
+    built = []
+    real = doc_index.build_index
+    monkeypatch.setattr(doc_index, "build_index", lambda url: built.append(url) or real(url))
+    first = doc_index.load_index(shard)
+    (cached,) = (folder / doc_index.INDEX_DIR).glob("*.npz")
+    assert doc_index.load_index(shard).n_tokens.tolist() == first.n_tokens.tolist() and len(built) == 1
+    assert list(first.n_tokens) == [len(d) for d in DocSource([shard], seed=0, loop=False)]
+    cached.write_bytes(b"PK garbage")  # a damaged index is rebuilt, never trusted
+    assert doc_index.load_index(shard).n_tokens.tolist() == first.n_tokens.tolist() and len(built) == 2
+    other = written_folder(tmp_path / "t", n_docs=4, docs_per_shard=4)
+    (other / doc_index.INDEX_DIR).write_text("not a folder")  # the shard folder cannot take an index
+    doc_index.load_index(shard_paths(other)[0], tmp_path / "run" / "data_index")
+    assert len(list((tmp_path / "run" / "data_index").rglob("*.npz"))) == 1

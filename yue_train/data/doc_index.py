@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,14 @@ class ShardIndex:
         if int(a["version"]) != INDEX_VERSION:
             raise ValueError("index version")
         damage_key, damage = (str(x) for x in a["damage"])
-        return cls(a["keys"], a["offsets"], a["sizes"], a["n_tokens"], a["id_crc"], a["bad"], damage_key, damage)
+        index = cls(a["keys"], a["offsets"], a["sizes"], a["n_tokens"], a["id_crc"], a["bad"], damage_key, damage)
+        n = len(index.keys)
+        shapes = [(index.offsets, (n, 3)), (index.sizes, (n, 3)), (index.n_tokens, (n,)), (index.id_crc, (n,))]
+        if any(x.shape != shape or x.dtype != np.int64 for x, shape in shapes) or index.bad.shape != (n,):
+            raise ValueError("index arrays")
+        if n and (int(index.n_tokens.min()) < 0 or int(index.sizes.min()) < 0):
+            raise ValueError("index values")
+        return index
 
 
 def id_crc(doc_id: str) -> int:
@@ -228,8 +236,8 @@ def _read(path: Path) -> ShardIndex | None:
     try:
         with np.load(path, allow_pickle=False) as a:
             return ShardIndex.from_arrays({k: a[k] for k in a.files})
-    except (OSError, ValueError, KeyError, EOFError):
-        return None  # absent, cut short or from another version: rebuilt
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # absent, damaged or from another version: rebuilt
 
 
 def has_index(url: str, fallback: Path | None = None) -> bool:
