@@ -142,3 +142,12 @@ def member_offset(tar_path: Path, name: str) -> int:
     """Byte offset of member ``name``'s data in a tar."""
     with tarfile.open(tar_path) as tf:
         return tf.getmember(name).offset_data
+
+
+def flip_id_byte(tar_path: Path, key: str) -> None:
+    """Damage document ``key`` where only its bytes show it: the last byte of its ids (its checksum fails)."""
+    with tarfile.open(tar_path) as tf:
+        info = tf.getmember(f"{key}.input_ids.npy")
+    raw = bytearray(tar_path.read_bytes())
+    raw[info.offset_data + info.size - 1] ^= 0xFF
+    tar_path.write_bytes(bytes(raw))

@@ -12,11 +12,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.data.bad_shards import written_folder
+from tests.data.bad_shards import flip_id_byte, written_folder
 from tests.training.helpers import write_random_shards
 from yue_train.data.packing import IGNORE_INDEX, PAD_ID, DataConfigError, DocSource, Mixture, PackedStream, resolve_urls
 from yue_train.data.shard_reader import shard_paths
-from yue_train.data.tar_stream import BLOCK
 from yue_train.data.train_data import TrainData, build_train_data
 from yue_train.training.safe_state import plain
 
@@ -141,19 +140,6 @@ def test_prefetching_changes_nothing_and_the_state_excludes_the_prefetched_step(
     ahead.close()
 
 
-def _flip_document_byte(shard: Path, nth: int) -> None:
-    """Damage the ids of the nth document (a byte of its ``input_ids.npy`` data, past the .npy header)."""
-    from yue_train.data.tar_stream import iter_member_spans
-
-    with open(shard, "rb") as f:
-        spans = [(n, o, s) for n, o, s in iter_member_spans(f) if n.endswith(".input_ids.npy")]
-    _, offset, size = spans[nth]
-    raw = bytearray(shard.read_bytes())
-    raw[offset + size - 1] ^= 0xFF
-    shard.write_bytes(bytes(raw))
-    assert size > BLOCK // 4
-
-
 def test_damage_found_at_read_time_becomes_padding_counted_alike_on_every_rank(tmp_path):
     folder = written_folder(tmp_path / "s", n_docs=12, docs_per_shard=6)  # with checksums
     opts = dict(eval_fraction=0.0, shuffle_buffer=0)
@@ -161,7 +147,7 @@ def test_damage_found_at_read_time_becomes_padding_counted_alike_on_every_rank(t
     want = [clean.next_step() for _ in range(4)]
     assert clean.bad_docs.count == 0
     shard = shard_paths(folder)[0]
-    _flip_document_byte(Path(shard), 2)  # a checksum mismatch, found only when the document is read
+    flip_id_byte(Path(shard), "000000002")  # a checksum mismatch, found only when the document is read
     ranks = [_data([folder], rank=r, world=2, grad_accum=1, **opts) for r in (0, 1)]
     found, padded = [], 0
     for step in range(4):

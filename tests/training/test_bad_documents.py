@@ -128,7 +128,7 @@ def test_a_pipe_url_in_a_config_runs_nothing_by_default(tmp_path, scheme):
     assert not marker.exists()
 
 
-def test_a_pipe_url_runs_with_allow_commands(tmp_path):
+def test_a_pipe_url_runs_with_allow_commands(tmp_path, capsys):
     url, marker = _pipe_folder(tmp_path)
     cfg = compose(
         *_ov("x", tmp_path / "run", "trainer.max_steps=2", "data.allow_commands=true"),
@@ -136,6 +136,8 @@ def test_a_pipe_url_runs_with_allow_commands(tmp_path):
     )
     assert run_training(cfg)["step"] == 2
     assert marker.exists()
+    (note,) = [x for x in capsys.readouterr().err.splitlines() if "names URLs" in x]
+    assert "every process reads every document" in note and "copy the shards to local disk" in note
 
 
 def test_pax_headers_with_float_mtimes_read_in_training(tmp_path):
@@ -168,3 +170,39 @@ def test_a_folder_without_checksums_trains_after_one_warning_line(tmp_path, caps
     warnings = [x for x in capsys.readouterr().err.splitlines() if "records no shard checksums" in x]
     assert len(warnings) == 1 and str(folder / "summary.json") in warnings[0] and "data.train[0]" in warnings[0]
     assert run_training(cfg)["skipped_docs"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_processes_count_damage_found_when_reading_alike_and_stop_at_the_same_step(tmp_path):
+    """Each process reads only its rows, so only one of them meets the damaged document; they exchange what
+    they found, so both stop at the step one process stops at (a process that did not know would hang)."""
+    import subprocess
+
+    from tests.data.bad_shards import flip_id_byte, written_folder
+    from tests.training.helpers import PYTHON, cli_env
+
+    folder = written_folder(tmp_path / "s", n_docs=40, docs_per_shard=10)
+    for shard in sorted(folder.glob("*.tar")):
+        flip_id_byte(shard, f"{int(shard.stem.split('-')[-1]) * 10 + 3:09d}")  # one document in each shard
+    steps = {}
+    for nproc in (1, 2):
+        run = tmp_path / f"run{nproc}"
+        args = [*_ov(folder, run, "trainer.max_steps=30", "data.max_bad_docs=2", "data.batch_size=2",
+                     "trainer.global_batch_size=4")]  # fmt: skip
+        cmd = [PYTHON]
+        if nproc > 1:
+            cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+            args.append("distributed=ddp")
+        proc = subprocess.run(
+            [*cmd, "-m", "yue_train.cli.train", *args], env=cli_env(), capture_output=True, text=True, timeout=300
+        )
+        lines = [x for x in proc.stderr.splitlines() if x.startswith("yue-train: error:")]
+        assert proc.returncode != 0 and len(lines) == nproc and len(set(lines)) == 1, proc.stderr[
+            -3000:
+        ]  # each process
+        found = re.search(r"step (\d+): (\d+) bad documents skipped, more than data.max_bad_docs=2", lines[0])
+        assert found and "checksum mismatch" in lines[0], lines[0]
+        steps[nproc] = (int(found[1]), int(found[2]))
+        assert latest_checkpoint(run).name == f"step-{steps[nproc][0]}"
+    assert steps[1] == steps[2]  # the same step, the same count
