@@ -62,11 +62,27 @@ def _metrics(run_dir: Path) -> tuple[dict[int, float], dict[int, int], dict[int,
 
 
 @pytest.fixture(scope="module")
-def reference(copy_shards, tmp_path_factory) -> tuple[dict[int, float], dict[int, int], dict[int, float]]:
+def reference_run(copy_shards, tmp_path_factory) -> Path:
     """One process, global batch 4 as 4 accumulated micro-batches."""
     run = tmp_path_factory.mktemp("ref") / "run"
     _run(_overrides(copy_shards, run), nproc=1)
-    return _metrics(run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run) -> tuple[dict[int, float], dict[int, int], dict[int, float]]:
+    return _metrics(reference_run)
+
+
+LORA = ("lora=qkvo", "lora.r=4", "lora.dropout=0.0")
+
+
+@pytest.fixture(scope="module")
+def lora_reference(copy_shards, tmp_path_factory) -> Path:
+    """The one-process LoRA run the sharded LoRA runs are compared with."""
+    run = tmp_path_factory.mktemp("lora_ref") / "run"
+    _run(_overrides(copy_shards, run, *LORA), nproc=1)
+    return run
 
 
 def _assert_same(got, want, what: str) -> None:
@@ -85,7 +101,7 @@ def _assert_same(got, want, what: str) -> None:
         assert abs(evals[step] - value) <= TOLERANCE * max(1.0, abs(value)), f"{what}: eval at step {step}"
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp2", "deepspeed_zero2"])
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])  # DeepSpeed: test_deepspeed_* below
 def test_two_processes_match_one_process(strategy, copy_shards, reference, tmp_path):
     if strategy.startswith("deepspeed"):
         pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install 'yue-train[deepspeed]')")
@@ -122,24 +138,94 @@ def test_resume_under_another_world_size_keeps_data_position(first, second, copy
         )
 
 
-def test_deepspeed_zero3_trains_and_resumes_under_the_same_world_size(copy_shards, reference, tmp_path):
+def _two_process_deepspeed_run(shards: Path, run: Path, *extra: str) -> Path:
+    """All steps under 2 processes with a checkpoint half way; returns that checkpoint, which holds only
+    DeepSpeed's files (whole weights are written at the end of the phase, not on every save)."""
     pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install 'yue-train[deepspeed]')")
-    run = tmp_path / "run"
     half = STEPS // 2
-    _run(_overrides(copy_shards, run, "distributed=deepspeed_zero3", f"trainer.max_steps={half}"), nproc=2)
-    _run(_overrides(copy_shards, run, "distributed=deepspeed_zero3"), nproc=2)
-    _assert_same(_metrics(run), reference, "deepspeed_zero3 with resume")
-    # Its checkpoints hold whole Hugging Face weights, like every other strategy's.
-    assert (run / "checkpoints" / "latest" / "model" / "config.json").exists()
-    shutil.rmtree(run)
+    _run(_overrides(shards, run, *extra, f"trainer.save_every={half}"), nproc=2)
+    ckpt = run / "checkpoints" / f"step-{half}"
+    assert (ckpt / "deepspeed" / "state").is_dir()
+    assert not (ckpt / "model").exists() and not (ckpt / "adapter").exists()  # no gather onto rank 0
+    assert '"world_size": 2' in (ckpt / "trainer_state.json").read_text()
+    final = run / "checkpoints" / f"step-{STEPS}"
+    assert (final / "model" / "config.json").exists() or (final / "adapter" / "adapter_config.json").exists()
+    return ckpt
 
 
-def test_lora_under_fsdp2_matches_one_process(copy_shards, tmp_path):
+def _resume(shards: Path, run: Path, ckpt: Path, nproc: int, *extra: str) -> None:
+    _run(_overrides(shards, run, *extra, f"trainer.resume={ckpt}"), nproc=nproc)
+    assert not list((run / "checkpoints").glob(".universal-*"))  # the converted form is removed once loaded
+
+
+def _export_deepspeed_files(ckpt: Path, tmp: Path) -> dict:
+    """``yue-train export`` of ``ckpt`` as it is before the end of its phase (its DeepSpeed files only)."""
+    from transformers import AutoModelForCausalLM
+
+    from yue_train.cli.train import main as train_cli
+
+    only = tmp / "deepspeed_only"
+    shutil.copytree(ckpt, only, ignore=shutil.ignore_patterns("model", "adapter"))
+    assert train_cli(["export", str(only), str(tmp / "export"), "--dtype", "float32"]) == 0
+    return AutoModelForCausalLM.from_pretrained(tmp / "export").state_dict()
+
+
+def _assert_weights_close(got: dict, want: dict, what: str, tol: float = 1e-5) -> None:
+    assert got.keys() == want.keys(), what
+    worst = max(float((got[k] - want[k]).abs().max()) for k in want)
+    assert worst <= tol, f"{what}: weights differ by {worst}"
+
+
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_deepspeed_matches_one_process_resumes_under_any_world_size_and_exports(
+    stage, copy_shards, reference, reference_run, tmp_path
+):
+    """2 processes = 1 process; the half-way checkpoint (DeepSpeed files only) resumes under 2 processes
+    (DeepSpeed's own load) and under 1 (its universal checkpoint) with the straight run's losses; its
+    final checkpoint exports from DeepSpeed's files to the weights the trainer gathered."""
+    from transformers import AutoModelForCausalLM
+
+    strategy = f"distributed=deepspeed_{stage}"
+    run = tmp_path / "run"
+    ckpt = _two_process_deepspeed_run(copy_shards, run, strategy)
+    _assert_same(_metrics(run), reference, stage)
+
+    final = run / "checkpoints" / f"step-{STEPS}"
+    gathered = AutoModelForCausalLM.from_pretrained(final / "model").state_dict()
+    _assert_weights_close(_export_deepspeed_files(final, tmp_path), gathered, f"{stage} export")
+    straight = AutoModelForCausalLM.from_pretrained(reference_run / "checkpoints" / "latest" / "model").state_dict()
+    _assert_weights_close(gathered, straight, f"{stage} vs one process", tol=1e-4)
+
+    if stage == "zero3":  # the same world size: DeepSpeed's own partitioned load (ZeRO-2: one run is enough)
+        again = tmp_path / "again"
+        shutil.copytree(run, again, symlinks=True)
+        _resume(copy_shards, again, again / ckpt.relative_to(run), 2, strategy)
+        _assert_same(_metrics(again), reference, f"{stage} 2 -> 2 processes")
+    _resume(copy_shards, run, ckpt, 1, strategy)
+    _assert_same(_metrics(run), reference, f"{stage} 2 -> 1 process (universal checkpoint)")
+
+
+def test_deepspeed_lora_resumes_under_one_process_and_exports(copy_shards, lora_reference, tmp_path):
+    """LoRA under ZeRO-2: DeepSpeed's files hold the adapter only (the base is rebuilt on resume);
+    2 -> 1 processes through the universal checkpoint; export merges the adapter into its base."""
+    from yue_train.models.export import merged_model
+
+    strategy = "distributed=deepspeed_zero2"
+    run = tmp_path / "run"
+    ckpt = _two_process_deepspeed_run(copy_shards, run, strategy, *LORA)
+    ref = _metrics(lora_reference)
+    _assert_same(_metrics(run), ref, "zero2 + LoRA")
+    final = run / "checkpoints" / f"step-{STEPS}"
+    want = merged_model(final).state_dict()
+    _assert_weights_close(_export_deepspeed_files(final, tmp_path), want, "LoRA export")
+    _resume(copy_shards, run, ckpt, 1, strategy, *LORA)
+    _assert_same(_metrics(run), ref, "zero2 + LoRA 2 -> 1 process")
+
+
+def test_lora_under_fsdp2_matches_one_process(copy_shards, lora_reference, tmp_path):
     """LoRA adapters on a sharded base: the same steps as one process, and a PEFT adapter as checkpoint."""
-    lora = ("lora=qkvo", "lora.r=4", "lora.dropout=0.0")
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    _run(_overrides(copy_shards, ref, *lora), nproc=1)
-    _run(_overrides(copy_shards, run, *lora, "distributed=fsdp2"), nproc=2)
+    ref, run = lora_reference, tmp_path / "run"
+    _run(_overrides(copy_shards, run, *LORA, "distributed=fsdp2"), nproc=2)
     _assert_same(_metrics(run), _metrics(ref), "fsdp2 + LoRA")
     adapter = run / "checkpoints" / "latest" / "adapter"
     assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()

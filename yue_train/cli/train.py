@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return chain_main(argv[1:])
     if argv and argv[0] == "export":
         from yue_train.models.export import export_main
+        from yue_train.training.deepspeed_export import deepspeed_model
 
-        return export_main(argv[1:])
+        return export_main(argv[1:], sources=(deepspeed_model,))
     if argv and argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         try:

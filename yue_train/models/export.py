@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -22,6 +23,18 @@ from yue_train.format.provenance import read_provenance, write_provenance
 
 class ExportError(ValueError):
     pass
+
+
+# A checkpoint format this module does not read (e.g. DeepSpeed's partitioned files): given the checkpoint
+# folder, the --base and the dtype, its plain model, or None when the folder is not of that format.
+Source = Callable[[Path, str | None, torch.dtype], PreTrainedModel | None]
+
+
+def checkpoint_folder(path: Path) -> Path:
+    """``path`` itself, or the latest checkpoint of a run folder."""
+    path = Path(path).resolve()
+    latest = path / "checkpoints" / "latest"
+    return latest.resolve() if latest.exists() else path
 
 
 def _locate(checkpoint: Path) -> tuple[str, Path]:
@@ -38,10 +51,18 @@ def _locate(checkpoint: Path) -> tuple[str, Path]:
 
 
 def merged_model(
-    checkpoint: str | Path, base: str | None = None, dtype: torch.dtype = torch.float32
+    checkpoint: str | Path, base: str | None = None, dtype: torch.dtype = torch.float32, sources: Sequence[Source] = ()
 ) -> PreTrainedModel:
-    """The plain model of a checkpoint: adapter merged into its base, or the full model."""
-    kind, path = _locate(Path(checkpoint))
+    """The plain model of a checkpoint: adapter merged into its base, or the full model; a checkpoint
+    without either is offered to ``sources`` in turn."""
+    try:
+        kind, path = _locate(Path(checkpoint))
+    except ExportError:
+        for source in sources:
+            model = source(checkpoint_folder(Path(checkpoint)), base, dtype)
+            if model is not None:
+                return model
+        raise
     if kind == "model":
         return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     from peft import PeftConfig, PeftModel
@@ -53,22 +74,25 @@ def merged_model(
     return PeftModel.from_pretrained(base_model, path).merge_and_unload()
 
 
-def export(checkpoint: str | Path, out: str | Path, base: str | None = None, dtype: str = "bfloat16") -> Path:
+def export(
+    checkpoint: str | Path, out: str | Path, base: str | None = None, dtype: str = "bfloat16",
+    sources: Sequence[Source] = (),
+) -> Path:  # fmt: skip
     # Merge in fp32 (exact sum), then cast once for saving.
-    model = merged_model(checkpoint, base, torch.float32)
+    model = merged_model(checkpoint, base, torch.float32, sources)
     model = model.to(getattr(torch, dtype))
     model.config.use_cache = True
     model.generation_config.use_cache = True
     out = Path(out)
     model.save_pretrained(out)
-    prov = read_provenance(_locate(Path(checkpoint))[1])
+    prov = read_provenance(checkpoint_folder(Path(checkpoint)))
     if prov is not None:
         prov.extra["exported_from"] = str(Path(checkpoint).resolve())
         write_provenance(out, prov)
     return out
 
 
-def export_main(argv: list[str]) -> int:
+def export_main(argv: list[str], sources: Sequence[Source] = ()) -> int:
     p = argparse.ArgumentParser(prog="yue-train export", description=__doc__)
     p.add_argument("checkpoint", help="checkpoints/step-N (or checkpoints/latest, or a run folder)")
     p.add_argument("out", help="output folder")
@@ -76,7 +100,7 @@ def export_main(argv: list[str]) -> int:
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     args = p.parse_args(argv)
     try:
-        out = export(args.checkpoint, args.out, args.base, args.dtype)
+        out = export(args.checkpoint, args.out, args.base, args.dtype, sources)
     except (ExportError, OSError, ValueError) as e:
         print(f"yue-train: error: {e}", file=sys.stderr)
         return 2

@@ -13,8 +13,10 @@ the same global batch take the same steps; a test checks it).
 Checkpoints (see :mod:`.trainer`): model weights are always saved whole, in Hugging Face / PEFT format,
 so a run can be exported, start the next phase, or resume under another number of processes. The
 optimizer state of ``single``/``ddp``/``fsdp2`` is saved whole too, keyed by parameter name
-(``torch.distributed.checkpoint.state_dict``), so it loads under any world size; DeepSpeed keeps its
-own partitioned optimizer files (``deepspeed/``), which load under the same number of processes only.
+(``torch.distributed.checkpoint.state_dict``), so it loads under any world size. DeepSpeed keeps its
+own partitioned files (``deepspeed/``, module state included), so its checkpoints need whole weights only
+at the end of a phase; under another number of processes they load through DeepSpeed's universal
+checkpoint (:mod:`.deepspeed_state`).
 Our files load with ``weights_only=True`` (:mod:`.safe_state`); DeepSpeed loads its own with its loader,
 after :func:`~yue_train.training.integrity.verify_checkpoint` has checked which globals they name.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -39,10 +42,18 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from yue_train.training.safe_state import load_plain
+from yue_train.training.deepspeed_state import (
+    DEEPSPEED_DIR,
+    HF_CONFIG_DIR,
+    STATE_TAG,
+    convert_to_universal,
+    repair_zero3_universal_load,
+    saved_world_size,
+    universal_folder,
+)
+from yue_train.training.safe_state import CheckpointFileError, load_plain
 
 STRATEGIES = ("single", "ddp", "fsdp2", "deepspeed")
-DEEPSPEED_DIR = "deepspeed"
 
 
 class DistributedConfigError(ValueError):
@@ -105,6 +116,7 @@ class Strategy:
     """One process, no wrapper (also the base the others extend)."""
 
     name = "single"
+    module_state_in_checkpoint = False  # its checkpoint files hold no weights: the trainer saves them whole
 
     def __init__(self, cfg: Any, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
@@ -235,17 +247,35 @@ class FSDP2Strategy(Strategy):
 
 
 class DeepSpeedStrategy(Strategy):
-    """DeepSpeed ZeRO-2/3 through ``deepspeed.initialize`` with our AdamW and LR schedule."""
+    """DeepSpeed ZeRO-2/3 through ``deepspeed.initialize`` with our AdamW and LR schedule.
+
+    Checkpoints are DeepSpeed's own files (``engine.save_checkpoint``, :mod:`.deepspeed_state`): each
+    process writes its partition and the module state needs no gather, so whole Hugging Face weights are
+    written only when the trainer asks for them. A checkpoint written by another number of processes is
+    converted to DeepSpeed's universal checkpoint and loaded with ``checkpoint.load_universal``, which
+    must be in the config before ``deepspeed.initialize``: :meth:`configure` looks at the checkpoint.
+    """
 
     name = "deepspeed"
+    module_state_in_checkpoint = True  # resume reads the weights from DeepSpeed's files, not model/
 
     def __init__(self, cfg: Any, device: torch.device) -> None:
         super().__init__(cfg, device)
         self.engine: Any = None
         self.ds_config: dict[str, Any] = {}
+        self.universal = False  # the checkpoint to resume was written by another number of processes
 
-    def configure(self, micro_batch: int, grad_accum: int, world: int, max_grad_norm: float, bf16: bool) -> None:
+    def configure(
+        self, micro_batch: int, grad_accum: int, world: int, max_grad_norm: float, bf16: bool,
+        resume: Path | None = None,
+    ) -> None:  # fmt: skip
         self.ds_config = deepspeed_config(self.cfg, micro_batch, grad_accum, world, max_grad_norm, bf16)
+        # ZeRO-1/2/3 partition the optimizer state by process (one file each); without ZeRO (stage 0)
+        # DeepSpeed saves it whole, and it loads under any number of processes as it is.
+        saved = saved_world_size(resume / DEEPSPEED_DIR / STATE_TAG) if resume is not None else 0
+        if saved and saved != world:
+            self.universal = True
+            self.ds_config["checkpoint"] = {**self.ds_config.get("checkpoint", {}), "load_universal": True}
 
     def wrap(self, module: nn.Module, make_optimizer, make_scheduler) -> None:
         import deepspeed
@@ -289,19 +319,60 @@ class DeepSpeedStrategy(Strategy):
         return out
 
     def save_optimizer(self, folder: Path, is_main: bool) -> None:
-        # Model weights are saved whole by the trainer; here only DeepSpeed's optimizer/scheduler state.
-        self.engine.save_checkpoint(str(folder / DEEPSPEED_DIR), tag="state", exclude_frozen_parameters=True)
+        """DeepSpeed's checkpoint (each process its partition; the module state without frozen weights),
+        and the model's small config files that an export needs."""
+        self.engine.save_checkpoint(str(folder / DEEPSPEED_DIR), tag=STATE_TAG, exclude_frozen_parameters=True)
+        if is_main:
+            _save_hf_config(self.lm, folder / DEEPSPEED_DIR / HF_CONFIG_DIR)
 
     def load_optimizer(self, folder: Path, is_main: bool) -> None:
+        """Module weights (trainable ones), optimizer, scheduler and counters from DeepSpeed's files."""
         path = folder / DEEPSPEED_DIR
-        if not path.is_dir():
+        if not (path / STATE_TAG).is_dir():
             raise DistributedConfigError(
                 f"{folder} holds no DeepSpeed state (it was written by another strategy); resume it with that "
                 "strategy, or start from its weights with trainer.init_from"
             )
-        self.engine.load_checkpoint(
-            str(path), tag="state", load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True
-        )
+        options = {"load_module_strict": False, "load_optimizer_states": True, "load_lr_scheduler_states": True}
+        if not self.universal:
+            self.engine.load_checkpoint(str(path), tag=STATE_TAG, **options)
+            return
+        # Another number of processes: one process converts, all load the universal form, then it goes.
+        root, tag, failed = universal_folder(folder), "", ""
+        if is_main:
+            try:
+                root, tag = convert_to_universal(folder)
+            except Exception as e:  # noqa: BLE001 (every process must learn it, or the others wait forever)
+                failed = (
+                    str(e) if isinstance(e, CheckpointFileError) else f"{folder}: universal conversion failed ({e})"
+                )
+        if dist.is_initialized():
+            payload = [(tag, failed)]
+            dist.broadcast_object_list(payload, src=0)
+            tag, failed = payload[0]
+        if failed:
+            raise CheckpointFileError(failed)
+        try:
+            self.engine.load_checkpoint(str(root), tag=tag, **options)
+            if self.engine.zero_optimization_stage() == 3:
+                repair_zero3_universal_load(self.engine.optimizer.optimizer, root, tag)
+        finally:
+            if dist.is_initialized():
+                dist.barrier()
+            if is_main:
+                shutil.rmtree(root, ignore_errors=True)
+
+
+def _save_hf_config(lm: nn.Module, out: Path) -> None:
+    """``config.json`` (+ ``generation_config.json``) of a full model, or ``adapter_config.json`` of a
+    LoRA model: what :mod:`.deepspeed_export` needs to rebuild the model around consolidated weights."""
+    if hasattr(lm, "peft_config"):
+        lm.peft_config["default"].save_pretrained(str(out))
+        return
+    model = _inner_lm(lm)
+    model.config.save_pretrained(str(out))
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(str(out))
 
 
 def _gather_frozen(p: nn.Parameter) -> torch.Tensor:

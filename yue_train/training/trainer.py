@@ -215,7 +215,11 @@ class Trainer:
             self.spec = ModelSpec(**{**self.spec.__dict__, "dtype": "float32"})
         if isinstance(self.strategy, DeepSpeedStrategy):
             p = self.plan
-            self.strategy.configure(p.micro_batch, p.grad_accum, self.world, float(cfg.optim.max_grad_norm), mixed_bf16)
+            max_norm = float(cfg.optim.max_grad_norm)
+            try:  # a checkpoint of another world size: DeepSpeed's universal checkpoint, where it can load
+                self.strategy.configure(p.micro_batch, p.grad_accum, self.world, max_norm, mixed_bf16, self.resume_from)
+            except DistributedConfigError as e:
+                raise TrainingError(str(e)) from None
         # Songs generated and scored during training (eval.generate); refused here for sharded weights.
         self.song_eval = (
             SongEvaluation(cfg, self.strategy, self.run_dir, self.device) if cfg.eval.generate.enabled else None
@@ -277,6 +281,10 @@ class Trainer:
     def _build_model(self, ckpt: Path | None) -> torch.nn.Module:
         spec = self.spec
         weights = ckpt / "model" if ckpt is not None and not self.lora else self.init_from
+        if weights is not None and ckpt is not None and not weights.is_dir():
+            # No whole weights in this checkpoint: the strategy loads them from its own files; build the
+            # architecture the run started from (the model it was initialised from, or the recipe's).
+            weights = resolve_init_from(self.cfg.trainer.init_from)
         if weights is not None:
             spec = ModelSpec(**{**spec.__dict__, "name": None, "path": str(weights), "overrides": None})
         model = build_model(spec, self.device, seed=int(self.cfg.trainer.seed))
@@ -289,7 +297,7 @@ class Trainer:
             with library_bars_off():
                 model.save_pretrained(self.run_dir / BASE_MODEL_DIR)
         base_ref = spec.path or str((self.run_dir / BASE_MODEL_DIR).resolve())
-        if ckpt is not None:
+        if ckpt is not None and (ckpt / "adapter").is_dir():
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, ckpt / "adapter", is_trainable=True)
@@ -366,13 +374,16 @@ class Trainer:
         return final
 
     def _write_checkpoint(self, folder: Path) -> None:
-        weights = self.strategy.full_model_state_dict(trainable_only=self.lora)
-        if self.main:
-            if self.lora:
-                self.model.save_pretrained(folder / "adapter", state_dict=weights)
-            else:
-                unwrap(self.model).save_pretrained(folder / "model", state_dict=weights)
-        del weights
+        # Whole weights need a gather onto the main process; a strategy whose own files hold the module
+        # state (DeepSpeed) writes them only at the end of the phase.
+        if self.step >= self.max_steps or not self.strategy.module_state_in_checkpoint:
+            weights = self.strategy.full_model_state_dict(trainable_only=self.lora)
+            if self.main:
+                if self.lora:
+                    self.model.save_pretrained(folder / "adapter", state_dict=weights)
+                else:
+                    unwrap(self.model).save_pretrained(folder / "model", state_dict=weights)
+            del weights
         self.strategy.save_optimizer(folder, self.main)
         save_plain(rng_state(), folder / f"rng_rank{self.rank}.pt")
         if self.main:
@@ -388,12 +399,6 @@ class Trainer:
         for name, n in state.get("role_tokens", {}).items():
             self.role_tokens[by_name[name]] = n
         saved_world = int(state.get("world_size", 1))
-        if saved_world != self.world and isinstance(self.strategy, DeepSpeedStrategy):
-            raise TrainingError(
-                f"{ckpt} was written by {saved_world} processes; DeepSpeed optimizer state loads under the same "
-                f"number only (now {self.world}). Resume with {saved_world} processes, or use "
-                "distributed=ddp/fsdp2 (their checkpoints load under any number)"
-            )
         rng = ckpt / f"rng_rank{self.rank}.pt"
         try:  # plain data only (weights_only); a file that would run code is refused, naming it
             self.strategy.load_optimizer(ckpt, self.main)
@@ -620,6 +625,11 @@ def resolve_init_from(value: Any) -> Path | None:
     if (path / "adapter").is_dir():
         raise TrainingError(
             f"trainer.init_from={value}: a LoRA checkpoint; merge it first with `yue-train export` and start from that"
+        )
+    if (path / "deepspeed" / "state").is_dir():
+        raise TrainingError(
+            f"trainer.init_from={value}: a DeepSpeed checkpoint saved before the end of its phase (no whole weights "
+            f"in it); turn it into a model folder with `yue-train export {path} OUT` and start from OUT"
         )
     raise TrainingError(
         f"trainer.init_from={value}: no run, checkpoint or model folder there (run the previous phase first)"

@@ -1,0 +1,148 @@
+"""DeepSpeed checkpoint files beyond the engine's own save and load: the universal-checkpoint conversion
+that lets a ZeRO run resume under another number of processes, and the fp32 consolidation behind
+``yue-train export``.
+
+Both are DeepSpeed's own tools called in-process (``deepspeed.checkpoint.ds_to_universal``,
+``deepspeed.utils.zero_to_fp32``); written here is only where the files go and the checks around them.
+Those tools and DeepSpeed's loader read every file with ``torch.load(weights_only=False)``, which runs
+whatever a pickle names, so each pickle they will read is scanned first for the globals it names
+(:func:`refuse_unsafe_files`, the allowlist of :mod:`.integrity`): the saved ZeRO files and the converted
+universal files alike.
+
+Layout: ``deepspeed/state/`` is the engine's checkpoint (tag ``state``): ``mp_rank_00_model_states.pt``
+(module state without frozen parameters, scheduler, counters) and one ``*_optim_states.pt`` per process
+(its partition of the fp32 weights and Adam moments). ``deepspeed/hf_config/`` holds the model's
+``config.json`` (full fine-tuning) or ``adapter_config.json`` (LoRA), a few hundred bytes written with
+every save, so an export needs nothing but the checkpoint folder (and, for LoRA, the base the adapter names).
+The universal conversion goes to ``checkpoints/.universal-step-N/`` beside the checkpoint (the checkpoint
+itself stays as its manifest lists it) and is removed once loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from yue_train.training.integrity import unsafe_globals
+from yue_train.training.safe_state import CheckpointFileError
+
+DEEPSPEED_DIR = "deepspeed"
+STATE_TAG = "state"  # the engine's checkpoint tag: deepspeed/state/
+HF_CONFIG_DIR = "hf_config"  # deepspeed/hf_config/: config.json or adapter_config.json
+UNIVERSAL_PREFIX = ".universal-"
+MODULE_PREFIX = "lm."  # the PackedLossModule's name for the Hugging Face / PEFT model inside it
+
+
+def saved_world_size(state_dir: Path) -> int:
+    """How many processes wrote the partitioned optimizer files of ``state_dir`` (one each; 0: none)."""
+    return len(list(Path(state_dir).glob("*_optim_states.pt")))
+
+
+def refuse_unsafe_files(folder: Path) -> None:
+    """:class:`CheckpointFileError` naming the first pickle under ``folder`` that names code."""
+    for path in sorted(Path(folder).rglob("*.pt")):
+        try:
+            bad = unsafe_globals(path)
+        except Exception as e:  # noqa: BLE001 (a file that does not parse: damaged)
+            raise CheckpointFileError(f"{path}: unreadable ({str(e).strip()[:120] or type(e).__name__})") from None
+        if bad:
+            raise CheckpointFileError(
+                f"{path}: refused to load (it names {', '.join(bad[:3])}); a checkpoint file must be plain "
+                "tensor data, and this one would run code. Do not resume from a checkpoint you did not write"
+            )
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """DeepSpeed's tools print progress to stdout (which carries the run's JSON summary) and draw tqdm
+    bars: send the prints to stderr and turn the bars off."""
+    was = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if was is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = was
+
+
+def universal_folder(checkpoint: Path) -> Path:
+    """Where the universal form of ``checkpoints/step-N`` is written: ``checkpoints/.universal-step-N``."""
+    checkpoint = Path(checkpoint).resolve()
+    return checkpoint.parent / f"{UNIVERSAL_PREFIX}{checkpoint.name}"
+
+
+def convert_to_universal(checkpoint: Path) -> tuple[Path, str]:
+    """Convert the ZeRO files of ``checkpoint`` into a universal checkpoint (DeepSpeed's ds_to_universal);
+    returns (load folder, tag) for ``engine.load_checkpoint``. Run by one process; a leftover folder of an
+    earlier conversion is replaced, never trusted."""
+    from deepspeed.checkpoint import ds_to_universal
+
+    source = Path(checkpoint) / DEEPSPEED_DIR / STATE_TAG
+    refuse_unsafe_files(source)
+    root = universal_folder(checkpoint)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    tag = f"{STATE_TAG}_universal"
+    args = argparse.Namespace(
+        input_folder=str(source), output_folder=str(root / tag), num_extract_workers=1, num_merge_workers=1,
+        keep_temp_folder=False, strict=True, inject_missing_state=True,
+    )  # fmt: skip
+    with _quiet():
+        ds_to_universal.main(args)
+    refuse_unsafe_files(root)
+    return root, tag
+
+
+def _deepspeed_globals() -> list[Any]:
+    """The DeepSpeed classes :mod:`.integrity` allows in its optimizer files (plain records and an enum)."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [DynamicLossScaler, LossScaler, ZeroStageEnum, fragment_address]
+
+
+def repair_zero3_universal_load(optimizer: torch.optim.Optimizer, root: Path, tag: str) -> None:
+    """Undo two things DeepSpeed's ZeRO-3 universal loader (``load_hp_checkpoint_state_from_checkpoint_dir_stage3``)
+    does to an optimizer with more than one parameter group:
+
+    - it copies the first group's hyperparameters into every group; ours differ (no weight decay on norms
+      and biases), so each group's own saved values are put back;
+    - it gives every group's state the same ``step`` tensor object, and torch's AdamW adds 1 to it in
+      place once per group, so the step count would run ahead; each state gets its own copy.
+    """
+    path = Path(root) / tag / "zero" / "optimizer_state.pt"
+    with torch.serialization.safe_globals(_deepspeed_globals()):
+        saved = torch.load(path, map_location="cpu", weights_only=True)["param_groups"]
+    if len(saved) != len(optimizer.param_groups):
+        raise CheckpointFileError(
+            f"{path}: {len(saved)} parameter groups, the optimizer has {len(optimizer.param_groups)}"
+        )
+    for group, values in zip(optimizer.param_groups, saved, strict=True):
+        group.update({k: v for k, v in values.items() if k != "params"})
+    for state in optimizer.state.values():
+        if torch.is_tensor(state.get("step")):
+            state["step"] = state["step"].clone()
+
+
+def consolidated_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The fp32 weights of a DeepSpeed checkpoint's trainable parameters, whole, named as in the Hugging
+    Face / PEFT model (DeepSpeed's zero_to_fp32 merges the per-process partitions)."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    root = Path(checkpoint) / DEEPSPEED_DIR
+    refuse_unsafe_files(root / STATE_TAG)
+    with _quiet():
+        state = get_fp32_state_dict_from_zero_checkpoint(str(root), tag=STATE_TAG, exclude_frozen_parameters=True)
+    return {k.removeprefix(MODULE_PREFIX): v for k, v in state.items()}
