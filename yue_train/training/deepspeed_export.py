@@ -1,7 +1,7 @@
 """``yue-train export`` of a DeepSpeed checkpoint that holds no whole weights (a save before the end of
 its phase): DeepSpeed's zero_to_fp32 merges the per-process partitions (:mod:`.deepspeed_state`, after
 the pickle scan) and the model is rebuilt around them from the small config files every save writes
-(``deepspeed/hf_config/``). Written here is only that rebuild; the rest of the export (LoRA merge, cache
+(``model_config/``). Written here is only that rebuild; the rest of the export (LoRA merge, cache
 on, dtype, provenance) is :mod:`yue_train.models.export`'s, which calls :func:`deepspeed_model` when a
 checkpoint has no ``model/`` or ``adapter/``.
 """
@@ -14,21 +14,20 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 from yue_train.models.export import ExportError
-from yue_train.training.deepspeed_state import DEEPSPEED_DIR, HF_CONFIG_DIR, STATE_TAG, consolidated_weights
+from yue_train.training.deepspeed_state import DEEPSPEED_DIR, MODEL_CONFIG_DIR, STATE_TAG, consolidated_weights
 from yue_train.training.safe_state import CheckpointFileError
 
 
 def deepspeed_model(checkpoint: Path, base: str | None, dtype: torch.dtype) -> PreTrainedModel | None:
     """The plain model of a DeepSpeed checkpoint folder (LoRA merged into its base), or None when
     ``checkpoint`` holds no DeepSpeed state."""
-    root = Path(checkpoint) / DEEPSPEED_DIR
-    if not (root / STATE_TAG).is_dir():
+    if not (Path(checkpoint) / DEEPSPEED_DIR / STATE_TAG).is_dir():
         return None
-    config_dir = root / HF_CONFIG_DIR
+    config_dir = Path(checkpoint) / MODEL_CONFIG_DIR
     if not config_dir.is_dir():
         raise ExportError(
-            f"{checkpoint}: DeepSpeed state without {DEEPSPEED_DIR}/{HF_CONFIG_DIR}/ (written by an "
-            "older yue-train); export a checkpoint saved at the end of its phase (it has model/ or adapter/)"
+            f"{checkpoint}: DeepSpeed state without {MODEL_CONFIG_DIR}/ (written by an older yue-train); export a "
+            "checkpoint saved at the end of its phase (it has model/ or adapter/)"
         )
     try:
         weights = consolidated_weights(checkpoint)
@@ -50,7 +49,7 @@ def _merged_lora(config_dir: Path, weights: dict[str, torch.Tensor], base: str |
     if not base_ref:
         raise ExportError(f"{config_dir}: adapter names no base model; pass --base")
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_ref, dtype=dtype), config)
-    _load(model, weights, config_dir.parent.parent)
+    _load(model, weights, config_dir.parent)
     return model.merge_and_unload()
 
 

@@ -11,7 +11,7 @@ universal files alike.
 
 Layout: ``deepspeed/state/`` is the engine's checkpoint (tag ``state``): ``mp_rank_00_model_states.pt``
 (module state without frozen parameters, scheduler, counters) and one ``*_optim_states.pt`` per process
-(its partition of the fp32 weights and Adam moments). ``deepspeed/hf_config/`` holds the model's
+(its partition of the fp32 weights and Adam moments). ``model_config/`` beside it holds the model's
 ``config.json`` (full fine-tuning) or ``adapter_config.json`` (LoRA), a few hundred bytes written with
 every save, so an export needs nothing but the checkpoint folder (and, for LoRA, the base the adapter names).
 The universal conversion goes to ``checkpoints/.universal-step-N/`` beside the checkpoint (the checkpoint
@@ -36,7 +36,7 @@ from yue_train.training.safe_state import CheckpointFileError
 
 DEEPSPEED_DIR = "deepspeed"
 STATE_TAG = "state"  # the engine's checkpoint tag: deepspeed/state/
-HF_CONFIG_DIR = "hf_config"  # deepspeed/hf_config/: config.json or adapter_config.json
+MODEL_CONFIG_DIR = "model_config"  # config.json (+ generation_config.json), or adapter_config.json (LoRA)
 UNIVERSAL_PREFIX = ".universal-"
 MODULE_PREFIX = "lm."  # the PackedLossModule's name for the Hugging Face / PEFT model inside it
 
@@ -134,6 +134,19 @@ def repair_zero3_universal_load(optimizer: torch.optim.Optimizer, root: Path, ta
     for state in optimizer.state.values():
         if torch.is_tensor(state.get("step")):
             state["step"] = state["step"].clone()
+
+
+def save_model_config(lm: torch.nn.Module, out: Path) -> None:
+    """``config.json`` (+ ``generation_config.json``) of a full model, or ``adapter_config.json`` of a
+    PEFT model: what an export needs to rebuild the model around consolidated weights."""
+    peft_config = getattr(lm, "peft_config", None)
+    if peft_config is not None:
+        peft_config["default"].save_pretrained(str(out))
+        return
+    model = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    model.config.save_pretrained(str(out))  # type: ignore[union-attr,operator]
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(str(out))  # type: ignore[union-attr,operator]
 
 
 def consolidated_weights(checkpoint: Path) -> dict[str, torch.Tensor]:

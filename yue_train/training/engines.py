@@ -44,10 +44,11 @@ from torch.distributed.checkpoint.state_dict import (
 
 from yue_train.training.deepspeed_state import (
     DEEPSPEED_DIR,
-    HF_CONFIG_DIR,
+    MODEL_CONFIG_DIR,
     STATE_TAG,
     convert_to_universal,
     repair_zero3_universal_load,
+    save_model_config,
     saved_world_size,
     universal_folder,
 )
@@ -116,7 +117,8 @@ class Strategy:
     """One process, no wrapper (also the base the others extend)."""
 
     name = "single"
-    module_state_in_checkpoint = False  # its checkpoint files hold no weights: the trainer saves them whole
+    # Whether save_state keeps the module's weights too; if not, every checkpoint needs whole weights.
+    saves_module_state = False
 
     def __init__(self, cfg: Any, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
@@ -187,14 +189,14 @@ class Strategy:
         """The whole model's (or only the trainable) weights on rank 0 (empty elsewhere); a collective."""
         return get_model_state_dict(self.lm, options=self._options(ignore_frozen_params=trainable_only))
 
-    def save_optimizer(self, folder: Path, is_main: bool) -> None:
+    def save_state(self, folder: Path, is_main: bool, trainable_only: bool) -> None:
         assert self.optimizer is not None
         state = get_optimizer_state_dict(self.lm, self.optimizer, options=self._options())
         if is_main:
             torch.save(state, folder / "optimizer.pt")
             torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
 
-    def load_optimizer(self, folder: Path, is_main: bool) -> None:
+    def load_state(self, folder: Path, is_main: bool, trainable_only: bool) -> None:
         assert self.optimizer is not None
         distributed = dist.is_initialized() and dist.get_world_size() > 1
         state: dict[str, Any] = {}
@@ -257,7 +259,7 @@ class DeepSpeedStrategy(Strategy):
     """
 
     name = "deepspeed"
-    module_state_in_checkpoint = True  # resume reads the weights from DeepSpeed's files, not model/
+    saves_module_state = True  # resume reads the weights from DeepSpeed's files, not model/
 
     def __init__(self, cfg: Any, device: torch.device) -> None:
         super().__init__(cfg, device)
@@ -318,14 +320,14 @@ class DeepSpeedStrategy(Strategy):
                 out[name] = full.detach().to("cpu", copy=True)
         return out
 
-    def save_optimizer(self, folder: Path, is_main: bool) -> None:
+    def save_state(self, folder: Path, is_main: bool, trainable_only: bool) -> None:
         """DeepSpeed's checkpoint (each process its partition; the module state without frozen weights),
         and the model's small config files that an export needs."""
         self.engine.save_checkpoint(str(folder / DEEPSPEED_DIR), tag=STATE_TAG, exclude_frozen_parameters=True)
         if is_main:
-            _save_hf_config(self.lm, folder / DEEPSPEED_DIR / HF_CONFIG_DIR)
+            save_model_config(self.lm, folder / MODEL_CONFIG_DIR)
 
-    def load_optimizer(self, folder: Path, is_main: bool) -> None:
+    def load_state(self, folder: Path, is_main: bool, trainable_only: bool) -> None:
         """Module weights (trainable ones), optimizer, scheduler and counters from DeepSpeed's files."""
         path = folder / DEEPSPEED_DIR
         if not (path / STATE_TAG).is_dir():
@@ -361,18 +363,6 @@ class DeepSpeedStrategy(Strategy):
                 dist.barrier()
             if is_main:
                 shutil.rmtree(root, ignore_errors=True)
-
-
-def _save_hf_config(lm: nn.Module, out: Path) -> None:
-    """``config.json`` (+ ``generation_config.json``) of a full model, or ``adapter_config.json`` of a
-    LoRA model: what :mod:`.deepspeed_export` needs to rebuild the model around consolidated weights."""
-    if hasattr(lm, "peft_config"):
-        lm.peft_config["default"].save_pretrained(str(out))
-        return
-    model = _inner_lm(lm)
-    model.config.save_pretrained(str(out))
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(str(out))
 
 
 def _gather_frozen(p: nn.Parameter) -> torch.Tensor:

@@ -376,7 +376,7 @@ class Trainer:
     def _write_checkpoint(self, folder: Path) -> None:
         # Whole weights need a gather onto the main process; a strategy whose own files hold the module
         # state (DeepSpeed) writes them only at the end of the phase.
-        if self.step >= self.max_steps or not self.strategy.module_state_in_checkpoint:
+        if self.step >= self.max_steps or not self.strategy.saves_module_state:
             weights = self.strategy.full_model_state_dict(trainable_only=self.lora)
             if self.main:
                 if self.lora:
@@ -384,7 +384,7 @@ class Trainer:
                 else:
                     unwrap(self.model).save_pretrained(folder / "model", state_dict=weights)
             del weights
-        self.strategy.save_optimizer(folder, self.main)
+        self.strategy.save_state(folder, self.main, self.lora)
         save_plain(rng_state(), folder / f"rng_rank{self.rank}.pt")
         if self.main:
             save_plain(self.stream.state_dict(), folder / DATA_STATE)
@@ -401,7 +401,7 @@ class Trainer:
         saved_world = int(state.get("world_size", 1))
         rng = ckpt / f"rng_rank{self.rank}.pt"
         try:  # plain data only (weights_only); a file that would run code is refused, naming it
-            self.strategy.load_optimizer(ckpt, self.main)
+            self.strategy.load_state(ckpt, self.main, self.lora)
             self.stream.load_state_dict(load_plain(ckpt / DATA_STATE))
             if rng.exists():
                 set_rng_state(load_plain(rng))
