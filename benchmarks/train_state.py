@@ -15,9 +15,9 @@
    before the save (``echo 5 > /proc/self/clear_refs``, after ``malloc_trim``, so the resident set is the
    live state) and read as ``VmHWM`` after it; the rise over the resident set before it is the save's own
    memory. Bytes written per process during the save from ``/proc/self/io`` ``write_bytes``, against the
-   state (fp32 weights and two AdamW moments: 12 bytes per parameter). Goal: the peak rise falls with W and the largest per-process
-   write is <= 1.15 x state / W.
-4. time ``Trainer.save()`` blocks the training loop with ``trainer.async_save`` off and on (W = 2, fsdp2).
+   state (fp32 weights and two AdamW moments: 12 bytes per parameter). Goal: at every W the rise and the
+   largest per-process write are <= 1.15 x state / W (16 MiB slack on the rise), so both fall with W.
+4. time the training loop's periodic ``Trainer.save`` blocks it with ``trainer.async_save`` off and on (W = 2, fsdp2).
    Goal: on < off.
 
 Every piece runs the real Trainer (``yue_train.training.trainer``) in a worker process started by torchrun
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import inspect
 import json
 import os
 import platform
@@ -166,6 +167,14 @@ def finish_pending_save(trainer: Any) -> None:
         saver.wait()
 
 
+def periodic_save(trainer: Any) -> None:
+    """The save the training loop makes every ``save_every`` steps (in the background under async_save)."""
+    if "background" in inspect.signature(trainer.save).parameters:
+        trainer.save(background=True)
+    else:
+        trainer.save()
+
+
 def worker_position(spec: dict[str, Any]) -> dict[str, Any]:
     """Train from scratch, save at step 10 and at the first step >= late_docs documents after it."""
     run = Path(spec["run_dir"])
@@ -235,11 +244,11 @@ def worker_save(spec: dict[str, Any], rank: int, async_save: bool) -> dict[str, 
         fields = ", ".join(f"{k}: {v}" for k, v in spec["model"].items())
         extra.append(f"model.overrides={{{fields}}}")
     if async_save:
-        extra.append("+trainer.async_save=true" if spec.get("async_plus") else "trainer.async_save=true")
+        extra.append("trainer.async_save=true")
     t = make_trainer(overrides(spec, run, *extra))
     n_params = sum(p.numel() for p in unwrap(t.model).parameters())
     t.train_step()
-    t.save()
+    periodic_save(t)
     finish_pending_save(t)
     t.train_step()
     gc.collect()
@@ -247,21 +256,18 @@ def worker_save(spec: dict[str, Any], rank: int, async_save: bool) -> dict[str, 
     rss_before = proc_status_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from the current RSS
     io0, t0 = proc_io(), time.perf_counter()
-    t.save()
+    periodic_save(t)
     blocking = time.perf_counter() - t0
-    t.train_step()  # the loop goes on while an async write finishes
-    next_step = time.perf_counter() - t0 - blocking
     finish_pending_save(t)
     total = time.perf_counter() - t0
-    io1 = proc_io()
+    io1, peak = proc_io(), proc_status_kib("VmHWM")
     out = {
         "n_params": n_params,
         "state_bytes": n_params * 12,
         "rss_before_mib": rss_before / 1024,
-        "peak_mib": proc_status_kib("VmHWM") / 1024,
+        "peak_mib": peak / 1024,
         "written_bytes": io1["write_bytes"] - io0["write_bytes"] - (io1["cancelled_write_bytes"] - io0["cancelled_write_bytes"]),
         "blocking_s": blocking,
-        "next_step_s": next_step,
         "until_written_s": total,
     }  # fmt: skip
     ckpt = run / "checkpoints" / f"step-{t.step - 1}"  # published once written
@@ -371,19 +377,23 @@ def measure_worlds(spec: dict[str, Any], work: Path, size: dict[str, Any]) -> tu
         r["docs_x_w_over_w1"] = max(r["docs_per_step_per_rank"]) * int(w) / base_docs
         r["bytes_x_w_over_w1"] = max(r["bytes_per_step_per_rank"]) * int(w) / base_bytes if base_bytes else None
     ok_reads = all(abs(r["docs_x_w_over_w1"] - 1) <= 0.1 for r in reads.values())
-    rises = [saves[str(w)]["rank0_peak_rise_mib"] for w in size["worlds"]]
     state = saves["1"]["state_bytes"]
     for w, s in saves.items():
         s["max_written_over_state_per_w"] = max(s["written_bytes_per_rank"]) / (state / int(w))
-    ok_bytes = all(s["max_written_over_state_per_w"] <= 1.15 for s in saves.values())
+        s["rise_over_state_per_w"] = s["rank0_peak_rise_mib"] * 2**20 / (state / int(w))
+    slack = 16 * 2**20 / state  # allocator and interpreter noise, as a share of the state
+    ok_save = all(
+        s["max_written_over_state_per_w"] <= 1.15 and s["rise_over_state_per_w"] <= 1.15 + slack * int(w)
+        for w, s in saves.items()
+    )
     return (
         {"per_world": reads, "goal": "max docs per rank per step x W within 10 % of W=1's", "pass": ok_reads},
         {
             "per_world": saves, "state_bytes": state,
-            "goal": "rank-0 peak rise falls with W; max bytes written per rank <= 1.15 x state / W",
+            "goal": "rank-0 peak rise (+16 MiB) and max bytes written per rank <= 1.15 x state / W at every W",
             "measure": "peak: VmHWM after malloc_trim + clear_refs=5 before the save (rise: over VmRSS then); "
                        "bytes: /proc/self/io write_bytes during the save",
-            "pass": all(a > b for a, b in zip(rises, rises[1:], strict=False)) and ok_bytes,
+            "pass": ok_save,
         },
     )  # fmt: skip
 
@@ -430,7 +440,7 @@ def print_table(result: dict[str, Any]) -> None:
                      f"{x['rank0_peak_mib']:.0f} MiB (+{x['rank0_peak_rise_mib']:.0f}); max written "
                      f"{max(x['written_bytes_per_rank']) / 2**20:.1f} MiB = {x['max_written_over_state_per_w']:.2f} state/W",
                      ""))  # fmt: skip
-    rows[-1] = (*rows[-1][:2], f"falls, ~state/W {pf[s['pass']]}")
+    rows[-1] = (*rows[-1][:2], f"<= 1.15 state/W {pf[s['pass']]}")
     a = result["async_save"]
     on = f"{a['on']['blocking_s']:.2f} s" if a.get("on") else a.get("note", "n/a")
     rows.append(("4 save blocking the loop, W=2, async off / on", f"{a['off']['blocking_s']:.2f} s / {on}",
