@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from yue_train.training.integrity import unsafe_globals
+from yue_train.training.output import VERBOSE, verbosity
 from yue_train.training.safe_state import CheckpointFileError
 
 DEEPSPEED_DIR = "deepspeed"
@@ -62,12 +63,14 @@ def refuse_unsafe_files(folder: Path) -> None:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """DeepSpeed's tools print progress to stdout (which carries the run's JSON summary) and draw tqdm
-    bars: send the prints to stderr and turn the bars off."""
+    """DeepSpeed's tools print their progress to stdout (which carries the run's JSON summary) and draw
+    tqdm bars: the prints go to stderr under ``--verbose`` and nowhere otherwise, the bars are off."""
     was = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.ExitStack() as stack:
+            sink = sys.stderr if verbosity() >= VERBOSE else stack.enter_context(open(os.devnull, "w"))
+            stack.enter_context(contextlib.redirect_stdout(sink))
             yield
     finally:
         if was is None:
