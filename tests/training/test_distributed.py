@@ -246,7 +246,7 @@ from tests.training.helpers import compose
 from yue_train.training.forward import unwrap
 from yue_train.training.trainer import Trainer
 t = Trainer(compose("recipe=tiny_random", "data.train=[{path: '%s'}]", "trainer.run_dir=%s",
-                    "distributed=%s", "trainer.resume=none", "data.batch_size=1"))
+                    *%r, "trainer.resume=none", "data.batch_size=1"))
 weight = unwrap(t.model).model.norm.weight
 norm = weight.to_local() if hasattr(weight, "to_local") else weight.data  # FSDP2: this process's shard
 
@@ -269,11 +269,13 @@ print("OK")
 """
 
 
-@pytest.mark.parametrize("strategy", ["fsdp2", "deepspeed_zero2"])
+@pytest.mark.parametrize("strategy", ["fsdp2", "deepspeed_zero2", "deepspeed_zero2 distributed.cpu_offload=true"])
 def test_non_finite_step_is_skipped_by_every_engine(strategy, copy_shards, tmp_path):
-    """A NaN loss leaves the weights as they were under FSDP2 and DeepSpeed too (one-process group)."""
+    """A NaN loss leaves the weights as they were under FSDP2 and DeepSpeed too (one-process group);
+    DeepSpeed with its optimizer state offloaded to CPU memory trains with our torch AdamW as well."""
     if strategy.startswith("deepspeed"):
         pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install 'yue-train[deepspeed]')")
-    script = NAN_STEP_SCRIPT % (copy_shards, tmp_path / "run", strategy)
+    name, *extra = strategy.split()
+    script = NAN_STEP_SCRIPT % (copy_shards, tmp_path / "run", [f"distributed={name}", *extra])
     proc = subprocess.run([PYTHON, "-c", script], env=cli_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-4000:]

@@ -411,6 +411,9 @@ def deepspeed_config(
         zero["stage"] = cfg.zero_stage
     if cfg.cpu_offload:
         zero["offload_optimizer"] = {"device": "cpu"}
+        # DeepSpeed refuses a client optimizer with offload unless told: ours is torch's AdamW on purpose
+        # (the same update under every strategy), stepping on the offloaded fp32 partitions.
+        ds.setdefault("zero_force_ds_cpu_optimizer", False)
     ds.setdefault("zero_allow_untested_optimizer", True)  # our torch AdamW, not DeepSpeed's
     ds.setdefault("steps_per_print", 10**12)  # the trainer logs; keep DeepSpeed quiet
     return ds
