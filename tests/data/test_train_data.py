@@ -213,3 +213,15 @@ def test_the_document_index_is_cached_beside_the_shards_or_in_the_fallback_folde
     (other / doc_index.INDEX_DIR).write_text("not a folder")  # the shard folder cannot take an index
     doc_index.load_index(shard_paths(other)[0], tmp_path / "run" / "data_index")
     assert len(list((tmp_path / "run" / "data_index").rglob("*.npz"))) == 1
+
+
+def test_a_position_outside_the_data_is_refused_in_one_line(corpus):
+    run = _data(corpus)
+    run.next_step()
+    state = run.state_dict()
+    bad_buffer = {**state, "sources": [{**state["sources"][0], "buffer": torch.tensor([[99, 0]])}, state["sources"][1]]}
+    bad_rng = {**state, "mixture_rng": {"bit_generator": "nothing"}}
+    for broken in (bad_buffer, bad_rng, {**state, "pending": [0, 0, 10_000, 0, 5]}, {**state, "sources": None}):
+        with pytest.raises(DataConfigError) as e:
+            _data(corpus).load_state_dict(broken)
+        assert "trainer.resume=none" in str(e.value) and "\n" not in str(e.value)

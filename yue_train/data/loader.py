@@ -181,8 +181,18 @@ class RefSource:
         self._start_epoch(int(state["epoch"]))
         self.shard_pos, self.entry_pos = int(state["shard_pos"]), int(state["entry_pos"])
         self.draining, self.consumed = bool(state["draining"]), int(state["consumed"])
-        self.buffer = [(int(s), int(e)) for s, e in torch.as_tensor(state["buffer"]).tolist()]
+        self.buffer = [(int(s), int(e)) for s, e in torch.as_tensor(state["buffer"]).reshape(-1, 2).tolist()]
         self.rng.bit_generator.state = state["rng"]
+        refs = [
+            *self.buffer,
+            *([(self._order()[self.shard_pos], self.entry_pos)] if self.shard_pos < self.n_shards else []),
+        ]
+        if not 0 <= self.shard_pos <= self.n_shards or self.entry_pos < 0 or not all(self.fits(*r) for r in refs):
+            raise ValueError("a position outside this data")
+
+    def fits(self, shard: int, entry: int) -> bool:
+        """Whether ``(shard, entry)`` names an item of this dataset (``entry`` may be one past the last)."""
+        return 0 <= shard < self.n_shards and 0 <= entry <= self.shard(shard).n_items
 
 
 class Planner:
@@ -253,3 +263,9 @@ class Planner:
         self.rng.bit_generator.state = state["mixture_rng"]
         p = state["pending"]
         self.pending = None if p is None else tuple(int(x) for x in p)  # type: ignore[assignment]
+        if self.pending is not None:
+            src, s, e, a, b = self.pending
+            if not (0 <= src < len(self.sources) and self.sources[src].fits(s, e) and 0 <= a < b):
+                raise ValueError("a carried-over piece outside this data")
+            if b != self.n_tokens(src, s, e):
+                raise ValueError("a carried-over piece of another length")

@@ -219,15 +219,22 @@ class TrainData:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._drop_prefetched()
-        if state.get("format") == 2:
-            self.planner.load_state_dict(state)
-        elif isinstance(state.get("mixture"), dict) and "packer" in state:
-            self._load_consumed_counts(state)
-        else:
+        fix = "resume with the data it was written with, or start over with trainer.resume=none"
+        try:
+            if state.get("format") == 2:
+                self.planner.load_state_dict(state)
+            elif isinstance(state.get("mixture"), dict) and "packer" in state:
+                self._load_consumed_counts(state)
+            else:
+                raise DataConfigError(f"the checkpoint's data.pt holds no data position this version reads; {fix}")
+        except (KeyError, TypeError, IndexError, AttributeError) as e:
             raise DataConfigError(
-                "the checkpoint's data.pt holds no data position this version reads; resume it with the version "
-                "that wrote it, or start over with trainer.resume=none"
-            )
+                f"the checkpoint's data position cannot be read ({type(e).__name__}: {e}); {fix}"
+            ) from None
+        except ValueError as e:
+            if isinstance(e, DataConfigError):
+                raise
+            raise DataConfigError(f"the checkpoint's data position does not fit this data ({e}); {fix}") from None
         self.bad_docs.load_state_dict(state.get("bad_docs", []))
         self._position, self.step_bad = self.planner.state_dict(), []
 
