@@ -57,6 +57,7 @@ from yue_train.data.shard_reader import BadDocument, ShardError, listed_shard, o
 
 Gather = Callable[[Any], list[Any]]  # every process's object, in rank order (all_gather_object)
 OPEN_FILES = 64  # shard files kept open per process
+INDEXES = 256  # shard indexes kept in memory (the cursor's, the shuffle buffer's and the rows' shards)
 DECODED = 4  # decoded documents kept for the pieces that continue in a later row
 
 
@@ -69,20 +70,23 @@ class ShardFiles:
 
     def __init__(self, urls: list[list[str]], vocab_size: int | None, index_dir: Path | None) -> None:
         self.urls, self.vocab_size, self.index_dir = urls, vocab_size, index_dir
-        self.plans: dict[tuple[int, int], ShardPlan] = {}
+        self.plans: OrderedDict[tuple[int, int], ShardPlan] = OrderedDict()
         self.files: OrderedDict[str, Any] = OrderedDict()
         self.docs_decoded = self.bytes_read = 0
 
     def plan(self, src: int, shard: int) -> ShardPlan:
         key = (src, shard)
-        plan = self.plans.get(key)
+        plan = self.plans.pop(key, None)
         if plan is None:
             url = self.urls[src][shard]
             try:
                 index = load_index(url, self.index_dir)
             except (OSError, ShardError) as e:
                 raise DataConfigError(f"{url}: {e}") from None
-            plan = self.plans[key] = ShardPlan.of(url, index, listed_shard(url))
+            plan = ShardPlan.of(url, index, listed_shard(url))
+            while len(self.plans) >= INDEXES:
+                self.plans.popitem(last=False)
+        self.plans[key] = plan
         return plan
 
     def _fd(self, url: str) -> int:
