@@ -5,6 +5,7 @@ every process."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -207,6 +208,9 @@ def test_the_document_index_is_cached_beside_the_shards_or_in_the_fallback_folde
     (cached,) = (folder / doc_index.INDEX_DIR).glob("*.npz")
     assert doc_index.load_index(shard).n_tokens.tolist() == first.n_tokens.tolist() and len(built) == 1
     assert list(first.n_tokens) == [len(d) for d in DocSource([shard], seed=0, loop=False)]
+    copy = Path(shutil.copytree(folder, tmp_path / "copy"))  # new mtimes and ctimes, the same documents
+    assert doc_index.load_index(shard_paths(copy)[0]).n_tokens.tolist() == first.n_tokens.tolist()
+    assert len(built) == 1  # a copy keeps its index (named by its documents' checksums)
     cached.write_bytes(b"PK garbage")  # a damaged index is rebuilt, never trusted
     assert doc_index.load_index(shard).n_tokens.tolist() == first.n_tokens.tolist() and len(built) == 2
     other = written_folder(tmp_path / "t", n_docs=4, docs_per_shard=4)

@@ -8,12 +8,14 @@ costs a small fraction of reading the shard; it is built once per shard file and
 
 Cache location: beside the shards (``FOLDER/.yue-index/``) when that folder is writable, so every run and
 every process reading the corpus shares one index built once; otherwise under the caller's fallback folder
-(the trainer passes its run folder's ``data_index/``). The trainer's main process builds the missing
-indexes before training while the others wait at a barrier; any process that still finds one missing
+(the trainer passes its run folder's ``data_index/``). Before training the trainer's processes build the
+missing indexes, each a share of the shards, then meet at a barrier; any process that still finds one missing
 (another machine, a fallback folder that is not shared) builds it itself: the file is written to a
 temporary name and renamed, so concurrent builders are harmless. An index file's name carries the shard's
-size, mtime and ctime, so a shard that changes gets a new index and a stale one is never read. Index
-files hold plain arrays, loaded with ``allow_pickle=False``.
+size and a hash of its documents' checksums from ``summary.json`` (so a copied folder keeps its indexes),
+or, for a folder without checksums, its size, mtime and ctime: a shard that changes gets a new index.
+(Damage that keeps both, bit-rot inside a document, is caught by the document's checksum when it is
+read.) Index files hold plain arrays, loaded with ``allow_pickle=False``.
 
 What the index judges: structural damage (a damaged or truncated tar, a missing or repeated member, an
 ``.npy`` header or JSON member that cannot give a length or an id) makes an entry *bad at index time*: the
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import xxhash
 
 from yue_train.data.shard_reader import (
     MEMBERS,
@@ -210,7 +213,12 @@ def build_index(url: str) -> ShardIndex:
 # ------------------------------------------------------------------------------------------ caching
 def _index_name(url: str) -> str:
     st = os.stat(url)
-    return f"{Path(url).name}.{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}.v{INDEX_VERSION}.npz"
+    listed = listed_shard(url)
+    if listed is not None and listed.checksums:  # the documents' checksums name the content: copies keep the index
+        tag = f"{st.st_size}-x{xxhash.xxh3_64_hexdigest(listed.checksums.encode())}"
+    else:
+        tag = f"{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}"
+    return f"{Path(url).name}.{tag}.v{INDEX_VERSION}.npz"
 
 
 def _candidates(url: str, fallback: Path | None) -> list[Path]:

@@ -331,14 +331,16 @@ def _dataset_urls(data_cfg: Any) -> list[list[str]]:
     return [resolve_urls(ds.path, allow) for ds in data_cfg.train]
 
 
-def prepare_indexes(data_cfg: Any, index_dir: Path | None) -> None:
-    """Build the missing document indexes of the local shards of ``data.train`` (the trainer's main process,
-    before the others start). Problems are left for the loader to report where it meets them."""
+def prepare_indexes(data_cfg: Any, index_dir: Path | None, rank: int = 0, world: int = 1) -> None:
+    """Build the missing document indexes of ``data.train``'s local shards, every ``world``-th from the
+    ``rank``-th (each process of a run a share, before they meet at a barrier). Problems are left for the
+    loader to report where it meets them."""
     try:
         urls = _dataset_urls(data_cfg)
     except (DataConfigError, OSError):
         return
-    for url in (u for dataset in urls for u in dataset if url_kind(u) == "local"):
+    local = [u for dataset in urls for u in dataset if url_kind(u) == "local"]
+    for url in local[rank::world]:
         try:
             if not has_index(url, index_dir):
                 load_index(url, index_dir)

@@ -233,10 +233,9 @@ class Trainer:
         self.strategy.wrap(module, self._build_optimizer, lambda opt: LambdaLR(opt, schedule))
         self.model = self.strategy.lm  # the Hugging Face / PEFT model (its parameters may be sharded)
         # Every process plans the same global steps and reads only the documents of its own rows, so the data
-        # order does not depend on the number of processes (:mod:`yue_train.data.train_data`); the main process
-        # builds the shards' missing document indexes first.
-        if self.main:
-            prepare_indexes(cfg.data, self.run_dir / DATA_INDEX)
+        # order does not depend on the number of processes (:mod:`yue_train.data.train_data`); the processes
+        # first build the shards' missing document indexes, each a share.
+        prepare_indexes(cfg.data, self.run_dir / DATA_INDEX, self.rank, self.world)
         ranks.barrier()
         self.stream = build_train_data(
             cfg.data, int(cfg.trainer.seed), self.model_config.vocab_size, self.plan.sampling_weights(),
