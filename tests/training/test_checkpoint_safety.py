@@ -23,9 +23,10 @@ from yue_train.training.trainer import TrainingError, run_training
 
 # Every file of a full fine-tuning checkpoint: a new file must be added here (and so get a payload test).
 CHECKPOINT_FILES = sorted([
-    "COMPLETE", "config.yaml", "data.pt", MANIFEST, "model/config.json", "model/generation_config.json",
-    "model/model.safetensors", "optimizer.pt", "rng_rank0.pt", "scheduler.pt", "trainer_state.json",
-    "yue_provenance.json",
+    "COMPLETE", "config.yaml", "data.pt", "dcp/.metadata", "dcp/__0_0.distcp", MANIFEST, "model/config.json",
+    "model/generation_config.json", "model/model.safetensors", "model_config/config.json",
+    "model_config/generation_config.json", "optimizer_groups.pt", "rng_rank0.pt", "scheduler.pt",
+    "trainer_state.json", "yue_provenance.json",
 ])  # fmt: skip
 
 
@@ -122,8 +123,9 @@ def _truncate(path: Path) -> None:
 DAMAGE = {
     "bit rot in model.safetensors": ("model/model.safetensors", _flip, "does not match its checksum"),
     "truncated model.safetensors": ("model/model.safetensors", _truncate, "(truncated or damaged)"),
-    "missing optimizer.pt": ("optimizer.pt", Path.unlink, "is missing"),
-    "truncated optimizer.pt": ("optimizer.pt", _truncate, "(truncated or damaged)"),
+    "missing DCP shard": ("dcp/__0_0.distcp", Path.unlink, "is missing"),
+    "truncated DCP shard": ("dcp/__0_0.distcp", _truncate, "(truncated or damaged)"),
+    "bit rot in DCP metadata": ("dcp/.metadata", _flip, "does not match its checksum"),
     "missing data.pt": ("data.pt", Path.unlink, "is missing"),
     "truncated data.pt": ("data.pt", _truncate, "(truncated or damaged)"),
     "bad trainer_state.json": ("trainer_state.json", lambda p: p.write_text('{"step": '), "(truncated or damaged)"),
@@ -146,10 +148,10 @@ def test_damage_without_a_manifest_is_still_found(run):
     ckpt = run / CHECKPOINTS / "step-4"
     (ckpt / MANIFEST).unlink()
     assert pick_checkpoint(run) == (ckpt, [])
-    _truncate(ckpt / "optimizer.pt")
+    _truncate(ckpt / "dcp" / "__0_0.distcp")
     picked, skipped = pick_checkpoint(run)
     assert picked == run / CHECKPOINTS / "step-2"
-    assert skipped and skipped[0].startswith("step-4 (optimizer.pt is damaged")
+    assert skipped and skipped[0].startswith("step-4 (dcp/__0_0.distcp is shorter than dcp/.metadata says")
 
 
 def test_no_checkpoint_verifies_is_one_line_and_starts_nothing(random_shards, run):

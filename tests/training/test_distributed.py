@@ -119,13 +119,30 @@ def test_single_strategy_refuses_several_processes(monkeypatch):
         init_process_group("single", "cpu")
 
 
-@pytest.mark.parametrize(("first", "second"), [((2, "ddp"), (1, "single")), ((1, "single"), (2, "fsdp2"))])
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [((2, "ddp"), (1, "single")), ((1, "single"), (2, "fsdp2")), ((2, "fsdp2"), (1, "fsdp2"))],
+)
 def test_resume_under_another_world_size_keeps_data_position(first, second, copy_shards, reference, tmp_path):
-    """Half the steps under one world size, the rest under the other: the same losses as straight through."""
+    """Half the steps under one world size, the rest under the other: the same losses as straight through.
+    The model and optimizer state moves through DCP shards (one file per process, no gather), resharded
+    on load."""
     run = tmp_path / "run"
     half = STEPS // 2
-    _run(_overrides(copy_shards, run, f"distributed={first[1]}", f"trainer.max_steps={half}"), nproc=first[0])
-    assert (run / "checkpoints" / f"step-{half}").is_dir()
+    _run(_overrides(copy_shards, run, f"distributed={first[1]}", f"trainer.max_steps={half}", "trainer.save_every=2"),
+         nproc=first[0])  # fmt: skip
+    dcp = run / "checkpoints" / f"step-{half}" / "dcp"
+    shards = sorted(p.name for p in dcp.glob("*.distcp"))
+    assert shards == [f"__{r}_0.distcp" for r in range(first[0])], shards
+    if first[1] == "fsdp2":  # each process wrote its half of the state
+        sizes = [p.stat().st_size for p in sorted(dcp.glob("*.distcp"))]
+        assert max(sizes) < 0.7 * sum(sizes), sizes
+    # Resume from the step-2 checkpoint, which holds DCP state only (no Hugging Face weights).
+    earlier = run / "checkpoints" / "step-2"
+    assert not (earlier / "model").exists() and (earlier / "dcp" / ".metadata").is_file()
+    for later in sorted((run / "checkpoints").glob("step-[3-9]*")):
+        shutil.rmtree(later)
+    half = 2
     # The second leg's schedule must be the straight run's: same max_steps in the LR lambda.
     _run(_overrides(copy_shards, run, f"distributed={second[1]}"), nproc=second[0])
     loss, tokens, _ = _metrics(run)

@@ -184,6 +184,10 @@ class TrainerConfig:
     eval_max_batches: int = doc(16, "held-out batches per evaluation")
     save_every: int = doc(500, "steps between checkpoints; 0: only at the end (and on SIGTERM)")
     keep_last: int = doc(3, "checkpoints kept")
+    hf_every: int = doc(
+        0, "also write Hugging Face weights (model/ or adapter/) every N checkpoints; 0: only at the end of the phase"
+    )
+    async_save: bool = doc(False, "write checkpoints in a background thread while training goes on")
     resume: str = doc("auto", "auto: newest checkpoint of run_dir that verifies | none | a checkpoint folder")
     allow_config_change: Any = doc(
         False, "resume although these keys differ from the checkpoint's config (model, data, seed...): a list | true"

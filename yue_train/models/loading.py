@@ -78,11 +78,16 @@ def resolve_attention(spec: ModelSpec, device: torch.device) -> str:
     return impl
 
 
-def build_model(spec: ModelSpec, device: torch.device, seed: int = 0) -> PreTrainedModel:
-    """The model on ``device``; random weights are drawn from ``seed`` so a resumed run rebuilds the same base."""
+def build_model(
+    spec: ModelSpec, device: torch.device, seed: int = 0, config: PretrainedConfig | None = None
+) -> PreTrainedModel:
+    """The model on ``device``; random weights are drawn from ``seed`` so a resumed run rebuilds the same base.
+
+    ``config``: random weights of that architecture whatever ``spec`` names (the caller loads the weights
+    itself, e.g. from a sharded training checkpoint that keeps the config beside its tensors)."""
     dtype = resolve_dtype(spec, device)
     attn = resolve_attention(spec, device)
-    if spec.path:
+    if spec.path and config is None:
         kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn}
         if spec.load_in_4bit:
             kwargs["quantization_config"] = _bnb_4bit_config(device)
@@ -91,7 +96,7 @@ def build_model(spec: ModelSpec, device: torch.device, seed: int = 0) -> PreTrai
     else:
         if spec.load_in_4bit:
             raise ValueError("model.load_in_4bit needs pretrained weights (model.path)")
-        config = load_model_config(spec)
+        config = config if config is not None else load_model_config(spec)
         config._attn_implementation = attn
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -12,6 +12,26 @@ size and checksum, no file the manifest does not list, JSON/YAML/safetensors hea
 every ``.pt`` file naming no callable beyond plain data (:mod:`.integrity`). Older ones are tried in
 turn and each skipped one is named with its reason.
 
+Layout of ``checkpoints/step-N/`` (``trainer_state.json`` ``"checkpoint_format"`` says which state it holds):
+
+- ``dcp/.metadata``, ``dcp/__R_0.distcp``: model (LoRA: trainable parameters only) and optimizer tensors
+  through ``torch.distributed.checkpoint``, one data file per process holding its shard (:mod:`.dcp_state`);
+  ``optimizer_groups.pt``: the optimizer's param groups (plain data); ``model_config/``: the Hugging Face
+  ``config.json`` (+ ``generation_config.json``) or the PEFT ``adapter_config.json`` the tensors fit.
+  Format ``"deepspeed"`` instead: ``deepspeed/`` (DeepSpeed's own partitioned files) and ``model/`` or
+  ``adapter/`` in every checkpoint.
+- ``model/`` (full model) or ``adapter/`` (PEFT adapter): Hugging Face weights, only at the end of a phase,
+  every ``trainer.hf_every`` checkpoints, and in every DeepSpeed checkpoint (``"hf_weights"`` in
+  ``trainer_state.json`` says which); ``yue-train export`` makes them from any checkpoint.
+- ``scheduler.pt``, ``data.pt`` (data position), ``rng_rank{R}.pt`` (one per process), all plain data;
+  ``trainer_state.json`` (step, tokens, world size, format), ``config.yaml`` (the resolved config),
+  ``yue_provenance.json``; ``manifest.json`` and ``COMPLETE`` (below).
+
+Async save (``trainer.async_save``): the DCP files are written by a background thread into the temp folder
+while training goes on; :func:`publish_checkpoint` (manifest, ``COMPLETE``, rename, ``latest``, pruning)
+runs only after that write has finished, so a process killed during it leaves the previous checkpoint as
+``latest`` and a ``.tmp-step-N`` folder that the next save removes.
+
 Disk space: before a save, :func:`make_room` compares the free space with the size of the last
 checkpoint and, when short, prunes the oldest checkpoints that ``keep_last`` would drop after this save
 (never the newest); when still short, it stops with a :class:`DiskSpaceError`.
@@ -33,11 +53,12 @@ LATEST = "latest"
 MARKER = "COMPLETE"
 _STEP_RE = re.compile(r"^step-(\d+)$")
 # Fault injection for preemption tests: "during_save:STEP:SECONDS" sleeps before the rename of step STEP,
-# "after_save:STEP:SECONDS" after it; lets a test SIGKILL the process at a known point.
+# "after_save:STEP:SECONDS" after it, "dcp_write:STEP:SECONDS" before the DCP files of step STEP are written
+# (in the background thread of an async save); lets a test SIGKILL the process at a known point.
 FAULT_ENV = "YUE_TRAIN_FAULT_PAUSE"
 
 
-def _fault_pause(stage: str, step: int) -> None:
+def fault_pause(stage: str, step: int) -> None:
     spec = os.environ.get(FAULT_ENV, "")
     if spec:
         want_stage, want_step, seconds = spec.split(":")
@@ -88,7 +109,7 @@ def publish_checkpoint(run_dir: Path, step: int, tmp: Path, keep_last: int = 3) 
     write_manifest(tmp, exclude=(MARKER, MANIFEST))
     (tmp / MARKER).write_text(f"{step}\n")
     _fsync_tree(tmp)
-    _fault_pause("during_save", step)
+    fault_pause("during_save", step)
     final = root / f"step-{step}"
     if final.exists():  # re-saving a step (e.g. final save right after a periodic one)
         shutil.rmtree(final)
@@ -99,7 +120,7 @@ def publish_checkpoint(run_dir: Path, step: int, tmp: Path, keep_last: int = 3) 
     os.symlink(final.name, link_tmp)
     os.replace(link_tmp, root / LATEST)
     _fsync_tree(root)
-    _fault_pause("after_save", step)
+    fault_pause("after_save", step)
     if keep_last > 0:
         for old in checkpoint_steps(run_dir)[:-keep_last]:
             shutil.rmtree(root / f"step-{old}", ignore_errors=True)

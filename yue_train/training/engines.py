@@ -10,15 +10,17 @@ multiplies by the world size, because every wrapper here averages gradients over
 those of the global-batch mean whatever the number of processes (the 1-process and 2-process runs of
 the same global batch take the same steps; a test checks it).
 
-Checkpoints (see :mod:`.trainer`): model weights are always saved whole, in Hugging Face / PEFT format,
-so a run can be exported, start the next phase, or resume under another number of processes. The
-optimizer state of ``single``/``ddp``/``fsdp2`` is saved whole too, keyed by parameter name
-(``torch.distributed.checkpoint.state_dict``), so it loads under any world size. DeepSpeed keeps its
-own partitioned files (``deepspeed/``, module state included), so its checkpoints need whole weights only
-at the end of a phase; under another number of processes they load through DeepSpeed's universal
-checkpoint (:mod:`.deepspeed_state`).
-Our files load with ``weights_only=True`` (:mod:`.safe_state`); DeepSpeed loads its own with its loader,
-after :func:`~yue_train.training.integrity.verify_checkpoint` has checked which globals they name.
+Checkpoints (see :mod:`.checkpoint` for the folder, :mod:`.dcp_state` for the files): ``single``/``ddp``/
+``fsdp2`` save model and optimizer state through ``torch.distributed.checkpoint`` (:meth:`Strategy.save_state`):
+each process writes only its shard (FSDP2) or the replicas are written once (DDP, single), keyed by
+parameter name, so the state loads under any world size and strategy among these three without a gather
+on one process. DeepSpeed keeps its own partitioned files (``deepspeed/``, module state included); under
+another number of processes they load through DeepSpeed's universal checkpoint (:mod:`.deepspeed_state`).
+Whole Hugging Face / PEFT weights (:meth:`Strategy.full_model_state_dict`, a gather on rank 0) are
+written by the trainer only at the end of a phase and every ``trainer.hf_every`` checkpoints.
+Our files load with ``weights_only=True`` (:mod:`.safe_state`) and DCP's metadata through an allowlist;
+DeepSpeed loads its own with its loader, after :func:`~yue_train.training.integrity.verify_checkpoint`
+has checked which globals they name.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import json
 import os
 import shutil
 import sys
+from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,10 +41,10 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
-    get_optimizer_state_dict,
     set_optimizer_state_dict,
 )
 
+from yue_train.training import dcp_state
 from yue_train.training.deepspeed_state import (
     DEEPSPEED_DIR,
     MODEL_CONFIG_DIR,
@@ -117,8 +120,6 @@ class Strategy:
     """One process, no wrapper (also the base the others extend)."""
 
     name = "single"
-    # Whether save_state keeps the module's weights too; if not, every checkpoint needs whole weights.
-    saves_module_state = False
 
     def __init__(self, cfg: Any, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
@@ -182,6 +183,9 @@ class Strategy:
         return grad_norm, bool(stepped)
 
     # state
+    # Whether save_state keeps the module's weights too; if not, every checkpoint needs whole weights.
+    saves_module_state = True
+
     def _options(self, **kw: Any) -> StateDictOptions:
         return StateDictOptions(full_state_dict=True, cpu_offload=True, **kw)
 
@@ -189,21 +193,29 @@ class Strategy:
         """The whole model's (or only the trainable) weights on rank 0 (empty elsewhere); a collective."""
         return get_model_state_dict(self.lm, options=self._options(ignore_frozen_params=trainable_only))
 
-    def save_state(self, folder: Path, is_main: bool, trainable_only: bool) -> None:
+    def save_state(
+        self, folder: Path, is_main: bool, trainable_only: bool, async_group: Any = None, fault: Any = None
+    ) -> Future | None:
+        """Model (trainable part) + optimizer shards into ``folder/dcp``, scheduler on the main process; a
+        collective. With ``async_group``: the future of the background write (see :func:`.dcp_state.save`)."""
         assert self.optimizer is not None
-        state = get_optimizer_state_dict(self.lm, self.optimizer, options=self._options())
         if is_main:
-            torch.save(state, folder / "optimizer.pt")
             torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+            save_model_config(self.lm, folder / MODEL_CONFIG_DIR)
+        return dcp_state.save(folder, self.lm, self.optimizer, trainable_only, async_group, fault)
 
     def load_state(self, folder: Path, is_main: bool, trainable_only: bool) -> None:
+        """This process's share of ``folder``'s model and optimizer state (any world size); a collective."""
         assert self.optimizer is not None
-        distributed = dist.is_initialized() and dist.get_world_size() > 1
-        state: dict[str, Any] = {}
-        if is_main or not distributed:
-            state = load_plain(folder / "optimizer.pt")
-        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=distributed)
-        set_optimizer_state_dict(self.lm, self.optimizer, state, options=options)
+        if (folder / dcp_state.DCP_DIR).is_dir():
+            dcp_state.load(folder, self.lm, self.optimizer, trainable_only)
+        else:  # a checkpoint of an earlier version: whole weights (loaded by the trainer) + optimizer.pt
+            distributed = dist.is_initialized() and dist.get_world_size() > 1
+            state: dict[str, Any] = {}
+            if is_main or not distributed:
+                state = load_plain(folder / "optimizer.pt")
+            options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=distributed)
+            set_optimizer_state_dict(self.lm, self.optimizer, state, options=options)
         self.scheduler.load_state_dict(load_plain(folder / "scheduler.pt"))
 
 
@@ -320,9 +332,11 @@ class DeepSpeedStrategy(Strategy):
                 out[name] = full.detach().to("cpu", copy=True)
         return out
 
-    def save_state(self, folder: Path, is_main: bool, trainable_only: bool) -> None:
+    def save_state(
+        self, folder: Path, is_main: bool, trainable_only: bool, async_group: Any = None, fault: Any = None
+    ) -> None:
         """DeepSpeed's checkpoint (each process its partition; the module state without frozen weights),
-        and the model's small config files that an export needs."""
+        and the model's small config files that an export needs. Always written in the foreground."""
         self.engine.save_checkpoint(str(folder / DEEPSPEED_DIR), tag=STATE_TAG, exclude_frozen_parameters=True)
         if is_main:
             save_model_config(self.lm, folder / MODEL_CONFIG_DIR)

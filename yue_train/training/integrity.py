@@ -5,7 +5,9 @@ xxh3-128 checksum (about 20 GB/s on one core, so checking a checkpoint costs a f
 :func:`verify_checkpoint` returns the first problem as a short phrase naming the file, or None. Its checks
 read no tensor data except to checksum it: ``.pt`` files are scanned for the globals their pickle names
 (``torch.serialization.get_unsafe_globals_in_checkpoint``, which parses and runs nothing), and any name
-outside plain data refuses the checkpoint before anything loads it.
+outside plain data refuses the checkpoint before anything loads it. DCP's ``dcp/.metadata`` (a pickle) is
+read through an allowlist, and every tensor range it lists must lie inside its ``.distcp`` file
+(:func:`.dcp_state.storage_problem`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 import torch
 import xxhash
 import yaml
+
+from yue_train.training.dcp_state import DCP_DIR, storage_problem
 
 MANIFEST = "manifest.json"
 ALGORITHM = "xxh3_128"
@@ -129,6 +133,10 @@ def verify_checkpoint(folder: Path, step: int | None = None) -> str | None:
         return "trainer_state.json is missing"
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         problem = _parse_problem(path, path.relative_to(folder).as_posix())
+        if problem:
+            return problem
+    if (folder / DCP_DIR).is_dir():
+        problem = storage_problem(folder / DCP_DIR, DCP_DIR)
         if problem:
             return problem
     try:

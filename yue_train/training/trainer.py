@@ -16,6 +16,7 @@ losses, data position and checkpoints do not depend on the number of processes.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -23,6 +24,7 @@ import random
 import signal
 import sys
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +41,9 @@ from yue_train.format.provenance import write_provenance
 from yue_train.format.roles import ROLE_NAMES
 from yue_train.models.loading import ModelSpec, build_model, enable_activation_checkpointing
 from yue_train.models.lora import apply_lora
-from yue_train.training import ranks
-from yue_train.training.checkpoint import (
-    CHECKPOINTS,
-    DiskSpaceError,
-    abort_checkpoint,
-    begin_checkpoint,
-    is_disk_full,
-    latest_checkpoint,
-    make_room,
-    pick_checkpoint,
-    publish_checkpoint,
-)
+from yue_train.training import dcp_state, ranks
+from yue_train.training.checkpoint import CHECKPOINTS, DiskSpaceError, fault_pause, latest_checkpoint, pick_checkpoint
+from yue_train.training.dcp_state import MODEL_CONFIG_DIR, is_dcp_checkpoint, saved_model_config
 from yue_train.training.engines import (
     DeepSpeedStrategy,
     DistributedConfigError,
@@ -69,6 +62,7 @@ from yue_train.training.plan import PlanError, batch_geometry, plan_phase
 from yue_train.training.provenance import run_provenance
 from yue_train.training.resume_checks import RunFolderError, check_compatible, check_run_folder, find_resume
 from yue_train.training.safe_state import CheckpointFileError, load_plain, rng_state, save_plain, set_rng_state
+from yue_train.training.saving import Saver
 from yue_train.training.validate import check_config, check_data
 
 CONFIG_NAME = "config.yaml"
@@ -230,6 +224,7 @@ class Trainer:
             LossSettings.from_config(cfg.trainer.loss),
         )  # fmt: skip
         schedule = lr_lambda(cfg.optim, self.max_steps)
+        self.saver = Saver(self.run_dir, int(cfg.trainer.keep_last), self.main, bool(cfg.trainer.async_save))
         self.strategy.wrap(module, self._build_optimizer, lambda opt: LambdaLR(opt, schedule))
         self.model = self.strategy.lm  # the Hugging Face / PEFT model (its parameters may be sharded)
         # Every process plans the same global steps and reads only the documents of its own rows, so the data
@@ -278,25 +273,41 @@ class Trainer:
         return Path(str(r)) if r != "auto" else self.run_dir / CHECKPOINTS / f"step-{int(outcome[1]) - 1}"
 
     def _build_model(self, ckpt: Path | None) -> torch.nn.Module:
+        """The model to wrap. Resuming a DCP checkpoint builds the module only (its tensors load after the
+        wrap, each process its shard, in :meth:`_load_state`); older checkpoints and DeepSpeed's load whole
+        weights from ``model/`` / ``adapter/``. ``trainer.init_from`` a DCP checkpoint: its weights, read
+        whole by every process before wrapping (the start of a phase, like ``from_pretrained``)."""
         spec = self.spec
-        weights = ckpt / "model" if ckpt is not None and not self.lora else self.init_from
-        if weights is not None and ckpt is not None and not weights.is_dir():
-            # No whole weights in this checkpoint: the strategy loads them from its own files; build the
-            # architecture the run started from (the model it was initialised from, or the recipe's).
-            weights = resolve_init_from(self.cfg.trainer.init_from)
+        config = None
+        weights = None if ckpt is not None else self.init_from
+        if ckpt is not None and not self.lora:
+            if (ckpt / MODEL_CONFIG_DIR / "config.json").is_file():
+                config = saved_model_config(ckpt)  # the strategy loads the weights from its own files
+            elif (ckpt / "model").is_dir():
+                weights = ckpt / "model"  # a checkpoint of an earlier version: whole weights
+            else:  # the architecture the run started from (the model it was initialised from, or the recipe's)
+                weights = resolve_init_from(self.cfg.trainer.init_from)
+        elif self.init_from is not None and is_dcp_checkpoint(self.init_from):
+            config, weights = saved_model_config(self.init_from), None
         if weights is not None:
             spec = ModelSpec(**{**spec.__dict__, "name": None, "path": str(weights), "overrides": None})
-        model = build_model(spec, self.device, seed=int(self.cfg.trainer.seed))
+        model = build_model(spec, self.device, seed=int(self.cfg.trainer.seed), config=config)
+        if ckpt is None and config is not None:
+            try:
+                dcp_state.load_module_weights(self.init_from, model)
+            except CheckpointFileError as e:
+                raise TrainingError(f"trainer.init_from: {e}") from None
         if self.spec.gradient_checkpointing:
             enable_activation_checkpointing(model)
         if not self.lora:
             return model
         if not spec.path and self.main and not (self.run_dir / BASE_MODEL_DIR).exists():
-            # A random-init base exists nowhere else: keep it so `yue-train export` can merge into it.
+            # A base that exists nowhere else as Hugging Face weights (random init, or the DCP checkpoint
+            # of trainer.init_from): keep it so `yue-train export` can merge into it.
             with library_bars_off():
                 model.save_pretrained(self.run_dir / BASE_MODEL_DIR)
         base_ref = spec.path or str((self.run_dir / BASE_MODEL_DIR).resolve())
-        if ckpt is not None and (ckpt / "adapter").is_dir():
+        if ckpt is not None and (ckpt / "adapter").is_dir() and not is_dcp_checkpoint(ckpt):
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, ckpt / "adapter", is_trainable=True)
@@ -347,35 +358,35 @@ class Trainer:
             "micro_batch": p.micro_batch,
         }
 
-    def save(self) -> Path | None:
-        """A checkpoint of this step; every process takes part (weights and optimizer state are gathered)."""
-        tmp = None
-        if self.main:
-            try:
-                make_room(self.run_dir, self.step, int(self.cfg.trainer.keep_last))
-            except DiskSpaceError as e:
-                raise TrainingError(str(e)) from None
-            tmp = begin_checkpoint(self.run_dir, self.step)
-        ranks.barrier()
-        folder = self.run_dir / CHECKPOINTS / f".tmp-step-{self.step}"
+    def save(self, final: bool = False, background: bool = False) -> None:
+        """A checkpoint of this step; every process takes part (each writes its shard of the state).
+        ``final``: the end of the phase (whole Hugging Face weights too). ``background``: a periodic save,
+        written by a background thread when ``trainer.async_save`` is on (published once written)."""
+        started = time.perf_counter()
         try:
-            self._write_checkpoint(folder)
+            folder = self.saver.begin(self.step)
+        except DiskSpaceError as e:
+            raise TrainingError(str(e)) from None
+        try:
+            future = self._write_checkpoint(folder, final, background)
         except Exception as e:
-            if tmp is not None and is_disk_full(e, tmp.parent):
-                raise TrainingError(str(abort_checkpoint(self.run_dir, tmp, self.step, e))) from None
+            full = self.saver.failed(self.step, folder, e)
+            if full is not None:
+                raise TrainingError(str(full)) from None
             raise
-        ranks.barrier()
-        final = None
-        if self.main:
-            assert tmp is not None
-            final = publish_checkpoint(self.run_dir, self.step, tmp, int(self.cfg.trainer.keep_last))
-        ranks.barrier()
-        return final
+        self.saver.commit(self.step, folder, future, started)
 
-    def _write_checkpoint(self, folder: Path) -> None:
-        # Whole weights need a gather onto the main process; a strategy whose own files hold the module
-        # state (DeepSpeed) writes them only at the end of the phase.
-        if self.step >= self.max_steps or not self.strategy.saves_module_state:
+    def _hf_due(self, final: bool) -> bool:
+        """Whole Hugging Face weights in this checkpoint: the phase's last, every ``hf_every`` saves, and
+        every one of a strategy whose own files do not keep the module's weights."""
+        t = self.cfg.trainer
+        every = int(t.hf_every) * int(t.save_every)
+        return final or not self.strategy.saves_module_state or (every > 0 and self.step % every == 0)
+
+    def _write_checkpoint(self, folder: Path, final: bool, background: bool) -> Future | None:
+        hf = None
+        if self._hf_due(final):
+            hf = "adapter" if self.lora else "model"
             weights = self.strategy.full_model_state_dict(trainable_only=self.lora)
             if self.main:
                 if self.lora:
@@ -383,13 +394,20 @@ class Trainer:
                 else:
                     unwrap(self.model).save_pretrained(folder / "model", state_dict=weights)
             del weights
-        self.strategy.save_state(folder, self.main, self.lora)
         save_plain(rng_state(), folder / f"rng_rank{self.rank}.pt")
         if self.main:
             save_plain(self.stream.state_dict(), folder / DATA_STATE)
-            (folder / "trainer_state.json").write_text(json.dumps(self._trainer_state(), indent=2) + "\n")
+            state = {**self._trainer_state(), "checkpoint_format": self._format(), "hf_weights": hf}
+            (folder / "trainer_state.json").write_text(json.dumps(state, indent=2) + "\n")
             (folder / CONFIG_NAME).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
             write_provenance(folder, self.provenance)
+        # Last: with async_save the tensors are written in the background, after every small file above.
+        group = self.saver.async_group if background else None
+        fault = functools.partial(fault_pause, "dcp_write", self.step)
+        return self.strategy.save_state(folder, self.main, self.lora, group, fault)
+
+    def _format(self) -> str:
+        return "deepspeed" if isinstance(self.strategy, DeepSpeedStrategy) else dcp_state.FORMAT
 
     def _load_state(self, ckpt: Path) -> None:
         state = json.loads((ckpt / "trainer_state.json").read_text())
@@ -574,13 +592,18 @@ class Trainer:
                         note(f"yue-train: {status}; run the same command to resume")
                     break
                 if save_every > 0 and self.step % save_every == 0 and self.step < max_steps:
-                    self.save()
+                    self.save(background=True)
+                self.saver.poll()
             if self.step >= max_steps:
                 eval_metrics = self.evaluate()
                 if eval_metrics:
                     logger.log({"step": self.step, **eval_metrics})
-                self.save()
+                self.save(final=True)
+            self.saver.wait()
             logger.summary({"final_loss": last_loss, **eval_metrics})
+        except BaseException:
+            self.saver.abandon()
+            raise
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
@@ -599,13 +622,15 @@ class Trainer:
             "init_from": str(self.init_from) if self.init_from else None,
             "eval": eval_metrics,
             "checkpoint": str(ckpt) if ckpt else None,
+            "checkpoint_saves": self.saver.log,
             "run_dir": str(self.run_dir),
         }
 
 
 def resolve_init_from(value: Any) -> Path | None:
     """``trainer.init_from``: a run folder (its latest checkpoint), a checkpoint folder, or a Hugging Face
-    model folder -> the folder of full model weights a new phase starts from."""
+    model folder -> the folder of full model weights a new phase starts from (a DCP checkpoint folder
+    when it holds no Hugging Face weights)."""
     if value in (None, "", False):
         return None
     path = Path(str(value))
@@ -621,7 +646,9 @@ def resolve_init_from(value: Any) -> Path | None:
         return path / "model"
     if (path / "config.json").exists():
         return path
-    if (path / "adapter").is_dir():
+    if is_dcp_checkpoint(path) and not (path / MODEL_CONFIG_DIR / "adapter_config.json").exists():
+        return path  # sharded state only: its weights load in Trainer._build_model
+    if (path / "adapter").is_dir() or is_dcp_checkpoint(path):
         raise TrainingError(
             f"trainer.init_from={value}: a LoRA checkpoint; merge it first with `yue-train export` and start from that"
         )

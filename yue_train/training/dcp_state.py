@@ -1,0 +1,309 @@
+"""Model and optimizer state through ``torch.distributed.checkpoint`` (DCP): each process writes and reads
+only its own shard, and a checkpoint written by N processes loads under M.
+
+What goes where (``step-N/``, see :mod:`.checkpoint` for the whole folder):
+
+- ``dcp/``: DCP's ``.metadata`` and ``__R_0.distcp`` files with the *tensors* only: ``model.<name>`` (the
+  trainable parameters for LoRA, the whole model otherwise) and ``optim.<name>.<exp_avg|exp_avg_sq|step>``.
+  The state dicts come from ``torch.distributed.checkpoint.state_dict`` without ``full_state_dict``: under
+  FSDP2 they are DTensors and each process saves its shard; DDP and ``single`` hold replicas, which DCP's
+  planner writes once. Loading plans every read against the saved chunks, which is what reshards
+  (FSDP2 2 -> 1, 1 -> 2, DDP/single <-> FSDP2).
+- ``optimizer_groups.pt``: the optimizer's ``param_groups`` (learning rates, betas, parameter names), plain
+  data written with ``torch.save`` and read with ``weights_only=True``. DCP would store these non-tensor
+  values as pickled bytes that its planner loads with ``torch.load(weights_only=False)``; keeping them out
+  of ``dcp/`` means nothing in there can name code, and :func:`read_metadata` refuses a ``.metadata`` that
+  lists such a bytes entry anyway.
+- ``model_config/``: the Hugging Face ``config.json`` (full model) or PEFT ``adapter_config.json`` (LoRA),
+  a few hundred bytes that let a resume, ``trainer.init_from`` or ``yue-train export`` build the module the
+  tensors belong to without a Hugging Face weights folder.
+
+DCP's ``.metadata`` is a plain pickle (``FileSystemReader.read_metadata`` calls ``pickle.load``). It is read
+here by an unpickler whose ``find_class`` returns only DCP's metadata dataclasses, ``torch.Size``, dtypes and
+layouts, so a planted ``.metadata`` is refused, naming the file, before anything it names can run
+(:class:`SafeReader`, also used by :mod:`.integrity` to verify a checkpoint before resuming).
+
+Async save (``trainer.async_save``): :func:`save_async` stages the tensors to CPU memory and writes them in a
+background thread (``dcp.async_save``) on a separate gloo group, so the training loop continues; the caller
+publishes the checkpoint only once the returned future is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pickle
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path, PosixPath
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.checkpoint import FileSystemReader, FileSystemWriter
+from torch.distributed.checkpoint import filesystem as dcp_fs
+from torch.distributed.checkpoint import metadata as dcp_md
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+
+from yue_train.training.safe_state import CheckpointFileError, load_plain, save_plain
+
+DCP_DIR = "dcp"
+METADATA = ".metadata"
+GROUPS = "optimizer_groups.pt"
+MODEL_CONFIG_DIR = "model_config"  # written by the strategy (deepspeed_state.save_model_config), any format
+FORMAT = "dcp"  # trainer_state.json "checkpoint_format"
+
+
+# ------------------------------------------------------------------------------- safe metadata reading
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    allowed: dict[tuple[str, str], Any] = {
+        (dcp_md.__name__, cls.__name__): cls
+        for cls in (
+            dcp_md.Metadata,
+            dcp_md.TensorStorageMetadata,
+            dcp_md.BytesStorageMetadata,  # refused after loading (see read_metadata), named here to say so
+            dcp_md.ChunkStorageMetadata,
+            dcp_md.TensorProperties,
+            dcp_md.StorageMeta,
+            dcp_md.MetadataIndex,
+            dcp_md._MEM_FORMAT_ENCODING,
+        )
+    }
+    allowed[(dcp_fs.__name__, "_StorageInfo")] = dcp_fs._StorageInfo
+    allowed[("torch", "Size")] = torch.Size
+    allowed[("torch.serialization", "_get_layout")] = torch.serialization._get_layout  # name -> torch.layout
+    allowed[("pathlib", "PosixPath")] = PosixPath  # StorageMeta.checkpoint_id of a save given a Path
+    for name in dir(torch):
+        value = getattr(torch, name, None)
+        if isinstance(value, (torch.dtype, torch.memory_format, torch.layout)):
+            allowed[("torch", name)] = value
+    for t in (dict, list, tuple, set, frozenset, int, float, str, bytes, bool):
+        allowed[("builtins", t.__name__)] = t
+    allowed[("collections", "OrderedDict")] = dict
+    return allowed
+
+
+_ALLOWED = _allowed_globals()
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        found = _ALLOWED.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"it names {module}.{name}")
+        return found
+
+
+def read_metadata(folder: Path) -> dcp_md.Metadata:
+    """``folder/.metadata`` through the allowlist; :class:`CheckpointFileError` naming the file otherwise.
+
+    Also refused: a metadata entry stored as pickled bytes (DCP would load it with ``weights_only=False``;
+    we never write one) and a storage entry with transforms (we write none)."""
+    path = Path(folder) / METADATA
+    if not path.is_file():
+        raise CheckpointFileError(f"{path}: missing")
+    try:
+        meta = _MetadataUnpickler(io.BytesIO(path.read_bytes())).load()
+    except pickle.UnpicklingError as e:
+        raise CheckpointFileError(
+            f"{path}: refused to load ({e}); DCP metadata must be plain data, and this one would run code. Do not "
+            "resume from a checkpoint you did not write"
+        ) from None
+    except Exception as e:  # noqa: BLE001 (any damage: one line naming the file)
+        raise CheckpointFileError(f"{path}: unreadable ({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(meta, dcp_md.Metadata) or not isinstance(meta.state_dict_metadata, dict):
+        raise CheckpointFileError(f"{path}: not DCP metadata")
+    pickled = [k for k, v in meta.state_dict_metadata.items() if isinstance(v, dcp_md.BytesStorageMetadata)]
+    if pickled:
+        raise CheckpointFileError(f"{path}: entry {pickled[0]!r} is pickled bytes (would load with code); refused")
+    if not isinstance(meta.storage_data, dict) or any(
+        not isinstance(v, dcp_fs._StorageInfo) or v.transform_descriptors for v in meta.storage_data.values()
+    ):
+        raise CheckpointFileError(f"{path}: storage entries are not plain file ranges; refused")
+    return meta
+
+
+def storage_problem(folder: Path, rel: str) -> str | None:
+    """The first problem of DCP folder ``folder`` (``rel``: its name inside the checkpoint) as a phrase, or
+    None: metadata that would run code or does not parse, or a tensor range beyond its ``.distcp`` file."""
+    try:
+        meta = read_metadata(folder)
+    except CheckpointFileError as e:
+        return f"{rel}/{METADATA}: {str(e).split(': ', 1)[1]}"
+    sizes: dict[str, int] = {}
+    for info in meta.storage_data.values():
+        name = str(info.relative_path)
+        if "/" in name or name.startswith("."):
+            return f"{rel}/{METADATA} names a file outside its folder ({name}); refused"
+        if name not in sizes:
+            p = Path(folder) / name
+            sizes[name] = p.stat().st_size if p.is_file() else -1
+        if sizes[name] < 0:
+            return f"{rel}/{name} is missing"
+        if int(info.offset) + int(info.length) > sizes[name]:
+            return f"{rel}/{name} is shorter than {rel}/{METADATA} says (truncated or damaged)"
+    return None
+
+
+class SafeReader(FileSystemReader):
+    """DCP's file reader with :func:`read_metadata` in place of its ``pickle.load``."""
+
+    def read_metadata(self, *args: Any, **kwargs: Any) -> dcp_md.Metadata:
+        meta = read_metadata(Path(self.path))
+        if getattr(meta, "storage_meta", None) is None:
+            meta.storage_meta = dcp_md.StorageMeta()
+        meta.storage_meta.load_id = self.load_id
+        return meta
+
+
+# ------------------------------------------------------------------------------------ state dicts
+def _options(trainable_only: bool) -> StateDictOptions:
+    # Sharded (no full_state_dict): DTensor shards under FSDP2, the local replica otherwise.
+    return StateDictOptions(ignore_frozen_params=trainable_only, strict=not trainable_only)
+
+
+def _check_tensors(tree: Any, where: str) -> None:
+    """Every leaf a tensor: anything else would go into ``.distcp`` as a pickle (see the module docstring)."""
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            _check_tensors(v, f"{where}.{k}")
+    elif not isinstance(tree, torch.Tensor):
+        raise TypeError(f"{where} is a {type(tree).__name__}, not a tensor: it cannot go into the DCP files")
+
+
+def _gather_state(lm: nn.Module, optimizer: torch.optim.Optimizer, trainable_only: bool) -> tuple[dict, list]:
+    msd, osd = get_state_dict(lm, optimizer, options=_options(trainable_only))
+    tensors = {"model": msd, "optim": osd["state"]}
+    _check_tensors(tensors, "state")
+    return tensors, osd["param_groups"]
+
+
+def _dist() -> bool:
+    return dist.is_initialized()
+
+
+def save(
+    folder: Path,
+    lm: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainable_only: bool,
+    async_group: Any = None,
+    fault: Callable[[], None] | None = None,
+) -> Future | None:
+    """Write ``folder/dcp`` (every process its shard) and ``folder/optimizer_groups.pt`` (main process).
+
+    With ``async_group`` (a gloo process group, or ``"local"`` for a run without one): returns once the
+    tensors are staged in CPU memory, with a future that completes when the files are written. ``fault``
+    runs in the writer before the files (fault injection for tests)."""
+    tensors, groups = _gather_state(lm, optimizer, trainable_only)
+    if not _dist() or dist.get_rank() == 0:
+        save_plain(groups, folder / GROUPS)
+    writer = _Writer(str(folder / DCP_DIR), fault)
+    with warnings.catch_warnings(), unwrapped_errors():
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        if async_group is None:
+            dcp.save(tensors, storage_writer=writer, no_dist=not _dist())
+            return None
+        group = None if async_group == "local" else async_group
+        return dcp.async_save(tensors, storage_writer=writer, process_group=group, no_dist=not _dist())
+
+
+@contextlib.contextmanager
+def unwrapped_errors() -> Iterator[None]:
+    """DCP reports a failed write as a ``CheckpointException`` (a BaseException carrying each rank's error):
+    raise this process's first underlying error instead, so callers see e.g. the ENOSPC of a full disk."""
+    try:
+        yield
+    except CheckpointException as e:
+        failures = list(e.failures.values())
+        if failures and isinstance(failures[0][0], Exception):
+            raise failures[0][0] from None
+        raise RuntimeError(str(e).strip().splitlines()[-1]) from None
+
+
+class _Writer(FileSystemWriter):
+    """DCP's file writer; single file per process, optional fault pause before writing (tests)."""
+
+    def __init__(self, path: str, fault: Callable[[], None] | None) -> None:
+        super().__init__(path, single_file_per_rank=True, sync_files=True)
+        self._fault = fault
+
+    def write_data(self, plan: Any, planner: Any) -> Any:
+        if self._fault is not None:
+            self._fault()
+        return super().write_data(plan, planner)
+
+
+def load(folder: Path, lm: nn.Module, optimizer: torch.optim.Optimizer | None, trainable_only: bool) -> None:
+    """Read this process's share of ``folder/dcp`` into the (wrapped) model and optimizer; any world size."""
+    path = folder / DCP_DIR
+    if optimizer is None:
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+
+        msd = get_model_state_dict(lm, options=_options(trainable_only))
+        _read({"model": msd}, path)
+        set_model_state_dict(lm, msd, options=_options(trainable_only))
+        return
+    groups = load_plain(folder / GROUPS)
+    tensors, _ = _gather_state(lm, optimizer, trainable_only)
+    _read(tensors, path)
+    set_state_dict(
+        lm,
+        optimizer,
+        model_state_dict=tensors["model"],
+        optim_state_dict={"state": tensors["optim"], "param_groups": groups},
+        options=_options(trainable_only),
+    )
+
+
+def _read(state: dict[str, Any], path: Path, no_dist: bool | None = None) -> None:
+    read_metadata(path)  # refuses a planted or damaged .metadata with a plain one-line error first
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+            dcp.load(state, storage_reader=SafeReader(str(path)), no_dist=not _dist() if no_dist is None else no_dist)
+    except (Exception, CheckpointException) as e:  # DCP's per-rank report is long: one line naming the folder
+        lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
+        raise CheckpointFileError(f"{path}: unreadable ({lines[-1][:200] if lines else type(e).__name__})") from None
+
+
+def load_module_weights(folder: Path, module: nn.Module, require_all: bool = True) -> None:
+    """The saved ``model.*`` tensors into a plain (unwrapped, unsharded) module, this process alone: the
+    start of a new phase (``trainer.init_from``) or an export. ``require_all``: every entry of the module's
+    state dict must be saved (a full-model checkpoint); otherwise only those saved (a LoRA checkpoint)."""
+    sd = module.state_dict()
+    saved = {
+        k.removeprefix("model.") for k in read_metadata(folder / DCP_DIR).state_dict_metadata if k.startswith("model.")
+    }
+    wanted = {k: v for k, v in sd.items() if k in saved}
+    problem = sorted(saved - set(sd)) or (sorted(set(sd) - saved) if require_all else [])
+    if problem or not wanted:
+        what = problem[0] if problem else "any parameter"
+        raise CheckpointFileError(f"{folder / DCP_DIR}: its weights do not fit this model ({what}); another model?")
+    _read({"model": wanted}, folder / DCP_DIR, no_dist=True)
+    module.load_state_dict(wanted, strict=False)
+
+
+def saved_bytes(folder: Path) -> int:
+    """Bytes of DCP data this process wrote into ``folder/dcp`` (its ``__R_*.distcp`` file)."""
+    rank = dist.get_rank() if _dist() else 0
+    return sum(p.stat().st_size for p in (folder / DCP_DIR).glob(f"__{rank}_*.distcp"))
+
+
+# ------------------------------------------------------------------------------ the module's config
+def is_dcp_checkpoint(folder: Path) -> bool:
+    return (Path(folder) / DCP_DIR / METADATA).is_file()
+
+
+def saved_model_config(folder: Path) -> Any:
+    """The Hugging Face config a full-model DCP checkpoint's tensors belong to."""
+    from transformers import AutoConfig
+
+    path = Path(folder) / MODEL_CONFIG_DIR
+    if not (path / "config.json").is_file():
+        raise CheckpointFileError(f"{path}: missing config.json (a LoRA checkpoint, or damaged)")
+    return AutoConfig.from_pretrained(path)
