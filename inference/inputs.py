@@ -76,6 +76,13 @@ def _first_line(e: Exception) -> str:
 def check_model_ref(flag: str, ref: str) -> None:
     """A model or adapter is a local folder or a hub id (``org/name``); anything else is a missing folder."""
     path = Path(ref)
+    ckpt = path.parent if path.name in ("model", "adapter") else path
+    hf = (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
+    if (ckpt / "model_config").is_dir() and not hf:  # the small config files every training checkpoint has
+        raise GenerateInputError(
+            f"{flag} {ref}: a training checkpoint without Hugging Face weights (only its sharded state); "
+            f"run `yue-train export {ckpt} OUT` and give OUT"
+        )
     if path.exists():
         if not path.is_dir():
             raise GenerateInputError(f"{flag} {ref}: not a folder (give a model folder or a hub id)")

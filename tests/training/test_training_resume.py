@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.helpers import PYTHON, cli_env, compose, random_run_overrides, write_random_shards
+from tests.training.helpers import PYTHON, cli_env, compose, random_run_overrides, start_training, write_random_shards
 from yue_train.training.checkpoint import FAULT_ENV, MARKER, latest_checkpoint
 from yue_train.training.logger import read_metrics
 from yue_train.training.trainer import Trainer, run_training
@@ -114,3 +114,35 @@ def test_sigkill_resume_exactly_at_an_epoch_boundary(tmp_path):
     assert max(_losses(resumed)) == k
     run_training(compose(*ov(resumed, "trainer.resume=auto")))
     assert _losses(straight) == _losses(resumed) and len(_losses(straight)) == 16
+
+
+@pytest.mark.slow
+def test_async_save_trains_on_during_the_write_and_a_kill_keeps_the_previous_checkpoint(random_shards, tmp_path):
+    """``trainer.async_save``: the loop goes on while a checkpoint is written in the background; it is
+    published only once written, so a SIGKILL during the write leaves the previous one as ``latest``."""
+    straight, run_dir = tmp_path / "straight", tmp_path / "run"
+    ov = ("trainer.save_every=5", "trainer.async_save=true")
+    summary = run_training(compose(*_overrides(random_shards, straight, *ov)))
+    assert [s["step"] for s in summary["checkpoint_saves"]] == [5, 10, 15, 20]
+    assert all(s["blocking_s"] > 0 and s["bytes"] > 0 for s in summary["checkpoint_saves"])
+    # step-10's background write pauses: steps 11-15 still train, then the step-15 save waits for it
+    proc = start_training(_overrides(random_shards, run_dir, *ov), merge_stderr=True, **{FAULT_ENV: "dcp_write:10:300"})
+    try:
+        deadline = time.monotonic() + 120
+        while max(_losses(run_dir), default=0) < 15:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.05)
+        assert latest_checkpoint(run_dir).name == "step-5"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+    assert latest_checkpoint(run_dir).name == "step-5"
+    tmp_ckpt = run_dir / "checkpoints" / ".tmp-step-10"
+    assert tmp_ckpt.is_dir() and not (tmp_ckpt / MARKER).exists()
+    assert not (run_dir / "checkpoints" / "step-10").exists()
+    run_training(compose(*_overrides(random_shards, run_dir, *ov, "trainer.resume=auto")))
+    assert _losses(run_dir) == _losses(straight)  # resumed at step 5, exactly the straight run's steps
+    assert latest_checkpoint(run_dir).name == "step-20" and not tmp_ckpt.exists()

@@ -1,7 +1,7 @@
 """``yue-train``: train with a named recipe, or export a checkpoint.
 
   yue-train recipe=NAME [key=value ...]      compose conf/ + recipes/NAME.yaml with Hydra and train
-  yue-train export CHECKPOINT OUT [--base B] merge a LoRA adapter into its base -> plain HF checkpoint
+  yue-train export CHECKPOINT OUT [--base B] any checkpoint (LoRA merged into its base) -> plain HF folder
   yue-train recipe=NAME ... --print-config   print the resolved config, each key's doc as a comment, and exit
   yue-train recipe=NAME ... --print-plan     print the phase plan (datasets, budget, steps) for $WORLD_SIZE
                                              processes and exit
@@ -78,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         return chain_main(argv[1:])
     if argv and argv[0] == "export":
         from yue_train.models.export import export_main
+        from yue_train.training.dcp_export import dcp_model
         from yue_train.training.deepspeed_export import deepspeed_model
 
-        return export_main(argv[1:], sources=(deepspeed_model,))
+        return export_main(argv[1:], sources=(dcp_model, deepspeed_model))
     if argv and argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         try:

@@ -47,6 +47,11 @@ def _locate(checkpoint: Path) -> tuple[str, Path]:
         return "model", checkpoint / "model"
     if (checkpoint / "checkpoints" / "latest").exists():
         return _locate(checkpoint / "checkpoints" / "latest")
+    if (checkpoint / "model_config").is_dir():
+        raise ExportError(
+            f"{checkpoint}: a training checkpoint without Hugging Face weights (only its sharded state); turn it "
+            f"into a model folder with `yue-train export {checkpoint} OUT` and use OUT"
+        )
     raise ExportError(f"{checkpoint}: not a checkpoint (no adapter/ or model/ inside)")
 
 

@@ -209,6 +209,8 @@ def save(
             dcp.save(tensors, storage_writer=writer, no_dist=not _dist())
             return None
         group = None if async_group == "local" else async_group
+        # DCP's background thread warns again, outside this block, when there is no process group.
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
         return dcp.async_save(tensors, storage_writer=writer, process_group=group, no_dist=not _dist())
 
 
