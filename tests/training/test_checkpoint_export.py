@@ -86,6 +86,7 @@ def test_export_of_a_lora_dcp_checkpoint_merges_the_trained_adapter(lora_run, tm
     assert any(not torch.equal(exported[k], base[k]) for k in base)  # the adapter did change the model
 
 
+@pytest.mark.slow
 def test_init_from_a_run_whose_latest_checkpoint_is_dcp_only(random_shards, full_run, tmp_path):
     previous = tmp_path / "previous"
     shutil.copytree(full_run.parent, previous, symlinks=True)
@@ -142,3 +143,15 @@ def test_inference_names_the_export_command_for_a_dcp_only_checkpoint(full_run):
         with pytest.raises(GenerateInputError, match=f"run `yue-train export {full_run / 'step-2'} OUT`"):
             check_model_ref("--stage1-model", str(ref))
     check_model_ref("--stage1-model", str(full_run / "step-4" / "model"))  # Hugging Face weights: fine
+
+
+def test_hf_every_writes_hugging_face_weights_every_n_checkpoints(random_shards, tmp_path):
+    run = tmp_path / "run"
+    ov = random_run_overrides(
+        random_shards, run, "trainer.hf_every=2", "trainer.keep_last=0", max_steps=5, save_every=1
+    )
+    run_training(compose(*ov))
+    with_hf = [s for s in range(1, 6) if (run / CHECKPOINTS / f"step-{s}" / "model" / "model.safetensors").is_file()]
+    assert with_hf == [2, 4, 5]  # every 2nd checkpoint, and the phase's last
+    state = (run / CHECKPOINTS / "step-3" / "trainer_state.json").read_text()
+    assert '"checkpoint_format": "dcp"' in state and '"hf_weights": null' in state
