@@ -56,6 +56,8 @@ METADATA = ".metadata"
 GROUPS = "optimizer_groups.pt"
 MODEL_CONFIG_DIR = "model_config"  # written by the strategy (deepspeed_state.save_model_config), any format
 FORMAT = "dcp"  # trainer_state.json "checkpoint_format"
+# DCP warns on every call without a process group that it assumes one process: we say so (no_dist) already.
+warnings.filterwarnings("ignore", message=".*torch.distributed is disabled, unavailable or uninitialized.*")
 
 
 # ------------------------------------------------------------------------------- safe metadata reading
@@ -203,14 +205,11 @@ def save(
     if not _dist() or dist.get_rank() == 0:
         save_plain(groups, folder / GROUPS)
     writer = _Writer(str(folder / DCP_DIR), fault)
-    with warnings.catch_warnings(), unwrapped_errors():
-        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+    with unwrapped_errors():
         if async_group is None:
             dcp.save(tensors, storage_writer=writer, no_dist=not _dist())
             return None
         group = None if async_group == "local" else async_group
-        # DCP's background thread warns again, outside this block, when there is no process group.
-        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
         return dcp.async_save(tensors, storage_writer=writer, process_group=group, no_dist=not _dist())
 
 
@@ -265,9 +264,7 @@ def load(folder: Path, lm: nn.Module, optimizer: torch.optim.Optimizer | None, t
 def _read(state: dict[str, Any], path: Path, no_dist: bool | None = None) -> None:
     read_metadata(path)  # refuses a planted or damaged .metadata with a plain one-line error first
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
-            dcp.load(state, storage_reader=SafeReader(str(path)), no_dist=not _dist() if no_dist is None else no_dist)
+        dcp.load(state, storage_reader=SafeReader(str(path)), no_dist=not _dist() if no_dist is None else no_dist)
     except (Exception, CheckpointException) as e:  # DCP's per-rank report is long: one line naming the folder
         lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
         raise CheckpointFileError(f"{path}: unreadable ({lines[-1][:200] if lines else type(e).__name__})") from None
