@@ -18,11 +18,11 @@ Layout of ``checkpoints/step-N/`` (``trainer_state.json`` ``"checkpoint_format"`
   through ``torch.distributed.checkpoint``, one data file per process holding its shard (:mod:`.dcp_state`);
   ``optimizer_groups.pt``: the optimizer's param groups (plain data); ``model_config/``: the Hugging Face
   ``config.json`` (+ ``generation_config.json``) or the PEFT ``adapter_config.json`` the tensors fit.
-  Format ``"deepspeed"`` instead: ``deepspeed/`` (DeepSpeed's own partitioned files) and ``model/`` or
-  ``adapter/`` in every checkpoint.
-- ``model/`` (full model) or ``adapter/`` (PEFT adapter): Hugging Face weights, only at the end of a phase,
-  every ``trainer.hf_every`` checkpoints, and in every DeepSpeed checkpoint (``"hf_weights"`` in
-  ``trainer_state.json`` says which); ``yue-train export`` makes them from any checkpoint.
+  Format ``"deepspeed"`` instead: ``deepspeed/`` (DeepSpeed's own partitioned files, :mod:`.deepspeed_state`)
+  and the same ``model_config/``.
+- ``model/`` (full model) or ``adapter/`` (PEFT adapter): Hugging Face weights, only at the end of a phase
+  and every ``trainer.hf_every`` checkpoints (``"hf_weights"`` in ``trainer_state.json`` says which);
+  ``yue-train export`` makes them from any checkpoint.
 - ``scheduler.pt``, ``data.pt`` (data position), ``rng_rank{R}.pt`` (one per process), all plain data;
   ``trainer_state.json`` (step, tokens, world size, format), ``config.yaml`` (the resolved config),
   ``yue_provenance.json``; ``manifest.json`` and ``COMPLETE`` (below).
