@@ -31,17 +31,23 @@ def dcp_model(checkpoint: Path, base: str | None, dtype: torch.dtype) -> PreTrai
 
 
 def _model(ckpt: Path, base: str | None, dtype: torch.dtype) -> PreTrainedModel:
-    adapter_config = ckpt / MODEL_CONFIG_DIR / "adapter_config.json"
+    model, lora = saved_module(ckpt / MODEL_CONFIG_DIR, base, dtype)
+    load_module_weights(ckpt, model, require_all=not lora)
+    return model.merge_and_unload() if lora else model
+
+
+def saved_module(config_dir: Path, base: str | None, dtype: torch.dtype) -> tuple[torch.nn.Module, bool]:
+    """The module a checkpoint's tensors belong to, from its ``model_config/`` folder, and whether it is a
+    LoRA adapter: the full model (random weights) from ``config.json``, or the adapter (``adapter_config.json``)
+    put on its base (``base``, or the one the adapter names), to be loaded and then merged by the caller.
+    Shared by the DCP and the DeepSpeed export."""
+    adapter_config = config_dir / "adapter_config.json"
     if not adapter_config.is_file():
-        model = AutoModelForCausalLM.from_config(saved_model_config(ckpt), dtype=dtype)
-        load_module_weights(ckpt, model)
-        return model
+        return AutoModelForCausalLM.from_config(saved_model_config(config_dir.parent), dtype=dtype), False
     from peft import PeftConfig, get_peft_model
 
-    config = PeftConfig.from_pretrained(str(ckpt / MODEL_CONFIG_DIR))
+    config = PeftConfig.from_pretrained(str(config_dir))
     base_ref = base or config.base_model_name_or_path
     if not base_ref:
         raise ExportError(f"{adapter_config}: names no base model; pass --base")
-    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(base_ref, dtype=dtype), config)
-    load_module_weights(ckpt, peft, require_all=False)
-    return peft.merge_and_unload()
+    return get_peft_model(AutoModelForCausalLM.from_pretrained(base_ref, dtype=dtype), config), True

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+from transformers import PreTrainedModel
 
 from yue_train.models.export import ExportError
+from yue_train.training.dcp_export import saved_module
 from yue_train.training.deepspeed_state import DEEPSPEED_DIR, MODEL_CONFIG_DIR, STATE_TAG, consolidated_weights
 from yue_train.training.safe_state import CheckpointFileError
 
@@ -33,24 +34,9 @@ def deepspeed_model(checkpoint: Path, base: str | None, dtype: torch.dtype) -> P
         weights = consolidated_weights(checkpoint)
     except CheckpointFileError as e:
         raise ExportError(str(e)) from None
-    if (config_dir / "adapter_config.json").is_file():
-        return _merged_lora(config_dir, weights, base, dtype)
-    config = AutoConfig.from_pretrained(config_dir)
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model, lora = saved_module(config_dir, base, dtype)
     _load(model, weights, checkpoint)
-    return model
-
-
-def _merged_lora(config_dir: Path, weights: dict[str, torch.Tensor], base: str | None, dtype: torch.dtype):
-    from peft import PeftConfig, get_peft_model
-
-    config = PeftConfig.from_pretrained(config_dir)
-    base_ref = base or config.base_model_name_or_path
-    if not base_ref:
-        raise ExportError(f"{config_dir}: adapter names no base model; pass --base")
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_ref, dtype=dtype), config)
-    _load(model, weights, config_dir.parent)
-    return model.merge_and_unload()
+    return model.merge_and_unload() if lora else model
 
 
 def _load(model: torch.nn.Module, weights: dict[str, torch.Tensor], checkpoint: Path) -> None:
