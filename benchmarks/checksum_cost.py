@@ -32,10 +32,10 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from data_prep.tokenize_manifest import TokenizeOptions, run_tokenize
 from yue_train.data.packing import DocSource, Packer
 from yue_train.data.shard_reader import CHECKSUM_KEY, MEMBERS, doc_checksum, iter_records, iter_samples, shard_paths
 from yue_train.data.synthetic import write_synthetic_manifest
+from yue_train.data.tokenize import TokenizeOptions, run_tokenize
 
 
 def _best_of(fns: dict[str, Callable[[], None]], repeat: int) -> dict[str, float]:

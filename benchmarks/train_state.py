@@ -246,7 +246,7 @@ def worker_save(spec: dict[str, Any], rank: int, async_save: bool) -> dict[str, 
     if async_save:
         extra.append("trainer.async_save=true")
     t = make_trainer(overrides(spec, run, *extra))
-    n_params = sum(p.numel() for p in unwrap(t.model).parameters())
+    n_params = sum(p.numel() for p in unwrap(t.strategy.lm).parameters())
     t.train_step()
     periodic_save(t)
     finish_pending_save(t)

@@ -156,7 +156,7 @@ def flops_per_token(config, seq_len: int, weight_grads: bool = True) -> float:
 def run_full(strategy_name: str, args: argparse.Namespace, device: torch.device) -> dict:
     """Full-parameter steps under one of the trainer's strategies (a one-process group for fsdp2/deepspeed)."""
     from yue_train.config.compose import compose_config
-    from yue_train.training import engines as D
+    from yue_train.training import strategies as D
     from yue_train.training.forward import PackedLossModule
 
     dcfg = compose_config(["recipe=full_s1", f"distributed={strategy_name}"]).distributed

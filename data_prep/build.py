@@ -45,6 +45,7 @@ from data_prep.separate import METHODS as SEPARATION_METHODS
 from data_prep.separate import SeparationUnavailable, check_available
 from data_prep.songs import discover, mark_duplicates
 from data_prep.tags import TopTags, load_top_tags
+from yue_train.cli.options import options_from
 from yue_train.data.folder_lock import FolderBusyError, FolderLock
 from yue_train.data.manifest import DEFAULT_MAX_DOC_TOKENS
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
@@ -115,14 +116,6 @@ class Dist:
     @property
     def active(self) -> bool:
         return self.world > 1
-
-    def device_for(self, requested: str) -> str:
-        """``auto``: this rank's GPU (cuda:LOCAL_RANK) when there is one, else the CPU."""
-        if requested != "auto":
-            return requested
-        import torch
-
-        return f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu"
 
 
 def dist_from_env() -> Dist:
@@ -318,6 +311,7 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--stage2-source",
+        dest="stage2_sources",
         action="append",
         choices=("vocal", "inst", "mixture"),
         help="tracks for stage-2 documents (repeatable; default: vocal and inst, the tracks stage 2 decodes)",
@@ -349,26 +343,12 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     try:
-        opts = BuildOptions(
-            hf_dataset=args.hf_dataset,
-            hf_split=args.hf_split,
+        opts = options_from(
+            args,
+            BuildOptions,
             hf_columns=parse_columns(args.hf_columns),
-            input=args.input,
-            out=args.out,
-            codec=args.codec,
             modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
-            stage2_sources=tuple(args.stage2_source or ("vocal", "inst")),
-            tokenizer=args.tokenizer,
-            tags_file=args.tags_file,
-            separate=args.separate,
-            workers=args.workers,
-            threads=args.threads,
-            device=args.device,
-            batch_size=args.batch_size,
-            shard_docs=args.shard_docs,
-            max_doc_tokens=args.max_doc_tokens,
-            seed=args.seed,
-            force=args.force,
+            stage2_sources=tuple(args.stage2_sources or ("vocal", "inst")),
             progress=not args.no_progress and show_progress(),
         )
         summary, code = run_build(opts)

@@ -21,12 +21,13 @@ import sys
 from itertools import islice
 from pathlib import Path
 
+from yue_train.cli.options import options_from
 from yue_train.format.sequences import ICL_PROMPT_MODES
 from yue_train.training.output import apply_verbosity, note, show_progress
 
 
 def _tokenize_args(p: argparse.ArgumentParser) -> None:
-    from data_prep.tokenize_manifest import DEFAULT_MAX_DOC_TOKENS, MODES, STAGE2_SOURCES
+    from yue_train.data.tokenize import DEFAULT_MAX_DOC_TOKENS, MODES, STAGE2_SOURCES
 
     p.add_argument("--manifest", type=Path, required=True, help="JSONL manifest in the official YuE format")
     p.add_argument("--out", type=Path, required=True, help="output folder for shards and summary.json")
@@ -40,6 +41,7 @@ def _tokenize_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--stage2-source",
+        dest="stage2_sources",
         action="append",
         choices=sorted(STAGE2_SOURCES),
         help="codes used for stage 2 (repeatable; default: mixture = the record's 'codec')",
@@ -59,25 +61,15 @@ def _tokenize_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
-    from data_prep.tokenize_manifest import EXIT_FATAL, TokenizeOptions, run_tokenize
     from yue_train.data.folder_lock import FolderBusyError
     from yue_train.data.manifest import RecordError
+    from yue_train.data.tokenize import EXIT_FATAL, TokenizeOptions, run_tokenize
 
     try:
-        opts = TokenizeOptions(
-            manifest=args.manifest,
-            out=args.out,
-            root=args.root,
-            tokenizer=args.tokenizer,
-            mode=args.mode,
-            icl_prompt=args.icl_prompt,
-            stage2_sources=tuple(args.stage2_source or ["mixture"]),
-            seed=args.seed,
-            workers=args.workers,
-            shard_docs=args.shard_docs,
-            max_doc_tokens=args.max_doc_tokens,
-            strict=args.strict,
-            overwrite=args.overwrite,
+        opts = options_from(
+            args,
+            TokenizeOptions,
+            stage2_sources=tuple(args.stage2_sources or ["mixture"]),
             progress=not args.no_progress and show_progress(),
         )
         if opts.tokenizer is None and opts.mode != "stage2":  # stage-2 documents hold no text
@@ -141,8 +133,8 @@ def cmd_make_tokenizer(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthetic songs -> shards of every kind -> a look at the first CoT document."""
-    from data_prep.tokenize_manifest import TokenizeOptions, run_tokenize
     from yue_train.data.synthetic import write_synthetic_manifest
+    from yue_train.data.tokenize import TokenizeOptions, run_tokenize
 
     manifest = write_synthetic_manifest(args.out / "songs", n_songs=args.songs, seed=args.seed)
     print(f"wrote {args.songs} synthetic songs -> {manifest}")

@@ -291,7 +291,9 @@ def encode_songs(
     specs: list[SongSpec], opts: BuildOptions, codec_fp: str, top: TopTags | None, d: Dist
 ) -> list[SongResult]:
     """This rank's songs, through ``opts.workers`` processes, with a songs/s and audio-hours/s bar."""
-    device = d.device_for(opts.device)
+    from yue_train.devices import resolve_device
+
+    device = str(resolve_device(opts.device))
     threads = opts.threads or max(1, (os.cpu_count() or 1) // (opts.workers * d.local_world))
     desc = f"encode rank {d.rank}/{d.world}" if d.active else "encode"
     bar = tqdm(total=len(specs), unit="song", desc=desc, disable=not opts.progress, position=d.local_rank)

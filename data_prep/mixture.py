@@ -33,7 +33,7 @@ def tokenize_modes(
     opts: BuildOptions, manifest: Path, manifest_sha: str, codec_fp: str | None = None
 ) -> list[dict[str, Any]]:
     """Run ``yue-prep tokenize`` for each mode whose shards are missing or stale; returns mixture entries."""
-    from data_prep.tokenize_manifest import TokenizeOptions, run_tokenize
+    from yue_train.data.tokenize import TokenizeOptions, run_tokenize
 
     previous: dict[str, dict[str, Any]] = {}
     mixture_path = opts.out / MIXTURE_NAME

@@ -16,49 +16,35 @@ import json
 import sys
 from pathlib import Path
 
-from yue_train.training.output import apply_verbosity, show_progress
+from yue_train.cli.options import options_from
+from yue_train.training.output import apply_verbosity, note, show_progress
 
 
-def audio_reference(args: argparse.Namespace):
-    """(ids, roles) of an audio reference encoded with ``--codec``, or None without audio references."""
-    from yue_train.format.sequences import reference_ids_from_codes
-    from yue_train.generation.prompts import PromptInputError
+def prompt_reference(args: argparse.Namespace):
+    """(ids, roles) of the reference the flags name: audio encoded with ``--codec``, or codes files; None without."""
+    from yue_train.generation.prompts import PromptInputError, load_reference
+    from yue_train.generation.reference import audio_reference, reference_ids
 
-    audio = [args.ref_audio, args.ref_vocal_audio, args.ref_inst_audio]
-    if all(a is None for a in audio):
-        return None
+    audio = audio_reference(args.ref_audio, args.ref_vocal_audio, args.ref_inst_audio, args.ref_start, args.ref_end)
+    if audio is None:
+        return load_reference(args.ref_start, args.ref_end, args.ref_codes, args.ref_vocal_codes, args.ref_inst_codes)
     if args.codec is None:
         raise PromptInputError("an audio reference needs --codec (a converted codec folder) to encode it")
-    if args.ref_audio is not None and (args.ref_vocal_audio or args.ref_inst_audio):
-        raise PromptInputError("give either --ref-audio or --ref-vocal-audio/--ref-inst-audio")
-    from yue_train.codec.audio_io import AudioError
     from yue_train.codec.model import YueCodec
-    from yue_train.codec.references import encode_dual_reference, encode_reference
 
-    try:
-        codec = YueCodec.from_folder(args.codec, load_upsamplers=False)
-        if args.ref_audio is not None:
-            return reference_ids_from_codes(args.ref_start, args.ref_end, codes=encode_reference(codec, args.ref_audio))
-        if args.ref_vocal_audio is None or args.ref_inst_audio is None:
-            raise PromptInputError("a dual audio reference needs both --ref-vocal-audio and --ref-inst-audio")
-        v, i = encode_dual_reference(codec, args.ref_vocal_audio, args.ref_inst_audio)
-        return reference_ids_from_codes(args.ref_start, args.ref_end, vocal_codes=v, inst_codes=i)
-    except AudioError as e:
-        raise PromptInputError(str(e)) from None
+    return reference_ids(audio, YueCodec.from_folder(args.codec, load_upsamplers=False))
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
-    from inference.inputs import check_reference_window
-    from yue_train.generation.prompts import PromptInputError, build_stage1_prompts, load_reference, read_text_file
+    from yue_train.generation.inputs import check_reference_window
+    from yue_train.generation.prompts import PromptInputError, build_stage1_prompts, read_text_file
     from yue_train.tokenizer import load_tokenizer
 
     try:
         check_reference_window(args.ref_start, args.ref_end)
         genres = read_text_file(args.genre_txt, "genre")
         lyrics = read_text_file(args.lyrics_txt, "lyrics")
-        reference = audio_reference(args) or load_reference(
-            args.ref_start, args.ref_end, args.ref_codes, args.ref_vocal_codes, args.ref_inst_codes
-        )
+        reference = prompt_reference(args)
         tokenizer = load_tokenizer(args.tokenizer)
         prompts = build_stage1_prompts(tokenizer, genres, lyrics, reference)
     except (PromptInputError, FileNotFoundError, ValueError) as e:
@@ -66,7 +52,6 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         return 2
     if args.tokenizer is None:
         from yue_train.tokenizer import STAND_IN_WARNING
-        from yue_train.training.output import note
 
         note(f"yue-infer prompt: {STAND_IN_WARNING}")
     if args.ids:
@@ -95,32 +80,15 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from inference.generate import GenerateInputError, GenerateOptions, run_generate
+    from yue_train.generation.generate import run_generate
+    from yue_train.generation.inputs import GenerateInputError, GenerateOptions
     from yue_train.generation.sampling import SamplingConfig
 
     try:
-        sampling = SamplingConfig(
-            top_p=args.top_p,
-            temperature=args.temperature,
-            repetition_penalty=args.repetition_penalty,
-            guidance_first=args.guidance_first,
-            guidance_rest=args.guidance_rest,
-            max_new_tokens=args.max_new_tokens,
-            min_new_tokens=min(args.min_new_tokens, args.max_new_tokens),
-            greedy=args.greedy,
-        )
-        opts = GenerateOptions(
-            genre_txt=args.genre_txt, lyrics_txt=args.lyrics_txt, out=args.out,
-            stage1_model=args.stage1_model, stage2_model=args.stage2_model, codec=args.codec,
-            tokenizer=args.tokenizer, adapters=args.adapter or [], adapter=args.active_adapter,
-            n_sections=args.n_sections, ref_audio=args.ref_audio, ref_vocal_audio=args.ref_vocal_audio,
-            ref_inst_audio=args.ref_inst_audio, ref_codes=args.ref_codes, ref_vocal_codes=args.ref_vocal_codes,
-            ref_inst_codes=args.ref_inst_codes, ref_start=args.ref_start, ref_end=args.ref_end,
-            continue_from=args.continue_from, overwrite=args.overwrite, n_songs=args.n_songs, seed=args.seed,
-            stage2_batch_size=args.stage2_batch_size, device=args.device, sampling=sampling,
-            progress=not args.no_progress and show_progress(), allow_mismatch=args.allow_mismatch,
-        )  # fmt: skip
-        report = run_generate(opts)
+        sampling = options_from(args, SamplingConfig, min_new_tokens=min(args.min_new_tokens, args.max_new_tokens))
+        progress = not args.no_progress and show_progress()
+        opts = options_from(args, GenerateOptions, adapters=args.adapters or [], sampling=sampling, progress=progress)
+        report = run_generate(opts, note)
     except (GenerateInputError, FileNotFoundError, ValueError) as e:
         print(f"yue-infer generate: error: {e}", file=sys.stderr)
         return 2
@@ -132,9 +100,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate_args(p: argparse.ArgumentParser) -> None:
+def _prompt_args(p: argparse.ArgumentParser) -> None:
+    """The flags both ``generate`` and ``prompt`` build the stage-1 prompts from."""
     p.add_argument("--genre-txt", type=Path, required=True, help="genre tags, one line")
     p.add_argument("--lyrics-txt", type=Path, required=True, help="lyrics in [label] sections")
+    p.add_argument("--tokenizer", default=None, help="YuE tokenizer.model (default: generated synthetic tokenizer)")
+    for name, what in (("ref-audio", "single-track reference audio (encoded with --codec)"),
+                       ("ref-vocal-audio", "dual reference: vocal stem audio"),
+                       ("ref-inst-audio", "dual reference: accompaniment stem audio"),
+                       ("ref-codes", "single-track reference codes .npy (n_codebooks, n_frames)"),
+                       ("ref-vocal-codes", "dual reference: vocal codes .npy"),
+                       ("ref-inst-codes", "dual reference: instrumental codes .npy")):  # fmt: skip
+        p.add_argument(f"--{name}", type=Path, help=what)
+    p.add_argument("--ref-start", type=float, default=0.0, help="reference start, seconds (default 0)")
+    p.add_argument("--ref-end", type=float, default=30.0, help="reference end, seconds (default 30)")
+
+
+def _generate_args(p: argparse.ArgumentParser) -> None:
+    _prompt_args(p)
     p.add_argument(
         "--stage1-model", required=True, help="stage-1 model folder or hub id (m-a-p/YuE-s1-7B-anneal-en-cot)"
     )
@@ -144,23 +127,19 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (new or empty, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace the songs an earlier run wrote into --out")
-    p.add_argument("--tokenizer", default=None, help="YuE tokenizer.model (default: generated synthetic tokenizer)")
     p.add_argument(
         "--allow-mismatch",
         action="store_true",
         help="generate even when --tokenizer is not the one the stage-1 model records (a warning instead)",
     )
-    p.add_argument("--adapter", action="append", help="LoRA adapter folder for stage 1 (repeatable)")
+    p.add_argument("--adapter", dest="adapters", action="append", help="LoRA adapter folder for stage 1 (repeatable)")
     p.add_argument(
-        "--active-adapter", default=None, help="which --adapter to use (a0, a1, ... or its path; default a0)"
+        "--active-adapter",
+        dest="adapter",
+        default=None,
+        help="which --adapter to use (a0, a1, ... or its path; default a0)",
     )
     p.add_argument("--n-sections", type=int, default=None, help="generate only the first N sections")
-    for name, what in (("ref-audio", "single-track reference audio"), ("ref-vocal-audio", "dual reference: vocal stem"),
-                       ("ref-inst-audio", "dual reference: accompaniment stem"), ("ref-codes", "single-track reference codes .npy"),
-                       ("ref-vocal-codes", "dual reference: vocal codes .npy"), ("ref-inst-codes", "dual reference: instrumental codes .npy")):  # fmt: skip
-        p.add_argument(f"--{name}", type=Path, help=what)
-    p.add_argument("--ref-start", type=float, default=0.0, help="reference start, seconds (default 0)")
-    p.add_argument("--ref-end", type=float, default=30.0, help="reference end, seconds (default 30)")
     p.add_argument(
         "--continue-from",
         type=Path,
@@ -191,18 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     _generate_args(p)
     p.set_defaults(func=cmd_generate)
     p = sub.add_parser("prompt", help="show the stage-1 generation prompts")
-    p.add_argument("--genre-txt", type=Path, required=True, help="genre tags, one line")
-    p.add_argument("--lyrics-txt", type=Path, required=True, help="lyrics in [label] sections")
-    p.add_argument("--tokenizer", default=None, help="YuE tokenizer.model (default: generated synthetic tokenizer)")
-    p.add_argument("--ref-codes", type=Path, help="single-track reference codes .npy (n_codebooks, n_frames)")
-    p.add_argument("--ref-vocal-codes", type=Path, help="dual reference: vocal codes .npy")
-    p.add_argument("--ref-inst-codes", type=Path, help="dual reference: instrumental codes .npy")
-    p.add_argument("--ref-audio", type=Path, help="single-track reference audio (encoded with --codec)")
-    p.add_argument("--ref-vocal-audio", type=Path, help="dual reference: vocal stem audio")
-    p.add_argument("--ref-inst-audio", type=Path, help="dual reference: accompaniment stem audio")
+    _prompt_args(p)
     p.add_argument("--codec", type=Path, help="converted codec folder, for audio references")
-    p.add_argument("--ref-start", type=float, default=0.0, help="reference start, seconds (default 0)")
-    p.add_argument("--ref-end", type=float, default=30.0, help="reference end, seconds (default 30)")
     p.add_argument("--ids", action="store_true", help='print {"n_sections", "first", "next"} as JSON')
     p.set_defaults(func=cmd_prompt)
     return parser

@@ -50,8 +50,9 @@ def parse_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
 
 def generate_songs(args: argparse.Namespace, progress: bool) -> Path:
     """``--generate``: one song per prompt of ``--prompts`` into ``--out``; returns ``--out``."""
-    from inference.generate import load_lm, load_stage2, resolve_device
-    from inference.inputs import check_model_ref, check_models
+    from yue_train.devices import resolve_device
+    from yue_train.generation.inputs import check_model_ref, check_models
+    from yue_train.generation.loading import load_codec, load_lm, load_stage2
     from yue_train.generation.sampling import SamplingConfig
     from yue_train.generation.song_folder import SongFolderError, check_out, clear_earlier
     from yue_train.generation.songs import generate_song_set, read_prompt_set
@@ -79,11 +80,7 @@ def generate_songs(args: argparse.Namespace, progress: bool) -> Path:
     device = resolve_device(args.device)
     stage1 = load_lm(args.stage1_model, device, args.adapter or None)
     stage2 = load_stage2(args.stage2_model, device) if args.stage2_model else None
-    codec = None
-    if args.codec is not None:
-        from yue_train.codec.model import YueCodec
-
-        codec = YueCodec.from_folder(args.codec, device=device)
+    codec = load_codec(args.codec, device)
     if args.overwrite:
         clear_earlier(args.out)
     report = generate_song_set(

@@ -227,10 +227,10 @@ def test_train_returns_the_run_folder_and_resumes(tmp_path):
 @pytest.mark.parametrize("mode", ["cot", "icl", "stage2"])
 def test_build_shards_writes_what_tokenize_writes(tmp_path, synthetic_corpus, mode):
     """Songs in memory -> the same documents as `yue-prep tokenize` of the manifest they came from."""
-    from data_prep.tokenize_manifest import TokenizeOptions, run_tokenize
     from yue_train import build_shards
     from yue_train.data.manifest import load_song, read_manifest
     from yue_train.data.shards import iter_documents
+    from yue_train.data.tokenize import TokenizeOptions, run_tokenize
     from yue_train.format.song import Song
 
     manifest, root = synthetic_corpus, synthetic_corpus.parent

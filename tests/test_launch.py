@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
+from yue_train.training.checkpointing.layout import TRAINER_STATE
 
 LAUNCH = REPO / "launch.sh"
 CLEAN = {
@@ -129,7 +130,7 @@ def test_two_cpu_processes_really_train(tmp_path):
     res = subprocess.run(["bash", str(LAUNCH), *args], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     assert res.stdout.count('"status": "finished"') == 1  # one summary, from rank 0
-    state = (run / "checkpoints" / "latest" / "trainer_state.json").read_text()
+    state = (run / "checkpoints" / "latest" / TRAINER_STATE).read_text()
     assert '"world_size": 2' in state and '"strategy": "ddp"' in state
 
 

@@ -1,7 +1,8 @@
 """The import graph of the package: no cycles between modules and no import from a lower layer to a higher one.
 
-Layers, lowest first: format < tokenizer < {data, codec, models} < {config, generation, evaluation} < training < cli <
-{data_prep, inference} < yue_train.api (the Python API). The package's own ``__init__`` imports nothing
+Layers, lowest first: {format, devices, safe_pickle} < tokenizer < {data, codec, models} < {config, generation,
+evaluation} < training < {cli, api} < {data_prep, inference}: the command-line folders wrap the library, and no ``yue_train``
+module imports them (:func:`test_the_library_imports_no_cli_folder`). The package's own ``__init__`` imports nothing
 of the project (it runs on every import) and so sits below them all. Every ``import`` counts, at
 module level and inside functions; imports under ``if TYPE_CHECKING:`` do not run and are skipped, as are
 ``importlib.import_module`` calls (the package's lazy ``__getattr__``)."""
@@ -21,6 +22,8 @@ from tests.conftest import REPO
 TOPS = ("yue_train", "data_prep", "inference")
 LAYERS = {  # module prefix -> rank; the longest matching prefix wins
     "yue_train.format": 0,
+    "yue_train.devices": 0,
+    "yue_train.safe_pickle": 0,
     "yue_train.tokenizer": 1,
     "yue_train.data": 2,
     "yue_train.codec": 2,
@@ -30,9 +33,9 @@ LAYERS = {  # module prefix -> rank; the longest matching prefix wins
     "yue_train.evaluation": 3,
     "yue_train.training": 4,
     "yue_train.cli": 5,
+    "yue_train.api": 5,
     "data_prep": 6,
     "inference": 6,
-    "yue_train.api": 7,
 }
 # yue_train/__init__.py runs first on every import of the package, so it imports nothing of the project
 # (``__version__`` and the lazy ``__getattr__`` only): it sits below every layer.
@@ -169,6 +172,18 @@ def test_no_upward_imports():
         if rank(t) > rank(m)
     )
     assert upward == []
+
+
+def test_the_library_imports_no_cli_folder():
+    """``data_prep`` and ``inference`` hold argument parsing and printing only; the library owns the rest."""
+    found = sorted(
+        f"{m} imports {t}"
+        for m, ts in GRAPH.items()
+        if m.split(".")[0] == "yue_train"
+        for t in ts
+        if t.split(".")[0] in ("data_prep", "inference")
+    )
+    assert found == []
 
 
 @pytest.mark.parametrize("module", ["yue_train.format.sequences", "yue_train.format"])

@@ -10,10 +10,10 @@ of genres, lyrics or configs.
     run = train("lora_s1", trainer={"max_steps": 100}, data={"train": [{"path": "data/cot"}]})
     build_shards(songs, "data/cot", mode="cot", tokenizer="tokenizer.model")
 
-Every call runs the same code as the command lines: generation is :mod:`inference.generate`'s stages,
+Every call runs the same code as the command lines: generation is :mod:`yue_train.generation.pipeline`,
 training composes the recipe with :func:`yue_train.config.compose.compose_config` and runs the trainer
-in this process, and shards come from ``yue-prep tokenize``'s writer. This module sits above the
-library: nothing in ``yue_train`` imports it (``yue_train.YuE`` etc. load it on first use).
+in this process, and shards come from ``yue-prep tokenize``'s writer (:mod:`yue_train.data.tokenize`).
+Nothing else in ``yue_train`` imports this module (``yue_train.YuE`` etc. load it on first use).
 """
 
 from __future__ import annotations
@@ -21,79 +21,31 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from inference.generate import GenerateInputError, load_lm, load_stage2, resolve_device
-from inference.inputs import (
+from yue_train.devices import resolve_device
+from yue_train.format import sequences as seq
+from yue_train.format.song import Song
+from yue_train.generation.inputs import (
+    GenerateInputError,
     check_adapter,
     check_generation_numbers,
     check_models,
     check_reference_window,
     stage1_module_names,
 )
-from yue_train.format import codec_layout as cl
-from yue_train.format import sequences as seq
-from yue_train.format.song import Song
-from yue_train.generation.prompts import PromptInputError, build_stage1_prompts
+from yue_train.generation.loading import load_codec, load_lm, load_stage2
+from yue_train.generation.pipeline import GeneratedSong, generate_songs, plan_song
+from yue_train.generation.prompts import PromptInputError
+from yue_train.generation.reference import Reference, reference_ids
 from yue_train.generation.sampling import SamplingConfig
-from yue_train.generation.songs import section_prompts, stage1_song
-from yue_train.generation.stage1 import SectionStats, context_window
-from yue_train.generation.stage2 import generate_stage2
+from yue_train.generation.stage1 import context_window
 from yue_train.tokenizer import load_tokenizer
 
 __all__ = [
     "GeneratedSong", "Reference", "YuE", "build_shards", "evaluate", "override_strings", "recipe_config", "train",
 ]  # fmt: skip
-
-AudioOrCodes = str | Path | np.ndarray
-
-
-@dataclass
-class Reference:
-    """An in-context reference for stage 1: one track (``mix``) or a vocal + accompaniment pair.
-
-    Each part is an audio file path, a float waveform at the codec's 16 kHz, or integer X-Codec codes
-    ``(n_codebooks, frames)``; audio needs the codec. ``start``/``end``: the window used, in seconds.
-    """
-
-    mix: AudioOrCodes | None = None
-    vocal: AudioOrCodes | None = None
-    inst: AudioOrCodes | None = None
-    start: float = 0.0
-    end: float = 30.0
-
-
-@dataclass
-class GeneratedSong:
-    """One generated song in memory. Codes are int16 X-Codec codes: ``stage1_*`` codebook 0 ``(1, T)``,
-    ``stage2_*`` all 8 codebooks ``(8, T)``. ``audio`` (with a codec): ``vocal_16k``, ``inst_16k``,
-    ``mix_16k`` and, with upsamplers, ``vocal_44k``, ``inst_44k``, ``mix_44k`` and ``final``; rates in
-    ``sample_rates``."""
-
-    seed: int
-    stage1_ids: np.ndarray  # the whole stage-1 sequence: prompts and generated tokens
-    stage1_vocal: np.ndarray
-    stage1_inst: np.ndarray
-    sections: list[SectionStats]
-    stage2_vocal: np.ndarray | None = None
-    stage2_inst: np.ndarray | None = None
-    audio: dict[str, np.ndarray] = field(default_factory=dict)
-    sample_rates: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float:
-        return self.stage1_vocal.shape[1] / cl.FRAMES_PER_SECOND
-
-    def mix(self) -> tuple[np.ndarray, int]:
-        """The best mix there is (``final``, else ``mix_16k``) and its sample rate."""
-        for name in ("final", "mix_16k"):
-            if name in self.audio:
-                return self.audio[name], self.sample_rates[name]
-        raise ValueError("this song has no audio: load YuE with a codec to decode it")
 
 
 class YuE:
@@ -126,11 +78,7 @@ class YuE:
         if codec is not None and not (Path(codec) / "yue_codec.json").is_file():
             raise GenerateInputError(f"codec {codec}: not a converted codec folder (run `yue-prep convert-codec`)")
         dev = resolve_device(device)
-        codec_model = None
-        if codec is not None:
-            from yue_train.codec.model import YueCodec
-
-            codec_model = YueCodec.from_folder(codec, device=dev)
+        codec_model = load_codec(codec, dev)
         s1 = load_lm(str(stage1), dev, [str(a) for a in adapters], adapter)
         return cls(s1, load_stage2(str(stage2), dev), tok, codec_model)
 
@@ -155,65 +103,19 @@ class YuE:
         check_generation_numbers(sampling, n_songs, seed, n_sections, stage2_batch_size, dash=False)
         if reference is not None:
             check_reference_window(reference.start, reference.end, ("Reference.start", "Reference.end"))
-        ref = self._reference(reference) if reference is not None else None
         try:
-            prompts = build_stage1_prompts(self.tokenizer, genres, lyrics, ref)
+            ref = reference_ids(reference, self.codec) if reference is not None else None
+            plan = plan_song(
+                self.tokenizer, genres, lyrics, sampling, context_window(self.stage1),
+                reference=ref, n_sections=n_sections,
+            )  # fmt: skip
         except (PromptInputError, seq.SequenceError) as e:
             raise GenerateInputError(str(e)) from None
-        _, following = section_prompts(self.tokenizer, prompts, n_sections, sampling, context_window(self.stage1))
-        songs = []
-        for k in range(n_songs):
-            res, vocal, inst = stage1_song(
-                self.stage1, prompts, following, sampling, seed + k, ref is not None, progress=progress
-            )
-            songs.append(GeneratedSong(seed + k, res.ids, vocal, inst, res.sections))
-        tracks = [t[0] for s in songs for t in (s.stage1_vocal, s.stage1_inst)]
-        codes = generate_stage2(self.stage2, tracks, batch_size=stage2_batch_size, progress=progress)
-        for k, song in enumerate(songs):
-            song.stage2_vocal, song.stage2_inst = codes[2 * k], codes[2 * k + 1]
-            if self.codec is not None:
-                from yue_train.codec.playback import render_song
-
-                for name, (wave, rate) in render_song(self.codec, song.stage2_vocal, song.stage2_inst).items():
-                    song.audio[name], song.sample_rates[name] = wave, rate
+        songs, _ = generate_songs(
+            self.stage1, [(plan, seed + k) for k in range(n_songs)], sampling, stage2=self.stage2,
+            codec=self.codec, stage2_batch_size=stage2_batch_size, progress=progress,
+        )  # fmt: skip
         return songs
-
-    def _codes(self, value: AudioOrCodes, what: str) -> np.ndarray:
-        """Codebook-0-first codes ``(n_codebooks, frames)`` of one reference part."""
-        if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.integer):
-            if value.ndim != 2:
-                raise GenerateInputError(f"reference {what}: codes must be (n_codebooks, frames), got {value.shape}")
-            try:
-                cl.check_codes(value, what=f"reference {what}")
-            except cl.CodecRangeError as e:
-                raise GenerateInputError(str(e)) from None
-            return value
-        if self.codec is None:
-            raise GenerateInputError(f"reference {what}: audio needs a codec (YuE.from_pretrained(..., codec=...))")
-        from yue_train.codec.audio_io import AudioError, check_wave, load_audio
-
-        try:
-            if isinstance(value, np.ndarray):
-                wave = check_wave(value, f"reference {what}")
-            else:
-                wave = load_audio(value, self.codec.config.sample_rate)
-        except AudioError as e:
-            raise GenerateInputError(str(e)) from None
-        return self.codec.encode(wave, n_codebooks=1)
-
-    def _reference(self, ref: Reference) -> tuple[np.ndarray, np.ndarray]:
-        if ref.mix is not None and (ref.vocal is not None or ref.inst is not None):
-            raise GenerateInputError("a Reference takes either mix (one track) or vocal and inst (two), not both")
-        try:
-            if ref.mix is not None:
-                return seq.reference_ids_from_codes(ref.start, ref.end, codes=self._codes(ref.mix, "mix"))
-            if ref.vocal is None or ref.inst is None:
-                raise GenerateInputError("a Reference needs mix, or both vocal and inst")
-            vocal, inst = self._codes(ref.vocal, "vocal"), self._codes(ref.inst, "inst")
-            n = min(vocal.shape[1], inst.shape[1])  # stems encoded apart may differ by a frame
-            return seq.reference_ids_from_codes(ref.start, ref.end, vocal_codes=vocal[:, :n], inst_codes=inst[:, :n])
-        except seq.SequenceError as e:
-            raise GenerateInputError(str(e)) from None
 
 
 def _sampling(base: SamplingConfig | None, options: Mapping[str, Any]) -> SamplingConfig:
@@ -293,7 +195,7 @@ def train(
 
         train("lora_s1", trainer={"max_steps": 100}, data={"train": [{"path": "data/shards/cot"}]})
     """
-    from yue_train.training.engines import destroy_process_group
+    from yue_train.training.strategies import destroy_process_group
     from yue_train.training.trainer import run_training
 
     cfg = recipe_config(recipe, overrides, recipes_dirs=recipes_dirs, **options)
@@ -351,7 +253,7 @@ def build_shards(
     """Token shards of in-memory :class:`~yue_train.format.song.Song` objects, written as ``yue-prep
     tokenize`` writes a manifest's (same documents, shard names and ``summary.json``); returns the
     summary. Songs that cannot be used are listed under ``rejected`` with the reason (``strict``: raise)."""
-    from data_prep.tokenize_manifest import TokenizeOptions, run_tokenize
+    from yue_train.data.tokenize import TokenizeOptions, run_tokenize
 
     opts = TokenizeOptions(
         manifest=None,

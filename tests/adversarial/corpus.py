@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tests.data_prep.manifests import good_record
+from yue_train.training.checkpointing.layout import TRAINER_STATE
 
 # The suite runs tokenize with this limit, so the huge-lyrics case needs only ~1 MB of text.
 SUITE_MAX_DOC_TOKENS = 20_000
@@ -404,5 +405,5 @@ def checkpoint_cases(good: Path, root: Path, marker: Path) -> dict[str, Case]:
     variant("ckpt-pickled-data", "data", lambda c: payload(first(c, "data*.pt"))(c))
     variant("ckpt-pickled-rng", "rng", lambda c: payload(first(c, "rng*.pt"))(c))
     variant("ckpt-pickled-optimizer", "optimizer", lambda c: payload(first(c, "optimizer*.pt"))(c))
-    variant("ckpt-bad-state-json", "trainer_state", lambda c: (c / "trainer_state.json").write_text("{not json"))
+    variant("ckpt-bad-state-json", "trainer_state", lambda c: (c / TRAINER_STATE).write_text("{not json"))
     return cases

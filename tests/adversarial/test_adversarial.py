@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from data_prep.cli import main as prep_main
-from data_prep.tokenize_manifest import TokenizeOptions, run_tokenize
 from inference.cli import main as infer_main
 from tests.adversarial import corpus
 from tests.data_prep.manifests import good_record, write_manifest
 from yue_train.data.shards import iter_documents, read_summary
+from yue_train.data.tokenize import TokenizeOptions, run_tokenize
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,7 +1,9 @@
-"""Restricted unpickling: training snapshots load as data; a pickle that would run code is refused."""
+"""The one allowlist (yue_train.safe_pickle): training snapshots load as data, a pickle that would run code is
+refused, and the static scan agrees with the loader."""
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import subprocess
@@ -11,7 +13,15 @@ import zipfile
 import pytest
 import torch
 
-from yue_train.codec.safe_pickle import CheckpointReadError, InertObject, UnsafeCheckpointError, restricted_torch_load
+from yue_train.codec.convert_files import snapshot_allowlist
+from yue_train.safe_pickle import (
+    Allowlist,
+    CheckpointReadError,
+    InertObject,
+    UnsafeCheckpointError,
+    refused_globals,
+    restricted_torch_load,
+)
 
 
 class _RunsCode:
@@ -68,7 +78,7 @@ def test_training_snapshot_objects_load_as_inert_data(tmp_path):
         },
         path,
     )
-    loaded = restricted_torch_load(path)
+    loaded = restricted_torch_load(path, snapshot_allowlist())
     torch.testing.assert_close(loaded["model"]["w"], torch.arange(6.0).reshape(2, 3))
     assert isinstance(loaded["cfg"], InertObject) and isinstance(loaded["np"], InertObject)
     assert loaded["opt"]["param_groups"][0]["betas"] == (0.8, 0.99)
@@ -79,8 +89,29 @@ def test_explicit_inert_allowance_stubs_instead_of_running(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"x": _RunsCode(marker)}, path)
     qualname = f"{os.system.__module__}.system"
-    loaded = restricted_torch_load(path, inert_globals=(qualname,))
+    loaded = restricted_torch_load(path, snapshot_allowlist((qualname,)))
     assert isinstance(loaded["x"], InertObject) and not marker.exists()
+
+
+def test_the_scan_and_the_loader_agree_on_plain_data(tmp_path):
+    """What torch.save writes for tensors and containers passes both, so the scan never refuses a good file."""
+    path = tmp_path / "plain.pt"
+    state = {
+        "w": torch.ones(2, dtype=torch.bfloat16), "p": torch.nn.Parameter(torch.zeros(1)), "t": (1, "a", None, 2.5),
+        "b": b"x", "s": {3}, "od": collections.OrderedDict(a=torch.arange(3)), "dev": torch.device("cpu"),
+    }  # fmt: skip
+    torch.save(state, path)
+    assert refused_globals(path, Allowlist()) == []
+    loaded = restricted_torch_load(path)
+    assert loaded["t"] == state["t"] and loaded["s"] == {3} and torch.equal(loaded["od"]["a"], torch.arange(3))
+
+
+def test_the_scan_names_a_payload_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"w": torch.zeros(2), "x": _RunsCode(marker)}, path)
+    assert refused_globals(path, Allowlist()) == [f"{os.system.__module__}.system"]
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("kind", ["missing", "truncated", "garbage"])

@@ -18,7 +18,6 @@ from tests.training.helpers import write_random_shards
 from yue_train.data.packing import IGNORE_INDEX, PAD_ID, DataConfigError, DocSource, Mixture, PackedStream, resolve_urls
 from yue_train.data.shard_reader import shard_paths
 from yue_train.data.train_data import TrainData, build_train_data
-from yue_train.training.safe_state import plain
 
 WEIGHTS = [3.0, 1.0]
 SEED = 3
@@ -167,21 +166,6 @@ def test_damage_found_at_read_time_becomes_padding_counted_alike_on_every_rank(t
     assert found and found[0][0] == shard and "checksum mismatch" in found[0][2]
     assert ranks[0].bad_docs.count == ranks[1].bad_docs.count == 1
     assert ranks[0].state_dict()["bad_docs"] == ranks[1].state_dict()["bad_docs"]
-
-
-@pytest.mark.parametrize("steps", [7, 23])
-def test_an_older_checkpoints_position_resumes_exactly(corpus, steps):
-    """data.pt of the streaming format (documents consumed per dataset): replayed on references."""
-    old = _streams(corpus)
-    for _ in range(2 * steps):
-        old.next_batch()
-    state = plain(old.state_dict())  # as save_plain wrote it
-    data = _data(corpus)
-    data.load_state_dict(state)
-    assert data.stats()["docs_decoded"] <= 2  # the carried-over piece's document, at most one per dataset
-    for _ in range(10):
-        want = [old.next_batch() for _ in range(2)]
-        assert all(_same(x, y) for x, y in zip(data.next_step(), want, strict=True))
 
 
 def test_a_data_position_it_cannot_read_is_refused_in_one_line(corpus):

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from data_prep.cli import main as prep_main
-from data_prep.tokenize_manifest import TokenizeOptions, run_tokenize
 from tests.data_prep.manifests import good_record, write_manifest
 from yue_train.data.folder_lock import FolderLock
 from yue_train.data.manifest import load_song
 from yue_train.data.shards import iter_documents, read_summary
+from yue_train.data.tokenize import TokenizeOptions, run_tokenize
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,7 +112,7 @@ def test_overlapping_and_reversed_segments_are_rejected_in_every_mode(tmp_path):
 
 def test_unexpected_exception_in_one_record_rejects_it_alone(tmp_path, monkeypatch):
     """Whatever a record's contents make the builders raise, the record is rejected with the error's type."""
-    from data_prep import tokenize_manifest as tm
+    from yue_train.data import tokenize as tm
 
     root = tmp_path / "data"
     manifest = write_manifest(tmp_path / "m.jsonl", [good_record(root, "good"), good_record(root, "boom", seed=3)])

@@ -145,8 +145,8 @@ def test_missing_dataset_is_one_line(tmp_path, codec_dir, capsys):
 
 
 def test_shards_open_as_a_datasets_dataset(tmp_path, synthetic_corpus):
-    from data_prep.tokenize_manifest import TokenizeOptions, run_tokenize
     from yue_train.data.shards import iter_documents, to_hf_dataset
+    from yue_train.data.tokenize import TokenizeOptions, run_tokenize
     from yue_train.format.roles import Role
 
     out = tmp_path / "shards"

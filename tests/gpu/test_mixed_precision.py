@@ -41,7 +41,7 @@ import torch
 from tests.gpu.helpers import CUDA, cosine, packed_batch
 from tests.training.helpers import tiny_llama
 from yue_train.config.compose import compose_config
-from yue_train.training import engines as D
+from yue_train.training import strategies as D
 from yue_train.training.forward import PackedLossModule
 from yue_train.training.loss import LossSettings, role_weight_table
 

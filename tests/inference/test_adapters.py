@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from inference.generate import load_lm
 from yue_train.cli.train import main as train_cli
 from yue_train.config.compose import compose_config
 from yue_train.format import sequences as seq
+from yue_train.generation.loading import load_lm
 from yue_train.generation.sampling import SamplingConfig
 from yue_train.generation.stage1 import generate_section
-from yue_train.training.checkpoint import latest_checkpoint
+from yue_train.training.checkpointing.publish import latest_checkpoint
 from yue_train.training.trainer import run_training
 
 

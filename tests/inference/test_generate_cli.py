@@ -8,9 +8,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from inference.cli import main as infer_main
-from inference.generate import load_lm
 from tests.conftest import require_shared
 from tests.inference.tiny_models import tiny_llama
+from yue_train.generation.loading import load_lm
 from yue_train.generation.stage2 import generate_stage2
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from inference.cli import main as infer_main
-from inference.inputs import GenerateInputError
 from tests.adversarial.fifos import unblocking_fifo
 from tests.inference.tiny_models import tiny_llama
+from yue_train.generation.inputs import GenerateInputError
 
 
 @pytest.fixture(scope="module")

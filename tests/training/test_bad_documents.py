@@ -16,7 +16,7 @@ from yue_train.cli.train import main
 from yue_train.data.bad_docs import BadDocLog
 from yue_train.data.packing import DocSource, Mixture, PackedStream
 from yue_train.data.shard_reader import shard_paths
-from yue_train.training.checkpoint import latest_checkpoint
+from yue_train.training.checkpointing.publish import latest_checkpoint
 from yue_train.training.logger import read_metrics
 from yue_train.training.trainer import run_training
 from yue_train.training.validate import ConfigError

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.training.helpers import PYTHON, cli_env
-from yue_train.training.checkpoint import CHECKPOINTS, room_plan
+from yue_train.training.checkpointing.disk import room_plan
+from yue_train.training.checkpointing.layout import CHECKPOINTS
 
 
 def test_room_plan_prunes_the_fewest_oldest_checkpoints():

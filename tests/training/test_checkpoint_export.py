@@ -19,9 +19,9 @@ from transformers import AutoModelForCausalLM
 
 from tests.training.helpers import compose, random_run_overrides
 from yue_train.cli.train import main as train_cli
-from yue_train.models.export import ExportError, merged_model
-from yue_train.training.checkpoint import CHECKPOINTS
-from yue_train.training.safe_state import CheckpointFileError
+from yue_train.training.checkpointing.hf_export import ExportError, merged_model
+from yue_train.training.checkpointing.layout import CHECKPOINTS, TRAINER_STATE
+from yue_train.training.checkpointing.state_files import CheckpointFileError
 from yue_train.training.trainer import run_training
 
 LORA = ("lora=qkvo", "lora.r=4")
@@ -121,7 +121,7 @@ def test_a_planted_metadata_pickle_is_refused_by_the_reader_itself(full_run, tmp
     import os
     import pickle
 
-    from yue_train.training.dcp_state import read_metadata
+    from yue_train.training.checkpointing.dcp import read_metadata
 
     class Payload:
         def __reduce__(self):
@@ -136,8 +136,7 @@ def test_a_planted_metadata_pickle_is_refused_by_the_reader_itself(full_run, tmp
 
 
 def test_inference_names_the_export_command_for_a_dcp_only_checkpoint(full_run):
-    from inference.generate import GenerateInputError
-    from inference.inputs import check_model_ref
+    from yue_train.generation.inputs import GenerateInputError, check_model_ref
 
     for ref in (full_run / "step-2", full_run / "step-2" / "model"):
         with pytest.raises(GenerateInputError, match=f"run `yue-train export {full_run / 'step-2'} OUT`"):
@@ -153,5 +152,5 @@ def test_hf_every_writes_hugging_face_weights_every_n_checkpoints(random_shards,
     run_training(compose(*ov))
     with_hf = [s for s in range(1, 6) if (run / CHECKPOINTS / f"step-{s}" / "model" / "model.safetensors").is_file()]
     assert with_hf == [2, 4, 5]  # every 2nd checkpoint, and the phase's last
-    state = (run / CHECKPOINTS / "step-3" / "trainer_state.json").read_text()
+    state = (run / CHECKPOINTS / "step-3" / TRAINER_STATE).read_text()
     assert '"checkpoint_format": "dcp"' in state and '"hf_weights": null' in state

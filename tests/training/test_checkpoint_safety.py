@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from tests.training.helpers import compose, random_run_overrides
-from yue_train.training.checkpoint import CHECKPOINTS, MARKER, pick_checkpoint
-from yue_train.training.integrity import ALGORITHM, MANIFEST, checksum
-from yue_train.training.safe_state import CheckpointFileError, load_plain
+from yue_train.training.checkpointing.layout import CHECKPOINTS, MANIFEST, MARKER, TRAINER_STATE
+from yue_train.training.checkpointing.publish import pick_checkpoint
+from yue_train.training.checkpointing.state_files import CheckpointFileError, load_plain
+from yue_train.training.checkpointing.verify import ALGORITHM, checksum, write_manifest
 from yue_train.training.trainer import TrainingError, run_training
 
 # Every file of a full fine-tuning checkpoint: a new file must be added here (and so get a payload test).
@@ -26,7 +27,7 @@ CHECKPOINT_FILES = sorted([
     "COMPLETE", "config.yaml", "data.pt", "dcp/.metadata", "dcp/__0_0.distcp", MANIFEST, "model/config.json",
     "model/generation_config.json", "model/model.safetensors", "model_config/config.json",
     "model_config/generation_config.json", "optimizer_groups.pt", "rng_rank0.pt", "scheduler.pt",
-    "trainer_state.json", "yue_provenance.json",
+    TRAINER_STATE, "yue_provenance.json",
 ])  # fmt: skip
 
 
@@ -128,7 +129,7 @@ DAMAGE = {
     "bit rot in DCP metadata": ("dcp/.metadata", _flip, "does not match its checksum"),
     "missing data.pt": ("data.pt", Path.unlink, "is missing"),
     "truncated data.pt": ("data.pt", _truncate, "(truncated or damaged)"),
-    "bad trainer_state.json": ("trainer_state.json", lambda p: p.write_text('{"step": '), "(truncated or damaged)"),
+    "bad trainer_state.json": (TRAINER_STATE, lambda p: p.write_text('{"step": '), "(truncated or damaged)"),
 }
 
 
@@ -143,15 +144,20 @@ def test_resume_falls_back_from_a_damaged_checkpoint_and_says_why(random_shards,
     assert why in skipped[0]
 
 
-def test_damage_without_a_manifest_is_still_found(run):
-    """A checkpoint from before manifests: the files are still parsed before anything is trusted."""
+def test_a_checkpoint_without_its_manifest_is_not_trusted(run):
+    (run / CHECKPOINTS / "step-4" / MANIFEST).unlink()
+    assert pick_checkpoint(run) == (run / CHECKPOINTS / "step-2", ["step-4 (manifest.json is missing)"])
+
+
+def test_an_unknown_format_version_is_refused_in_one_line(run):
     ckpt = run / CHECKPOINTS / "step-4"
+    state = json.loads((ckpt / TRAINER_STATE).read_text())
+    (ckpt / TRAINER_STATE).write_text(json.dumps({**state, "format_version": 99}))
     (ckpt / MANIFEST).unlink()
-    assert pick_checkpoint(run) == (ckpt, [])
-    _truncate(ckpt / "dcp" / "__0_0.distcp")
+    write_manifest(ckpt, exclude=(MARKER, MANIFEST))  # a consistent checkpoint of another layout version
     picked, skipped = pick_checkpoint(run)
     assert picked == run / CHECKPOINTS / "step-2"
-    assert skipped and skipped[0].startswith("step-4 (dcp/__0_0.distcp is shorter than dcp/.metadata says")
+    assert skipped == [f"step-4 ({TRAINER_STATE} has format_version 99; this yue-train reads version 1)"]
 
 
 def test_no_checkpoint_verifies_is_one_line_and_starts_nothing(random_shards, run):

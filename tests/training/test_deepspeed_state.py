@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from yue_train.training.deepspeed_state import (
+from yue_train.training.checkpointing.deepspeed import (
     DEEPSPEED_DIR,
     STATE_TAG,
     consolidated_weights,
@@ -18,7 +18,7 @@ from yue_train.training.deepspeed_state import (
     refuse_unsafe_files,
     universal_folder,
 )
-from yue_train.training.safe_state import CheckpointFileError
+from yue_train.training.checkpointing.state_files import CheckpointFileError
 
 pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install 'yue-train[deepspeed]')")
 

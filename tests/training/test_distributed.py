@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.training.helpers import PYTHON, cli_env, write_copy_shards
-from yue_train.training.engines import DistributedConfigError, init_process_group
+from yue_train.training.checkpointing.layout import TRAINER_STATE
 from yue_train.training.logger import read_metrics
+from yue_train.training.strategies import DistributedConfigError, init_process_group
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 TORCHRUN = [PYTHON, "-m", "torch.distributed.run", "--standalone"]
@@ -108,7 +109,7 @@ def test_two_processes_match_one_process(strategy, copy_shards, reference, tmp_p
     run = tmp_path / "run"
     _run(_overrides(copy_shards, run, f"distributed={strategy}"), nproc=2)
     _assert_same(_metrics(run), reference, strategy)
-    state = (run / "checkpoints" / "latest" / "trainer_state.json").read_text()
+    state = (run / "checkpoints" / "latest" / TRAINER_STATE).read_text()
     assert '"world_size": 2' in state and '"grad_accum": 2' in state
 
 
@@ -164,7 +165,7 @@ def _two_process_deepspeed_run(shards: Path, run: Path, *extra: str) -> Path:
     ckpt = run / "checkpoints" / f"step-{half}"
     assert (ckpt / "deepspeed" / "state").is_dir()
     assert not (ckpt / "model").exists() and not (ckpt / "adapter").exists()  # no gather onto rank 0
-    assert '"world_size": 2' in (ckpt / "trainer_state.json").read_text()
+    assert '"world_size": 2' in (ckpt / TRAINER_STATE).read_text()
     final = run / "checkpoints" / f"step-{STEPS}"
     assert (final / "model" / "config.json").exists() or (final / "adapter" / "adapter_config.json").exists()
     return ckpt
@@ -225,7 +226,7 @@ def test_deepspeed_matches_one_process_resumes_under_any_world_size_and_exports(
 def test_deepspeed_lora_resumes_under_one_process_and_exports(copy_shards, lora_reference, tmp_path):
     """LoRA under ZeRO-2: DeepSpeed's files hold the adapter only (the base is rebuilt on resume);
     2 -> 1 processes through the universal checkpoint; export merges the adapter into its base."""
-    from yue_train.models.export import merged_model
+    from yue_train.training.checkpointing.hf_export import merged_model
 
     strategy = "distributed=deepspeed_zero2"
     run = tmp_path / "run"
@@ -264,7 +265,7 @@ from yue_train.training.forward import unwrap
 from yue_train.training.trainer import Trainer
 t = Trainer(compose("recipe=tiny_random", "data.train=[{path: '%s'}]", "trainer.run_dir=%s",
                     *%r, "trainer.resume=none", "data.batch_size=1"))
-weight = unwrap(t.model).model.norm.weight
+weight = unwrap(t.strategy.lm).model.norm.weight
 norm = weight.to_local() if hasattr(weight, "to_local") else weight.data  # FSDP2: this process's shard
 
 def local(p):

@@ -12,7 +12,7 @@ import pytest
 from tests.training.helpers import compose, signal_after_steps, start_training
 from yue_train.cli.train import main
 from yue_train.data.folder_lock import LOCK_NAME
-from yue_train.training.checkpoint import FAULT_ENV, latest_checkpoint
+from yue_train.training.checkpointing.publish import FAULT_ENV, latest_checkpoint
 from yue_train.training.logger import METRICS, read_metrics
 from yue_train.training.trainer import ABORTED, ABORTED_EXIT, run_training
 

@@ -158,7 +158,7 @@ import sys, json, torch
 from tests.training.helpers import tiny_llama
 from tests.training.test_loss_impls import _batch
 from yue_train.config.compose import compose_config
-from yue_train.training import engines as D
+from yue_train.training import strategies as D
 from yue_train.training.forward import PackedLossModule
 from yue_train.training.loss import LossSettings, role_weight_table
 

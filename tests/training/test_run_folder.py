@@ -16,8 +16,8 @@ import pytest
 from tests.training.helpers import compose, random_run_overrides, start_training
 from yue_train.cli.train import main
 from yue_train.data.folder_lock import LOCK_NAME
+from yue_train.training.checkpointing.run_folder import config_changes
 from yue_train.training.logger import read_metrics
-from yue_train.training.resume_checks import config_changes
 from yue_train.training.trainer import TrainingError, run_training
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.training.helpers import PYTHON, cli_env, compose, random_run_overrides, start_training, write_random_shards
-from yue_train.training.checkpoint import FAULT_ENV, MARKER, latest_checkpoint
+from yue_train.training.checkpointing.layout import MARKER, temp_folder
+from yue_train.training.checkpointing.publish import FAULT_ENV, latest_checkpoint
 from yue_train.training.logger import read_metrics
 from yue_train.training.trainer import Trainer, run_training
 
@@ -65,7 +66,7 @@ def test_sigkill_after_checkpoint_then_resume_gives_identical_losses(random_shar
 def test_kill_during_checkpoint_write_keeps_previous_checkpoint(random_shards, tmp_path):
     run_dir = tmp_path / "run"
     ov = _overrides(random_shards, run_dir, "trainer.save_every=5")
-    tmp_ckpt = run_dir / "checkpoints" / ".tmp-step-10"
+    tmp_ckpt = temp_folder(run_dir, 10)
     _start_and_kill(ov, "during_save:10:300", tmp_ckpt / MARKER)  # step-10 fully written, not yet renamed
     assert tmp_ckpt.is_dir()
     assert latest_checkpoint(run_dir).name == "step-5"
@@ -140,7 +141,7 @@ def test_async_save_trains_on_during_the_write_and_a_kill_keeps_the_previous_che
             proc.kill()
         proc.stdout.close()
     assert latest_checkpoint(run_dir).name == "step-5"
-    tmp_ckpt = run_dir / "checkpoints" / ".tmp-step-10"
+    tmp_ckpt = temp_folder(run_dir, 10)
     assert tmp_ckpt.is_dir() and not (tmp_ckpt / MARKER).exists()
     assert not (run_dir / "checkpoints" / "step-10").exists()
     run_training(compose(*_overrides(random_shards, run_dir, *ov, "trainer.resume=auto")))

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from tests.training.helpers import compose, signal_after_steps, start_training
 from yue_train.cli.train import main
-from yue_train.training.checkpoint import latest_checkpoint
+from yue_train.training.checkpointing.publish import latest_checkpoint
 from yue_train.training.forward import unwrap
 from yue_train.training.logger import read_metrics
 from yue_train.training.trainer import Trainer, TrainingError, run_training
@@ -24,7 +24,7 @@ def _ov(shards, run_dir, *extra):
 
 def test_non_finite_loss_is_skipped_counted_and_bounded(random_shards, tmp_path):
     t = Trainer(compose(*_ov(random_shards, tmp_path / "r", "trainer.max_bad_steps=1", "trainer.resume=none")))
-    norm = unwrap(t.model).model.norm.weight
+    norm = unwrap(t.strategy.lm).model.norm.weight
     t.train_step()
     before = [p.detach().clone() for p in t.params]
     exp_avg_before = t.optimizer.state[t.params[0]]["exp_avg"].clone()
@@ -46,7 +46,7 @@ def test_non_finite_loss_is_skipped_counted_and_bounded(random_shards, tmp_path)
                                                     ("qkvo_mlp", {"q_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})])  # fmt: skip
 def test_lora_variants_train_only_adapters(random_shards, tmp_path, variant, targets):
     t = Trainer(compose(*_ov(random_shards, tmp_path / "r", f"lora={variant}", "lora.r=4")))
-    names = {n for n, p in t.model.named_parameters() if p.requires_grad}
+    names = {n for n, p in t.strategy.lm.named_parameters() if p.requires_grad}
     assert names and all("lora_" in n for n in names)
     assert targets <= {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names}
 

@@ -15,8 +15,8 @@ def run_reporting_errors(run: Callable[[], Any]) -> tuple[int, Any]:
     from yue_train.config.compose import UsageError
     from yue_train.data.packing import DataConfigError
     from yue_train.data.pretrain_corpus import SyntheticDataError
-    from yue_train.training.engines import destroy_process_group
     from yue_train.training.plan import PlanError
+    from yue_train.training.strategies import destroy_process_group
     from yue_train.training.trainer import ABORTED, ABORTED_EXIT, TrainingError
     from yue_train.training.validate import ConfigError
 

@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return chain_main(argv[1:])
     if argv and argv[0] == "export":
-        from yue_train.models.export import export_main
-        from yue_train.training.dcp_export import dcp_model
-        from yue_train.training.deepspeed_export import deepspeed_model
+        from yue_train.training.checkpointing.dcp import dcp_model
+        from yue_train.training.checkpointing.deepspeed import deepspeed_model
+        from yue_train.training.checkpointing.hf_export import export_main
 
         return export_main(argv[1:], sources=(dcp_model, deepspeed_model))
     if argv and argv[0] in ("-h", "--help", "help"):

@@ -70,7 +70,7 @@ def convert_codec_main(argv: Sequence[str] | None = None) -> int:
     _setup_logging()
     from yue_train.codec.convert import CheckpointLayoutError
     from yue_train.codec.convert_files import convert_official
-    from yue_train.codec.safe_pickle import CheckpointReadError, UnsafeCheckpointError
+    from yue_train.safe_pickle import CheckpointReadError, UnsafeCheckpointError
 
     try:
         codec = convert_official(

@@ -25,7 +25,7 @@ from yue_train.codec.convert import (
     official_names,
 )
 from yue_train.codec.model import YueCodec, build_upsampler, build_xcodec, load_strict
-from yue_train.codec.safe_pickle import restricted_torch_load
+from yue_train.safe_pickle import Allowlist, restricted_torch_load
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,20 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# The official X-Codec checkpoint is a full training snapshot: beside the tensors it pickles omegaconf configs,
+# numpy scalars and the like, which load as inert data (stubbed, never run).
+SNAPSHOT_INERT_MODULES = ("omegaconf", "typing", "numpy", "pathlib", "argparse", "enum")
+
+
+def snapshot_allowlist(inert_globals: tuple[str, ...] = ()) -> Allowlist:
+    """What the official codec and upsampler files may name; ``inert_globals``: more classes to stub."""
+    return Allowlist(
+        inert=SNAPSHOT_INERT_MODULES + tuple(inert_globals),
+        hint="If you trust the file and this name is pure data, allow it as inert (stubbed, never executed) with "
+        "--allow-data-class {qualname}",
+    )
 
 
 def _beside(path: Path, *candidates: str) -> Path | None:
@@ -50,7 +64,7 @@ def _beside(path: Path, *candidates: str) -> Path | None:
 
 def load_official_upsampler(path: str | Path, base: UpsamplerConfig | None, inert_globals: tuple[str, ...] = ()):
     path = Path(path)
-    state = extract_upsampler_state(restricted_torch_load(path, inert_globals=inert_globals), str(path))
+    state = extract_upsampler_state(restricted_torch_load(path, snapshot_allowlist(inert_globals)), str(path))
     cfg = infer_upsampler_config(state, base)
     state.setdefault("head.istft.window", torch.hann_window(cfg.n_fft))  # a buffer; rebuilt if not saved
     up = build_upsampler(cfg, empty=True)
@@ -85,7 +99,7 @@ def convert_official(
     generator = generator_params(read_yaml(codec_config), str(codec_config)) if codec_config else None
     semantic = hubert_config_from_json(semantic_config) if semantic_config else None
 
-    official = extract_codec_state(restricted_torch_load(ckpt_path, inert_globals=inert_globals), str(ckpt_path))
+    official = extract_codec_state(restricted_torch_load(ckpt_path, snapshot_allowlist(inert_globals)), str(ckpt_path))
     try:
         config = infer_xcodec_config(official, generator, semantic)
     except CheckpointLayoutError as e:

@@ -25,6 +25,7 @@ from transformers import XcodecConfig, XcodecModel
 from yue_train.codec.config import UpsamplerConfig
 from yue_train.codec.convert import CheckpointLayoutError, check_layout
 from yue_train.codec.vocos import VocosUpsampler
+from yue_train.devices import resolve_device
 from yue_train.format import codec_layout as cl
 
 FOLDER_FORMAT = "yue-codec"
@@ -58,12 +59,6 @@ class ChunkPlan:
         return out
 
 
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class YueCodec:
     """Audio <-> X-Codec codes, and codes -> 44.1 kHz audio through the upsamplers."""
 
@@ -76,7 +71,7 @@ class YueCodec:
         bf16: bool = False,
         chunk: ChunkPlan | None = None,
     ):
-        self.device = _pick_device(device)
+        self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
         self.upsamplers = {k: u.eval().to(self.device) for k, u in (upsamplers or {}).items()}
         # bf16 only on CUDA and only for the networks; nearest-codebook search and the ISTFT stay fp32.

@@ -153,18 +153,6 @@ class RefSource:
             self._start_epoch(self.epoch + 1)
         raise NoDocumentsError(f"{self.name}: no {self.split} documents in epoch {self.epoch}")
 
-    def skip_to(self, epoch: int, consumed: int) -> tuple[int, int] | None:
-        """Go to the position after ``consumed`` documents of ``epoch`` by walking references (an older
-        checkpoint's position); the last of them, None when ``consumed`` is 0."""
-        self._start_epoch(epoch)
-        ref = None
-        for _ in range(consumed):
-            ref = self._next_in_epoch([])
-            if ref is None:
-                raise DataConfigError(f"{self.name}: the data changed since the checkpoint (fewer documents)")
-        self.consumed = consumed
-        return ref
-
     def state_dict(self) -> dict[str, Any]:
         return {
             "n_shards": self.n_shards, "epoch": self.epoch, "shard_pos": self.shard_pos,

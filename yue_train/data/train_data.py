@@ -225,12 +225,9 @@ class TrainData:
         self._drop_prefetched()
         fix = "resume with the data it was written with, or start over with trainer.resume=none"
         try:
-            if state.get("format") == 2:
-                self.planner.load_state_dict(state)
-            elif isinstance(state.get("mixture"), dict) and "packer" in state:
-                self._load_consumed_counts(state)
-            else:
+            if state.get("format") != 2:
                 raise DataConfigError(f"the checkpoint's data.pt holds no data position this version reads; {fix}")
+            self.planner.load_state_dict(state)
         except (KeyError, TypeError, IndexError, AttributeError) as e:
             raise DataConfigError(
                 f"the checkpoint's data position cannot be read ({type(e).__name__}: {e}); {fix}"
@@ -241,42 +238,6 @@ class TrainData:
             raise DataConfigError(f"the checkpoint's data position does not fit this data ({e}); {fix}") from None
         self.bad_docs.load_state_dict(state.get("bad_docs", []))
         self._position, self.step_bad = self.planner.state_dict(), []
-
-    def _load_consumed_counts(self, state: dict[str, Any]) -> None:
-        """The position an older checkpoint saved (documents consumed per dataset in its epoch, the mixture
-        generator, the carried-over piece as arrays): replayed once over references, which reads no document
-        but the last one drawn per dataset (to find which of them the carried-over piece is the end of)."""
-        planner, sources = self.planner, self._legacy_sources(state)
-        last: list[tuple[int, int] | None] = []
-        for src, st in zip(planner.sources, sources, strict=True):
-            last.append(src.skip_to(int(st["epoch"]), int(st["consumed"])))
-        planner.rng.bit_generator.state = state["mixture"]["rng"]
-        planner.pending = None
-        pending = state["packer"]["pending"]
-        if pending is None:
-            return
-        tail = np.asarray(pending[0])
-        for i, ref in enumerate(last):
-            n = -1 if ref is None else planner.n_tokens(i, *ref)
-            if ref is None or n < len(tail):
-                continue
-            doc = self.files.read(i, *ref)
-            if isinstance(doc, PackedDoc) and np.array_equal(doc.input_ids[n - len(tail) :], tail):
-                planner.pending = (i, ref[0], ref[1], n - len(tail), n)
-                return
-        raise DataConfigError(
-            "the data changed since the checkpoint (its carried-over document is not where it was); resume with "
-            "the same data, or start over with trainer.resume=none"
-        )
-
-    def _legacy_sources(self, state: dict[str, Any]) -> list[dict[str, Any]]:
-        sources = list(state["mixture"].get("sources", []))
-        if len(sources) != len(self.planner.sources):
-            raise DataConfigError(
-                f"the checkpoint's data position covers {len(sources)} datasets, data.train has "
-                f"{len(self.planner.sources)}; resume with the same data.train, or start over with trainer.resume=none"
-            )
-        return sources
 
     def stats(self) -> dict[str, int]:
         """Documents decoded and bytes read by this process so far (prefetched steps included)."""

@@ -1,4 +1,4 @@
-"""The training engine: the loop, forward pass, chunked loss, data-parallel engines, checkpoints, logging,
+"""The training engine: the loop, forward pass, chunked loss, data-parallel strategies, checkpoints, logging,
 the phase plan and the config checks.
 
 Entry point: ``yue-train`` (:func:`yue_train.cli.train.main`).

@@ -22,6 +22,8 @@ from omegaconf import OmegaConf
 
 from yue_train.evaluation.metrics import MetricError
 from yue_train.evaluation.scoring import parse_metrics
+from yue_train.generation.inputs import GenerateInputError
+from yue_train.generation.loading import load_codec, load_stage2
 from yue_train.generation.prompts import PromptInputError
 from yue_train.generation.sampling import SamplingConfig
 from yue_train.generation.songs import SongPrompt, generate_song_set, read_prompt_set
@@ -116,19 +118,12 @@ class SongEvaluation:
 
             self._tokenizer = load_tokenizer(None if self.tokenizer_ref == "synthetic" else self.tokenizer_ref)
         if self.g.stage2_model is not None and self._stage2 is None:
-            from yue_train.format import codec_layout as cl
-            from yue_train.models.loading import ModelSpec, build_model
-
-            self._stage2 = build_model(ModelSpec(path=str(self.g.stage2_model)), self.device).eval()
-            needed = cl.codebook_range(cl.STAGE2_CODEBOOKS - 1)[1]
-            if self._stage2.get_output_embeddings().weight.shape[0] < needed:
-                raise EvalGenerateError(
-                    f"eval.generate.stage2_model={self.g.stage2_model}: not a stage-2 model (needs {needed:,} ids)"
-                )
-        if self.g.codec is not None and self._codec is None:
-            from yue_train.codec.model import YueCodec
-
-            self._codec = YueCodec.from_folder(self.g.codec, device=self.device)
+            try:
+                self._stage2 = load_stage2(str(self.g.stage2_model), self.device, "eval.generate.stage2_model")
+            except GenerateInputError as e:
+                raise EvalGenerateError(str(e)) from None
+        if self._codec is None:
+            self._codec = load_codec(self.g.codec, self.device)
         return self._tokenizer, self._stage2, self._codec
 
     def _generate_and_score(self, step: int, lm: torch.nn.Module, logger: Any) -> dict[str, float]:

@@ -6,10 +6,10 @@ restarting ``position_ids`` with no mask (:mod:`.forward`); (2) the loss is comp
 hidden states with per-role weights, which needs the decoder output, not logits (:mod:`.loss`); (3) exact
 resume needs the data position (per dataset the epoch, cursor and shuffle buffer; the mixture RNG; the
 packer's carried-over piece) saved beside model, optimizer, scheduler and RNG states
-(:mod:`yue_train.data.train_data`, :mod:`.checkpoint`).
+(:mod:`yue_train.data.train_data`, :mod:`.checkpointing`).
 Model, LoRA, optimizer and scheduler are still the libraries' (transformers, PEFT, torch).
 
-Distribution: :mod:`.distributed` wraps the model (DDP, FSDP2, DeepSpeed ZeRO) behind the same few calls;
+Distribution: :mod:`.strategies` wraps the model (DDP, FSDP2, DeepSpeed ZeRO) behind the same few calls;
 every process plans the same global batch and reads and trains on its share (the phase plan, :mod:`.plan`), so
 losses, data position and checkpoints do not depend on the number of processes.
 """
@@ -37,22 +37,28 @@ from yue_train.data.folder_lock import LOCK_NAME, FolderBusyError, FolderLock
 from yue_train.data.generated import prepare_data
 from yue_train.data.packing import IGNORE_INDEX, Batch, eval_batches
 from yue_train.data.train_data import build_train_data, prepare_indexes
+from yue_train.devices import resolve_device
 from yue_train.format.provenance import write_provenance
 from yue_train.format.roles import ROLE_NAMES
 from yue_train.models.loading import ModelSpec, build_model, enable_activation_checkpointing
 from yue_train.models.lora import apply_lora
-from yue_train.training import dcp_state, ranks
-from yue_train.training.checkpoint import CHECKPOINTS, DiskSpaceError, fault_pause, latest_checkpoint, pick_checkpoint
-from yue_train.training.dcp_state import MODEL_CONFIG_DIR, is_dcp_checkpoint, saved_model_config
-from yue_train.training.engines import (
-    DeepSpeedStrategy,
-    DistributedConfigError,
-    init_process_group,
-    make_strategy,
+from yue_train.training import ranks
+from yue_train.training.checkpointing import dcp
+from yue_train.training.checkpointing import layout as L
+from yue_train.training.checkpointing.dcp import is_dcp_checkpoint
+from yue_train.training.checkpointing.disk import DiskSpaceError
+from yue_train.training.checkpointing.hf_export import saved_model_config
+from yue_train.training.checkpointing.publish import fault_pause, latest_checkpoint, pick_checkpoint
+from yue_train.training.checkpointing.run_folder import RunFolderError, check_compatible, check_run_folder, find_resume
+from yue_train.training.checkpointing.saver import Saver
+from yue_train.training.checkpointing.state_files import (
+    CheckpointFileError,
+    load_plain,
+    rng_state,
+    save_plain,
+    set_rng_state,
 )
-from yue_train.training.engines import (
-    check_config as check_distributed_config,
-)
+from yue_train.training.checkpointing.verify import read_trainer_state
 from yue_train.training.eval_songs import SongEvaluation, check_eval_generate
 from yue_train.training.forward import PackedLossModule, unwrap
 from yue_train.training.logger import RunLogger, WandbLoginError, check_wandb_login, truncate_metrics
@@ -60,15 +66,12 @@ from yue_train.training.loss import N_ROLES, LossSettings, LossSums, role_weight
 from yue_train.training.output import library_bars_off, note
 from yue_train.training.plan import PlanError, batch_geometry, plan_phase
 from yue_train.training.provenance import run_provenance
-from yue_train.training.resume_checks import RunFolderError, check_compatible, check_run_folder, find_resume
-from yue_train.training.safe_state import CheckpointFileError, load_plain, rng_state, save_plain, set_rng_state
-from yue_train.training.saving import Saver
+from yue_train.training.strategies import DeepSpeedStrategy, DistributedConfigError, init_process_group, make_strategy
+from yue_train.training.strategies import check_config as check_distributed_config
 from yue_train.training.validate import check_config, check_data
 
-CONFIG_NAME = "config.yaml"
 BASE_MODEL_DIR = "base_model"
 PLAN_NAME = "plan.json"  # the phase plan (datasets, shares, batch, steps, budget)
-DATA_STATE = "data.pt"  # the global data position (the same on every process)
 DATA_INDEX = "data_index"  # document indexes of shard folders that are not writable
 # A second Ctrl-C (KeyboardInterrupt) ends the run at once: the CLIs' line and exit code (the shell's for Ctrl-C).
 ABORTED = "stopped by Ctrl-C, nothing saved since the last checkpoint (the same command resumes from it)"
@@ -147,7 +150,7 @@ class Trainer:
                 check_wandb_login(cfg.logging.wandb)
             except WandbLoginError as e:
                 raise TrainingError(str(e)) from None
-        self.device = ranks.pick_device(cfg.trainer.device)
+        self.device = resolve_device(cfg.trainer.device)
         try:
             check_distributed_config(cfg.distributed, self.device.type)
             init_process_group(cfg.distributed.strategy, self.device.type)
@@ -174,7 +177,7 @@ class Trainer:
         self.max_steps = self.plan.max_steps  # from the token budget (rounds, max_tokens) or trainer.max_steps
         self.provenance = run_provenance(cfg, int(self.model_config.vocab_size))  # written into every checkpoint
         if self.resume_from is not None:  # a finished run: say so before anything is written or loaded
-            done = int(json.loads((self.resume_from / "trainer_state.json").read_text())["step"])
+            done = int(read_trainer_state(self.resume_from)["step"])
             if done >= self.max_steps:
                 raise RunFinished(self.run_dir, self.resume_from, done, self.max_steps, self.plan.budget_source)
         if self.main:
@@ -192,7 +195,7 @@ class Trainer:
         self._stop_signal: int | None = None  # SIGTERM or the first SIGINT: save at the next step boundary
         self.resolved = OmegaConf.to_container(cfg, resolve=True)
         if self.main:
-            (self.run_dir / CONFIG_NAME).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            (self.run_dir / L.CONFIG).write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
         if cfg.trainer.cpu_threads:
             torch.set_num_threads(int(cfg.trainer.cpu_threads))  # tiny CPU runs: 1 beats 2 on a busy machine
@@ -226,7 +229,6 @@ class Trainer:
         schedule = lr_lambda(cfg.optim, self.max_steps)
         self.saver = Saver(self.run_dir, int(cfg.trainer.keep_last), self.main, bool(cfg.trainer.async_save))
         self.strategy.wrap(module, self._build_optimizer, lambda opt: LambdaLR(opt, schedule))
-        self.model = self.strategy.lm  # the Hugging Face / PEFT model (its parameters may be sharded)
         # Every process plans the same global steps and reads only the documents of its own rows, so the data
         # order does not depend on the number of processes (:mod:`yue_train.data.train_data`); the processes
         # first build the shards' missing document indexes, each a share.
@@ -260,7 +262,7 @@ class Trainer:
             except (FolderBusyError, RunFolderError, TrainingError) as e:
                 failure = e
         # [failed, chosen step + 1 (0: none)] from the main process; the others add zeros
-        step = json.loads((chosen / "trainer_state.json").read_text())["step"] if chosen else -1
+        step = read_trainer_state(chosen)["step"] if chosen else -1
         mine = [1.0 if failure else 0.0, float(step + 1)] if self.main else [0.0, 0.0]
         outcome = ranks.all_reduce_sum(torch.tensor(mine, dtype=torch.float64).to(self.device)).cpu()
         if failure is not None:
@@ -270,23 +272,21 @@ class Trainer:
         if self.main or outcome[1] == 0:
             return chosen
         r = self.cfg.trainer.resume
-        return Path(str(r)) if r != "auto" else self.run_dir / CHECKPOINTS / f"step-{int(outcome[1]) - 1}"
+        return Path(str(r)) if r != "auto" else self.run_dir / L.CHECKPOINTS / L.step_name(int(outcome[1]) - 1)
 
     def _build_model(self, ckpt: Path | None) -> torch.nn.Module:
-        """The model to wrap. Resuming a DCP checkpoint builds the module only (its tensors load after the
-        wrap, each process its shard, in :meth:`_load_state`); older checkpoints and DeepSpeed's load whole
-        weights from ``model/`` / ``adapter/``. ``trainer.init_from`` a DCP checkpoint: its weights, read
-        whole by every process before wrapping (the start of a phase, like ``from_pretrained``)."""
+        """The model to wrap. Resuming builds the module only: the strategy loads its tensors after the wrap
+        (:meth:`_load_state`; DCP: each process its shard), a full model from ``model_config/``'s config, a LoRA
+        run's base as it started. ``trainer.init_from`` a DCP checkpoint: its weights, read whole by every
+        process before wrapping (the start of a phase, like ``from_pretrained``)."""
         spec = self.spec
         config = None
         weights = None if ckpt is not None else self.init_from
         if ckpt is not None and not self.lora:
-            if (ckpt / MODEL_CONFIG_DIR / "config.json").is_file():
-                config = saved_model_config(ckpt)  # the strategy loads the weights from its own files
-            elif (ckpt / "model").is_dir():
-                weights = ckpt / "model"  # a checkpoint of an earlier version: whole weights
-            else:  # the architecture the run started from (the model it was initialised from, or the recipe's)
-                weights = resolve_init_from(self.cfg.trainer.init_from)
+            try:
+                config = saved_model_config(ckpt)
+            except CheckpointFileError as e:
+                raise TrainingError(str(e)) from None
         elif self.init_from is not None and is_dcp_checkpoint(self.init_from):
             config, weights = saved_model_config(self.init_from), None
         if weights is not None:
@@ -294,7 +294,7 @@ class Trainer:
         model = build_model(spec, self.device, seed=int(self.cfg.trainer.seed), config=config)
         if ckpt is None and config is not None:
             try:
-                dcp_state.load_module_weights(self.init_from, model)
+                dcp.load_module_weights(self.init_from, model)
             except CheckpointFileError as e:
                 raise TrainingError(f"trainer.init_from: {e}") from None
         if self.spec.gradient_checkpointing:
@@ -307,12 +307,7 @@ class Trainer:
             with library_bars_off():
                 model.save_pretrained(self.run_dir / BASE_MODEL_DIR)
         base_ref = spec.path or str((self.run_dir / BASE_MODEL_DIR).resolve())
-        if ckpt is not None and (ckpt / "adapter").is_dir() and not is_dcp_checkpoint(ckpt):
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, ckpt / "adapter", is_trainable=True)
-        else:
-            model = apply_lora(model, self.cfg.lora, self.spec.load_in_4bit, self.spec.gradient_checkpointing)
+        model = apply_lora(model, self.cfg.lora, self.spec.load_in_4bit, self.spec.gradient_checkpointing)
         model.peft_config["default"].base_model_name_or_path = base_ref
         return model
 
@@ -377,29 +372,28 @@ class Trainer:
         self.saver.commit(self.step, folder, future, started)
 
     def _hf_due(self, final: bool) -> bool:
-        """Whole Hugging Face weights in this checkpoint: the phase's last, every ``hf_every`` saves, and
-        every one of a strategy whose own files do not keep the module's weights."""
+        """Whole Hugging Face weights in this checkpoint: the phase's last and every ``hf_every`` saves."""
         t = self.cfg.trainer
         every = int(t.hf_every) * int(t.save_every)
-        return final or not self.strategy.saves_module_state or (every > 0 and self.step % every == 0)
+        return final or (every > 0 and self.step % every == 0)
 
     def _write_checkpoint(self, folder: Path, final: bool, background: bool) -> Future | None:
         hf = None
         if self._hf_due(final):
-            hf = "adapter" if self.lora else "model"
+            hf = L.HF_ADAPTER_DIR if self.lora else L.HF_MODEL_DIR
             weights = self.strategy.full_model_state_dict(trainable_only=self.lora)
             if self.main:
                 if self.lora:
-                    self.model.save_pretrained(folder / "adapter", state_dict=weights)
+                    self.strategy.lm.save_pretrained(folder / hf, state_dict=weights)
                 else:
-                    unwrap(self.model).save_pretrained(folder / "model", state_dict=weights)
+                    unwrap(self.strategy.lm).save_pretrained(folder / hf, state_dict=weights)
             del weights
-        save_plain(rng_state(), folder / f"rng_rank{self.rank}.pt")
+        save_plain(rng_state(), folder / L.rng_file(self.rank))
         if self.main:
-            save_plain(self.stream.state_dict(), folder / DATA_STATE)
-            state = {**self._trainer_state(), "checkpoint_format": self._format(), "hf_weights": hf}
-            (folder / "trainer_state.json").write_text(json.dumps(state, indent=2) + "\n")
-            (folder / CONFIG_NAME).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+            save_plain(self.stream.state_dict(), folder / L.DATA_STATE)
+            state = {"format_version": L.FORMAT_VERSION, **self._trainer_state(), "checkpoint_format": self._format()}
+            (folder / L.TRAINER_STATE).write_text(json.dumps({**state, "hf_weights": hf}, indent=2) + "\n")
+            (folder / L.CONFIG).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
             write_provenance(folder, self.provenance)
         # Last: with async_save the tensors are written in the background, after every small file above.
         group = self.saver.async_group if background else None
@@ -407,19 +401,19 @@ class Trainer:
         return self.strategy.save_state(folder, self.main, self.lora, group, fault)
 
     def _format(self) -> str:
-        return "deepspeed" if isinstance(self.strategy, DeepSpeedStrategy) else dcp_state.FORMAT
+        return L.DEEPSPEED_FORMAT if isinstance(self.strategy, DeepSpeedStrategy) else L.DCP_FORMAT
 
     def _load_state(self, ckpt: Path) -> None:
-        state = json.loads((ckpt / "trainer_state.json").read_text())
+        state = read_trainer_state(ckpt)
         self.step, self.tokens_seen, self.skipped_steps = state["step"], state["tokens_seen"], state["skipped_steps"]
         by_name = {name: i for i, name in ROLE_NAMES.items()}
-        for name, n in state.get("role_tokens", {}).items():
+        for name, n in state["role_tokens"].items():
             self.role_tokens[by_name[name]] = n
-        saved_world = int(state.get("world_size", 1))
-        rng = ckpt / f"rng_rank{self.rank}.pt"
-        try:  # plain data only (weights_only); a file that would run code is refused, naming it
+        saved_world, saved_batch = int(state["world_size"]), int(state["global_batch_size"])
+        rng = ckpt / L.rng_file(self.rank)
+        try:  # plain data only (yue_train.safe_pickle); a file that would run code is refused, naming it
             self.strategy.load_state(ckpt, self.main, self.lora)
-            self.stream.load_state_dict(load_plain(ckpt / DATA_STATE))
+            self.stream.load_state_dict(load_plain(ckpt / L.DATA_STATE))
             if rng.exists():
                 set_rng_state(load_plain(rng))
         except CheckpointFileError as e:
@@ -428,10 +422,10 @@ class Trainer:
             _seed_all(int(self.cfg.trainer.seed) + 1000 * self.rank + self.step)
         if self.main:
             truncate_metrics(self.run_dir, self.step)
-            if saved_world != self.world or int(state.get("global_batch_size", 0)) != self.plan.global_batch_size:
+            if saved_world != self.world or saved_batch != self.plan.global_batch_size:
                 note(
                     f"yue-train: resuming a {saved_world}-process run (global batch "
-                    f"{state.get('global_batch_size')}) with {self.world} processes: global batch "
+                    f"{saved_batch}) with {self.world} processes: global batch "
                     f"{self.plan.global_batch_size} = {self.plan.micro_batch} rows x {self.plan.grad_accum} "
                     f"accumulation x {self.world}"
                 )
@@ -634,7 +628,7 @@ def resolve_init_from(value: Any) -> Path | None:
     if value in (None, "", False):
         return None
     path = Path(str(value))
-    if (path / CHECKPOINTS).is_dir():
+    if (path / L.CHECKPOINTS).is_dir():
         ckpt, skipped = pick_checkpoint(path)
         if ckpt is None:
             why = f" that verifies ({'; '.join(skipped)})" if skipped else " yet"
@@ -642,17 +636,17 @@ def resolve_init_from(value: Any) -> Path | None:
         if skipped and ranks.is_main():
             note(f"yue-train: trainer.init_from: starting from {ckpt.name}; skipped {'; '.join(skipped)}")
         path = ckpt
-    if (path / "model" / "config.json").exists():
-        return path / "model"
+    if (path / L.HF_MODEL_DIR / "config.json").exists():
+        return path / L.HF_MODEL_DIR
     if (path / "config.json").exists():
         return path
-    if is_dcp_checkpoint(path) and not (path / MODEL_CONFIG_DIR / "adapter_config.json").exists():
+    if is_dcp_checkpoint(path) and not (path / L.MODEL_CONFIG_DIR / "adapter_config.json").exists():
         return path  # sharded state only: its weights load in Trainer._build_model
-    if (path / "adapter").is_dir() or is_dcp_checkpoint(path):
+    if (path / L.HF_ADAPTER_DIR).is_dir() or is_dcp_checkpoint(path):
         raise TrainingError(
             f"trainer.init_from={value}: a LoRA checkpoint; merge it first with `yue-train export` and start from that"
         )
-    if (path / "deepspeed" / "state").is_dir():
+    if (path / L.DEEPSPEED_DIR / L.DEEPSPEED_TAG).is_dir():
         raise TrainingError(
             f"trainer.init_from={value}: a DeepSpeed checkpoint saved before the end of its phase (no whole weights "
             f"in it); turn it into a model folder with `yue-train export {path} OUT` and start from OUT"

@@ -4,7 +4,9 @@ LoRA checkpoints (``adapter/``) are merged into their base with PEFT's ``merge_a
 checkpoints (``model/``) are re-saved. Training turns the KV cache off in the model config, and
 ``save_pretrained`` copies that into ``generation_config.json``; the export turns it on in both, so
 ``generate`` (and the official inference script) decode one new token per step.
-The checkpoint's provenance record (stage, tokenizer, vocabulary, data) is copied beside the model files
+A checkpoint without either (only the training state) is offered to the formats' sources
+(:func:`.dcp.dcp_model`, :func:`.deepspeed.deepspeed_model`), which rebuild the module from ``model_config/``
+(:func:`saved_module`). The checkpoint's provenance record (stage, tokenizer, vocabulary, data) is copied beside the model files
 as ``yue_provenance.json``: a plain JSON file that loaders ignore and ``yue-infer generate`` checks.
 """
 
@@ -14,11 +16,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from yue_train.format.provenance import read_provenance, write_provenance
+from yue_train.training.checkpointing.layout import CHECKPOINTS, HF_ADAPTER_DIR, HF_MODEL_DIR, LATEST, MODEL_CONFIG_DIR
+from yue_train.training.checkpointing.state_files import CheckpointFileError
 
 
 class ExportError(ValueError):
@@ -33,7 +38,7 @@ Source = Callable[[Path, str | None, torch.dtype], PreTrainedModel | None]
 def checkpoint_folder(path: Path) -> Path:
     """``path`` itself, or the latest checkpoint of a run folder."""
     path = Path(path).resolve()
-    latest = path / "checkpoints" / "latest"
+    latest = path / CHECKPOINTS / LATEST
     return latest.resolve() if latest.exists() else path
 
 
@@ -41,18 +46,44 @@ def _locate(checkpoint: Path) -> tuple[str, Path]:
     checkpoint = checkpoint.resolve()
     if (checkpoint / "adapter_config.json").exists():
         return "adapter", checkpoint
-    if (checkpoint / "adapter" / "adapter_config.json").exists():
-        return "adapter", checkpoint / "adapter"
-    if (checkpoint / "model" / "config.json").exists():
-        return "model", checkpoint / "model"
-    if (checkpoint / "checkpoints" / "latest").exists():
-        return _locate(checkpoint / "checkpoints" / "latest")
-    if (checkpoint / "model_config").is_dir():
+    if (checkpoint / HF_ADAPTER_DIR / "adapter_config.json").exists():
+        return "adapter", checkpoint / HF_ADAPTER_DIR
+    if (checkpoint / HF_MODEL_DIR / "config.json").exists():
+        return "model", checkpoint / HF_MODEL_DIR
+    if (checkpoint / CHECKPOINTS / LATEST).exists():
+        return _locate(checkpoint / CHECKPOINTS / LATEST)
+    if (checkpoint / MODEL_CONFIG_DIR).is_dir():
         raise ExportError(
             f"{checkpoint}: a training checkpoint without Hugging Face weights (only its sharded state); turn it "
             f"into a model folder with `yue-train export {checkpoint} OUT` and use OUT"
         )
     raise ExportError(f"{checkpoint}: not a checkpoint (no adapter/ or model/ inside)")
+
+
+def saved_model_config(folder: Path) -> Any:
+    """The Hugging Face config a full-model checkpoint's tensors belong to (its ``model_config/``)."""
+    from transformers import AutoConfig
+
+    path = Path(folder) / MODEL_CONFIG_DIR
+    if not (path / "config.json").is_file():
+        raise CheckpointFileError(f"{path}: missing config.json (a LoRA checkpoint, or damaged)")
+    return AutoConfig.from_pretrained(path)
+
+
+def saved_module(config_dir: Path, base: str | None, dtype: torch.dtype) -> tuple[torch.nn.Module, bool]:
+    """The module a checkpoint's tensors belong to, from its ``model_config/`` folder, and whether it is a
+    LoRA adapter: the full model (random weights) from ``config.json``, or the adapter (``adapter_config.json``)
+    put on its base (``base``, or the one the adapter names), to be loaded and then merged by the caller."""
+    adapter_config = config_dir / "adapter_config.json"
+    if not adapter_config.is_file():
+        return AutoModelForCausalLM.from_config(saved_model_config(config_dir.parent), dtype=dtype), False
+    from peft import PeftConfig, get_peft_model
+
+    config = PeftConfig.from_pretrained(str(config_dir))
+    base_ref = base or config.base_model_name_or_path
+    if not base_ref:
+        raise ExportError(f"{adapter_config}: names no base model; pass --base")
+    return get_peft_model(AutoModelForCausalLM.from_pretrained(base_ref, dtype=dtype), config), True
 
 
 def merged_model(

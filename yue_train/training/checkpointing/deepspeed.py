@@ -6,14 +6,15 @@ Both are DeepSpeed's own tools called in-process (``deepspeed.checkpoint.ds_to_u
 ``deepspeed.utils.zero_to_fp32``); written here is only where the files go and the checks around them.
 Those tools and DeepSpeed's loader read every file with ``torch.load(weights_only=False)``, which runs
 whatever a pickle names, so each pickle they will read is scanned first for the globals it names
-(:func:`refuse_unsafe_files`, the allowlist of :mod:`.integrity`): the saved ZeRO files and the converted
-universal files alike.
+(:func:`refuse_unsafe_files`, :data:`ALLOWLIST`): the saved ZeRO files and the converted universal files alike.
 
 Layout: ``deepspeed/state/`` is the engine's checkpoint (tag ``state``): ``mp_rank_00_model_states.pt``
 (module state without frozen parameters, scheduler, counters) and one ``*_optim_states.pt`` per process
 (its partition of the fp32 weights and Adam moments). ``model_config/`` beside it holds the model's
 ``config.json`` (full fine-tuning) or ``adapter_config.json`` (LoRA), a few hundred bytes written with
 every save, so an export needs nothing but the checkpoint folder (and, for LoRA, the base the adapter names).
+``yue-train export`` of a save without whole weights (:func:`deepspeed_model`) rebuilds the model from
+``model_config/`` (:func:`.hf_export.saved_module`) around the consolidated weights.
 The universal conversion goes to ``checkpoints/.universal-step-N/`` beside the checkpoint (the checkpoint
 itself stays as its manifest lists it) and is removed once loaded.
 """
@@ -27,18 +28,25 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
+from transformers import PreTrainedModel
 
-from yue_train.training.integrity import unsafe_globals
+from yue_train.safe_pickle import Allowlist, CheckpointReadError, refused_globals, restricted_torch_load
+from yue_train.training.checkpointing.hf_export import ExportError, saved_module
+from yue_train.training.checkpointing.layout import DEEPSPEED_DIR, MODEL_CONFIG_DIR, UNIVERSAL_PREFIX
+from yue_train.training.checkpointing.layout import DEEPSPEED_TAG as STATE_TAG
+from yue_train.training.checkpointing.state_files import CheckpointFileError, refused
 from yue_train.training.output import VERBOSE, verbosity
-from yue_train.training.safe_state import CheckpointFileError
 
-DEEPSPEED_DIR = "deepspeed"
-STATE_TAG = "state"  # the engine's checkpoint tag: deepspeed/state/
-MODEL_CONFIG_DIR = "model_config"  # config.json (+ generation_config.json), or adapter_config.json (LoRA)
-UNIVERSAL_PREFIX = ".universal-"
+# What DeepSpeed's optimizer files name beyond plain data: its loss scaler, stage enum and the fragment address
+# record (DeepSpeed loads its own files; :mod:`.verify` checks these names first).
+ALLOWLIST = Allowlist().with_names([
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+    "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
+    "deepspeed.runtime.zero.config.ZeroStageEnum",
+    "deepspeed.utils.tensor_fragment.fragment_address",
+])  # fmt: skip
 MODULE_PREFIX = "lm."  # the PackedLossModule's name for the Hugging Face / PEFT model inside it
 
 
@@ -51,14 +59,11 @@ def refuse_unsafe_files(folder: Path) -> None:
     """:class:`CheckpointFileError` naming the first pickle under ``folder`` that names code."""
     for path in sorted(Path(folder).rglob("*.pt")):
         try:
-            bad = unsafe_globals(path)
-        except Exception as e:  # noqa: BLE001 (a file that does not parse: damaged)
-            raise CheckpointFileError(f"{path}: unreadable ({str(e).strip()[:120] or type(e).__name__})") from None
+            bad = refused_globals(path, ALLOWLIST)
+        except CheckpointReadError as e:
+            raise CheckpointFileError(str(e)) from None
         if bad:
-            raise CheckpointFileError(
-                f"{path}: refused to load (it names {', '.join(bad[:3])}); a checkpoint file must be plain "
-                "tensor data, and this one would run code. Do not resume from a checkpoint you did not write"
-            )
+            raise refused(path, bad)
 
 
 @contextlib.contextmanager
@@ -107,15 +112,6 @@ def convert_to_universal(checkpoint: Path) -> tuple[Path, str]:
     return root, tag
 
 
-def _deepspeed_globals() -> list[Any]:
-    """The DeepSpeed classes :mod:`.integrity` allows in its optimizer files (plain records and an enum)."""
-    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
-
-    return [DynamicLossScaler, LossScaler, ZeroStageEnum, fragment_address]
-
-
 def repair_zero3_universal_load(optimizer: torch.optim.Optimizer, root: Path, tag: str) -> None:
     """Undo two things DeepSpeed's ZeRO-3 universal loader (``load_hp_checkpoint_state_from_checkpoint_dir_stage3``)
     does to an optimizer with more than one parameter group:
@@ -126,8 +122,7 @@ def repair_zero3_universal_load(optimizer: torch.optim.Optimizer, root: Path, ta
       place once per group, so the step count would run ahead; each state gets its own copy.
     """
     path = Path(root) / tag / "zero" / "optimizer_state.pt"
-    with torch.serialization.safe_globals(_deepspeed_globals()):
-        saved = torch.load(path, map_location="cpu", weights_only=True)["param_groups"]
+    saved = restricted_torch_load(path, ALLOWLIST)["param_groups"]
     if len(saved) != len(optimizer.param_groups):
         raise CheckpointFileError(
             f"{path}: {len(saved)} parameter groups, the optimizer has {len(optimizer.param_groups)}"
@@ -162,3 +157,24 @@ def consolidated_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     with _quiet():
         state = get_fp32_state_dict_from_zero_checkpoint(str(root), tag=STATE_TAG, exclude_frozen_parameters=True)
     return {k.removeprefix(MODULE_PREFIX): v for k, v in state.items()}
+
+
+def deepspeed_model(checkpoint: Path, base: str | None, dtype: torch.dtype) -> PreTrainedModel | None:
+    """``yue-train export``'s source for a DeepSpeed checkpoint without whole weights: the plain model (LoRA
+    merged into its base), or None when ``checkpoint`` holds no DeepSpeed state."""
+    if not (Path(checkpoint) / DEEPSPEED_DIR / STATE_TAG).is_dir():
+        return None
+    try:
+        weights = consolidated_weights(checkpoint)
+        model, lora = saved_module(Path(checkpoint) / MODEL_CONFIG_DIR, base, dtype)
+    except CheckpointFileError as e:
+        raise ExportError(str(e)) from None
+    names = {n for n, _ in model.named_parameters()}
+    unknown = sorted(set(weights) - names)
+    missing = sorted({n for n, p in model.named_parameters() if p.requires_grad} - set(weights))
+    if unknown or missing:  # every name the model's, every trainable parameter given
+        what = f"names {unknown[0]} the model does not have" if unknown else f"lacks {missing[0]}"
+        raise ExportError(f"{checkpoint}: the DeepSpeed state {what}; it was written for another model")
+    model.load_state_dict(weights, strict=False)
+    model.tie_weights()
+    return model.merge_and_unload() if lora else model

@@ -4,10 +4,10 @@
 xxh3-128 checksum (about 20 GB/s on one core, so checking a checkpoint costs a fraction of reading it).
 :func:`verify_checkpoint` returns the first problem as a short phrase naming the file, or None. Its checks
 read no tensor data except to checksum it: ``.pt`` files are scanned for the globals their pickle names
-(``torch.serialization.get_unsafe_globals_in_checkpoint``, which parses and runs nothing), and any name
-outside plain data refuses the checkpoint before anything loads it. DCP's ``dcp/.metadata`` (a pickle) is
-read through an allowlist, and every tensor range it lists must lie inside its ``.distcp`` file
-(:func:`.dcp_state.storage_problem`).
+(:func:`yue_train.safe_pickle.refused_globals`, which parses and runs nothing), and any name outside plain
+data (and DeepSpeed's records, :data:`.deepspeed.ALLOWLIST`) refuses the checkpoint before anything loads
+it. DCP's ``dcp/.metadata`` (a pickle) is read through an allowlist, and every tensor range it lists must lie inside its ``.distcp`` file
+(:func:`.dcp.storage_problem`).
 """
 
 from __future__ import annotations
@@ -16,32 +16,16 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import torch
 import xxhash
 import yaml
 
-from yue_train.training.dcp_state import DCP_DIR, storage_problem
+from yue_train.safe_pickle import refused_globals
+from yue_train.training.checkpointing.dcp import storage_problem
+from yue_train.training.checkpointing.deepspeed import ALLOWLIST
+from yue_train.training.checkpointing.layout import DCP_DIR, FORMAT_VERSION, MANIFEST, MARKER, TRAINER_STATE
 
-MANIFEST = "manifest.json"
 ALGORITHM = "xxh3_128"
 _CHUNK = 16 * 2**20
-# Globals a pickle may name beyond torch's weights_only allowlist. numpy arrays: checkpoints written
-# before their state was made plain. DeepSpeed's optimizer files: its loss scaler, stage enum and the
-# fragment address dataclass (DeepSpeed loads its own files; these names are checked before it does).
-ALLOWED_GLOBALS = frozenset(
-    {
-        "numpy.ndarray",
-        "numpy.dtype",
-        "numpy.core.multiarray._reconstruct",
-        "numpy._core.multiarray._reconstruct",
-        "numpy.core.multiarray.scalar",
-        "numpy._core.multiarray.scalar",
-        "deepspeed.runtime.fp16.loss_scaler.LossScaler",
-        "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
-        "deepspeed.runtime.zero.config.ZeroStageEnum",
-        "deepspeed.utils.tensor_fragment.fragment_address",
-    }
-)
 
 
 def checksum(path: Path) -> str:
@@ -65,16 +49,6 @@ def write_manifest(folder: Path, exclude: tuple[str, ...]) -> None:
     (folder / MANIFEST).write_text(json.dumps({"version": 1, "files": files}, indent=1) + "\n")
 
 
-def unsafe_globals(path: Path) -> list[str]:
-    """The callables ``path``'s pickle names beyond plain data (read without running anything)."""
-    found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    return [g for g in found if g not in ALLOWED_GLOBALS and not _numpy_dtype(g)]
-
-
-def _numpy_dtype(name: str) -> bool:
-    return name.startswith("numpy.dtypes.") and name.endswith("DType") and "Object" not in name
-
-
 def _parse_problem(path: Path, rel: str) -> str | None:
     """A file that does not parse as what its name says, or a pickle that names code."""
     try:
@@ -88,7 +62,7 @@ def _parse_problem(path: Path, rel: str) -> str | None:
             with safe_open(str(path), framework="pt") as f:
                 f.keys()
         elif path.suffix in (".pt", ".bin", ".pth", ".pkl"):
-            bad = unsafe_globals(path)
+            bad = refused_globals(path, ALLOWLIST)
             if bad:
                 return f"{rel} would run code on load (it names {', '.join(bad[:3])}); refused"
     except Exception as e:  # noqa: BLE001 (any parse failure: the file is damaged)
@@ -100,7 +74,7 @@ def _parse_problem(path: Path, rel: str) -> str | None:
 def verify_checkpoint(folder: Path, step: int | None = None) -> str | None:
     """The first problem of checkpoint ``folder`` as a phrase naming the file, or None when it verifies."""
     folder = Path(folder)
-    marker = folder / "COMPLETE"
+    marker = folder / MARKER
     if not marker.is_file():
         return "no COMPLETE marker: an interrupted save"
     try:
@@ -108,29 +82,28 @@ def verify_checkpoint(folder: Path, step: int | None = None) -> str | None:
     except (ValueError, UnicodeDecodeError):
         return "COMPLETE is damaged"
     manifest = folder / MANIFEST
-    if manifest.exists():
-        try:
-            listed = json.loads(manifest.read_text())["files"]
-            entries = {str(k): (int(v["size"]), str(v[ALGORITHM])) for k, v in listed.items()}
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
-            return f"{MANIFEST} is damaged"
-        present = set(_files(folder, ("COMPLETE", MANIFEST)))
-        for rel, (size, _) in entries.items():
-            path = folder / rel
-            if rel not in present:
-                return f"{rel} is missing"
-            if path.stat().st_size != size:
-                return f"{rel} has {path.stat().st_size} bytes, the manifest says {size} (truncated or damaged)"
-        extra = sorted(present - set(entries))
-        if extra:
-            return f"{extra[0]} is not in the manifest (added after the save)"
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            sums = dict(zip(entries, pool.map(lambda r: checksum(folder / r), entries), strict=True))
-        for rel, (_, digest) in entries.items():
-            if sums[rel] != digest:
-                return f"{rel} does not match its checksum (damaged)"
-    elif not (folder / "trainer_state.json").is_file():
-        return "trainer_state.json is missing"
+    if not manifest.is_file():
+        return f"{MANIFEST} is missing"
+    try:
+        listed = json.loads(manifest.read_text())["files"]
+        entries = {str(k): (int(v["size"]), str(v[ALGORITHM])) for k, v in listed.items()}
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        return f"{MANIFEST} is damaged"
+    present = set(_files(folder, (MARKER, MANIFEST)))
+    for rel, (size, _) in entries.items():
+        path = folder / rel
+        if rel not in present:
+            return f"{rel} is missing"
+        if path.stat().st_size != size:
+            return f"{rel} has {path.stat().st_size} bytes, the manifest says {size} (truncated or damaged)"
+    extra = sorted(present - set(entries))
+    if extra:
+        return f"{extra[0]} is not in the manifest (added after the save)"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        sums = dict(zip(entries, pool.map(lambda r: checksum(folder / r), entries), strict=True))
+    for rel, (_, digest) in entries.items():
+        if sums[rel] != digest:
+            return f"{rel} does not match its checksum (damaged)"
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         problem = _parse_problem(path, path.relative_to(folder).as_posix())
         if problem:
@@ -140,9 +113,17 @@ def verify_checkpoint(folder: Path, step: int | None = None) -> str | None:
         if problem:
             return problem
     try:
-        saved = int(json.loads((folder / "trainer_state.json").read_text())["step"])
-    except (ValueError, KeyError, TypeError, OSError):
-        return "trainer_state.json is damaged"
+        state = json.loads((folder / TRAINER_STATE).read_text())
+        saved, version = int(state["step"]), state.get("format_version")
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        return f"{TRAINER_STATE} is damaged"
+    if version != FORMAT_VERSION:
+        return f"{TRAINER_STATE} has format_version {version}; this yue-train reads version {FORMAT_VERSION}"
     if step is not None and saved != step:
-        return f"trainer_state.json says step {saved}, the folder step {step}"
+        return f"{TRAINER_STATE} says step {saved}, the folder step {step}"
     return None
+
+
+def read_trainer_state(folder: Path) -> dict:
+    """``trainer_state.json`` of a checkpoint that verified."""
+    return json.loads((Path(folder) / TRAINER_STATE).read_text())

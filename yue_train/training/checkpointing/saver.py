@@ -2,7 +2,7 @@
 
 :class:`Saver` runs the steps around the trainer's ``_write_checkpoint`` on every process: the main process
 makes room and creates ``.tmp-step-N`` while the others wait; then every process writes its files. A
-synchronous save publishes at once (:func:`~.checkpoint.publish_checkpoint` on the main process, between
+synchronous save publishes at once (:func:`~.publish.publish_checkpoint` on the main process, between
 barriers). An async save (``trainer.async_save``) returns once DCP has staged the tensors in CPU memory; the
 main process publishes when the background write's future is done, checked at each step boundary
 (:meth:`Saver.poll`), and every process waits for it before the next save, at the end of a phase and on
@@ -23,16 +23,11 @@ from typing import Any
 
 import torch.distributed as dist
 
-from yue_train.training import dcp_state, ranks
-from yue_train.training.checkpoint import (
-    CHECKPOINTS,
-    DiskSpaceError,
-    abort_checkpoint,
-    begin_checkpoint,
-    is_disk_full,
-    make_room,
-    publish_checkpoint,
-)
+from yue_train.training import ranks
+from yue_train.training.checkpointing import dcp
+from yue_train.training.checkpointing.disk import DiskSpaceError, abort_checkpoint, is_disk_full, make_room
+from yue_train.training.checkpointing.layout import temp_folder
+from yue_train.training.checkpointing.publish import begin_checkpoint, publish_checkpoint
 
 
 @dataclass
@@ -59,7 +54,7 @@ class Saver:
             make_room(self.run_dir, step, self.keep_last)
             begin_checkpoint(self.run_dir, step)
         ranks.barrier()
-        return self.run_dir / CHECKPOINTS / f".tmp-step-{step}"
+        return temp_folder(self.run_dir, step)
 
     def failed(self, step: int, folder: Path, err: BaseException) -> DiskSpaceError | None:
         """After a failed write: the partial folder removed and the error to raise when the disk was full."""
@@ -75,7 +70,7 @@ class Saver:
             self._pending = _Pending(step, folder, future, record)
             return
         ranks.barrier()
-        record["bytes"] = dcp_state.saved_bytes(folder)
+        record["bytes"] = dcp.saved_bytes(folder)
         if self.main:
             publish_checkpoint(self.run_dir, step, folder, self.keep_last)
         ranks.barrier()
@@ -90,7 +85,7 @@ class Saver:
     def wait(self) -> None:
         """Block until the pending async write (if any) is written, then publish it."""
         if self._pending is not None:
-            with dcp_state.unwrapped_errors():
+            with dcp.unwrapped_errors():
                 self._pending.future.result()
             self._publish()
 
@@ -103,9 +98,9 @@ class Saver:
     def _publish(self) -> None:
         p, self._pending = self._pending, None
         assert p is not None
-        with dcp_state.unwrapped_errors():
+        with dcp.unwrapped_errors():
             p.future.result()  # raises the background write's error
-        p.record["bytes"] = dcp_state.saved_bytes(p.folder) if p.folder.is_dir() else 0
+        p.record["bytes"] = dcp.saved_bytes(p.folder) if p.folder.is_dir() else 0
         if self.main:
             publish_checkpoint(self.run_dir, p.step, p.folder, self.keep_last)
         self.log.append(p.record)

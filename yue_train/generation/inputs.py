@@ -9,10 +9,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inference.provenance import check_records
 from yue_train.format import codec_layout as cl
 from yue_train.format.files import SpecialFileError, check_regular_file
 from yue_train.generation.prompts import read_text_file
+from yue_train.generation.provenance import check_records
 from yue_train.generation.sampling import SamplingConfig
 from yue_train.generation.song_folder import SongCodes, SongFolderError, check_out, read_song
 from yue_train.tokenizer import load_tokenizer

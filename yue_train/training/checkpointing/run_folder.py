@@ -20,12 +20,13 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from yue_train.data.folder_lock import LOCK_NAME
-from yue_train.training.checkpoint import pick_checkpoint
-from yue_train.training.integrity import verify_checkpoint
+from yue_train.training.checkpointing.layout import CHECKPOINTS, CONFIG, TRAINER_STATE
+from yue_train.training.checkpointing.publish import pick_checkpoint
+from yue_train.training.checkpointing.verify import verify_checkpoint
 from yue_train.training.output import note
 
 # Names that make a folder a run folder (any one of them; a run writes the lock first).
-RUN_MARKERS = ("plan.json", "checkpoints", "metrics.jsonl", LOCK_NAME)
+RUN_MARKERS = ("plan.json", CHECKPOINTS, "metrics.jsonl", LOCK_NAME)
 # Compared on resume; a key names a subtree (``model`` compares everything under it but IGNORED).
 IDENTITY_KEYS = (
     "recipe_name",
@@ -71,7 +72,7 @@ def find_resume(run_dir: Path, resume: Any) -> Path | None:
             )
         return ckpt
     path = Path(str(resume))
-    if not (path / "trainer_state.json").is_file():
+    if not (path / TRAINER_STATE).is_file():
         raise RunFolderError(f"trainer.resume={resume}: no checkpoint folder there")
     problem = verify_checkpoint(path)
     if problem is not None:
@@ -152,7 +153,7 @@ def check_compatible(checkpoint: Path, resolved: dict[str, Any], allow: Any) -> 
         isinstance(allow, (list, tuple)) and all(isinstance(a, str) for a in allow)
     ):
         raise RunFolderError(f"trainer.allow_config_change={allow!r}: give true, false or a list of keys")
-    saved = Path(checkpoint) / "config.yaml"
+    saved = Path(checkpoint) / CONFIG
     if not saved.is_file():
         return
     old = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)

@@ -1,7 +1,7 @@
 """Model and optimizer state through ``torch.distributed.checkpoint`` (DCP): each process writes and reads
 only its own shard, and a checkpoint written by N processes loads under M.
 
-What goes where (``step-N/``, see :mod:`.checkpoint` for the whole folder):
+What goes where (``step-N/``, see :mod:`.layout` for the whole folder):
 
 - ``dcp/``: DCP's ``.metadata`` and ``__R_0.distcp`` files with the *tensors* only: ``model.<name>`` (the
   trainable parameters for LoRA, the whole model otherwise) and ``optim.<name>.<exp_avg|exp_avg_sq|step>``.
@@ -10,7 +10,7 @@ What goes where (``step-N/``, see :mod:`.checkpoint` for the whole folder):
   planner writes once. Loading plans every read against the saved chunks, which is what reshards
   (FSDP2 2 -> 1, 1 -> 2, DDP/single <-> FSDP2).
 - ``optimizer_groups.pt``: the optimizer's ``param_groups`` (learning rates, betas, parameter names), plain
-  data written with ``torch.save`` and read with ``weights_only=True``. DCP would store these non-tensor
+  data written with ``torch.save`` and read through the plain-data allowlist (:mod:`.state_files`). DCP would store these non-tensor
   values as pickled bytes that its planner loads with ``torch.load(weights_only=False)``; keeping them out
   of ``dcp/`` means nothing in there can name code, and :func:`read_metadata` refuses a ``.metadata`` that
   lists such a bytes entry anyway.
@@ -19,9 +19,12 @@ What goes where (``step-N/``, see :mod:`.checkpoint` for the whole folder):
   tensors belong to without a Hugging Face weights folder.
 
 DCP's ``.metadata`` is a plain pickle (``FileSystemReader.read_metadata`` calls ``pickle.load``). It is read
-here by an unpickler whose ``find_class`` returns only DCP's metadata dataclasses, ``torch.Size``, dtypes and
-layouts, so a planted ``.metadata`` is refused, naming the file, before anything it names can run
-(:class:`SafeReader`, also used by :mod:`.integrity` to verify a checkpoint before resuming).
+here through :data:`METADATA_ALLOWLIST` (:mod:`yue_train.safe_pickle`: plain data and DCP's metadata
+records), so a planted ``.metadata`` is refused, naming the file, before anything it names can run
+(:class:`SafeReader`, also used by :mod:`.verify` to check a checkpoint before resuming).
+
+``yue-train export`` of a checkpoint without Hugging Face weights reads it here (:func:`dcp_model`): the
+module is rebuilt from ``model_config/`` (:func:`.hf_export.saved_module`) and its tensors loaded.
 
 Async save (``trainer.async_save``): :func:`save_async` stages the tensors to CPU memory and writes them in a
 background thread (``dcp.async_save``) on a separate gloo group, so the training loop continues; the caller
@@ -31,12 +34,10 @@ publishes the checkpoint only once the returned future is done.
 from __future__ import annotations
 
 import contextlib
-import io
-import pickle
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from pathlib import Path, PosixPath
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -48,56 +49,26 @@ from torch.distributed.checkpoint import filesystem as dcp_fs
 from torch.distributed.checkpoint import metadata as dcp_md
 from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from transformers import PreTrainedModel
 
-from yue_train.training.safe_state import CheckpointFileError, load_plain, save_plain
+from yue_train.safe_pickle import Allowlist, UnsafeCheckpointError, restricted_load
+from yue_train.training.checkpointing.hf_export import ExportError, saved_module
+from yue_train.training.checkpointing.layout import DCP_DIR, MODEL_CONFIG_DIR, OPTIMIZER_GROUPS
+from yue_train.training.checkpointing.layout import DCP_METADATA as METADATA
+from yue_train.training.checkpointing.state_files import CheckpointFileError, load_plain, refused, save_plain
 
-DCP_DIR = "dcp"
-METADATA = ".metadata"
-GROUPS = "optimizer_groups.pt"
-MODEL_CONFIG_DIR = "model_config"  # written by the strategy (deepspeed_state.save_model_config), any format
-FORMAT = "dcp"  # trainer_state.json "checkpoint_format"
 # DCP warns on every call without a process group that it assumes one process: we say so (no_dist) already.
 warnings.filterwarnings("ignore", message=".*torch.distributed is disabled, unavailable or uninitialized.*")
 
 
 # ------------------------------------------------------------------------------- safe metadata reading
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    allowed: dict[tuple[str, str], Any] = {
-        (dcp_md.__name__, cls.__name__): cls
-        for cls in (
-            dcp_md.Metadata,
-            dcp_md.TensorStorageMetadata,
-            dcp_md.BytesStorageMetadata,  # refused after loading (see read_metadata), named here to say so
-            dcp_md.ChunkStorageMetadata,
-            dcp_md.TensorProperties,
-            dcp_md.StorageMeta,
-            dcp_md.MetadataIndex,
-            dcp_md._MEM_FORMAT_ENCODING,
-        )
-    }
-    allowed[(dcp_fs.__name__, "_StorageInfo")] = dcp_fs._StorageInfo
-    allowed[("torch", "Size")] = torch.Size
-    allowed[("torch.serialization", "_get_layout")] = torch.serialization._get_layout  # name -> torch.layout
-    allowed[("pathlib", "PosixPath")] = PosixPath  # StorageMeta.checkpoint_id of a save given a Path
-    for name in dir(torch):
-        value = getattr(torch, name, None)
-        if isinstance(value, (torch.dtype, torch.memory_format, torch.layout)):
-            allowed[("torch", name)] = value
-    for t in (dict, list, tuple, set, frozenset, int, float, str, bytes, bool):
-        allowed[("builtins", t.__name__)] = t
-    allowed[("collections", "OrderedDict")] = dict
-    return allowed
-
-
-_ALLOWED = _allowed_globals()
-
-
-class _MetadataUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        found = _ALLOWED.get((module, name))
-        if found is None:
-            raise pickle.UnpicklingError(f"it names {module}.{name}")
-        return found
+# DCP's metadata records, and the path type a save given a Path records as its checkpoint id.
+_METADATA_NAMES = [f"{dcp_md.__name__}.{n}" for n in (
+    "Metadata", "TensorStorageMetadata", "ChunkStorageMetadata", "TensorProperties", "StorageMeta", "MetadataIndex",
+    "_MEM_FORMAT_ENCODING",
+    "BytesStorageMetadata",  # refused after loading (see read_metadata)
+)]  # fmt: skip
+METADATA_ALLOWLIST = Allowlist().with_names([*_METADATA_NAMES, f"{dcp_fs.__name__}._StorageInfo", "pathlib.PosixPath"])
 
 
 def read_metadata(folder: Path) -> dcp_md.Metadata:
@@ -109,12 +80,9 @@ def read_metadata(folder: Path) -> dcp_md.Metadata:
     if not path.is_file():
         raise CheckpointFileError(f"{path}: missing")
     try:
-        meta = _MetadataUnpickler(io.BytesIO(path.read_bytes())).load()
-    except pickle.UnpicklingError as e:
-        raise CheckpointFileError(
-            f"{path}: refused to load ({e}); DCP metadata must be plain data, and this one would run code. Do not "
-            "resume from a checkpoint you did not write"
-        ) from None
+        meta = restricted_load(path.read_bytes(), METADATA_ALLOWLIST, str(path))
+    except UnsafeCheckpointError as e:
+        raise refused(path, [e.qualname]) from None
     except Exception as e:  # noqa: BLE001 (any damage: one line naming the file)
         raise CheckpointFileError(f"{path}: unreadable ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(meta, dcp_md.Metadata) or not isinstance(meta.state_dict_metadata, dict):
@@ -203,7 +171,7 @@ def save(
     runs in the writer before the files (fault injection for tests)."""
     tensors, groups = _gather_state(lm, optimizer, trainable_only)
     if not _dist() or dist.get_rank() == 0:
-        save_plain(groups, folder / GROUPS)
+        save_plain(groups, folder / OPTIMIZER_GROUPS)
     writer = _Writer(str(folder / DCP_DIR), fault)
     with unwrapped_errors():
         if async_group is None:
@@ -249,7 +217,7 @@ def load(folder: Path, lm: nn.Module, optimizer: torch.optim.Optimizer | None, t
         _read({"model": msd}, path)
         set_model_state_dict(lm, msd, options=_options(trainable_only))
         return
-    groups = load_plain(folder / GROUPS)
+    groups = load_plain(folder / OPTIMIZER_GROUPS)
     tensors, _ = _gather_state(lm, optimizer, trainable_only)
     _read(tensors, path)
     set_state_dict(
@@ -293,16 +261,20 @@ def saved_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in (folder / DCP_DIR).glob(f"__{rank}_*.distcp"))
 
 
-# ------------------------------------------------------------------------------ the module's config
+# ---------------------------------------------------------------------------------------- export
 def is_dcp_checkpoint(folder: Path) -> bool:
     return (Path(folder) / DCP_DIR / METADATA).is_file()
 
 
-def saved_model_config(folder: Path) -> Any:
-    """The Hugging Face config a full-model DCP checkpoint's tensors belong to."""
-    from transformers import AutoConfig
-
-    path = Path(folder) / MODEL_CONFIG_DIR
-    if not (path / "config.json").is_file():
-        raise CheckpointFileError(f"{path}: missing config.json (a LoRA checkpoint, or damaged)")
-    return AutoConfig.from_pretrained(path)
+def dcp_model(checkpoint: Path, base: str | None, dtype: torch.dtype) -> PreTrainedModel | None:
+    """``yue-train export``'s source for a checkpoint holding only the sharded state: the plain model read by
+    this one process whatever number wrote it (LoRA merged into its base), or None when ``checkpoint`` holds
+    no DCP state."""
+    if not is_dcp_checkpoint(checkpoint):
+        return None
+    try:
+        model, lora = saved_module(Path(checkpoint) / MODEL_CONFIG_DIR, base, dtype)
+        load_module_weights(Path(checkpoint), model, require_all=not lora)
+    except CheckpointFileError as e:
+        raise ExportError(str(e)) from None
+    return model.merge_and_unload() if lora else model

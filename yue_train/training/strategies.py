@@ -10,17 +10,17 @@ multiplies by the world size, because every wrapper here averages gradients over
 those of the global-batch mean whatever the number of processes (the 1-process and 2-process runs of
 the same global batch take the same steps; a test checks it).
 
-Checkpoints (see :mod:`.checkpoint` for the folder, :mod:`.dcp_state` for the files): ``single``/``ddp``/
+Checkpoints (see :mod:`.checkpointing.layout` for the folder, :mod:`.checkpointing.dcp` for the files): ``single``/``ddp``/
 ``fsdp2`` save model and optimizer state through ``torch.distributed.checkpoint`` (:meth:`Strategy.save_state`):
 each process writes only its shard (FSDP2) or the replicas are written once (DDP, single), keyed by
 parameter name, so the state loads under any world size and strategy among these three without a gather
 on one process. DeepSpeed keeps its own partitioned files (``deepspeed/``, module state included); under
-another number of processes they load through DeepSpeed's universal checkpoint (:mod:`.deepspeed_state`).
+another number of processes they load through DeepSpeed's universal checkpoint (:mod:`.checkpointing.deepspeed`).
 Whole Hugging Face / PEFT weights (:meth:`Strategy.full_model_state_dict`, a gather on rank 0) are
 written by the trainer only at the end of a phase and every ``trainer.hf_every`` checkpoints.
-Our files load with ``weights_only=True`` (:mod:`.safe_state`) and DCP's metadata through an allowlist;
-DeepSpeed loads its own with its loader, after :func:`~yue_train.training.integrity.verify_checkpoint`
-has checked which globals they name.
+Our files and DCP's metadata load through :mod:`yue_train.safe_pickle`'s allowlist; DeepSpeed loads its own
+with its loader, after :func:`~yue_train.training.checkpointing.verify.verify_checkpoint` has checked which
+globals they name.
 """
 
 from __future__ import annotations
@@ -38,16 +38,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    set_optimizer_state_dict,
-)
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-from yue_train.training import dcp_state
-from yue_train.training.deepspeed_state import (
-    DEEPSPEED_DIR,
-    MODEL_CONFIG_DIR,
+from yue_train.training.checkpointing import dcp
+from yue_train.training.checkpointing.deepspeed import (
     STATE_TAG,
     convert_to_universal,
     repair_zero3_universal_load,
@@ -55,7 +49,8 @@ from yue_train.training.deepspeed_state import (
     saved_world_size,
     universal_folder,
 )
-from yue_train.training.safe_state import CheckpointFileError, load_plain
+from yue_train.training.checkpointing.layout import DEEPSPEED_DIR, MODEL_CONFIG_DIR, SCHEDULER
+from yue_train.training.checkpointing.state_files import CheckpointFileError, load_plain, save_plain
 
 STRATEGIES = ("single", "ddp", "fsdp2", "deepspeed")
 
@@ -123,7 +118,9 @@ class Strategy:
 
     def __init__(self, cfg: Any, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
-        self.module: nn.Module | None = None  # the PackedLossModule (unwrapped)
+        # One model, three views: ``lm`` the Hugging Face / PEFT model (what checkpoints name parameters by),
+        # ``module`` the PackedLossModule around it, ``wrapped`` that module inside DDP/FSDP2/DeepSpeed.
+        self.module: nn.Module | None = None
         self.wrapped: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
@@ -183,9 +180,6 @@ class Strategy:
         return grad_norm, bool(stepped)
 
     # state
-    # Whether save_state keeps the module's weights too; if not, every checkpoint needs whole weights.
-    saves_module_state = True
-
     def _options(self, **kw: Any) -> StateDictOptions:
         return StateDictOptions(full_state_dict=True, cpu_offload=True, **kw)
 
@@ -197,26 +191,18 @@ class Strategy:
         self, folder: Path, is_main: bool, trainable_only: bool, async_group: Any = None, fault: Any = None
     ) -> Future | None:
         """Model (trainable part) + optimizer shards into ``folder/dcp``, scheduler on the main process; a
-        collective. With ``async_group``: the future of the background write (see :func:`.dcp_state.save`)."""
+        collective. With ``async_group``: the future of the background write (see :func:`.checkpointing.dcp.save`)."""
         assert self.optimizer is not None
         if is_main:
-            torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+            save_plain(self.scheduler.state_dict(), folder / SCHEDULER)
             save_model_config(self.lm, folder / MODEL_CONFIG_DIR)
-        return dcp_state.save(folder, self.lm, self.optimizer, trainable_only, async_group, fault)
+        return dcp.save(folder, self.lm, self.optimizer, trainable_only, async_group, fault)
 
     def load_state(self, folder: Path, is_main: bool, trainable_only: bool) -> None:
         """This process's share of ``folder``'s model and optimizer state (any world size); a collective."""
         assert self.optimizer is not None
-        if (folder / dcp_state.DCP_DIR).is_dir():
-            dcp_state.load(folder, self.lm, self.optimizer, trainable_only)
-        else:  # a checkpoint of an earlier version: whole weights (loaded by the trainer) + optimizer.pt
-            distributed = dist.is_initialized() and dist.get_world_size() > 1
-            state: dict[str, Any] = {}
-            if is_main or not distributed:
-                state = load_plain(folder / "optimizer.pt")
-            options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=distributed)
-            set_optimizer_state_dict(self.lm, self.optimizer, state, options=options)
-        self.scheduler.load_state_dict(load_plain(folder / "scheduler.pt"))
+        dcp.load(folder, self.lm, self.optimizer, trainable_only)
+        self.scheduler.load_state_dict(load_plain(folder / SCHEDULER))
 
 
 class DDPStrategy(Strategy):
@@ -263,7 +249,7 @@ class FSDP2Strategy(Strategy):
 class DeepSpeedStrategy(Strategy):
     """DeepSpeed ZeRO-2/3 through ``deepspeed.initialize`` with our AdamW and LR schedule.
 
-    Checkpoints are DeepSpeed's own files (``engine.save_checkpoint``, :mod:`.deepspeed_state`): each
+    Checkpoints are DeepSpeed's own files (``engine.save_checkpoint``, :mod:`.checkpointing.deepspeed`): each
     process writes its partition and the module state needs no gather, so whole Hugging Face weights are
     written only when the trainer asks for them. A checkpoint written by another number of processes is
     converted to DeepSpeed's universal checkpoint and loaded with ``checkpoint.load_universal``, which
@@ -271,7 +257,6 @@ class DeepSpeedStrategy(Strategy):
     """
 
     name = "deepspeed"
-    saves_module_state = True  # resume reads the weights from DeepSpeed's files, not model/
 
     def __init__(self, cfg: Any, device: torch.device) -> None:
         super().__init__(cfg, device)
