@@ -56,7 +56,7 @@ class ModelConfig:
         None, "1 (cot/icl shards) | 2 (stage2 shards) | null: as model.path's record or the architecture says"
     )
     dtype: str = doc("auto", "auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16 | float16")
-    attn_implementation: str = doc("auto", "auto | sdpa | eager | flash_attention_2 | flex_attention")
+    attn_implementation: str = doc("auto", "auto | sdpa | eager | flash_attention_2 | torch_varlen | flex_attention")
     load_in_4bit: bool = doc(False, "4-bit base weights for QLoRA (CUDA + bitsandbytes)")
     gradient_checkpointing: bool = doc(False, "recompute layer activations in backward: less memory, more compute")
     tokenizer: str | None = doc(

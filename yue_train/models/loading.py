@@ -1,11 +1,12 @@
 """Build or load a YuE model through transformers: random weights of a named architecture, or a
 pretrained checkpoint from a local folder or a hub id (``m-a-p/YuE-s1-7B-anneal-en-cot``, ...).
 
-Attention backend choice (``attn_implementation: auto``):
+Attention backend choice (``attn_implementation: auto``, :mod:`.attention`):
   * CUDA + flash-attn installed -> ``flash_attention_2``: transformers turns restarting ``position_ids``
     into varlen ``cu_seqlens`` itself, so packed documents stay separate.
-  * CUDA without flash-attn -> ``sdpa`` (flex attention also builds a document mask from position ids,
-    but needs torch.compile to be fast; choose ``flex_attention`` explicitly to use it).
+  * CUDA without flash-attn, torch >= 2.10 -> ``torch_varlen``: torch's own varlen flash kernel.
+  * otherwise ``sdpa`` with a per-document mask built from ``position_ids`` (flex attention also builds a
+    document mask, but needs torch.compile to be fast; choose ``flex_attention`` explicitly to use it).
   * CPU -> ``sdpa`` (``eager`` also supported). ``flex_attention`` has no CPU backward.
 None of the GPU choices has been run in the environment this was written in (CPU only).
 """
@@ -20,9 +21,10 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from yue_train.models.architectures import ARCHITECTURES, architecture_config
+from yue_train.models.attention import TORCH_VARLEN, AttentionChoice, choose_auto
 
 CPU_ATTENTION = ("sdpa", "eager")
-ALL_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flex_attention")
+ALL_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flex_attention", TORCH_VARLEN)
 
 
 @dataclass
@@ -66,16 +68,19 @@ def resolve_dtype(spec: ModelSpec, device: torch.device) -> torch.dtype:
 
 
 def resolve_attention(spec: ModelSpec, device: torch.device) -> str:
+    return attention_choice(spec, device).impl
+
+
+def attention_choice(spec: ModelSpec, device: torch.device) -> AttentionChoice:
+    """The backend for ``spec`` on ``device`` and why (``auto``: see the module docstring)."""
     impl = spec.attn_implementation
     if impl == "auto":
-        if device.type == "cuda":
-            return "flash_attention_2" if importlib.util.find_spec("flash_attn") is not None else "sdpa"
-        return "sdpa"
+        return choose_auto(device)
     if impl not in ALL_ATTENTION:
         raise ValueError(f"model.attn_implementation={impl!r}; choose one of auto, {', '.join(ALL_ATTENTION)}")
     if device.type != "cuda" and impl not in CPU_ATTENTION:
         raise ValueError(f"model.attn_implementation={impl!r} does not train on CPU; use sdpa or eager")
-    return impl
+    return AttentionChoice(impl, "set by model.attn_implementation")
 
 
 def build_model(

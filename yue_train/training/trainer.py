@@ -40,7 +40,7 @@ from yue_train.data.train_data import build_train_data, prepare_indexes
 from yue_train.devices import resolve_device
 from yue_train.format.provenance import write_provenance
 from yue_train.format.roles import ROLE_NAMES
-from yue_train.models.loading import ModelSpec, build_model, enable_activation_checkpointing
+from yue_train.models.loading import ModelSpec, attention_choice, build_model, enable_activation_checkpointing
 from yue_train.models.lora import apply_lora
 from yue_train.training import ranks
 from yue_train.training.checkpointing import dcp
@@ -188,6 +188,8 @@ class Trainer:
             (self.run_dir / PLAN_NAME).write_text(json.dumps(self.plan.as_dict(), indent=2) + "\n")
         self.spec = ModelSpec.from_cfg(cfg.model)
         self.lora = bool(cfg.lora.enabled)
+        if self.main:
+            note(attention_choice(self.spec, self.device).line())
         self.step = 0
         self.tokens_seen = 0
         self.skipped_steps = 0
