@@ -105,18 +105,21 @@ def per_document_sdpa(
     document: the CPU stand-in that lets the packing, reshapes and GQA handling around the kernel be tested
     where varlen_attn cannot run."""
     del max_len
+    if k.shape[1] != q.shape[1]:  # repeated here: SDPA's enable_gqa falls back to the (L x L) math kernel on CPU
+        k, v = (t.repeat_interleave(q.shape[1] // k.shape[1], dim=1) for t in (k, v))
     bounds = cu.tolist()
     out = []
     for s, e in zip(bounds[:-1], bounds[1:], strict=True):
-        qs, ks, vs = (t[s:e].transpose(0, 1) for t in (q, k, v))
-        out.append(F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale, enable_gqa=True))
-    return torch.cat([o.transpose(0, 1) for o in out])
+        qs, ks, vs = (t[None, s:e].transpose(1, 2) for t in (q, k, v))  # 4-D: CPU's flash kernel takes no 3-D
+        out.append(F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale)[0].transpose(0, 1))
+    return torch.cat(out)
 
 
 def _uses_torch_kernel(query: torch.Tensor) -> bool:
     from torch._subclasses.fake_tensor import is_fake
 
-    return query.is_cuda or is_fake(query)  # fake tensors: the memory estimate runs the kernel's fake version
+    # meta and fake tensors: the kernel's registered shape function (the memory estimate runs on those)
+    return query.is_cuda or query.is_meta or is_fake(query)
 
 
 def varlen_attention_forward(
@@ -128,21 +131,32 @@ def varlen_attention_forward(
     scaling: float | None = None,
     dropout: float = 0.0,
     position_ids: torch.Tensor | None = None,
+    cu_seq_lens_q: torch.Tensor | None = None,
+    max_length_q: int | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """transformers' attention-function contract: (batch, heads, len, dim) in, (batch, len, heads, dim) out."""
+    """transformers' attention-function contract: (batch, heads, len, dim) in, (batch, len, heads, dim) out.
+
+    The document bounds come from ``cu_seq_lens_q`` / ``max_length_q`` when the caller passes them to the
+    model (transformers forwards these keywords to every layer), else from ``position_ids`` in each layer."""
     del module, attention_mask, kwargs
     if position_ids is None or query.shape[2] != key.shape[2]:
         raise ValueError(f"attn_implementation={TORCH_VARLEN} is for packed training rows (no KV cache); use sdpa")
     if dropout:
         raise ValueError(f"attn_implementation={TORCH_VARLEN} has no attention dropout; set it to 0")
     b, h, n, d = query.shape
-    cu, max_len = document_bounds(position_ids.expand(b, -1))
+    if cu_seq_lens_q is not None and max_length_q is not None:
+        cu, max_len = cu_seq_lens_q, int(max_length_q)
+    else:
+        cu, max_len = document_bounds(position_ids.expand(b, -1))
     q, k, v = (t.transpose(1, 2).reshape(b * n, t.shape[1], d) for t in (query, key, value))
     scale = scaling if scaling is not None else d**-0.5
-    kernel = _torch_varlen_kernel if _uses_torch_kernel(query) else per_document_sdpa
-    out = kernel(q, k, v, cu, max_len, scale)
-    return out.reshape(b, n, h, d), None
+    if not _uses_torch_kernel(query):
+        return per_document_sdpa(q, k, v, cu, max_len, scale).reshape(b, n, h, d), None
+    # The flash kernel takes fp16/bf16 only; fp32 activations (full fine-tuning outside autocast) run in bf16.
+    half = query.dtype if query.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+    out = _torch_varlen_kernel(q.to(half), k.to(half), v.to(half), cu, max_len, scale)
+    return out.to(query.dtype).reshape(b, n, h, d), None
 
 
 def register() -> None:
