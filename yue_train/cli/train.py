@@ -4,7 +4,8 @@
   yue-train export CHECKPOINT OUT [--base B] any checkpoint (LoRA merged into its base) -> plain HF folder
   yue-train recipe=NAME ... --print-config   print the resolved config, each key's doc as a comment, and exit
   yue-train recipe=NAME ... --print-plan     print the phase plan (datasets, budget, steps) for $WORLD_SIZE
-                                             processes and exit
+                                             processes and, on a CUDA machine, the estimated memory of
+                                             one step, and exit
   yue-train chain R1 R2 ... [key=value ...]  run recipes one after another (pre-training phases); a re-run
                                              skips finished phases and resumes the interrupted one
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any
 
 from yue_train.config.compose import RECIPES_ENV, UsageError, compose_config, recipe_listing
 
@@ -106,12 +108,32 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             cfg = compose_config([a for a in argv if a != "--print-plan"])
-            print(plan_phase(cfg, int(os.environ.get("WORLD_SIZE", "1"))).format())
-        except (UsageError, PlanError) as e:
+            plan = plan_phase(cfg, int(os.environ.get("WORLD_SIZE", "1")))
+            print(plan.format())
+            print_memory_estimate(cfg, plan.micro_batch)
+        except (UsageError, PlanError, ValueError) as e:
             print(f"yue-train: error: {e}", file=sys.stderr)
             return 2
         return 0
     return train_main(argv)
+
+
+def print_memory_estimate(cfg: Any, micro_batch: int) -> None:
+    """On a CUDA machine: the estimated memory of one step of the configured run (and a warning when it
+    exceeds the device's). Elsewhere nothing: the estimate is of GPU memory."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    from yue_train.models.loading import ModelSpec, load_model_config
+    from yue_train.training.memory_plan import plan_memory
+
+    try:
+        model_config = load_model_config(ModelSpec.from_cfg(cfg.model))
+    except OSError as e:  # a hub id that cannot be reached
+        print(f"memory: no estimate (the model's config could not be read: {e})")
+        return
+    print("\n".join(plan_memory(cfg, model_config, torch.device("cuda"), micro_batch).lines))
 
 
 if __name__ == "__main__":

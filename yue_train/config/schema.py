@@ -58,7 +58,9 @@ class ModelConfig:
     dtype: str = doc("auto", "auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16 | float16")
     attn_implementation: str = doc("auto", "auto | sdpa | eager | flash_attention_2 | torch_varlen | flex_attention")
     load_in_4bit: bool = doc(False, "4-bit base weights for QLoRA (CUDA + bitsandbytes)")
-    gradient_checkpointing: bool = doc(False, "recompute layer activations in backward: less memory, more compute")
+    gradient_checkpointing: Any = doc(
+        "auto", "auto (on a GPU: only when the estimated step would not fit without it; CPU: off) | true | false"
+    )
     tokenizer: str | None = doc(
         MISSING, "synthetic (generated stand-in) | path to tokenizer.model | null (no tokenizer checks)"
     )  # no default: each model file says which tokenizer its ids come from

@@ -63,6 +63,7 @@ from yue_train.training.eval_songs import SongEvaluation, check_eval_generate
 from yue_train.training.forward import PackedLossModule, unwrap
 from yue_train.training.logger import RunLogger, WandbLoginError, check_wandb_login, truncate_metrics
 from yue_train.training.loss import N_ROLES, LossSettings, LossSums, role_weight_table
+from yue_train.training.memory_plan import plan_memory
 from yue_train.training.output import library_bars_off, note
 from yue_train.training.plan import PlanError, batch_geometry, plan_phase
 from yue_train.training.provenance import run_provenance
@@ -188,8 +189,14 @@ class Trainer:
             (self.run_dir / PLAN_NAME).write_text(json.dumps(self.plan.as_dict(), indent=2) + "\n")
         self.spec = ModelSpec.from_cfg(cfg.model)
         self.lora = bool(cfg.lora.enabled)
+        try:  # model.gradient_checkpointing=auto and, on a GPU, the estimated memory of one step
+            memory = plan_memory(cfg, self.model_config, self.device, self.plan.micro_batch)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
+        self.spec = ModelSpec(**{**self.spec.__dict__, "gradient_checkpointing": memory.checkpointing})
         if self.main:
-            note(attention_choice(self.spec, self.device).line())
+            for line in [attention_choice(self.spec, self.device).line(), *memory.lines]:
+                note(line)
         self.step = 0
         self.tokens_seen = 0
         self.skipped_steps = 0
