@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from yue_train.cli.options import options_from
+from yue_train.generation.threads import DEFAULT_THREADS_HELP, torch_threads
 from yue_train.training.output import apply_verbosity, note, show_progress
 
 
@@ -86,6 +87,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     try:
         sampling = options_from(args, SamplingConfig, min_new_tokens=min(args.min_new_tokens, args.max_new_tokens))
+        torch_threads(args.threads)
         progress = not args.no_progress and show_progress()
         opts = options_from(args, GenerateOptions, adapters=args.adapters or [], sampling=sampling, progress=progress)
         report = run_generate(opts, note)
@@ -156,6 +158,13 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-new-tokens", type=int, default=100, help="<EOA> is blocked before this many tokens")
     p.add_argument("--greedy", action="store_true", help="greedy stage 1 (stage 2 is always greedy)")
     p.add_argument("--stage2-batch-size", type=int, default=16)
+    p.add_argument(
+        "--static-cache", action="store_true", help="stage 1: a static KV cache sized for the section (fixed shapes)"
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="stage 1: per-token steps under torch.compile (CUDA graphs on a GPU)"
+    )
+    p.add_argument("--threads", type=int, default=None, help=f"CPU threads for torch (default: {DEFAULT_THREADS_HELP})")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
 
