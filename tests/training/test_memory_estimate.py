@@ -19,7 +19,10 @@ def _spec(mode: str, checkpointing: bool = True) -> StepSpec:
     return StepSpec(config, seq_len=1024, lora=lora, qlora=mode == "qlora", gradient_checkpointing=checkpointing)
 
 
-@pytest.mark.parametrize(("mode", "checkpointing"), [("lora", True), ("lora", False), ("full", True)])
+@pytest.mark.parametrize(
+    ("mode", "checkpointing"),
+    [("lora", True), ("lora", False), pytest.param("full", True, marks=pytest.mark.slow)],  # full: fake tensors
+)
 def test_estimate_matches_the_real_step_within_ten_percent(mode, checkpointing):
     spec = _spec(mode, checkpointing)
     estimate = measure_step(spec, fake=True)
