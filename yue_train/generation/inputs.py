@@ -15,6 +15,8 @@ from yue_train.generation.prompts import read_text_file
 from yue_train.generation.provenance import check_records
 from yue_train.generation.sampling import SamplingConfig
 from yue_train.generation.song_folder import SongCodes, SongFolderError, check_out, read_song
+from yue_train.models import hub
+from yue_train.models.hub import PretrainedRefused
 from yue_train.tokenizer import load_tokenizer
 from yue_train.tokenizer.mm_tokenizer import MMTokenizer
 
@@ -100,7 +102,11 @@ def _model_config(flag: str, ref: str) -> PretrainedConfig:
 
     check_model_ref(flag, ref)
     try:
+        if Path(ref).is_dir():
+            hub.check_folder(ref, "files")  # pickle-only weights are refused before any output is written
         return load_model_config(ModelSpec(path=ref))
+    except PretrainedRefused as e:
+        raise GenerateInputError(f"{flag} {e}") from None
     except (OSError, ValueError) as e:
         what = "cannot read its config" if Path(ref).is_dir() else "no such folder, nor a model on the hub"
         raise GenerateInputError(f"{flag} {ref}: {what} ({_first_line(e)})") from None
@@ -225,14 +231,18 @@ def check_adapter(ref: str, flag: str = "--adapter", module_names: set[str] | No
     if Path(ref).is_dir():
         config = _read_adapter_config(flag, Path(ref))
     else:
-        from peft import PeftConfig
-
         try:
-            config = PeftConfig.from_pretrained(ref).to_dict()
+            config = hub.adapter_config(ref).to_dict()
+        except PretrainedRefused as e:
+            raise GenerateInputError(f"{flag} {e}") from None
         except Exception as e:  # PEFT raises many types for an unreadable config
             raise GenerateInputError(f"{flag} {ref}: cannot read its adapter config ({_first_line(e)})") from None
         config["peft_type"] = str(getattr(config.get("peft_type"), "value", config.get("peft_type")))
     check_adapter_config(flag, ref, config, module_names)
+    try:
+        hub.check_source(ref, "adapter")
+    except PretrainedRefused as e:
+        raise GenerateInputError(f"{flag} {e}") from None
 
 
 def stage1_module_names(stage1_model: str, flag: str = "--stage1-model") -> set[str]:

@@ -19,10 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import PreTrainedModel
 
 from yue_train.format.provenance import read_provenance, write_provenance
-from yue_train.training.checkpointing.layout import CHECKPOINTS, HF_ADAPTER_DIR, HF_MODEL_DIR, LATEST, MODEL_CONFIG_DIR
+from yue_train.models import hub
+from yue_train.training.checkpointing.layout import (
+    CHECKPOINTS,
+    DCP_DIR,
+    DEEPSPEED_DIR,
+    HF_ADAPTER_DIR,
+    HF_MODEL_DIR,
+    LATEST,
+    MODEL_CONFIG_DIR,
+)
 from yue_train.training.checkpointing.state_files import CheckpointFileError
 
 
@@ -60,30 +69,44 @@ def _locate(checkpoint: Path) -> tuple[str, Path]:
     raise ExportError(f"{checkpoint}: not a checkpoint (no adapter/ or model/ inside)")
 
 
-def saved_model_config(folder: Path) -> Any:
-    """The Hugging Face config a full-model checkpoint's tensors belong to (its ``model_config/``)."""
-    from transformers import AutoConfig
+def stored_bytes(checkpoint: Path) -> int:
+    """Bytes of tensor state a checkpoint holds (its DCP or DeepSpeed files): what a config may describe."""
+    folders = [Path(checkpoint) / DCP_DIR, Path(checkpoint) / DEEPSPEED_DIR]
+    return sum(p.stat().st_size for d in folders if d.is_dir() for p in d.rglob("*") if p.is_file())
 
+
+def saved_model_config(folder: Path) -> Any:
+    """The Hugging Face config a full-model checkpoint's tensors belong to (its ``model_config/``), read
+    through the model door and, where the checkpoint holds tensor files, checked to describe no more
+    parameters than they hold (before any model is allocated)."""
     path = Path(folder) / MODEL_CONFIG_DIR
     if not (path / "config.json").is_file():
         raise CheckpointFileError(f"{path}: missing config.json (a LoRA checkpoint, or damaged)")
-    return AutoConfig.from_pretrained(path)
+    try:
+        config = hub.load_config(path)
+        stored = stored_bytes(Path(folder))
+        if stored:
+            hub.check_weight_bytes(config.to_dict(), stored, str(path / "config.json"))
+    except hub.PretrainedRefused as e:
+        raise CheckpointFileError(str(e)) from None
+    return config
 
 
 def saved_module(config_dir: Path, base: str | None, dtype: torch.dtype) -> tuple[torch.nn.Module, bool]:
     """The module a checkpoint's tensors belong to, from its ``model_config/`` folder, and whether it is a
     LoRA adapter: the full model (random weights) from ``config.json``, or the adapter (``adapter_config.json``)
-    put on its base (``base``, or the one the adapter names), to be loaded and then merged by the caller."""
+    put on its base (``base``, or the one the adapter names), to be loaded and then merged by the caller.
+    Every config is read through the model door (:mod:`yue_train.models.hub`) before anything is allocated."""
     adapter_config = config_dir / "adapter_config.json"
     if not adapter_config.is_file():
-        return AutoModelForCausalLM.from_config(saved_model_config(config_dir.parent), dtype=dtype), False
-    from peft import PeftConfig, get_peft_model
-
-    config = PeftConfig.from_pretrained(str(config_dir))
+        config = saved_model_config(config_dir.parent)
+        return hub.model_from_config(config, stored_bytes(config_dir.parent), str(config_dir), dtype=dtype), False
+    config = hub.adapter_config(config_dir)
     base_ref = base or config.base_model_name_or_path
     if not base_ref:
         raise ExportError(f"{adapter_config}: names no base model; pass --base")
-    return get_peft_model(AutoModelForCausalLM.from_pretrained(base_ref, dtype=dtype), config), True
+    hub.adapter_config(config_dir, hub.base_width(hub.load_config(base_ref)))  # before the base's weights load
+    return hub.peft_model(hub.load_model(base_ref, dtype=dtype), config, str(adapter_config)), True
 
 
 def merged_model(
@@ -100,14 +123,13 @@ def merged_model(
                 return model
         raise
     if kind == "model":
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    from peft import PeftConfig, PeftModel
-
-    base_ref = base or PeftConfig.from_pretrained(path).base_model_name_or_path
+        return hub.load_model(path, dtype=dtype)
+    base_ref = base or hub.adapter_config(path).base_model_name_or_path
     if not base_ref:
         raise ExportError(f"{path}: adapter names no base model; pass --base")
-    base_model = AutoModelForCausalLM.from_pretrained(base_ref, dtype=dtype)
-    return PeftModel.from_pretrained(base_model, path).merge_and_unload()
+    hub.adapter_config(path, hub.base_width(hub.load_config(base_ref)))  # before the base's weights load
+    base_model = hub.load_model(base_ref, dtype=dtype)
+    return hub.load_adapter(base_model, path).merge_and_unload()
 
 
 def export(
