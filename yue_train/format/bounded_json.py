@@ -52,7 +52,7 @@ def loads(text: str | bytes, where: str, max_depth: int = MAX_JSON_DEPTH) -> Any
     except RecursionError:
         raise JsonFileError(f"{where}: nested deeper than {max_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as e:
-        raise JsonFileError(f"{where}: not valid JSON ({str(e).splitlines()[0][:200]})") from None
+        raise JsonFileError(f"{where} is not valid JSON ({str(e).splitlines()[0][:200]})") from None
     if _depth(value) > max_depth:
         raise JsonFileError(f"{where}: nested deeper than {max_depth} levels")
     return value

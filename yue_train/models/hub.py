@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from yue_train.format.bounded_json import JsonFileError, read_json_object
+from yue_train.format.bounded_json import JsonFileError, loads, read_json_object
 
 MAX_CONFIG_BYTES = 4 << 20
 # The largest value each config size may take (YuE-7B: hidden 4096, 32 layers, vocab 83,734, intermediate 11,008).
@@ -155,6 +155,41 @@ def _weight_files(folder: Path) -> tuple[list[Path], list[Path]]:
     return [p for p in files if p.suffix == ".safetensors"], [p for p in files if p.suffix in PICKLE_SUFFIXES]
 
 
+SAFETENSORS_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+MAX_SAFETENSORS_HEADER = 100 << 20
+
+
+def check_safetensors(path: Path) -> None:
+    """The header of a ``.safetensors`` file agrees with the file: its length fits, it is bounded JSON, and
+    every tensor's byte range lies inside the data and matches its dtype and shape (a lying header would
+    make the loader read or allocate what the header claims)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < n <= min(MAX_SAFETENSORS_HEADER, size - 8):
+            raise PretrainedRefused(f"{path}: not a safetensors file (its header length {n} does not fit the file)")
+        try:
+            header = loads(f.read(n), str(path))
+        except JsonFileError as e:
+            raise PretrainedRefused(str(e)) from None
+    if not isinstance(header, dict):
+        raise PretrainedRefused(f"{path}: its safetensors header is not an object")
+    data = size - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        ok = isinstance(info, dict) and info.get("dtype") in SAFETENSORS_DTYPE_BYTES
+        shape, offsets = (info.get("shape"), info.get("data_offsets")) if ok else (None, None)
+        ok = ok and isinstance(shape, list) and all(_is_size(d, 1 << 40) for d in shape)
+        ok = ok and isinstance(offsets, list) and len(offsets) == 2 and all(_is_size(o, data) for o in offsets)
+        if not ok or math.prod(shape) * SAFETENSORS_DTYPE_BYTES[info["dtype"]] != offsets[1] - offsets[0]:
+            raise PretrainedRefused(f"{path}: the header's entry {name[:80]!r} does not match the file (damaged?)")
+
+
 def check_weight_bytes(config: dict[str, Any], weight_bytes: int, where: str) -> None:
     """``config``'s parameters fit ``weight_bytes`` of stored weights (checked before a model is allocated)."""
     params = parameter_lower_bound(config)
@@ -189,6 +224,8 @@ def check_folder(folder: str | Path, kind: str = "model") -> None:
     if kind == "config":
         return
     safetensors, pickles = _weight_files(folder)
+    for path in safetensors if kind != "files" else []:  # "files": the cheap check, before weights load
+        check_safetensors(path)
     if pickles and not safetensors:
         raise PretrainedRefused(
             f"{folder}: weights only as pickle ({pickles[0].name}), which can run code; convert them with "

@@ -13,8 +13,12 @@ as ``yue_provenance.json``: a plain JSON file that loaders ignore and ``yue-infe
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,21 +136,52 @@ def merged_model(
     return hub.load_adapter(base_model, path).merge_and_unload()
 
 
+def check_export_target(out: Path, overwrite: bool) -> None:
+    """``out`` is free: absent, an empty folder, or (with ``overwrite``) a folder to replace; never a symlink."""
+    if out.is_symlink():
+        raise ExportError(f"{out}: is a symlink; give a real folder (the export is not written through links)")
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out}: already exists and is not empty; pass --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` that replaces ``out`` when the block succeeds and is removed when
+    it fails (a full disk, an interrupt): the export is whole or absent, never partial."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            staging.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def export(
     checkpoint: str | Path, out: str | Path, base: str | None = None, dtype: str = "bfloat16",
-    sources: Sequence[Source] = (),
+    sources: Sequence[Source] = (), overwrite: bool = False,
 ) -> Path:  # fmt: skip
+    out = Path(out)
+    check_export_target(out, overwrite)
     # Merge in fp32 (exact sum), then cast once for saving.
     model = merged_model(checkpoint, base, torch.float32, sources)
     model = model.to(getattr(torch, dtype))
     model.config.use_cache = True
     model.generation_config.use_cache = True
-    out = Path(out)
-    model.save_pretrained(out)
-    prov = read_provenance(checkpoint_folder(Path(checkpoint)))
-    if prov is not None:
-        prov.extra["exported_from"] = str(Path(checkpoint).resolve())
-        write_provenance(out, prov)
+    with staged_folder(out) as staging:
+        model.save_pretrained(staging)
+        prov = read_provenance(checkpoint_folder(Path(checkpoint)))
+        if prov is not None:
+            prov.extra["exported_from"] = str(Path(checkpoint).resolve())
+            write_provenance(staging, prov)
     return out
 
 
@@ -156,9 +191,10 @@ def export_main(argv: list[str], sources: Sequence[Source] = ()) -> int:
     p.add_argument("out", help="output folder")
     p.add_argument("--base", default=None, help="base model folder or hub id (default: the adapter's own)")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--overwrite", action="store_true", help="replace OUT when it already holds files")
     args = p.parse_args(argv)
     try:
-        out = export(args.checkpoint, args.out, args.base, args.dtype, sources)
+        out = export(args.checkpoint, args.out, args.base, args.dtype, sources, args.overwrite)
     except (ExportError, OSError, ValueError) as e:
         print(f"yue-train: error: {e}", file=sys.stderr)
         return 2
