@@ -360,24 +360,30 @@ def test_env_values_stay_out_of_the_records(monkeypatch):
 
 # ------------------------------------------------------------------------------------------ checkpoint state
 def _checkpoint(folder: Path, state: object | str, manifest: object | str | None = None) -> Path:
+    """A checkpoint folder as a save leaves it (COMPLETE, trainer_state.json, a manifest of them), with
+    ``state`` as its trainer state and, when given, ``manifest`` in place of the true manifest."""
+    from yue_train.training.checkpointing.layout import MANIFEST, MARKER
+    from yue_train.training.checkpointing.verify import write_manifest
+
     folder.mkdir(parents=True)
-    (folder / "COMPLETE").write_text("3")
     text = state if isinstance(state, str) else json.dumps(state)
     (folder / "trainer_state.json").write_text(text)
+    write_manifest(folder, exclude=(MARKER, MANIFEST))
+    (folder / MARKER).write_text("3")
     if manifest is not None:
-        (folder / "manifest.json").write_text(manifest if isinstance(manifest, str) else json.dumps(manifest))
+        (folder / MANIFEST).write_text(manifest if isinstance(manifest, str) else json.dumps(manifest))
     return folder
 
 
-GOOD_STATE = {"step": 3, "tokens_seen": 100, "skipped_steps": 0}
+GOOD_STATE = {"format_version": 1, "step": 3, "tokens_seen": 100, "skipped_steps": 0}
 STATE_CASES = {
     "step-negative": ({**GOOD_STATE, "step": -1}, "step=-1"),
     "step-float": ({**GOOD_STATE, "step": 2.5}, "step=2.5"),
     "step-string": ({**GOOD_STATE, "step": "3"}, "step='3'"),
     "step-bool": ({**GOOD_STATE, "step": True}, "step=True"),
-    "step-nan": ('{"step": NaN, "tokens_seen": 1, "skipped_steps": 0}', "damaged"),
-    "step-inf": ('{"step": 1e999, "tokens_seen": 1, "skipped_steps": 0}', "damaged"),
-    "tokens-missing": ({"step": 3, "skipped_steps": 0}, "no 'tokens_seen'"),
+    "step-nan": ('{"format_version": 1, "step": NaN, "tokens_seen": 1, "skipped_steps": 0}', "damaged"),
+    "step-inf": ('{"format_version": 1, "step": 1e999, "tokens_seen": 1, "skipped_steps": 0}', "damaged"),
+    "tokens-missing": ({"format_version": 1, "step": 3, "skipped_steps": 0}, "no 'tokens_seen'"),
     "skipped-negative": ({**GOOD_STATE, "skipped_steps": -2}, "skipped_steps=-2"),
     "world-zero-string": ({**GOOD_STATE, "world_size": "2"}, "world_size='2'"),
     "roles-list": ({**GOOD_STATE, "role_tokens": [1, 2]}, "role_tokens"),
@@ -389,7 +395,7 @@ STATE_CASES = {
 
 @pytest.mark.parametrize("name", sorted(STATE_CASES))
 def test_a_damaged_trainer_state_makes_the_checkpoint_fall_back(name, tmp_path):
-    from yue_train.training.integrity import verify_checkpoint
+    from yue_train.training.checkpointing.verify import verify_checkpoint
 
     state, expected = STATE_CASES[name]
     problem = verify_checkpoint(_checkpoint(tmp_path / "step-3", state), 3)
@@ -408,7 +414,7 @@ MANIFEST_CASES = {
 
 @pytest.mark.parametrize("name", sorted(MANIFEST_CASES))
 def test_a_damaged_manifest_makes_the_checkpoint_fall_back(name, tmp_path):
-    from yue_train.training.integrity import verify_checkpoint
+    from yue_train.training.checkpointing.verify import verify_checkpoint
 
     problem = verify_checkpoint(_checkpoint(tmp_path / "step-3", GOOD_STATE, MANIFEST_CASES[name]), 3)
     assert problem == "manifest.json is damaged"
@@ -541,9 +547,8 @@ DCP_CASES = {
 
 @pytest.mark.parametrize("name", sorted(DCP_CASES))
 def test_export_checks_dcp_metadata_as_resume_does(name, tmp_path, capsys):
-    from yue_train.training.dcp_state import storage_problem
-
     from yue_train.cli.train import main as train_main
+    from yue_train.training.checkpointing.dcp import storage_problem
 
     make, expected = DCP_CASES[name]
     size, chunk, relative = make(tmp_path)
@@ -589,7 +594,9 @@ def capped_results(tmp_path_factory) -> dict[str, str]:
     _npy_with_header(root / "big.npy", (8, 10**12 // 8))
     LlamaConfig(vocab_size=64000, hidden_size=8192, intermediate_size=22016, num_hidden_layers=60,
                 num_attention_heads=64).save_pretrained(root / "model33b")  # fmt: skip
-    (root / "model33b" / "model.safetensors").write_bytes(b"\0" * 1024)
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(256)}, str(root / "model33b" / "model.safetensors"))  # 1 KB of real weights
     (root / "lora").mkdir()
     (root / "lora" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 10**8,
                                                                   "target_modules": ["q_proj"]}))  # fmt: skip
@@ -615,7 +622,7 @@ def test_allocation_cases_stay_under_the_memory_cap(name, capped_results):
 
 
 def test_a_symlinked_step_folder_is_skipped_and_resume_falls_back(tmp_path):
-    from yue_train.training.checkpoint import latest_checkpoint, pick_checkpoint
+    from yue_train.training.checkpointing.publish import latest_checkpoint, pick_checkpoint
 
     root = tmp_path / "run" / "checkpoints"
     _checkpoint(root / "step-1", {**GOOD_STATE, "step": 1})

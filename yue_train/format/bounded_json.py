@@ -20,7 +20,12 @@ MAX_JSON_DEPTH = 64  # nesting of objects and lists
 
 
 class JsonFileError(ValueError):
-    """A JSON file that is missing, too large, not JSON, or not of the expected shape: one line naming it."""
+    """A JSON file that is missing, too large, not JSON, or not of the expected shape: one line naming it.
+    ``syntax``: the text does not parse as JSON at all (the other refusals are of what it holds)."""
+
+    def __init__(self, message: str, syntax: bool = False) -> None:
+        super().__init__(message)
+        self.syntax = syntax
 
 
 def _finite_float(text: str) -> float:
@@ -52,7 +57,7 @@ def loads(text: str | bytes, where: str, max_depth: int = MAX_JSON_DEPTH) -> Any
     except RecursionError:
         raise JsonFileError(f"{where}: nested deeper than {max_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as e:
-        raise JsonFileError(f"{where} is not valid JSON ({str(e).splitlines()[0][:200]})") from None
+        raise JsonFileError(f"{where} is not valid JSON ({str(e).splitlines()[0][:200]})", syntax=True) from None
     if _depth(value) > max_depth:
         raise JsonFileError(f"{where}: nested deeper than {max_depth} levels")
     return value
