@@ -711,3 +711,13 @@ def test_a_malformed_provenance_record_reads_as_none(text, tmp_path):
 
     (tmp_path / PROVENANCE_NAME).write_text(text)
     assert read_provenance(tmp_path) is None
+
+
+def test_an_adapter_config_nested_20000_deep_is_one_line(tmp_path):
+    from yue_train.generation.inputs import GenerateInputError, check_adapter
+
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text("[" * 20_000 + "]" * 20_000)
+    with pytest.raises(GenerateInputError, match="nested too deeply") as e:
+        check_adapter(str(tmp_path / "adapter"))
+    assert "\n" not in str(e.value)

@@ -3,13 +3,13 @@ model and adapter configs, the output folder and the song to continue."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yue_train.format import codec_layout as cl
-from yue_train.format.bounded_json import loads as json_loads
 from yue_train.format.files import SpecialFileError, check_regular_file
 from yue_train.generation.prompts import read_text_file
 from yue_train.generation.provenance import check_records
@@ -182,13 +182,15 @@ def _read_adapter_config(flag: str, folder: Path) -> dict:
         check_regular_file(path, "adapter_config.json")
         if path.stat().st_size > MAX_ADAPTER_CONFIG_BYTES:
             raise GenerateInputError(f"{flag} {folder}: adapter_config.json is too large for an adapter config")
-        data = json_loads(path.read_text(encoding="utf-8"), f"{flag} {folder}: adapter_config.json")
+        data = json.loads(path.read_text(encoding="utf-8"))  # NaN is parsed: the LoRA check names the key
     except FileNotFoundError:
         raise GenerateInputError(f"{flag} {folder}: not a LoRA adapter folder (no adapter_config.json)") from None
     except SpecialFileError as e:
         raise GenerateInputError(f"{flag} {folder}: {e}") from None
     except (OSError, ValueError) as e:  # a special file, unreadable, not UTF-8, not JSON
         raise GenerateInputError(f"{flag} {folder}: cannot read adapter_config.json ({_first_line(e)})") from None
+    except RecursionError:  # nesting deeper than the parser recurses (the file is at most 1 MB)
+        raise GenerateInputError(f"{flag} {folder}: adapter_config.json is nested too deeply") from None
     if not isinstance(data, dict):
         raise GenerateInputError(
             f"{flag} {folder}: adapter_config.json holds a JSON {type(data).__name__}, not an object"
