@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import multiprocessing as mp
 import os
 import time
@@ -24,6 +23,7 @@ from data_prep.songs import MAX_STEM_DIFF_S, STEMS, SongError, SongSpec, frame_s
 from data_prep.tags import TopTags, check_tags
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
 from yue_train.format import codec_layout as cl
+from yue_train.format.bounded_json import JsonFileError, read_json_object
 from yue_train.format.files import check_regular_file
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def codec_fingerprint(folder: Path) -> str:
     if not manifest.is_file():
         raise FileNotFoundError(f"--codec {folder}: not a converted codec folder (no yue_codec.json)")
     h = hashlib.sha256(manifest.read_bytes())
-    meta = json.loads(manifest.read_text())
+    meta = read_json_object(manifest)
     return file_sha256(folder / meta.get("xcodec_file", "xcodec.safetensors"), h).hexdigest()
 
 
@@ -116,8 +116,8 @@ def cached_meta(out: Path, song_id: str, key: str) -> dict[str, Any] | None:
     """The codes' metadata if complete codes for exactly these inputs are on disk."""
     path = _meta_path(out, song_id)
     try:
-        meta = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        meta = read_json_object(path)
+    except JsonFileError:
         return None
     if meta.get("input_hash") != key:
         return None

@@ -6,12 +6,12 @@ only when its key changed: the content hash (manifest text + every code file's b
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yue_train
 from yue_train.data.shards import SUMMARY_NAME, read_summary, write_json_atomic
+from yue_train.format.bounded_json import JsonFileError, read_json_object
 
 if TYPE_CHECKING:
     from data_prep.build import BuildOptions
@@ -39,8 +39,8 @@ def tokenize_modes(
     mixture_path = opts.out / MIXTURE_NAME
     if mixture_path.is_file():
         try:
-            previous = {e["name"]: e for e in json.loads(mixture_path.read_text()).get("datasets", [])}
-        except (json.JSONDecodeError, KeyError, TypeError):
+            previous = {e["name"]: e for e in read_json_object(mixture_path).get("datasets", [])}
+        except (JsonFileError, KeyError, TypeError, AttributeError):
             previous = {}
     entries = []
     for name in opts.modes:

@@ -36,10 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from yue_train.format import codec_layout as cl
-from yue_train.format.files import check_regular_file
+from yue_train.format.bounded_json import JsonFileError, read_json
+from yue_train.format.bounded_json import loads as json_loads
+from yue_train.format.files import check_regular_file, read_bytes_capped
 
 AUDIO_TYPES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".webm")
 LYRICS_TYPES = (".lrc", ".json", ".csv")
+MAX_LYRICS_BYTES = 1 << 20  # a song's lyrics file: a few KB
 STEMS = ("vocals", "instrumental")
 # Sections whose label says "no singing" may have empty lyrics; every other section must have words.
 INSTRUMENTAL_LABELS = frozenset(
@@ -54,6 +57,7 @@ _FRAME_EPS = 1e-6
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _LABEL_RE = re.compile(r"^\[([A-Za-z][A-Za-z0-9 _-]*)\]")
 _LRC_TIME_RE = re.compile(r"\[(\d{1,3}):(\d{1,2}(?:[.:]\d{1,3})?)\]")
+_LRC_NEGATIVE_RE = re.compile(r"\[\s*-\s*\d+\s*:")  # [-00:05.00]: before the song starts
 _LRC_META_RE = re.compile(r"^\[[A-Za-z]+:[^\]]*\]$")  # [ti:Title], [ar:Artist], [length:03:20]
 
 
@@ -229,6 +233,8 @@ def parse_lrc(text: str, where: str) -> list[Section]:
             line = line[m.end() :].lstrip()
         if len(times) > 1:
             raise SongError(f"{where}:{line_no}: a line with {len(times)} timestamps; write repeated lines out")
+        if _LRC_NEGATIVE_RE.match(line):
+            raise SongError(f"{where}:{line_no}: a negative timestamp; times count from the start of the song (0:00)")
         t = times[0] if times else None
         marker = _LABEL_RE.fullmatch(line)
         if marker:
@@ -267,8 +273,7 @@ def load_lyrics_file(path: Path) -> list[Section]:
             f"lyrics: unknown file type {suffix or '(none)'!r} of {path.name} (use {', '.join(LYRICS_TYPES)})"
         )
     try:
-        check_regular_file(path, "lyrics")
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_bytes_capped(path, "lyrics", MAX_LYRICS_BYTES).decode("utf-8-sig")
     except FileNotFoundError:
         raise SongError(f"lyrics: file not found: {path}") from None
     except UnicodeDecodeError as e:
@@ -280,9 +285,9 @@ def load_lyrics_file(path: Path) -> list[Section]:
     if suffix == ".csv":
         return parse_sections_csv(text, path.name)
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SongError(f"lyrics: {path.name} is not valid JSON: {e.msg} (line {e.lineno})") from None
+        data = json_loads(text, f"lyrics: {path.name}")
+    except JsonFileError as e:
+        raise SongError(str(e)) from None
     return parse_inline(data, path.name)
 
 
@@ -447,10 +452,9 @@ def _read_song_json(folder: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        check_regular_file(path, "song.json")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SongError(f"song.json is not valid JSON ({e})") from None
+        data = read_json(path, "song.json", MAX_LYRICS_BYTES)
+    except JsonFileError as e:
+        raise SongError(str(e)) from None
     except (OSError, ValueError) as e:
         raise SongError(str(e)) from None
     if not isinstance(data, dict):

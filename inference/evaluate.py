@@ -134,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
         run_ = open_wandb(args.wandb, args.wandb_project, Path(out), {"songs": str(songs_dir), "metrics": metrics})
     try:
         result = evaluate_folder(
-            songs_dir, out, metrics, options, args.reference, title=args.title, progress=progress, wandb_run=run_
-        )
+            songs_dir, out, metrics, options, args.reference, follow_symlinks=args.follow_symlinks,
+            title=args.title, progress=progress, wandb_run=run_,
+        )  # fmt: skip
     finally:
         if run_ is not None:
             run_.finish()
@@ -155,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("songs_dir", nargs="?", type=Path, metavar="SONGS_DIR", help="yue-infer output or audio folder")
     p.add_argument("--reference", type=Path, help="folder of reference audio for the set metrics (e.g. fad)")
+    p.add_argument(
+        "--follow-symlinks", action="store_true",
+        help="read (and copy into the report) files that symlinks in the song folders lead to outside them",
+    )  # fmt: skip
     p.add_argument("--metrics", help="comma-separated metric names (default: those needing no downloads)")
     p.add_argument("--option", action="append", metavar="METRIC.KEY=VALUE", help="a metric's option (repeatable)")
     p.add_argument("--out", type=Path, help="where eval.json and report.html go (default: SONGS_DIR)")

@@ -23,6 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from yue_train.data.shards import write_json_atomic
+from yue_train.format.bounded_json import JsonFileError, read_json_object
 
 FINISHED_NAME = "FINISHED.json"
 
@@ -38,8 +39,8 @@ def read_finished(run_dir: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:  # written atomically, so this is a hand-edited file: treat as unfinished
+        return read_json_object(path)
+    except JsonFileError:  # written atomically, so this is a hand-edited file: treat as unfinished
         return None
 
 

@@ -2,6 +2,7 @@
 
   yue-train recipe=NAME [key=value ...]      compose conf/ + recipes/NAME.yaml with Hydra and train
   yue-train export CHECKPOINT OUT [--base B] any checkpoint (LoRA merged into its base) -> plain HF folder
+  yue-train convert-weights SRC OUT          a model/adapter folder with pickle weights -> safetensors copy
   yue-train recipe=NAME ... --print-config   print the resolved config, each key's doc as a comment, and exit
   yue-train recipe=NAME ... --print-plan     print the phase plan (datasets, budget, steps) for $WORLD_SIZE
                                              processes and, on a CUDA machine, the estimated memory of
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         from yue_train.cli.chain import chain_main
 
         return chain_main(argv[1:])
+    if argv and argv[0] == "convert-weights":
+        from yue_train.models.convert_weights import convert_main
+
+        return convert_main(argv[1:])
     if argv and argv[0] == "export":
         from yue_train.training.checkpointing.dcp import dcp_model
         from yue_train.training.checkpointing.deepspeed import deepspeed_model

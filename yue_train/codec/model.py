@@ -27,6 +27,8 @@ from yue_train.codec.convert import CheckpointLayoutError, check_layout
 from yue_train.codec.vocos import VocosUpsampler
 from yue_train.devices import resolve_device
 from yue_train.format import codec_layout as cl
+from yue_train.format.bounded_json import field as json_field
+from yue_train.format.bounded_json import read_json_object
 
 FOLDER_FORMAT = "yue-codec"
 FOLDER_VERSION = 1
@@ -57,6 +59,13 @@ class ChunkPlan:
             f1 = min(f0 + self.chunk_frames, n_frames)
             out.append((max(0, f0 - self.context_frames), min(n_frames, f1 + self.context_frames), f0, f1))
         return out
+
+
+def _inside(folder: Path, name: str, manifest: Path) -> Path:
+    """``folder/name`` for a plain file name: a manifest names files of its own folder only."""
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise ValueError(f"{manifest}: names {name!r}, not a file of its own folder; refused")
+    return folder / name
 
 
 class YueCodec:
@@ -112,18 +121,21 @@ class YueCodec:
             raise FileNotFoundError(
                 f"{folder}: not a converted codec folder (no {MANIFEST}); run `yue-prep convert-codec`"
             )
-        meta = json.loads(manifest_path.read_text())
+        meta = read_json_object(manifest_path)  # JsonFileError (a ValueError) names the file
         if meta.get("format") != FOLDER_FORMAT or meta.get("version") != FOLDER_VERSION:
             raise ValueError(
                 f"{manifest_path}: format {meta.get('format')!r} v{meta.get('version')} is not {FOLDER_FORMAT} v{FOLDER_VERSION}"
             )
-        model = build_xcodec(XcodecConfig(**meta["xcodec_config"]), empty=True)
-        load_strict(model, load_file(folder / meta["xcodec_file"]), str(folder / meta["xcodec_file"]))
+        xcodec = _inside(folder, json_field(meta, "xcodec_file", str, manifest_path), manifest_path)
+        model = build_xcodec(XcodecConfig(**json_field(meta, "xcodec_config", dict, manifest_path)), empty=True)
+        load_strict(model, load_file(xcodec), str(xcodec))
         ups = {}
         if load_upsamplers:
-            for track, entry in meta.get("upsamplers", {}).items():
-                up = build_upsampler(UpsamplerConfig.from_dict(entry["config"]), empty=True)
-                load_strict(up, load_file(folder / entry["file"]), str(folder / entry["file"]))
+            for track, entry in json_field(meta, "upsamplers", dict, manifest_path, {}).items():
+                where = f"{manifest_path}: upsamplers[{track!r}]"
+                up = build_upsampler(UpsamplerConfig.from_dict(json_field(entry, "config", dict, where)), empty=True)
+                weights = _inside(folder, json_field(entry, "file", str, where), manifest_path)
+                load_strict(up, load_file(weights), str(weights))
                 ups[track] = up
         return cls(model, ups, device=device, bf16=bf16)
 

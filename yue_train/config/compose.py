@@ -23,6 +23,8 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig
 
+from yue_train.format.files import read_text_capped
+
 RECIPES_ENV = "YUE_TRAIN_RECIPES_DIR"
 CONF_ENV = "YUE_TRAIN_CONF_DIR"
 DEFAULT_RECIPE = "demo"
@@ -111,9 +113,60 @@ def recipe_listing(extra_dirs: list[str | Path] | None = None) -> str:
     return "recipes:\n" + "\n".join(f"  {n:<{width}}  {r.description}" for n, r in sorted(recipes.items()))
 
 
+MAX_RECIPE_BYTES = 1 << 20
+MAX_RECIPE_NODES = 100_000  # values in a recipe once every alias is expanded (the largest recipe has ~100)
+MAX_OVERRIDE_DEPTH = 100  # brackets nested in one key=value override
+
+
+def expanded_size(node: yaml.Node) -> int:
+    """Nodes of a composed YAML graph once aliases are expanded (an alias repeats its anchor's whole tree),
+    counted without expanding: each distinct node's size is computed once."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    while stack:
+        item, done = stack.pop()
+        if id(item) in sizes:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(item, yaml.SequenceNode):
+            children = list(item.value)
+        elif isinstance(item, yaml.MappingNode):
+            children = [n for pair in item.value for n in pair]
+        if done:
+            sizes[id(item)] = 1 + sum(sizes.get(id(c), 0) for c in children)
+        else:
+            stack.append((item, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(node)]
+
+
+def load_yaml_bounded(text: str, where: str, max_nodes: int = MAX_RECIPE_NODES) -> object:
+    """``yaml.safe_load`` of ``text``, refused (UsageError naming ``where``) when its aliases expand to more
+    than ``max_nodes`` values: a kilobyte of nested aliases can stand for billions of them."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if expanded_size(node) > max_nodes:
+            raise UsageError(f"{where}: its aliases expand to more than {max_nodes:,} values; write it out plainly")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def _read_recipe(recipe: Recipe) -> dict:
     try:
-        node = yaml.safe_load(recipe.path.read_text(encoding="utf-8")) or {}
+        text = read_text_capped(recipe.path, f"recipe {recipe.name!r}", MAX_RECIPE_BYTES)
+        node = load_yaml_bounded(text, f"recipe {recipe.name!r} ({recipe.path})") or {}
+    except (UnicodeDecodeError, OSError) as e:
+        raise UsageError(f"recipe {recipe.name!r} ({recipe.path}) cannot be read ({e})") from None
+    except UsageError:
+        raise
+    except ValueError as e:  # larger than MAX_RECIPE_BYTES, or not a regular file
+        raise UsageError(str(e)) from None
+    except RecursionError:
+        raise UsageError(f"recipe {recipe.name!r} ({recipe.path}) is nested too deeply") from None
     except yaml.YAMLError as e:
         raise UsageError(
             f"recipe {recipe.name!r} ({recipe.path}) is not valid YAML: {' '.join(str(e).split())}"
@@ -123,14 +176,65 @@ def _read_recipe(recipe: Recipe) -> dict:
     return node
 
 
-def _register(recipe: Recipe) -> None:
+def _store(recipe: Recipe, node: dict) -> None:
     from hydra.core.config_store import ConfigStore
 
     # Every recipe is a global overlay (its keys are top-level: model, data, trainer, ...), as the
     # ``# @package _global_`` header of each file says.
     folder, _, name = recipe.name.rpartition("/")  # recipe=pretrain/phase1_warmup: group recipe/pretrain
     group = f"recipe/{folder}" if folder else "recipe"
-    ConfigStore.instance().store(group=group, name=name, node=_read_recipe(recipe), package="_global_")
+    ConfigStore.instance().store(group=group, name=name, node=node, package="_global_")
+
+
+def _defaults_named(recipe: Recipe, node: dict, recipes: dict[str, Recipe]) -> list[str]:
+    """The recipes that ``node``'s ``defaults`` list builds on (``/recipe/pretrain/_base``, ``tiny``, or a
+    name relative to the recipe's own folder); ``override /group: x`` entries name config groups, not recipes."""
+    folder = recipe.name.rpartition("/")[0]
+    found = []
+    for entry in node.get("defaults") or []:
+        if isinstance(entry, dict):
+            refs = [f"{k}/{v}" for k, v in entry.items() if isinstance(k, str) and not k.startswith("override")]
+        else:
+            refs = [str(entry)]
+        for ref in refs:
+            name = ref.lstrip("/").removeprefix("recipe/").removeprefix("recipe")
+            name = name.lstrip("/")
+            for candidate in (f"{folder}/{name}" if folder else name, name):
+                if candidate in recipes and candidate not in found:
+                    found.append(candidate)
+                    break
+    return found
+
+
+def _register_with_defaults(name: str, recipes: dict[str, Recipe]) -> None:
+    """Register recipe ``name`` and, transitively, the recipes its ``defaults`` build on; no other recipe
+    file is read (a broken or hostile recipe elsewhere in the folders cannot stop this one)."""
+    todo, done = [name], set()
+    while todo:
+        current = todo.pop()
+        if current in done:
+            continue
+        done.add(current)
+        node = _read_recipe(recipes[current])
+        _store(recipes[current], node)
+        todo.extend(_defaults_named(recipes[current], node, recipes))
+
+
+def check_override_depth(overrides: list[str]) -> None:
+    """Each ``key=value`` nests at most :data:`MAX_OVERRIDE_DEPTH` brackets (Hydra's parser recurses per level)."""
+    for override in overrides:
+        depth = deepest = 0
+        for ch in override:
+            if ch in "[{(":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif ch in "]})":
+                depth -= 1
+        if deepest > MAX_OVERRIDE_DEPTH:
+            key = override.split("=", 1)[0][:80]
+            raise UsageError(
+                f"override {key}=...: nested {deepest:,} levels deep; at most {MAX_OVERRIDE_DEPTH} are read"
+            )
 
 
 def recipe_of(overrides: list[str]) -> str:
@@ -146,6 +250,7 @@ def compose_config(overrides: list[str], recipes_dirs: list[str | Path] | None =
 
     from yue_train.config.schema import SchemaError, check_schema, explain, register_schema
 
+    check_override_depth(overrides)
     recipes = find_recipes(recipes_dirs, bases=True)
     runnable = ", ".join(sorted(n for n in recipes if not is_base(n)))
     name = recipe_of(overrides)
@@ -155,8 +260,7 @@ def compose_config(overrides: list[str], recipes_dirs: list[str | Path] | None =
         )
     if name not in recipes:
         raise UsageError(f"unknown recipe {name!r}; available: {runnable}")
-    for recipe in recipes.values():  # recipes may build on each other (defaults: - tiny, - _base)
-        _register(recipe)
+    _register_with_defaults(name, recipes)  # recipes may build on each other (defaults: - tiny, - _base)
     register_schema()
     overrides = [o for o in overrides if not o.startswith("recipe=")] + [f"recipe={name}"]
     try:

@@ -54,6 +54,7 @@ from yue_train.format.document import Document
 
 INDEX_VERSION = 1
 INDEX_DIR = ".yue-index"
+MAX_ENTRY_BYTES = 8192  # per document in one index array: key and reason strings of up to 2048 characters
 HEAD = 4096  # bytes read from the start of an .npy member for its header (more only for a longer header)
 
 
@@ -222,14 +223,18 @@ def _index_name(url: str) -> str:
 
 
 def _candidates(url: str, fallback: Path | None) -> list[Path]:
+    """Index folders to read and write, in order; a ``.yue-index`` that is a symlink is never used (a
+    planted link would make training write and delete index files in the folder it points to)."""
     folder = Path(url).resolve().parent
-    out = [folder / INDEX_DIR]
+    out = [] if (folder / INDEX_DIR).is_symlink() else [folder / INDEX_DIR]
     if fallback is not None:
         out.append(Path(fallback) / hashlib.sha1(str(folder).encode()).hexdigest()[:16])
     return out
 
 
 def _write(path: Path, index: ShardIndex, shard_name: str) -> None:
+    if path.parent.is_symlink():
+        raise OSError(f"{path.parent} is a symlink; index files are not written through it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
@@ -240,12 +245,29 @@ def _write(path: Path, index: ShardIndex, shard_name: str) -> None:
             old.unlink(missing_ok=True)
 
 
-def _read(path: Path) -> ShardIndex | None:
+def max_index_bytes(shard_bytes: int) -> int:
+    """The most bytes one array of a shard's index may hold uncompressed: every document takes at least
+    three 512-byte tar headers, and each holds at most :data:`MAX_ENTRY_BYTES` in any index array."""
+    return (shard_bytes // 1536 + 1) * MAX_ENTRY_BYTES + (1 << 16)
+
+
+def _read(path: Path, shard_bytes: int | None = None) -> ShardIndex | None:
+    """The index in ``path``; None when absent, damaged, from another version, a symlink, or holding arrays
+    larger than the shard's documents can need (a planted file: rebuilt, nothing large allocated)."""
+    if path.is_symlink():
+        return None
     try:
+        if shard_bytes is not None:
+            with zipfile.ZipFile(path) as z:
+                if any(info.file_size > max_index_bytes(shard_bytes) for info in z.infolist()):
+                    return None
         with np.load(path, allow_pickle=False) as a:
-            return ShardIndex.from_arrays({k: a[k] for k in a.files})
+            index = ShardIndex.from_arrays({k: a[k] for k in a.files})
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # absent, damaged or from another version: rebuilt
+    if shard_bytes is not None and len(index) and int((index.offsets + index.sizes).max()) > shard_bytes:
+        return None  # member ranges past the shard's end: a read would allocate what the index claims
+    return index
 
 
 def has_index(url: str, fallback: Path | None = None) -> bool:
@@ -261,8 +283,9 @@ def load_index(url: str, fallback: Path | None = None) -> ShardIndex:
     except OSError as e:
         raise ShardError(f"{url} cannot be opened ({e.strerror or type(e).__name__})") from None
     places = _candidates(url, fallback)
+    shard_bytes = os.stat(url).st_size
     for d in places:
-        found = _read(d / name)
+        found = _read(d / name, shard_bytes)
         if found is not None:
             return found
     index = build_index(url)

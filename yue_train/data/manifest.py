@@ -18,6 +18,7 @@ import numpy as np
 
 from yue_train.format import codec_layout as cl
 from yue_train.format.files import check_regular_file
+from yue_train.format.npy import NpyFileError, load_npy
 from yue_train.format.song import Segment, Song
 
 MAX_TRACK_LENGTH_DIFF = 10  # frames
@@ -101,8 +102,9 @@ def _require(data: dict[str, Any], key: str, types: type | tuple[type, ...]) -> 
     return value
 
 
-def load_codes(path_value: str, root: Path, field: str, min_codebooks: int = 1) -> np.ndarray:
-    """Load and check a codes ``.npy``: 2-D integer ``(n_codebooks, n_frames)`` with codes in 0..1023."""
+def load_codes(path_value: str, root: Path, field: str, min_codebooks: int = 1, confine: bool = False) -> np.ndarray:
+    """Load and check a codes ``.npy``: 2-D integer ``(n_codebooks, n_frames)`` with codes in 0..1023.
+    ``confine``: the path, symlinks resolved, must lie under ``root`` (a manifest names files of its root only)."""
     path = Path(path_value)
     if not path.is_absolute():
         path = root / path
@@ -110,12 +112,16 @@ def load_codes(path_value: str, root: Path, field: str, min_codebooks: int = 1) 
         check_regular_file(path, field)  # from stat alone: a FIFO must not block the run
     except (OSError, ValueError) as e:
         raise RecordError(str(e)) from None
+    if confine and not path.resolve().is_relative_to(Path(root).resolve()):
+        raise RecordError(f"{field}: {path_value} lies outside --root {root} (absolute, '..' or a symlink out of it)")
     try:
         with path.open("rb") as f:
             magic = f.read(6)
         if magic != b"\x93NUMPY":
             raise RecordError(f"{field}: {path} is not a .npy file (it does not start with the NumPy magic bytes)")
-        arr = np.load(path, allow_pickle=False)
+        arr = load_npy(path, field)  # the header checked against the file's size before allocating
+    except NpyFileError as e:
+        raise RecordError(str(e)) from None
     except OSError as e:
         raise RecordError(f"{field}: cannot read {path} ({e.strerror or type(e).__name__})") from None
     except RecordError:
@@ -235,7 +241,7 @@ def load_song(
     record_id = str(_require(data, "id", (str, int)))
     if not record_id.strip():
         raise RecordError("field 'id' is blank")
-    arrays = {t: load_codes(_require(data, CODE_FIELDS[t], str), root, CODE_FIELDS[t]) for t in tracks}
+    arrays = {t: load_codes(_require(data, CODE_FIELDS[t], str), root, CODE_FIELDS[t], confine=True) for t in tracks}
     vocals, inst, mix = arrays.get("vocal"), arrays.get("inst"), arrays.get("mixture")
     if vocals is not None and inst is not None:
         vocals, inst = _trim_pair(vocals, inst, "vocal and instrumental code")

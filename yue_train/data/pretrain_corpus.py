@@ -24,7 +24,6 @@ which is what :mod:`yue_train.training.plan` reads to size a dataset.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from omegaconf import OmegaConf
 
 from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, ShardWriter, write_summary
 from yue_train.data.synthetic import demo_song
+from yue_train.format.bounded_json import JsonFileError, read_json_object
 from yue_train.format.document import Document
 from yue_train.format.roles import role_token_counts
 from yue_train.format.sequences import ICL_PROMPT_MODES, build_cot_document, build_icl_document, record_rng
@@ -99,8 +99,10 @@ def _is_current(out: Path, spec: dict[str, Any]) -> bool:
     if not summary.is_file():
         return False
     try:
-        done = json.loads(summary.read_text())
-    except json.JSONDecodeError:
+        done = read_json_object(summary)
+    except JsonFileError:
+        return False
+    if not isinstance(done.get("shards", []), list) or not all(isinstance(s, dict) for s in done.get("shards", [])):
         return False
     return done.get(SYNTHETIC_KEY) == spec and all((out / s["name"]).is_file() for s in done.get("shards", []))
 

@@ -41,6 +41,7 @@ import numpy as np
 import xxhash
 
 from yue_train.data.tar_stream import TarFormatError, iter_members
+from yue_train.format.bounded_json import JsonFileError, read_json
 from yue_train.format.document import Document
 
 SUMMARY_NAME = "summary.json"
@@ -148,9 +149,9 @@ def listed_shards(folder: str | Path) -> tuple[str, dict[str, ListedShard]] | No
 def _parse_listing(path: Path) -> tuple[str, dict[str, ListedShard]] | None:
     fix = "re-run yue-prep tokenize into a fresh folder"
     try:
-        summary = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ShardError(f"{path} cannot be read ({type(e).__name__}); {fix}") from None
+        summary = read_json(path)
+    except JsonFileError as e:
+        raise ShardError(f"{e}; {fix}") from None
     entries = summary.get("shards") if isinstance(summary, dict) else None
     if not isinstance(entries, list):
         return None

@@ -30,6 +30,7 @@ from yue_train.data.shard_reader import (
     shard_paths,
 )
 from yue_train.data.tar_io import TarWriter
+from yue_train.format.bounded_json import JsonFileError, read_json_object
 from yue_train.format.document import Document
 from yue_train.format.provenance import SUMMARY_KEY, Provenance, TokenizerLike, provenance_for
 
@@ -164,7 +165,7 @@ def read_summary(shard_dir: str | Path) -> dict[str, Any]:
     path = Path(shard_dir) / SUMMARY_NAME
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: the shard folder is incomplete or was not written by yue-prep")
-    return json.loads(path.read_text())
+    return read_json_object(path)
 
 
 def write_summary(out_dir: str | Path, summary: dict[str, Any], writer: ShardWriter, name: str = SUMMARY_NAME) -> Path:
@@ -186,11 +187,14 @@ def folder_provenance(path: str | Path) -> Provenance | None:
         if not file.is_file():
             continue
         try:
-            summary = json.loads(file.read_text())
-        except (json.JSONDecodeError, OSError):
+            summary = read_json_object(file)
+        except JsonFileError:
             return None
         if isinstance(summary.get(SUMMARY_KEY), dict):
-            return Provenance.from_dict(summary[SUMMARY_KEY])
+            try:
+                return Provenance.from_dict(summary[SUMMARY_KEY])
+            except (KeyError, TypeError, ValueError, AttributeError):
+                return None
         mode = summary.get("mode") or {1: "cot", 2: "stage2"}.get(summary.get("stage"))
         return provenance_for([str(mode)]) if mode else None
     return None

@@ -7,7 +7,6 @@ a generator seeded by (seed, record id), so the shards do not depend on the numb
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import sys
 import time
@@ -34,6 +33,7 @@ from yue_train.data.manifest import (
 from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, ShardWriter, write_summary
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
+from yue_train.format.bounded_json import read_json_object
 from yue_train.format.document import Document
 from yue_train.format.files import check_regular_file
 from yue_train.format.roles import role_token_counts
@@ -215,8 +215,8 @@ def prepare_output(opts: TokenizeOptions) -> str | None:
 def summary_failed(path: Path) -> bool:
     """Whether a summary records a failed run (one that wrote no document); unreadable counts as finished."""
     try:
-        return json.loads(path.read_text()).get("status") == "failed"
-    except (OSError, ValueError, AttributeError):
+        return read_json_object(path).get("status") == "failed"
+    except ValueError:  # JsonFileError: missing, too large, not JSON, not an object
         return False
 
 

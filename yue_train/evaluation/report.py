@@ -65,13 +65,21 @@ def _fmt(v: float | None) -> str:
 
 def place_media(songs: list[LoadedSong], folder: Path) -> None:
     """Copy each song's audio files that lie outside ``folder`` to ``folder/media/SONG/`` (and point the
-    song at the copies), so the report links every file by a relative path inside its folder."""
+    song at the copies), so the report links every file by a relative path inside its folder. Each song's
+    folder name is unique: ids that differ only in characters a file name cannot hold get ``-2``, ``-3``, ..."""
+    used: set[str] = set()
     for song in songs:
+        slug = base = re.sub(r"[^\w.-]+", "_", song.audio.id)
+        n = 1
+        while slug.lower() in used:  # lower case: a case-insensitive disk would merge them too
+            n += 1
+            slug = f"{base}-{n}"
         for name, path in song.media.items():
             try:
                 path.resolve().relative_to(folder.resolve())
             except ValueError:
-                target = folder / MEDIA / re.sub(r"[^\w.-]+", "_", song.audio.id) / path.name
+                used.add(slug.lower())
+                target = folder / MEDIA / slug / path.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
                 song.media[name] = target

@@ -42,3 +42,22 @@ def check_regular_file(path: str | Path, what: str) -> Path:
     if not stat.S_ISREG(mode):
         raise SpecialFileError(f"{what}: {path} is a {file_kind(mode)}, not a regular file")
     return path
+
+
+def read_bytes_capped(path: str | Path, what: str, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path``, refused (ValueError naming it) when it holds more than
+    ``max_bytes``: the size is checked from ``os.stat`` first, and no more than ``max_bytes + 1`` are read."""
+    path = check_regular_file(path, what)
+    size = os.stat(path).st_size
+    if size > max_bytes:
+        raise ValueError(f"{what}: {path} holds {size:,} bytes, more than the {max_bytes:,} read here")
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{what}: {path} grew past the {max_bytes:,} bytes read here")
+    return data
+
+
+def read_text_capped(path: str | Path, what: str, max_bytes: int, errors: str = "strict") -> str:
+    """:func:`read_bytes_capped` decoded as UTF-8 (``UnicodeDecodeError`` when not, unless ``errors`` says)."""
+    return read_bytes_capped(path, what, max_bytes).decode("utf-8", errors=errors)

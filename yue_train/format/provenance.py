@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from yue_train.format.bounded_json import read_json_object
+
 PROVENANCE_NAME = "yue_provenance.json"  # in checkpoint and exported model folders
 SUMMARY_KEY = "provenance"  # in a shard folder's summary.json
 FORMAT = "yue-train-provenance"
@@ -167,7 +169,7 @@ def read_provenance(folder: str | Path) -> Provenance | None:
     for path in candidates:
         if path.is_file():
             try:
-                return Provenance.from_dict(json.loads(path.read_text()))
-            except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+                return Provenance.from_dict(read_json_object(path))
+            except (TypeError, ValueError, AttributeError, KeyError):  # JsonFileError is a ValueError
                 return None
     return None

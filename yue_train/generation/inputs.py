@@ -15,6 +15,8 @@ from yue_train.generation.prompts import read_text_file
 from yue_train.generation.provenance import check_records
 from yue_train.generation.sampling import SamplingConfig
 from yue_train.generation.song_folder import SongCodes, SongFolderError, check_out, read_song
+from yue_train.models import hub
+from yue_train.models.hub import PretrainedRefused
 from yue_train.tokenizer import load_tokenizer
 from yue_train.tokenizer.mm_tokenizer import MMTokenizer
 
@@ -100,7 +102,11 @@ def _model_config(flag: str, ref: str) -> PretrainedConfig:
 
     check_model_ref(flag, ref)
     try:
+        if Path(ref).is_dir():
+            hub.check_folder(ref, "files")  # pickle-only weights are refused before any output is written
         return load_model_config(ModelSpec(path=ref))
+    except PretrainedRefused as e:
+        raise GenerateInputError(f"{flag} {e}") from None
     except (OSError, ValueError) as e:
         what = "cannot read its config" if Path(ref).is_dir() else "no such folder, nor a model on the hub"
         raise GenerateInputError(f"{flag} {ref}: {what} ({_first_line(e)})") from None
@@ -176,13 +182,15 @@ def _read_adapter_config(flag: str, folder: Path) -> dict:
         check_regular_file(path, "adapter_config.json")
         if path.stat().st_size > MAX_ADAPTER_CONFIG_BYTES:
             raise GenerateInputError(f"{flag} {folder}: adapter_config.json is too large for an adapter config")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))  # NaN is parsed: the LoRA check names the key
     except FileNotFoundError:
         raise GenerateInputError(f"{flag} {folder}: not a LoRA adapter folder (no adapter_config.json)") from None
     except SpecialFileError as e:
         raise GenerateInputError(f"{flag} {folder}: {e}") from None
     except (OSError, ValueError) as e:  # a special file, unreadable, not UTF-8, not JSON
         raise GenerateInputError(f"{flag} {folder}: cannot read adapter_config.json ({_first_line(e)})") from None
+    except RecursionError:  # nesting deeper than the parser recurses (the file is at most 1 MB)
+        raise GenerateInputError(f"{flag} {folder}: adapter_config.json is nested too deeply") from None
     if not isinstance(data, dict):
         raise GenerateInputError(
             f"{flag} {folder}: adapter_config.json holds a JSON {type(data).__name__}, not an object"
@@ -225,14 +233,18 @@ def check_adapter(ref: str, flag: str = "--adapter", module_names: set[str] | No
     if Path(ref).is_dir():
         config = _read_adapter_config(flag, Path(ref))
     else:
-        from peft import PeftConfig
-
         try:
-            config = PeftConfig.from_pretrained(ref).to_dict()
+            config = hub.adapter_config(ref).to_dict()
+        except PretrainedRefused as e:
+            raise GenerateInputError(f"{flag} {e}") from None
         except Exception as e:  # PEFT raises many types for an unreadable config
             raise GenerateInputError(f"{flag} {ref}: cannot read its adapter config ({_first_line(e)})") from None
         config["peft_type"] = str(getattr(config.get("peft_type"), "value", config.get("peft_type")))
     check_adapter_config(flag, ref, config, module_names)
+    try:
+        hub.check_source(ref, "adapter")
+    except PretrainedRefused as e:
+        raise GenerateInputError(f"{flag} {e}") from None
 
 
 def stage1_module_names(stage1_model: str, flag: str = "--stage1-model") -> set[str]:

@@ -18,11 +18,11 @@ def load_lm(path: str, device: torch.device, adapters: list[str] | None = None, 
 
     model = build_model(ModelSpec(path=path), device)
     if adapters:
-        from peft import PeftModel
+        from yue_train.models import hub
 
-        model = PeftModel.from_pretrained(model, adapters[0], adapter_name="a0")
+        model = hub.load_adapter(model, adapters[0], adapter_name="a0")
         for n, adapter in enumerate(adapters[1:], start=1):
-            model.load_adapter(adapter, adapter_name=f"a{n}")
+            hub.add_adapter(model, adapter, f"a{n}")
         names = {f"a{n}": a for n, a in enumerate(adapters)}
         chosen = active or "a0"
         if chosen not in names:

@@ -9,12 +9,15 @@ import numpy as np
 
 from yue_train.data.manifest import RecordError, load_codes
 from yue_train.format import sequences as seq
-from yue_train.format.files import SpecialFileError, check_regular_file
+from yue_train.format.files import read_text_capped
 from yue_train.tokenizer.mm_tokenizer import MMTokenizer
 
 
 class PromptInputError(ValueError):
     """Inputs a prompt cannot be built from; the message names the file and the fix."""
+
+
+MAX_TEXT_BYTES = 1 << 20  # a genre or lyrics file: a song's lyrics are a few KB
 
 
 @dataclass
@@ -25,15 +28,16 @@ class Stage1Prompts:
 
 
 def read_text_file(path: Path, what: str) -> str:
+    """The UTF-8 text of a genre or lyrics file of at most :data:`MAX_TEXT_BYTES` (checked from ``os.stat``
+    before reading: a FIFO must not block, and a 16 GiB file is refused unread)."""
     try:
-        check_regular_file(path, f"{what} file")  # from stat alone: a FIFO must not block
-        text = path.read_text(encoding="utf-8")
+        text = read_text_capped(path, f"{what} file", MAX_TEXT_BYTES)
     except FileNotFoundError:
         raise PromptInputError(f"{what} file not found: {path}") from None
-    except SpecialFileError as e:
-        raise PromptInputError(str(e)) from None
     except UnicodeDecodeError as e:
         raise PromptInputError(f"{what} file {path} is not UTF-8 ({e.reason} at byte {e.start})") from None
+    except ValueError as e:  # SpecialFileError, or larger than MAX_TEXT_BYTES
+        raise PromptInputError(str(e)) from None
     if not text.strip():
         raise PromptInputError(f"{what} file {path} is empty")
     return text

@@ -15,6 +15,9 @@ import torch
 
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
+from yue_train.format.bounded_json import JsonFileError
+from yue_train.format.bounded_json import loads as json_loads
+from yue_train.format.files import read_text_capped
 from yue_train.generation.pipeline import generate_into, plan_song
 from yue_train.generation.prompts import PromptInputError
 from yue_train.generation.sampling import SamplingConfig
@@ -33,24 +36,29 @@ class SongPrompt:
     reference: str | None = None  # audio of the target voice (voice_similarity compares against it)
 
 
+MAX_PROMPT_SET_BYTES = 64 << 20  # a prompt set of thousands of songs stays far below
+
+
 def read_prompt_set(path: str | Path) -> list[SongPrompt]:
     """A prompt set: a JSONL file, one ``{"id", "genres", "lyrics", "reference"?}`` object per line.
     ``reference`` is an audio path, relative to the file's folder unless absolute. Raises
     :class:`PromptInputError` naming the file and line."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_text_capped(path, "prompt set", MAX_PROMPT_SET_BYTES).splitlines()
     except FileNotFoundError:
         raise PromptInputError(f"prompt set {path} not found (a JSONL of {{id, genres, lyrics}} per line)") from None
+    except ValueError as e:  # larger than MAX_PROMPT_SET_BYTES, not a regular file, or not UTF-8
+        raise PromptInputError(f"prompt set {path}: {str(e).splitlines()[0]}") from None
     prompts: list[SongPrompt] = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"prompt set {path} line {n}"
         try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise PromptInputError(f"{where}: not JSON ({e.msg})") from None
+            entry = json_loads(line, where)
+        except JsonFileError as e:
+            raise PromptInputError(f"{where}: not JSON" if e.syntax else str(e)) from None
         if not isinstance(entry, dict):
             raise PromptInputError(f"{where}: give an object {{id, genres, lyrics}}")
         unknown = sorted(set(entry) - {"id", "genres", "lyrics", "reference"})

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
+from yue_train.models import hub
 from yue_train.models.architectures import ARCHITECTURES, architecture_config
 from yue_train.models.attention import TORCH_VARLEN, AttentionChoice, choose_auto
 
@@ -51,7 +52,7 @@ class ModelSpec:
 def load_model_config(spec: ModelSpec) -> PretrainedConfig:
     """The model's config without its weights (cheap: used by config validation before heavy work)."""
     if spec.path:
-        return AutoConfig.from_pretrained(spec.path)
+        return hub.load_config(spec.path)
     if not spec.name:
         raise ValueError("model: set model.name (a known architecture) or model.path (a folder or hub id)")
     if spec.name not in ARCHITECTURES:
@@ -97,7 +98,7 @@ def build_model(
         if spec.load_in_4bit:
             kwargs["quantization_config"] = _bnb_4bit_config(device)
             kwargs["device_map"] = {"": device.index or 0}
-        model = AutoModelForCausalLM.from_pretrained(spec.path, **kwargs)
+        model = hub.load_model(spec.path, **kwargs)
     else:
         if spec.load_in_4bit:
             raise ValueError("model.load_in_4bit needs pretrained weights (model.path)")
@@ -105,7 +106,7 @@ def build_model(
         config._attn_implementation = attn
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+            model = hub.model_from_config(config, None, spec.describe(), dtype=dtype, attn_implementation=attn)
     if not spec.load_in_4bit:
         model.to(device)
     model.config.use_cache = False  # see yue_train.training.forward: a KV cache breaks packed isolation

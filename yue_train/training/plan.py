@@ -23,7 +23,6 @@ datasets get slightly fewer tokens than planned.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -33,6 +32,8 @@ from omegaconf import OmegaConf
 
 from yue_train.config.schema import DatasetConfig
 from yue_train.data.shards import folder_provenance
+from yue_train.format.bounded_json import JsonFileError, read_json_object
+from yue_train.format.bounded_json import field as json_field
 
 REMOTE_PREFIXES = ("http://", "https://", "pipe:", "s3://", "gs://")
 ENTRY_KEYS = tuple(f.name for f in fields(DatasetConfig))
@@ -163,22 +164,34 @@ def entry_name(entry: Any) -> str:
     return path.rsplit("/", 1)[-1] or path or "?"
 
 
+def _count(obj: Any, key: str, file: Path) -> int:
+    value = json_field(obj, key, int, f"{file}: shards entry" if key != "tokens_total" else file)
+    if value < 0:
+        raise JsonFileError(f"{file}: {key}={value} is negative")
+    return value
+
+
 def _summary_size(folder: Path, shard: str | None = None) -> DatasetSize | None:
     for name in SUMMARY_FILES:
         file = folder / name
         if not file.is_file():
             continue
-        summary = json.loads(file.read_text())
-        shards = summary.get("shards") or []
-        if shard is not None:
-            shards = [s for s in shards if s.get("name") == shard]
-            if not shards:
-                return None
-        elif not shards and "tokens_total" in summary:
-            return DatasetSize(int(summary["tokens_total"]), summary.get("documents_written"))
-        return DatasetSize(
-            sum(int(s["n_tokens"]) for s in shards), sum(int(s["n_docs"]) for s in shards) if shards else None
-        )
+        try:
+            summary = read_json_object(file)
+            shards = json_field(summary, "shards", (list, type(None)), file, None) or []
+            if shard is not None:
+                shards = [s for s in shards if isinstance(s, dict) and s.get("name") == shard]
+                if not shards:
+                    return None
+            elif not shards and "tokens_total" in summary:
+                docs = json_field(summary, "documents_written", (int, type(None)), file, None)
+                return DatasetSize(_count(summary, "tokens_total", file), docs)
+            return DatasetSize(
+                sum(_count(s, "n_tokens", file) for s in shards),
+                sum(_count(s, "n_docs", file) for s in shards) if shards else None,
+            )
+        except JsonFileError as e:
+            raise PlanError(str(e)) from None
     return None
 
 

@@ -33,6 +33,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.optim.lr_scheduler import LambdaLR
 
+from yue_train.config.recorded import env_expressions, recorded_yaml, redact
 from yue_train.data.folder_lock import LOCK_NAME, FolderBusyError, FolderLock
 from yue_train.data.generated import prepare_data
 from yue_train.data.packing import IGNORE_INDEX, Batch, eval_batches
@@ -67,6 +68,7 @@ from yue_train.training.memory_plan import plan_memory
 from yue_train.training.output import library_bars_off, note
 from yue_train.training.plan import PlanError, batch_geometry, plan_phase
 from yue_train.training.provenance import run_provenance
+from yue_train.training.state_numbers import optimizer_problem
 from yue_train.training.strategies import DeepSpeedStrategy, DistributedConfigError, init_process_group, make_strategy
 from yue_train.training.strategies import check_config as check_distributed_config
 from yue_train.training.validate import check_config, check_data
@@ -145,6 +147,7 @@ class Trainer:
 
     def _setup(self, cfg: DictConfig) -> None:
         self.cfg = cfg
+        self.env_values = env_expressions(cfg)  # values the config's records replace by ${oc.env:...}
         self.run_dir = Path(cfg.trainer.run_dir)
         if int(os.environ.get("RANK", "0")) == 0:  # the process that logs to W&B; before anything loads
             try:
@@ -177,6 +180,7 @@ class Trainer:
             raise TrainingError(str(e)) from None
         self.max_steps = self.plan.max_steps  # from the token budget (rounds, max_tokens) or trainer.max_steps
         self.provenance = run_provenance(cfg, int(self.model_config.vocab_size))  # written into every checkpoint
+        self.provenance.extra = redact(self.provenance.extra, self.env_values)
         if self.resume_from is not None:  # a finished run: say so before anything is written or loaded
             done = int(read_trainer_state(self.resume_from)["step"])
             if done >= self.max_steps:
@@ -186,7 +190,8 @@ class Trainer:
             if self.resume_from is None:  # starting over: lines of an earlier attempt's steps go
                 truncate_metrics(self.run_dir, 0)
             note(self.plan.format())
-            (self.run_dir / PLAN_NAME).write_text(json.dumps(self.plan.as_dict(), indent=2) + "\n")
+            plan = redact(self.plan.as_dict(), self.env_values)
+            (self.run_dir / PLAN_NAME).write_text(json.dumps(plan, indent=2) + "\n")
         self.spec = ModelSpec.from_cfg(cfg.model)
         self.lora = bool(cfg.lora.enabled)
         try:  # model.gradient_checkpointing=auto and, on a GPU, the estimated memory of one step
@@ -202,9 +207,10 @@ class Trainer:
         self.skipped_steps = 0
         self.role_tokens = np.zeros(N_ROLES, dtype=np.int64)  # label tokens per target role, cumulative
         self._stop_signal: int | None = None  # SIGTERM or the first SIGINT: save at the next step boundary
-        self.resolved = OmegaConf.to_container(cfg, resolve=True)
+        # every record of the config keeps ${oc.env:...} expressions, not the values (yue_train.config.recorded)
+        self.resolved = redact(OmegaConf.to_container(cfg, resolve=True), self.env_values)
         if self.main:
-            (self.run_dir / L.CONFIG).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            (self.run_dir / L.CONFIG).write_text(recorded_yaml(self.resolved))
 
         if cfg.trainer.cpu_threads:
             torch.set_num_threads(int(cfg.trainer.cpu_threads))  # tiny CPU runs: 1 beats 2 on a busy machine
@@ -265,7 +271,7 @@ class Trainer:
                 self._lock = FolderLock(self.run_dir, "run folder").acquire()
                 chosen = find_resume(self.run_dir, self.cfg.trainer.resume)
                 if chosen is not None:
-                    resolved = OmegaConf.to_container(self.cfg, resolve=True)
+                    resolved = redact(OmegaConf.to_container(self.cfg, resolve=True), self.env_values)
                     assert isinstance(resolved, dict)
                     check_compatible(chosen, resolved, resolved["trainer"].get("allow_config_change", False))
             except (FolderBusyError, RunFolderError, TrainingError) as e:
@@ -402,7 +408,7 @@ class Trainer:
             save_plain(self.stream.state_dict(), folder / L.DATA_STATE)
             state = {"format_version": L.FORMAT_VERSION, **self._trainer_state(), "checkpoint_format": self._format()}
             (folder / L.TRAINER_STATE).write_text(json.dumps({**state, "hf_weights": hf}, indent=2) + "\n")
-            (folder / L.CONFIG).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+            (folder / L.CONFIG).write_text(recorded_yaml(self.resolved))
             write_provenance(folder, self.provenance)
         # Last: with async_save the tensors are written in the background, after every small file above.
         group = self.saver.async_group if background else None
@@ -427,6 +433,12 @@ class Trainer:
                 set_rng_state(load_plain(rng))
         except CheckpointFileError as e:
             raise TrainingError(str(e)) from None
+        problem = optimizer_problem(self.strategy.optimizer, self.strategy.scheduler)
+        if problem:  # a NaN learning rate would train on and save NaN weights
+            raise TrainingError(
+                f"{ckpt}: the saved optimizer state is damaged ({problem}); delete that checkpoint folder to "
+                "resume from the one before it"
+            )
         if not rng.exists():  # more processes than the run had: a fresh, distinct stream per process
             _seed_all(int(self.cfg.trainer.seed) + 1000 * self.rank + self.step)
         if self.main:

@@ -29,6 +29,7 @@ from yue_train.evaluation.metrics.audio import resample
 from yue_train.evaluation.metrics.base import MetricError, MetricResult, SetMetric, SongAudio, SongMetric
 from yue_train.evaluation.metrics.frechet import frechet_between
 from yue_train.evaluation.metrics.weights import load_weights
+from yue_train.models import hub
 
 DEFAULT_MODEL = "laion/clap-htsat-unfused"
 
@@ -41,8 +42,8 @@ class ClapEmbedder:
         from transformers import ClapModel, ClapProcessor
 
         def load(source: str, local_only: bool) -> tuple[Any, Any]:
-            net = ClapModel.from_pretrained(source, local_files_only=local_only)
-            processor = ClapProcessor.from_pretrained(source, local_files_only=local_only)
+            net = hub.from_pretrained(ClapModel, source, "model", local_files_only=local_only)
+            processor = hub.from_pretrained(ClapProcessor, source, "config", local_files_only=local_only)
             return net, processor
 
         self.model, self.processor = load_weights("CLAP weights", model, DEFAULT_MODEL, load, download)

@@ -30,6 +30,7 @@ from yue_train.evaluation.metrics import register
 from yue_train.evaluation.metrics.audio import resample, vocal_or_mix
 from yue_train.evaluation.metrics.base import MetricResult, SongAudio, SongMetric
 from yue_train.evaluation.metrics.weights import load_weights
+from yue_train.models import hub
 
 DEFAULT_MODEL = "openai/whisper-small"
 RATE = 16000
@@ -75,8 +76,8 @@ class WhisperTranscriber:
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
         def load(source: str, local_only: bool) -> tuple[Any, Any]:
-            net = WhisperForConditionalGeneration.from_pretrained(source, local_files_only=local_only)
-            return net, WhisperProcessor.from_pretrained(source, local_files_only=local_only)
+            net = hub.from_pretrained(WhisperForConditionalGeneration, source, "model", local_files_only=local_only)
+            return net, hub.from_pretrained(WhisperProcessor, source, "config", local_files_only=local_only)
 
         self.model, self.processor = load_weights("Whisper weights", model, DEFAULT_MODEL, load, download)
         self.model.eval()

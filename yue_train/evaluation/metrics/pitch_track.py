@@ -8,6 +8,10 @@ by parabolic interpolation. A frame
 is voiced when that minimum is below ``voicing_threshold`` (periodic enough: white noise stays near 1)
 and its RMS is above both an absolute floor (−60 dBFS) and ``relative_floor_db`` below the loudest frames
 of the track (bleed and reverb tails under the singing stay unvoiced).
+
+Memory is bounded whatever the song's length: frames are a strided view of the wave, and the FFTs run
+over :data:`CHUNK_FRAMES` frames at a time (each frame is computed on its own, so the result is the same),
+keeping only five numbers per frame.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from yue_train.evaluation.metrics.audio import frame_signal, resample
 RATE = 16000
 HOP = RATE // 100  # 10 ms
 WINDOW = 512  # integration window (32 ms)
+CHUNK_FRAMES = 2048  # frames per FFT batch (~20 s of audio; ~60 MB of intermediates)
 
 
 @dataclass
@@ -53,19 +58,24 @@ def track_pitch(
     frames = frame_signal(x, WINDOW + tau_max + 1, HOP, lead=WINDOW // 2)  # window centred on i * HOP
     n_frames = len(frames)
     times = np.arange(n_frames) * HOP / RATE
-    rms = np.sqrt(np.mean(frames[:, :WINDOW] ** 2, axis=1))
-    cmnd, best = _cmnd_and_period(frames, tau_min, tau_max, threshold)
-    rows = np.arange(n_frames)
-    aperiodicity = cmnd[rows, best]
+    rms, best = np.empty(n_frames), np.empty(n_frames, dtype=np.int64)
+    aperiodicity, left, right = np.empty(n_frames), np.empty(n_frames), np.empty(n_frames)
+    for start in range(0, n_frames, CHUNK_FRAMES):
+        block = frames[start : start + CHUNK_FRAMES]
+        part = slice(start, start + len(block))
+        rms[part] = np.sqrt(np.mean(block[:, :WINDOW] ** 2, axis=1))
+        cmnd, chosen = _cmnd_and_period(block, tau_min, tau_max, threshold)
+        rows = np.arange(len(block))
+        best[part], aperiodicity[part] = chosen, cmnd[rows, chosen]
+        left[part] = cmnd[rows, np.clip(chosen - 1, 1, None)]
+        right[part] = cmnd[rows, np.clip(chosen + 1, None, tau_max)]
     loud = rms > 10 ** (-60 / 20)
     if loud.any():
         top = np.percentile(rms[loud], 95)
         loud &= rms > top * 10 ** (-relative_floor_db / 20)
     voiced = loud & (aperiodicity < voicing_threshold)
     # parabolic interpolation around the chosen lag
-    left = cmnd[rows, np.clip(best - 1, 1, None)]
     mid = aperiodicity
-    right = cmnd[rows, np.clip(best + 1, None, tau_max)]
     denom = left - 2 * mid + right
     shift = np.where(np.abs(denom) > 1e-12, 0.5 * (left - right) / np.where(denom == 0, 1, denom), 0.0)
     period = best + np.clip(shift, -1, 1)

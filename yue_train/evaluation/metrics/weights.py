@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from yue_train.evaluation.metrics.base import MetricError
+from yue_train.models.hub import PretrainedRefused
 
 T = TypeVar("T")
 
@@ -37,6 +38,8 @@ def load_weights(
             )
         try:
             return load(str(folder), True)
+        except PretrainedRefused as exc:
+            raise MetricError(f"{what} at {folder} cannot be loaded: {exc}") from None
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise MetricError(
@@ -45,6 +48,8 @@ def load_weights(
             ) from exc
     try:
         return load(source, not download)
+    except PretrainedRefused as exc:
+        raise MetricError(f"{what}: {exc}") from None
     except (OSError, ValueError) as exc:
         hint = "" if download else ", or set the metric's option download: true"
         raise MetricError(

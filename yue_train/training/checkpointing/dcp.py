@@ -34,6 +34,7 @@ publishes the checkpoint only once the returned future is done.
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -97,6 +98,40 @@ def read_metadata(folder: Path) -> dcp_md.Metadata:
     return meta
 
 
+MAX_METADATA_ENTRIES = 1_000_000
+
+
+def _size_problem(meta: dcp_md.Metadata, data_bytes: int) -> str | None:
+    """Entry counts and tensor sizes the ``.distcp`` files (``data_bytes`` in all) can hold: a few bytes of
+    metadata may claim tensors of any size, and loading would allocate them."""
+    entries = meta.state_dict_metadata
+    if len(entries) > MAX_METADATA_ENTRIES or len(meta.storage_data) > MAX_METADATA_ENTRIES:
+        return f"lists more than {MAX_METADATA_ENTRIES:,} entries"
+    for key, value in entries.items():
+        if not isinstance(value, dcp_md.TensorStorageMetadata):
+            continue
+        try:
+            numel = math.prod(int(d) for d in value.size)
+            itemsize = torch.empty((), dtype=value.properties.dtype).element_size()
+            chunks = [(list(c.offsets), list(c.sizes)) for c in value.chunks]
+        except (TypeError, ValueError, AttributeError, RuntimeError):
+            return f"describes {str(key)[:80]!r} with sizes that are not numbers"
+        if numel < 0 or numel * itemsize > data_bytes or len(chunks) > MAX_METADATA_ENTRIES:
+            return f"claims {str(key)[:80]!r} holds {numel:,} entries, more than its files hold ({data_bytes:,} bytes)"
+        for offsets, sizes in chunks:
+            dims = list(value.size)
+            if (
+                len(offsets) != len(dims)
+                or len(sizes) != len(dims)
+                or any(
+                    int(o) < 0 or int(s) < 0 or int(o) + int(s) > int(d)
+                    for o, s, d in zip(offsets, sizes, dims, strict=True)
+                )
+            ):
+                return f"has a chunk of {str(key)[:80]!r} outside the tensor"
+    return None
+
+
 def storage_problem(folder: Path, rel: str) -> str | None:
     """The first problem of DCP folder ``folder`` (``rel``: its name inside the checkpoint) as a phrase, or
     None: metadata that would run code or does not parse, or a tensor range beyond its ``.distcp`` file."""
@@ -116,6 +151,9 @@ def storage_problem(folder: Path, rel: str) -> str | None:
             return f"{rel}/{name} is missing"
         if int(info.offset) + int(info.length) > sizes[name]:
             return f"{rel}/{name} is shorter than {rel}/{METADATA} says (truncated or damaged)"
+    problem = _size_problem(meta, sum(p.stat().st_size for p in Path(folder).glob("*.distcp") if p.is_file()))
+    if problem:  # after the per-file checks, which name a damaged .distcp file itself
+        return f"{rel}/{METADATA} {problem}; refused"
     return None
 
 
@@ -230,7 +268,9 @@ def load(folder: Path, lm: nn.Module, optimizer: torch.optim.Optimizer | None, t
 
 
 def _read(state: dict[str, Any], path: Path, no_dist: bool | None = None) -> None:
-    read_metadata(path)  # refuses a planted or damaged .metadata with a plain one-line error first
+    problem = storage_problem(path, path.name)  # as on resume: plain metadata, files inside ``path``, ranges in them
+    if problem:
+        raise CheckpointFileError(f"{path.parent}: {problem}")
     try:
         dcp.load(state, storage_reader=SafeReader(str(path)), no_dist=not _dist() if no_dist is None else no_dist)
     except (Exception, CheckpointException) as e:  # DCP's per-rank report is long: one line naming the folder
@@ -242,6 +282,9 @@ def load_module_weights(folder: Path, module: nn.Module, require_all: bool = Tru
     """The saved ``model.*`` tensors into a plain (unwrapped, unsharded) module, this process alone: the
     start of a new phase (``trainer.init_from``) or an export. ``require_all``: every entry of the module's
     state dict must be saved (a full-model checkpoint); otherwise only those saved (a LoRA checkpoint)."""
+    problem = storage_problem(folder / DCP_DIR, DCP_DIR)  # files confined to the folder, ranges inside them
+    if problem:
+        raise CheckpointFileError(f"{folder}: {problem}")
     sd = module.state_dict()
     saved = {
         k.removeprefix("model.") for k in read_metadata(folder / DCP_DIR).state_dict_metadata if k.startswith("model.")

@@ -13,16 +13,29 @@ as ``yue_provenance.json``: a plain JSON file that loaders ignore and ``yue-infe
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import PreTrainedModel
 
 from yue_train.format.provenance import read_provenance, write_provenance
-from yue_train.training.checkpointing.layout import CHECKPOINTS, HF_ADAPTER_DIR, HF_MODEL_DIR, LATEST, MODEL_CONFIG_DIR
+from yue_train.models import hub
+from yue_train.training.checkpointing.layout import (
+    CHECKPOINTS,
+    DCP_DIR,
+    DEEPSPEED_DIR,
+    HF_ADAPTER_DIR,
+    HF_MODEL_DIR,
+    LATEST,
+    MODEL_CONFIG_DIR,
+)
 from yue_train.training.checkpointing.state_files import CheckpointFileError
 
 
@@ -60,30 +73,44 @@ def _locate(checkpoint: Path) -> tuple[str, Path]:
     raise ExportError(f"{checkpoint}: not a checkpoint (no adapter/ or model/ inside)")
 
 
-def saved_model_config(folder: Path) -> Any:
-    """The Hugging Face config a full-model checkpoint's tensors belong to (its ``model_config/``)."""
-    from transformers import AutoConfig
+def stored_bytes(checkpoint: Path) -> int:
+    """Bytes of tensor state a checkpoint holds (its DCP or DeepSpeed files): what a config may describe."""
+    folders = [Path(checkpoint) / DCP_DIR, Path(checkpoint) / DEEPSPEED_DIR]
+    return sum(p.stat().st_size for d in folders if d.is_dir() for p in d.rglob("*") if p.is_file())
 
+
+def saved_model_config(folder: Path) -> Any:
+    """The Hugging Face config a full-model checkpoint's tensors belong to (its ``model_config/``), read
+    through the model door and, where the checkpoint holds tensor files, checked to describe no more
+    parameters than they hold (before any model is allocated)."""
     path = Path(folder) / MODEL_CONFIG_DIR
     if not (path / "config.json").is_file():
         raise CheckpointFileError(f"{path}: missing config.json (a LoRA checkpoint, or damaged)")
-    return AutoConfig.from_pretrained(path)
+    try:
+        config = hub.load_config(path)
+        stored = stored_bytes(Path(folder))
+        if stored:
+            hub.check_weight_bytes(config.to_dict(), stored, str(path / "config.json"))
+    except hub.PretrainedRefused as e:
+        raise CheckpointFileError(str(e)) from None
+    return config
 
 
 def saved_module(config_dir: Path, base: str | None, dtype: torch.dtype) -> tuple[torch.nn.Module, bool]:
     """The module a checkpoint's tensors belong to, from its ``model_config/`` folder, and whether it is a
     LoRA adapter: the full model (random weights) from ``config.json``, or the adapter (``adapter_config.json``)
-    put on its base (``base``, or the one the adapter names), to be loaded and then merged by the caller."""
+    put on its base (``base``, or the one the adapter names), to be loaded and then merged by the caller.
+    Every config is read through the model door (:mod:`yue_train.models.hub`) before anything is allocated."""
     adapter_config = config_dir / "adapter_config.json"
     if not adapter_config.is_file():
-        return AutoModelForCausalLM.from_config(saved_model_config(config_dir.parent), dtype=dtype), False
-    from peft import PeftConfig, get_peft_model
-
-    config = PeftConfig.from_pretrained(str(config_dir))
+        config = saved_model_config(config_dir.parent)
+        return hub.model_from_config(config, stored_bytes(config_dir.parent), str(config_dir), dtype=dtype), False
+    config = hub.adapter_config(config_dir)
     base_ref = base or config.base_model_name_or_path
     if not base_ref:
         raise ExportError(f"{adapter_config}: names no base model; pass --base")
-    return get_peft_model(AutoModelForCausalLM.from_pretrained(base_ref, dtype=dtype), config), True
+    hub.adapter_config(config_dir, hub.base_width(hub.load_config(base_ref)))  # before the base's weights load
+    return hub.peft_model(hub.load_model(base_ref, dtype=dtype), config, str(adapter_config)), True
 
 
 def merged_model(
@@ -100,31 +127,61 @@ def merged_model(
                 return model
         raise
     if kind == "model":
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    from peft import PeftConfig, PeftModel
-
-    base_ref = base or PeftConfig.from_pretrained(path).base_model_name_or_path
+        return hub.load_model(path, dtype=dtype)
+    base_ref = base or hub.adapter_config(path).base_model_name_or_path
     if not base_ref:
         raise ExportError(f"{path}: adapter names no base model; pass --base")
-    base_model = AutoModelForCausalLM.from_pretrained(base_ref, dtype=dtype)
-    return PeftModel.from_pretrained(base_model, path).merge_and_unload()
+    hub.adapter_config(path, hub.base_width(hub.load_config(base_ref)))  # before the base's weights load
+    base_model = hub.load_model(base_ref, dtype=dtype)
+    return hub.load_adapter(base_model, path).merge_and_unload()
+
+
+def check_export_target(out: Path, overwrite: bool) -> None:
+    """``out`` is free: absent, an empty folder, or (with ``overwrite``) a folder to replace; never a symlink."""
+    if out.is_symlink():
+        raise ExportError(f"{out}: is a symlink; give a real folder (the export is not written through links)")
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out}: already exists and is not empty; pass --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` that replaces ``out`` when the block succeeds and is removed when
+    it fails (a full disk, an interrupt): the export is whole or absent, never partial."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            staging.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def export(
     checkpoint: str | Path, out: str | Path, base: str | None = None, dtype: str = "bfloat16",
-    sources: Sequence[Source] = (),
+    sources: Sequence[Source] = (), overwrite: bool = False,
 ) -> Path:  # fmt: skip
+    out = Path(out)
+    check_export_target(out, overwrite)
     # Merge in fp32 (exact sum), then cast once for saving.
     model = merged_model(checkpoint, base, torch.float32, sources)
     model = model.to(getattr(torch, dtype))
     model.config.use_cache = True
     model.generation_config.use_cache = True
-    out = Path(out)
-    model.save_pretrained(out)
-    prov = read_provenance(checkpoint_folder(Path(checkpoint)))
-    if prov is not None:
-        prov.extra["exported_from"] = str(Path(checkpoint).resolve())
-        write_provenance(out, prov)
+    with staged_folder(out) as staging:
+        model.save_pretrained(staging)
+        prov = read_provenance(checkpoint_folder(Path(checkpoint)))
+        if prov is not None:
+            prov.extra["exported_from"] = str(Path(checkpoint).resolve())
+            write_provenance(staging, prov)
     return out
 
 
@@ -134,9 +191,10 @@ def export_main(argv: list[str], sources: Sequence[Source] = ()) -> int:
     p.add_argument("out", help="output folder")
     p.add_argument("--base", default=None, help="base model folder or hub id (default: the adapter's own)")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--overwrite", action="store_true", help="replace OUT when it already holds files")
     args = p.parse_args(argv)
     try:
-        out = export(args.checkpoint, args.out, args.base, args.dtype, sources)
+        out = export(args.checkpoint, args.out, args.base, args.dtype, sources, args.overwrite)
     except (ExportError, OSError, ValueError) as e:
         print(f"yue-train: error: {e}", file=sys.stderr)
         return 2

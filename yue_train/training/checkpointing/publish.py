@@ -119,8 +119,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint ``latest`` points at if complete, else the newest complete one, else None."""
     root = Path(run_dir) / CHECKPOINTS
     link = root / LATEST
-    if link.exists() and (link.resolve() / MARKER).exists():
-        return link.resolve()
+    target = link.resolve()
+    inside = target.parent == root.resolve()  # one of this run's step folders, not a link out of the run
+    if link.exists() and inside and (target / MARKER).exists():
+        return target
     steps = checkpoint_steps(run_dir)
     return root / step_name(steps[-1]) if steps else None
 
@@ -134,6 +136,9 @@ def pick_checkpoint(run_dir: Path) -> tuple[Path | None, list[str]]:
     found = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_RE.match(p.name)) and p.is_dir())
     skipped = []
     for step, folder in reversed(found):
+        if folder.is_symlink():  # a save renames a real folder into place: a link was planted (or copied in)
+            skipped.append(f"{folder.name} (a symlink to {os.readlink(folder)}, not a checkpoint folder; refused)")
+            continue
         problem = verify_checkpoint(folder, step)
         if problem is None:
             return folder, skipped

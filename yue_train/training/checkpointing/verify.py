@@ -19,10 +19,12 @@ from pathlib import Path
 import xxhash
 import yaml
 
+from yue_train.format.bounded_json import JsonFileError, read_json_object
 from yue_train.safe_pickle import refused_globals
 from yue_train.training.checkpointing.dcp import storage_problem
 from yue_train.training.checkpointing.deepspeed import ALLOWLIST
 from yue_train.training.checkpointing.layout import DCP_DIR, FORMAT_VERSION, MANIFEST, MARKER, TRAINER_STATE
+from yue_train.training.state_numbers import trainer_state_problem
 
 ALGORITHM = "xxh3_128"
 _CHUNK = 16 * 2**20
@@ -85,9 +87,9 @@ def verify_checkpoint(folder: Path, step: int | None = None) -> str | None:
     if not manifest.is_file():
         return f"{MANIFEST} is missing"
     try:
-        listed = json.loads(manifest.read_text())["files"]
+        listed = read_json_object(manifest)["files"]
         entries = {str(k): (int(v["size"]), str(v[ALGORITHM])) for k, v in listed.items()}
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, OverflowError):
         return f"{MANIFEST} is damaged"
     present = set(_files(folder, (MARKER, MANIFEST)))
     for rel, (size, _) in entries.items():
@@ -113,10 +115,13 @@ def verify_checkpoint(folder: Path, step: int | None = None) -> str | None:
         if problem:
             return problem
     try:
-        state = json.loads((folder / TRAINER_STATE).read_text())
-        saved, version = int(state["step"]), state.get("format_version")
-    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        state = read_json_object(folder / TRAINER_STATE)
+    except JsonFileError:
         return f"{TRAINER_STATE} is damaged"
+    problem = trainer_state_problem(state)
+    if problem:
+        return f"{TRAINER_STATE} is damaged ({problem})"
+    saved, version = state["step"], state.get("format_version")
     if version != FORMAT_VERSION:
         return f"{TRAINER_STATE} has format_version {version}; this yue-train reads version {FORMAT_VERSION}"
     if step is not None and saved != step:
