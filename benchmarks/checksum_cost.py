@@ -8,8 +8,8 @@ each measurement the best of --repeat, verified and unverified runs interleaved:
 
 - read: reading and decoding every document (:func:`yue_train.data.shard_reader.iter_records`) with the
   folder's checksums verified, and with them removed from its summary (unverified);
-- stream: the training data path, every document read and packed into ``--seq-len`` rows
-  (:class:`yue_train.data.packing.DocSource` and :class:`~yue_train.data.packing.Packer`), verified and not;
+- stream: every document read in order and packed into ``--seq-len`` rows
+  (:class:`yue_train.data.packing.Packer`), verified and not;
 - the checksum alone (XXH3-64 of every document's members, what verification adds) as a share of the
   verified read, of the stream, and of the tokenize time (the writer computes each checksum once);
 - CRC-32 and SHA-256 of the same bytes, for comparison.
@@ -32,8 +32,16 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from yue_train.data.packing import DocSource, Packer
-from yue_train.data.shard_reader import CHECKSUM_KEY, MEMBERS, doc_checksum, iter_records, iter_samples, shard_paths
+from yue_train.data.packing import Packer
+from yue_train.data.shard_reader import (
+    CHECKSUM_KEY,
+    MEMBERS,
+    doc_checksum,
+    iter_documents,
+    iter_records,
+    iter_samples,
+    shard_paths,
+)
 from yue_train.data.synthetic import write_synthetic_manifest
 from yue_train.data.tokenize import TokenizeOptions, run_tokenize
 
@@ -72,7 +80,7 @@ def _read(urls: list[str]) -> None:
 
 
 def _stream(urls: list[str], seq_len: int) -> None:
-    packer = Packer(DocSource(urls, seed=0, loop=False), seq_len)
+    packer = Packer(iter_documents(urls), seq_len)
     try:
         while True:
             packer.next_batch(1)

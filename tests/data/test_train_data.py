@@ -1,7 +1,7 @@
-"""The training data path (:mod:`yue_train.data.train_data`): the same rows as the streaming reader, exact
-resume from any step without replaying documents, each process reading about 1/W of the documents, a
-prefetch thread that changes nothing, damage found at read time turned into padding and counted alike on
-every process."""
+"""The training data path (:mod:`yue_train.data.train_data`): exact resume from any step without replaying
+documents, each process reading about 1/W of the documents, a prefetch thread that changes nothing, no
+held-out document in training, damage found at read time turned into padding and counted alike on every
+process."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import torch
 
 from tests.data.bad_shards import flip_id_byte, written_folder
 from tests.training.helpers import write_random_shards
-from yue_train.data.packing import IGNORE_INDEX, PAD_ID, DataConfigError, DocSource, Mixture, PackedStream, resolve_urls
-from yue_train.data.shard_reader import shard_paths
+from yue_train.data.packing import IGNORE_INDEX, PAD_ID, DataConfigError, eval_batches, is_eval_doc
+from yue_train.data.shard_reader import iter_documents, shard_paths
 from yue_train.data.train_data import TrainData, build_train_data
 
 WEIGHTS = [3.0, 1.0]
@@ -56,27 +56,6 @@ def _data(paths, rank=0, world=1, grad_accum=2, prefetch=False, **kw) -> TrainDa
 
 def _same(x, y) -> bool:
     return all(torch.equal(s, t) for s, t in zip(x.tensors(), y.tensors(), strict=True))
-
-
-def _streams(corpus) -> PackedStream:
-    sources = [
-        DocSource(resolve_urls(str(p)), seed=SEED * 1000 + i, shuffle_buffer=6, split="train", eval_fraction=0.1)
-        for i, p in enumerate(corpus)
-    ]
-    return PackedStream(Mixture(sources, WEIGHTS, SEED), seq_len=96, batch_size=2)
-
-
-def test_rows_equal_the_streaming_readers_over_several_epochs(corpus):
-    """Same seeded shard order, shuffle buffer, held-out split and mixture draws, applied to references."""
-    stream = _streams(corpus)
-    sources = stream.mixture.sources
-    data = _data(corpus, world=2)  # rank 0 of 2 keeps micro-batches 0 and 2 of each step's 4
-    for _ in range(60):
-        step = [stream.next_batch() for _ in range(4)]
-        mine = data.next_step()
-        assert len(mine) == 2 and _same(mine[0], step[0]) and _same(mine[1], step[2])
-    assert min(s.epoch for s in sources) >= 3  # several epochs of both datasets
-    assert [s.epoch for s in data.planner.sources] == [s.epoch for s in sources]
 
 
 def test_restoring_the_state_of_every_step_gives_the_same_batches(corpus):
@@ -140,6 +119,19 @@ def test_prefetching_changes_nothing_and_the_state_excludes_the_prefetched_step(
     ahead.close()
 
 
+def test_training_plans_no_held_out_document_and_evaluation_holds_every_one(tmp_path):
+    folder = write_random_shards(tmp_path / "s", 200, docs_per_shard=30, seed=4)
+    ids = [[d.id for d in iter_documents([shard])] for shard in shard_paths(folder)]
+    held = {i for shard in ids for i in shard if is_eval_doc(i, 0.2)}
+    data = _data([folder], eval_fraction=0.2, shuffle_buffer=4, seq_len=200)
+    trained: set[str] = set()
+    while data.planner.sources[0].epoch == 0:
+        trained |= {ids[shard][entry] for (_, shard, entry), _, _ in data.planner.next_row([])[0]}
+    assert 20 <= len(held) <= 60 and not trained & held and len(trained | held) == 200
+    batches = eval_batches(_cfg([folder], eval_fraction=0.2, seq_len=200), max_batches=1000)
+    assert sum(b.n_docs for b in batches) == len(held)  # each held-out document once, in one piece
+
+
 def test_damage_found_at_read_time_becomes_padding_counted_alike_on_every_rank(tmp_path):
     folder = written_folder(tmp_path / "s", n_docs=12, docs_per_shard=6)  # with checksums
     opts = dict(eval_fraction=0.0, shuffle_buffer=0)
@@ -191,7 +183,7 @@ def test_the_document_index_is_cached_beside_the_shards_or_in_the_fallback_folde
     first = doc_index.load_index(shard)
     (cached,) = (folder / doc_index.INDEX_DIR).glob("*.npz")
     assert doc_index.load_index(shard).n_tokens.tolist() == first.n_tokens.tolist() and len(built) == 1
-    assert list(first.n_tokens) == [len(d) for d in DocSource([shard], seed=0, loop=False)]
+    assert list(first.n_tokens) == [len(d) for d in iter_documents([shard])]
     copy = Path(shutil.copytree(folder, tmp_path / "copy"))  # new mtimes and ctimes, the same documents
     assert doc_index.load_index(shard_paths(copy)[0]).n_tokens.tolist() == first.n_tokens.tolist()
     assert len(built) == 1  # a copy keeps its index (named by its documents' checksums)

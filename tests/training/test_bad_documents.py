@@ -1,21 +1,20 @@
 """Training never dies on a bad document: each is skipped, counted once and logged with its shard and key;
 past ``data.max_bad_docs`` the run saves a checkpoint and stops with one line. Command URLs (``pipe:``) in
-a config run nothing unless ``data.allow_commands=true``."""
+a config run nothing unless ``data.allow_commands=true``, and training refuses URLs in one line."""
 
 from __future__ import annotations
 
 import io
 import re
 import tarfile
+from types import SimpleNamespace
 
 import pytest
 
 from tests.data.bad_shards import DOC_DAMAGE, good_members, write_tar
 from tests.training.helpers import compose
 from yue_train.cli.train import main
-from yue_train.data.bad_docs import BadDocLog
-from yue_train.data.packing import DocSource, Mixture, PackedStream
-from yue_train.data.shard_reader import shard_paths
+from yue_train.data.train_data import TrainData, build_train_data
 from yue_train.training.checkpointing.publish import latest_checkpoint
 from yue_train.training.logger import read_metrics
 from yue_train.training.trainer import run_training
@@ -88,10 +87,16 @@ def test_too_many_bad_documents_save_a_checkpoint_and_stop_in_one_line(tmp_path,
     assert ckpt is not None and 0 < int(ckpt.name.split("-")[1]) < 50
 
 
-def _stream(folder, log):
-    bad = BadDocLog(100, log=log)
-    src = DocSource(shard_paths(folder), seed=1, shuffle_buffer=4, bad_docs=bad)
-    return PackedStream(Mixture([src], [1.0], seed=1), seq_len=64, batch_size=2, bad_docs=bad)
+def _stream(folder, log) -> TrainData:
+    cfg = SimpleNamespace(train=[SimpleNamespace(path=str(folder))], eval=None, eval_fraction=0.0, allow_commands=False,
+                          max_bad_docs=100, shuffle_buffer=4, seq_len=64, batch_size=2, overflow="next_row")  # fmt: skip
+    return build_train_data(cfg, 1, None, [1.0], log=log, prefetch=False)
+
+
+def _step(data: TrainData) -> list:
+    batches = data.next_step()
+    data.sync_bad_docs()
+    return batches
 
 
 def test_resumed_stream_keeps_the_count_and_does_not_report_again(tmp_path):
@@ -99,14 +104,14 @@ def test_resumed_stream_keeps_the_count_and_does_not_report_again(tmp_path):
     logged: list[str] = []
     a = _stream(folder, logged.append)
     for _ in range(6):
-        a.next_batch()
+        _step(a)
     state, n_logged = a.state_dict(), len(logged)
     assert a.bad_docs.count == n_logged > 0
     b = _stream(folder, logged.append)
     b.load_state_dict(state)
     assert len(logged) == n_logged and b.bad_docs.count == a.bad_docs.count
     for _ in range(4):
-        x, y = a.next_batch(), b.next_batch()
+        (x,), (y,) = _step(a), _step(b)
         assert all((s == t).all() for s, t in zip(x.tensors(), y.tensors(), strict=True))
     assert b.bad_docs.count == a.bad_docs.count
 
@@ -128,16 +133,16 @@ def test_a_pipe_url_in_a_config_runs_nothing_by_default(tmp_path, scheme):
     assert not marker.exists()
 
 
-def test_a_pipe_url_runs_with_allow_commands(tmp_path, capsys):
+def test_a_url_to_train_on_is_refused_in_one_line_that_says_to_copy_the_shards(tmp_path):
     url, marker = _pipe_folder(tmp_path)
     cfg = compose(
         *_ov("x", tmp_path / "run", "trainer.max_steps=2", "data.allow_commands=true"),
         f"data.train=[{{path: '{url}', tokens: 1000}}]",
     )
-    assert run_training(cfg)["step"] == 2
-    assert marker.exists()
-    (note,) = [x for x in capsys.readouterr().err.splitlines() if "names URLs" in x]
-    assert "every process reads every document" in note and "copy the shards to local disk" in note
+    with pytest.raises(ConfigError) as e:
+        run_training(cfg)
+    assert "is a URL" in str(e.value) and "copy the shards to a local folder" in str(e.value)
+    assert "\n" not in str(e.value) and not marker.exists()
 
 
 def test_pax_headers_with_float_mtimes_read_in_training(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,9 +12,9 @@ from omegaconf import OmegaConf
 
 from yue_train.config.compose import available_recipes, compose_config, find_recipes
 from yue_train.config.schema import check_schema
-from yue_train.data.packing import DocSource, Mixture
 from yue_train.data.pretrain_corpus import prepare_synthetic_datasets
 from yue_train.data.shards import SUMMARY_NAME, ShardWriter, shard_paths, write_json_atomic
+from yue_train.data.train_data import build_train_data
 from yue_train.format.document import Document
 from yue_train.format.roles import Role
 from yue_train.training.plan import PlanError, dataset_size, dataset_tokens, human, plan_phase
@@ -77,13 +78,16 @@ def test_mixture_with_planned_weights_gives_each_dataset_its_rounds(tmp_path):
     b = write_dataset(tmp_path / "b", [200] * 4)
     plan = plan_phase(cfg_of([{"path": str(a), "rounds": 1.0}, {"path": str(b), "rounds": 0.5}]))
     assert [d.token_share for d in plan.datasets] == pytest.approx([0.5, 0.5])
-    sources = [DocSource(shard_paths(p), seed=i) for i, p in enumerate((a, b))]
-    mix = Mixture(sources, plan.sampling_weights(), seed=0)
-    tokens = {str(a): 0, str(b): 0}
-    for _ in range(1500):
-        doc = next(mix)
-        tokens[str(a) if doc.id.startswith("a-") else str(b)] += len(doc)
-    share_a = tokens[str(a)] / sum(tokens.values())
+    data_cfg = SimpleNamespace(
+        train=[SimpleNamespace(path=str(p)) for p in (a, b)], eval=None, eval_fraction=0.0, allow_commands=False,
+        max_bad_docs=0, shuffle_buffer=0, seq_len=200, batch_size=1, overflow="next_row",
+    )  # fmt: skip
+    planner = build_train_data(data_cfg, 0, None, plan.sampling_weights(), log=None, prefetch=False).planner
+    tokens = [0, 0]
+    for _ in range(800):
+        for (dataset, _shard, _entry), start, stop in planner.next_row([])[0]:
+            tokens[dataset] += stop - start
+    share_a = tokens[0] / sum(tokens)
     assert share_a == pytest.approx(0.5, abs=0.06)
 
 

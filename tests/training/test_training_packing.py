@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.training.helpers import tiny_llama, write_random_shards
-from yue_train.data.packing import IGNORE_INDEX, DocSource, Mixture, PackedStream, Packer, is_eval_doc, resolve_urls
+from tests.training.helpers import tiny_llama
+from yue_train.data.packing import IGNORE_INDEX, Packer
 from yue_train.format.document import Document
 from yue_train.format.roles import ROLE_NAMES, Role
 from yue_train.training.forward import PackedForward, check_positions
@@ -150,40 +150,6 @@ def test_role_weights_mask_and_per_role_reports():
     assert 0.0 <= rep["acc/vocal"] <= 1.0 and f"loss/{ROLE_NAMES[Role.INST]}" not in rep
     with pytest.raises(ValueError, match="unknown role"):
         role_weight_table({"vocals": 0})
-
-
-def _stream(paths, seed=0, weights=None):
-    sources = [DocSource(resolve_urls(str(p)), seed=seed + i, shuffle_buffer=8) for i, p in enumerate(paths)]
-    return PackedStream(Mixture(sources, weights or [1.0] * len(paths), seed), seq_len=96, batch_size=2)
-
-
-def test_stream_state_restores_the_exact_position(tmp_path):
-    a = write_random_shards(tmp_path / "a", 30, docs_per_shard=7, seed=1)
-    b = write_random_shards(tmp_path / "b", 20, docs_per_shard=7, seed=2, lengths=(100, 300))
-    s1 = _stream([a, b], weights=[3.0, 1.0])
-    for _ in range(9):  # past one epoch of b's shards, with a long document pending in the packer
-        s1.next_batch()
-    state = s1.state_dict()
-    expected = [s1.next_batch() for _ in range(25)]
-    s2 = _stream([a, b], weights=[3.0, 1.0])
-    s2.load_state_dict(state)
-    for e, g in zip(expected, (s2.next_batch() for _ in range(25)), strict=True):
-        for x, y in zip(e.tensors(), g.tensors(), strict=True):
-            assert torch.equal(x, y)
-
-
-def test_held_out_split_is_by_document(tmp_path):
-    shards = write_random_shards(tmp_path / "s", 200)
-    train = DocSource(
-        [str(p) for p in sorted(shards.glob("*.tar"))], seed=0, split="train", eval_fraction=0.2, loop=False
-    )
-    held = DocSource(
-        [str(p) for p in sorted(shards.glob("*.tar"))], seed=0, split="eval", eval_fraction=0.2, loop=False
-    )
-    train_ids, held_ids = {d.id for d in train}, {d.id for d in held}
-    assert not train_ids & held_ids and len(train_ids | held_ids) == 200
-    assert 20 <= len(held_ids) <= 60
-    assert all(is_eval_doc(i, 0.2) for i in held_ids)
 
 
 def test_activation_checkpointing_with_lora_gives_the_same_gradients():

@@ -1,8 +1,8 @@
 """Per-shard document index: where each document's members lie in its tar, its length and its id's hash.
 
-The training loader (:mod:`.loader`) plans every step from these few numbers per document (token count,
-crc32 of the id for the held-out split) and reads a document only where a row of this process holds it,
-with one ``pread`` of its members at their recorded offsets. Building an index reads the tar headers
+The training planner (:mod:`.planner`) plans every step from these few numbers per document (token count,
+crc32 of the id for the held-out split); :mod:`.train_data` reads a document only where a row of this
+process holds it, with one ``pread`` of its members at their recorded offsets. Building an index reads the tar headers
 (seeking past member data) plus each document's small JSON member and its two ``.npy`` headers, so it
 costs a small fraction of reading the shard; it is built once per shard file and cached.
 
@@ -19,9 +19,9 @@ read.) Index files hold plain arrays, loaded with ``allow_pickle=False``.
 
 What the index judges: structural damage (a damaged or truncated tar, a missing or repeated member, an
 ``.npy`` header or JSON member that cannot give a length or an id) makes an entry *bad at index time*: the
-loader skips it exactly as the streaming reader skips a bad document (with the same reason, found by the
-same full check). Everything that needs the member data (checksum, dtypes, value ranges, vocabulary) is
-checked when the document is read for training (:func:`read_document`).
+planner skips it with the reason :func:`~.shard_reader.read_shard` gives for it (found by the same full
+check). Everything that needs the member data (checksum, dtypes, value ranges, vocabulary) is checked when
+the document is read for training (:func:`read_document`).
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def build_index(url: str) -> ShardIndex:
             try:
                 n_tokens[j], crcs[j] = _light(fd, offsets[j], sizes[j])
             except (ValueError, UnicodeDecodeError, RecursionError):
-                try:  # the full check says why, as the streaming reader would (checksum first)
+                try:  # the full check says why, as read_shard would (checksum first)
                     doc = verified_document(_members_of(fd, offsets[j], sizes[j]), listed_checksum(listed, j))
                     n_tokens[j], crcs[j] = len(doc), id_crc(doc.id)
                 except (ValueError, TypeError) as e:

@@ -1,41 +1,21 @@
-"""Packed batches from token shards: the packing rule, and the streaming reader.
+"""Packing: documents laid end to end into rows of ``seq_len`` tokens, and the batches rows make.
 
-Training data path (why it looks like this): a run must give the same rows, in the same order, whatever
-the number of processes, resume exactly (mid-epoch and across epoch ends, for mixtures of datasets), and
-scale: a resume must not re-read the data up to its position, and each process must read only its share.
-The design: each dataset's order is a pure function of (seed, epoch): shard order and shuffle buffer are
-seeded per epoch, the mixture draws from a seeded generator, the packer fills rows by a fixed rule. For
-local shards (:mod:`.train_data`) every process runs that procedure over document *references* and
-lengths from a per-shard index (:mod:`.doc_index`, :mod:`.loader`), so planning a step costs a few numbers
-per document and is identical everywhere; each process then reads by offset only the documents of its
-own rows, and the position (cursors, shuffle-buffer references, generator states, the carried-over piece)
-is saved and restored as plain data, with no replay. A background thread prepares the next step.
+``position_ids`` restart at 0 at every document, which is what keeps documents apart in attention (see
+:mod:`yue_train.training.forward`). Labels are shifted here, once, inside each document (the last token
+of a document has no label), and the model is never given labels, so nothing shifts them again.
+``target_roles`` is the role of each label token.
 
-Why not torchdata's ``StatefulDataLoader`` or a stateful webdataset pipeline: they restore iterator state
-per worker and per rank, so the global order depends on the number of workers and processes and a run
-cannot resume under another world size at the same document. Why not a cache of pre-packed rows (step i
-reads rows ``[i*G, (i+1)*G)``): it fixes ``seq_len``, ``overflow``, mixture weights and shuffling when the
-cache is written, and stores a second copy of the corpus; the index is a few numbers per document.
-
-This module keeps the procedure over decoded documents (:class:`DocSource`, :class:`Mixture`,
-:class:`Packer`, :class:`PackedStream`): it reads URLs that cannot be read by offset (``https://``,
-``pipe:``; every process reads everything and a resume re-reads and skips the documents consumed) and the
-held-out batches (:func:`eval_batches`). Bad documents (damaged, failing their checksum, ids out of the
-model's vocabulary, ...) are skipped and recorded in a :class:`~yue_train.data.bad_docs.BadDocLog`, saved
-with the position; they never count as consumed.
-
-Packing: documents are laid end to end into rows of ``seq_len`` tokens. ``position_ids`` restart at 0 at
-every document, which is what keeps documents apart in attention (see :mod:`.forward`). Labels are
-shifted here, once, inside each document (the last token of a document has no label), and the model is
-never given labels, so nothing shifts them again. ``target_roles`` is the role of each label token.
+:class:`RowFiller` is the one row-filling rule: the training planner (:mod:`.planner`) applies it to
+document references and lengths, :class:`Packer` to decoded documents (the held-out batches,
+:func:`eval_batches`, and callers that pack documents they hold).
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -48,6 +28,7 @@ from yue_train.format.document import Document
 IGNORE_INDEX = -100
 PAD_ID = 0  # any id the model has; its labels are ignored
 DEFAULT_MAX_BAD_DOCS = 10
+T = TypeVar("T")
 
 
 class DataConfigError(ValueError):
@@ -76,9 +57,18 @@ def resolve_urls(path: str | list[str], allow_commands: bool = False) -> list[st
     return urls
 
 
+def is_held_out(id_crc: int, fraction: float) -> bool:
+    """Held-out membership by the crc32 of the document id: stable across runs, processes and shard layouts."""
+    return fraction > 0 and id_crc % 10_000 < fraction * 10_000
+
+
 def is_eval_doc(doc_id: str, fraction: float) -> bool:
-    """Held-out membership by document id hash: stable across runs, workers and shard layouts."""
-    return fraction > 0 and zlib.crc32(doc_id.encode("utf-8")) % 10_000 < fraction * 10_000
+    return is_held_out(zlib.crc32(doc_id.encode("utf-8")), fraction)
+
+
+def no_documents(name: str, split: str, n_bad: int) -> NoDocumentsError:
+    skipped = f"; {n_bad} bad documents skipped" if n_bad else ""
+    return NoDocumentsError(f"{name}: no {split} documents (check the path and data.eval_fraction){skipped}")
 
 
 @dataclass
@@ -98,152 +88,16 @@ class PackedDoc:
         roles[:-1] = doc.roles[1:]
         return cls(ids, labels, roles)
 
+    @classmethod
+    def padding(cls, n: int) -> PackedDoc:
+        """``n`` padding tokens: nothing predicted."""
+        return cls(np.full(n, PAD_ID, dtype=np.int64), np.full(n, IGNORE_INDEX, dtype=np.int64), np.zeros(n, np.int64))
+
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    def split(self, n: int) -> tuple[PackedDoc, PackedDoc]:
-        return (
-            PackedDoc(self.input_ids[:n], self.labels[:n], self.target_roles[:n]),
-            PackedDoc(self.input_ids[n:], self.labels[n:], self.target_roles[n:]),
-        )
-
-
-class DocSource:
-    """One dataset's documents in a seeded order: shard order and a shuffle buffer drawn per epoch.
-
-    ``loop=True`` (training) starts a new epoch at the end; ``split`` keeps "train" or "eval" documents by
-    id hash (``eval_fraction``), or "all". Every process reads every document: the caller packs one
-    global batch on each process and gives each its share (so the order does not depend on world size).
-    """
-
-    def __init__(
-        self,
-        urls: list[str],
-        seed: int,
-        shuffle_buffer: int = 0,
-        split: str = "all",
-        eval_fraction: float = 0.0,
-        loop: bool = True,
-        vocab_size: int | None = None,
-        name: str = "",
-        bad_docs: BadDocLog | None = None,
-        allow_commands: bool = False,
-    ) -> None:
-        self.urls, self.seed, self.shuffle_buffer = list(urls), seed, shuffle_buffer
-        self.split, self.eval_fraction, self.loop = split, eval_fraction, loop
-        self.vocab_size = vocab_size
-        self.name = name or (self.urls[0] if self.urls else "?")
-        self.bad_docs = bad_docs if bad_docs is not None else BadDocLog(DEFAULT_MAX_BAD_DOCS)
-        self.allow_commands = allow_commands
-        self.epoch, self.consumed = 0, 0
-        self._it: Iterator[Document | BadDocument] | None = None
-
-    def _keep(self, doc: Document) -> bool:
-        if self.split == "all":
-            return True
-        return is_eval_doc(doc.id, self.eval_fraction) == (self.split == "eval")
-
-    def _epoch_docs(self, epoch: int) -> Iterator[Document | BadDocument]:
-        urls = self.urls
-        if self.loop and len(urls) > 1:
-            order = np.random.default_rng([self.seed, epoch, 0]).permutation(len(urls))
-            urls = [urls[i] for i in order]
-        rng = np.random.default_rng([self.seed, epoch, 1])
-        buf: list[Document] = []
-        for item in self._records(urls):
-            if isinstance(item, BadDocument):
-                yield item  # past the shuffle buffer: it only needs reporting
-                continue
-            doc = item
-            if not self._keep(doc):
-                continue
-            if self.shuffle_buffer <= 1:
-                yield doc
-                continue
-            buf.append(doc)
-            if len(buf) >= self.shuffle_buffer:
-                j = int(rng.integers(len(buf)))
-                buf[j], buf[-1] = buf[-1], buf[j]
-                yield buf.pop()
-        while buf:
-            j = int(rng.integers(len(buf)))
-            buf[j], buf[-1] = buf[-1], buf[j]
-            yield buf.pop()
-
-    def _records(self, urls: list[str]) -> Iterator[Document | BadDocument]:
-        try:
-            yield from iter_records(urls, self.allow_commands, self.vocab_size)
-        except (OSError, ShardError) as e:  # a shard that cannot be opened: not one document's problem
-            raise DataConfigError(f"{self.name}: {e}") from None
-
-    def _next_document(self) -> Document | None:
-        """The next document of this epoch (bad ones recorded and skipped); None at the epoch's end."""
-        assert self._it is not None
-        for item in self._it:
-            if isinstance(item, BadDocument):
-                self.bad_docs.add(item)
-                continue
-            self.consumed += 1
-            return item
-        return None
-
-    def __next__(self) -> Document:
-        for _ in range(2):
-            if self._it is None:
-                self._it = self._epoch_docs(self.epoch)
-            doc = self._next_document()
-            if doc is not None:
-                return doc
-            if self.consumed == 0:
-                skipped = f"; {self.bad_docs.count} bad documents skipped" if self.bad_docs.count else ""
-                raise NoDocumentsError(
-                    f"{self.name}: no {self.split} documents (check the path and data.eval_fraction){skipped}"
-                )
-            if not self.loop:
-                raise StopIteration
-            self.epoch, self.consumed, self._it = self.epoch + 1, 0, None
-        raise NoDocumentsError(f"{self.name}: no {self.split} documents in epoch {self.epoch}")
-
-    def __iter__(self) -> DocSource:
-        return self
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "consumed": self.consumed}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.consumed, self._it = int(state["epoch"]), 0, None
-        self._it = self._epoch_docs(self.epoch)
-        for _ in range(int(state["consumed"])):
-            if self._next_document() is None:
-                raise DataConfigError(f"{self.name}: the data changed since the checkpoint (fewer documents)")
-
-
-class Mixture:
-    """Draws each next document from one of several sources with the given weights (seeded, restorable)."""
-
-    def __init__(self, sources: list[DocSource], weights: list[float], seed: int) -> None:
-        if len(sources) != len(weights) or not sources:
-            raise DataConfigError("data.train: need at least one dataset, each with a weight")
-        w = np.asarray(weights, dtype=np.float64)
-        if (w < 0).any() or w.sum() <= 0:
-            raise DataConfigError(f"data.train weights must be >= 0 and not all 0, got {weights}")
-        self.sources, self.p = sources, w / w.sum()
-        self.rng = np.random.default_rng([seed, 2])
-
-    def __next__(self) -> Document:
-        i = int(self.rng.choice(len(self.sources), p=self.p)) if len(self.sources) > 1 else 0
-        return next(self.sources[i])
-
-    def __iter__(self) -> Mixture:
-        return self
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state, "sources": [s.state_dict() for s in self.sources]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        for s, st in zip(self.sources, state["sources"], strict=True):
-            s.load_state_dict(st)
+    def piece(self, start: int, stop: int) -> PackedDoc:
+        return PackedDoc(self.input_ids[start:stop], self.labels[start:stop], self.target_roles[start:stop])
 
 
 @dataclass
@@ -265,67 +119,73 @@ class Batch:
         return int((self.labels != IGNORE_INDEX).sum())
 
 
-class Packer:
-    """Rows of exactly ``seq_len`` tokens from a document iterator.
+class RowFiller(Generic[T]):
+    """Fills rows of exactly ``seq_len`` tokens with pieces ``(item, start, stop)`` of items of known length.
 
-    ``overflow="next_row"``: a document that does not fit the rest of a row starts the next row (the rest
-    is padding, excluded from the loss); documents longer than a row are cut into row-sized pieces.
-    ``overflow="split"``: rows are filled completely, cutting documents at row ends (no padding). Every
-    piece restarts its positions at 0.
+    ``overflow="next_row"``: an item that does not fit the rest of a row starts the next row (the rest is
+    padding, excluded from the loss); items longer than a row are cut into row-sized pieces.
+    ``overflow="split"``: rows are filled completely, cutting items at row ends (no padding). Every piece
+    restarts its positions at 0. ``pending`` is the rest of an item cut at the end of the last row.
     """
 
-    def __init__(self, docs: Iterator[Document], seq_len: int, overflow: str = "next_row") -> None:
+    def __init__(self, seq_len: int, overflow: str = "next_row") -> None:
         if overflow not in ("next_row", "split"):
             raise DataConfigError(f"data.overflow={overflow!r}; choose next_row or split")
-        self.docs, self.seq_len, self.overflow = docs, seq_len, overflow
-        self.pending: PackedDoc | None = None
+        self.seq_len, self.overflow = seq_len, overflow
+        self.pending: tuple[T, int, int] | None = None
 
-    def next_row(self) -> tuple[list[PackedDoc], int]:
-        """(pieces, padding) of one row; raises StopIteration when the documents end and nothing is pending."""
-        pieces: list[PackedDoc] = []
+    def next_row(self, next_item: Callable[[], tuple[T, int]]) -> tuple[list[tuple[T, int, int]], int]:
+        """(pieces, padding) of one row; ``next_item`` gives (item, length) and raises StopIteration at the end,
+        which ends the row, or propagates when the row is empty."""
+        pieces: list[tuple[T, int, int]] = []
         space = self.seq_len
         while space > 0:
             if self.pending is None:
                 try:
-                    self.pending = PackedDoc.from_document(next(self.docs))
+                    item, n = next_item()
                 except StopIteration:
                     if not pieces:
                         raise
                     break
-                if len(self.pending) == 0:
-                    self.pending = None
+                if n == 0:
                     continue
-            doc = self.pending
-            if len(doc) <= space:
-                pieces.append(doc)
-                space -= len(doc)
+                self.pending = (item, 0, n)
+            item, a, b = self.pending
+            if b - a <= space:
+                pieces.append(self.pending)
+                space -= b - a
                 self.pending = None
             elif self.overflow == "split" or space == self.seq_len:
-                head, self.pending = doc.split(space)
-                pieces.append(head)
+                pieces.append((item, a, a + space))
+                self.pending = (item, a + space, b)
                 space = 0
             else:
                 break
         return pieces, space
 
+
+class Packer:
+    """Batches of rows (:class:`RowFiller`'s rule) from a document iterator."""
+
+    def __init__(self, docs: Iterator[Document], seq_len: int, overflow: str = "next_row") -> None:
+        self.docs, self.rows = docs, RowFiller[PackedDoc](seq_len, overflow)
+
+    def _next_doc(self) -> tuple[PackedDoc, int]:
+        doc = PackedDoc.from_document(next(self.docs))
+        return doc, len(doc)
+
     def next_batch(self, batch_size: int) -> Batch:
+        """Up to ``batch_size`` rows; raises StopIteration when the documents end and nothing is pending."""
         rows = []
         for _ in range(batch_size):
             try:
-                rows.append(self.next_row())
+                pieces, pad = self.rows.next_row(self._next_doc)
             except StopIteration:
                 if not rows:
                     raise
                 break
-        return collate(rows, self.seq_len)
-
-    def state_dict(self) -> dict[str, Any]:
-        p = self.pending
-        return {"pending": None if p is None else (p.input_ids, p.labels, p.target_roles)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        p = state["pending"]
-        self.pending = None if p is None else PackedDoc(*(np.asarray(a) for a in p))
+            rows.append(([doc.piece(a, b) for doc, a, b in pieces], pad))
+        return collate(rows, self.rows.seq_len)
 
 
 def collate(rows: list[tuple[list[PackedDoc], int]], seq_len: int) -> Batch:
@@ -351,36 +211,23 @@ def collate(rows: list[tuple[list[PackedDoc], int]], seq_len: int) -> Batch:
     return Batch(t(ids), t(pos), t(labels), t(roles), n_docs=n_docs)
 
 
-class PackedStream:
-    """Mixture -> Packer -> batches, with one state dict for exact resume (bad documents included)."""
-
-    def __init__(
-        self,
-        mixture: Mixture,
-        seq_len: int,
-        batch_size: int,
-        overflow: str = "next_row",
-        bad_docs: BadDocLog | None = None,
-    ) -> None:
-        self.mixture = mixture
-        self.packer = Packer(mixture, seq_len, overflow)
-        self.batch_size = batch_size
-        self.bad_docs = bad_docs if bad_docs is not None else mixture.sources[0].bad_docs
-
-    def next_batch(self) -> Batch:
-        return self.packer.next_batch(self.batch_size)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "mixture": self.mixture.state_dict(),
-            "packer": self.packer.state_dict(),
-            "bad_docs": self.bad_docs.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.bad_docs.load_state_dict(state.get("bad_docs", []))  # first: the replay meets them again
-        self.mixture.load_state_dict(state["mixture"])
-        self.packer.load_state_dict(state["packer"])
+def _eval_docs(
+    urls: list[str], split: str, fraction: float, vocab_size: int | None, name: str, bad: BadDocLog, allow: bool
+) -> Iterator[Document]:
+    """One dataset's documents in shard order, those of ``split`` ("all", or "eval" by id hash); bad ones are
+    recorded in ``bad`` and skipped."""
+    n = 0
+    try:
+        for item in iter_records(urls, allow, vocab_size):
+            if isinstance(item, BadDocument):
+                bad.add(item)
+            elif split == "all" or is_eval_doc(item.id, fraction):
+                n += 1
+                yield item
+    except (OSError, ShardError) as e:  # a shard that cannot be opened: not one document's problem
+        raise DataConfigError(f"{name}: {e}") from None
+    if n == 0:
+        raise no_documents(name, split, bad.count)
 
 
 def eval_batches(
@@ -388,8 +235,8 @@ def eval_batches(
 ) -> list[Batch]:
     """The held-out batches: ``data.eval`` datasets, or the id-hashed ``eval_fraction`` of ``data.train``.
 
-    Deterministic (no shuffling, one pass), so every evaluation sees the same documents. Bad documents are
-    skipped into ``bad_docs`` (the training stream's, so a run counts them once).
+    Deterministic (no shuffling, one pass in shard order), so every evaluation sees the same documents. Bad
+    documents are skipped into ``bad_docs`` (the training data's, so a run counts them once).
     """
     allow = bool(data_cfg.allow_commands)
     if data_cfg.eval:
@@ -398,13 +245,11 @@ def eval_batches(
         entries, split, frac = list(data_cfg.train), "eval", data_cfg.eval_fraction
     else:
         return []
+    bad = bad_docs if bad_docs is not None else BadDocLog(DEFAULT_MAX_BAD_DOCS)
     batches: list[Batch] = []
-    for i, ds in enumerate(entries):
-        src = DocSource(
-            resolve_urls(ds.path, allow), seed=i, split=split, eval_fraction=frac, loop=False,
-            vocab_size=vocab_size, name=str(ds.path), bad_docs=bad_docs, allow_commands=allow,
-        )  # fmt: skip
-        packer = Packer(src, data_cfg.seq_len, data_cfg.overflow)
+    for ds in entries:
+        docs = _eval_docs(resolve_urls(ds.path, allow), split, frac, vocab_size, str(ds.path), bad, allow)
+        packer = Packer(docs, data_cfg.seq_len, data_cfg.overflow)
         try:
             while len(batches) < max_batches:
                 batches.append(packer.next_batch(data_cfg.batch_size))

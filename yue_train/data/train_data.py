@@ -1,30 +1,21 @@
 """The training data of one process: plan the global step, read only this process's rows, prefetch.
 
-Design (see also :mod:`.loader` and :mod:`.doc_index`): every process runs the same cheap planner over
-document references, so the rows of a global step are the same, in the same order, whatever the world
-size (micro-batch ``j`` of a step is rows ``[j*mb, (j+1)*mb)``; process ``r`` keeps ``j = r, r+W, ...``).
-Each process then reads, by offset, only the documents its rows hold, so reading and decoding per process
-fall as 1/W. The position saved in a checkpoint is the planner's (plain data) plus the bad-document log,
-restored directly: a resume late in an epoch costs the same as one at its start.
-
-Chosen over torchdata's ``StatefulDataLoader`` (and a stateful webdataset pipeline) because those restore
-a pipeline's iterator state per worker and per rank: the order then depends on the number of workers and
-processes, and a resume under another world size cannot continue at the same document; here the global
-order is a function of the seed alone. Chosen over a cache of pre-packed rows because that fixes
-``seq_len``, ``overflow``, mixture weights and shuffle at cache time, and writes a second copy of the
-corpus; the index holds a few numbers per document and packing stays a choice of the config.
+Every process runs the same planner (:mod:`.planner`, which says why the data path looks like this), so
+the rows of a global step are the same, in the same order, whatever the world size (micro-batch ``j`` of a
+step is rows ``[j*mb, (j+1)*mb)``; process ``r`` keeps ``j = r, r+W, ...``). Each process then reads, by
+offset (:mod:`.doc_index`), only the documents its rows hold, so reading and decoding per process fall as
+1/W. The position saved in a checkpoint is the planner's (plain data) plus the bad-document log, restored
+directly: a resume late in an epoch costs the same as one at its start. Shards are read by offset, so
+``data.train`` must name local shards; a URL is refused with a line that says to copy them.
 
 A background thread (``prefetch``) plans and reads the next step while the current one trains. The saved
 position is the one after the last step handed to the trainer, never after a prefetched one.
 
-Bad documents: entries the index found damaged are skipped while planning, exactly where the streaming
-reader would skip them (same log lines, same count on every process). Damage found only when the
-document is read (checksum, dtypes, ranges, vocabulary) turns that piece into padding (labels ignored);
-the processes then exchange what they found (:meth:`TrainData.sync_bad_docs`, with the caller's gather)
-so every process holds the same log and count, and ``data.max_bad_docs`` stops all of them together.
-
-Remote and command URLs cannot be read by offset: :class:`StreamedData` keeps the streaming reader there
-(every process reads every document, a resume replays), behind the same interface.
+Bad documents: entries the index found damaged are skipped while planning (same log lines, same count on
+every process). Damage found only when the document is read (checksum, dtypes, ranges, vocabulary) turns
+that piece into padding (labels ignored); the processes then exchange what they found
+(:meth:`TrainData.sync_bad_docs`, with the caller's gather) so every process holds the same log and count,
+and ``data.max_bad_docs`` stops all of them together.
 """
 
 from __future__ import annotations
@@ -36,23 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from yue_train.data.bad_docs import BadDocLog, print_to_stderr
 from yue_train.data.doc_index import ShardIndex, checksum_for, has_index, load_index, read_document
-from yue_train.data.loader import Planner, RefSource, Row, ShardPlan
-from yue_train.data.packing import (
-    IGNORE_INDEX,
-    PAD_ID,
-    Batch,
-    DataConfigError,
-    DocSource,
-    Mixture,
-    PackedDoc,
-    PackedStream,
-    collate,
-    resolve_urls,
-)
+from yue_train.data.packing import Batch, DataConfigError, PackedDoc, collate, resolve_urls
+from yue_train.data.planner import Planner, RefSource, Row, ShardPlan
 from yue_train.data.shard_reader import BadDocument, ShardError, listed_shard, open_shard, reason, url_kind
 
 Gather = Callable[[Any], list[Any]]  # every process's object, in rank order (all_gather_object)
@@ -160,16 +138,14 @@ class TrainData:
     def _row(self, row: Row, bad: list[BadDocument]) -> tuple[list[PackedDoc], int]:
         pieces, pad = row
         out = []
-        for src, shard, entry, a, b in pieces:
-            doc = self._doc(src, shard, entry)
+        for ref, a, b in pieces:
+            doc = self._doc(*ref)
             if isinstance(doc, BadDocument):
                 if doc not in bad:
                     bad.append(doc)
-                k = b - a  # padding in its place: its own positions, nothing predicted
-                z = np.zeros(k, dtype=np.int64)
-                out.append(PackedDoc(np.full(k, PAD_ID, dtype=np.int64), np.full(k, IGNORE_INDEX, dtype=np.int64), z))
+                out.append(PackedDoc.padding(b - a))  # in its place: its own positions, nothing predicted
             else:
-                out.append(PackedDoc(doc.input_ids[a:b], doc.labels[a:b], doc.target_roles[a:b]))
+                out.append(doc.piece(a, b))
         return out, pad
 
     def _make_step(self) -> _Step:
@@ -250,58 +226,33 @@ class TrainData:
         self.files.close()
 
 
-class StreamedData:
-    """The streaming reader behind :class:`TrainData`'s interface (remote/command URLs): every process reads
-    every document of the step and keeps its micro-batches; a resume replays the documents consumed."""
-
-    def __init__(self, stream: PackedStream, n_micro: int, rank: int = 0, world: int = 1) -> None:
-        self.stream, self.n_micro, self.rank, self.world = stream, n_micro, rank, world
-        self.bad_docs = stream.bad_docs
-        self.step_bad: list[BadDocument] = []
-        self._decoded = 0
-
-    def next_step(self) -> list[Batch]:
-        everything = [self.stream.next_batch() for _ in range(self.n_micro)]
-        self._decoded += sum(b.n_docs for b in everything)
-        return everything[self.rank :: self.world]
-
-    def sync_bad_docs(self, found_anywhere: bool | None = None) -> None:
-        """Nothing to exchange: every process met the same documents."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.stream.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("format") is not None:
-            raise DataConfigError(
-                "the checkpoint's data position was written for local shards, but data.train now names URLs; "
-                "resume with the same data.train"
-            )
-        self.stream.load_state_dict(state)
-
-    def stats(self) -> dict[str, int]:
-        """Pieces packed so far (a proxy for documents decoded; bytes are not counted on this path)."""
-        return {"docs_decoded": self._decoded, "bytes_read": 0}
-
-    def close(self) -> None:
-        """Nothing held open."""
+def refuse_urls(urls: list[str]) -> None:
+    """Training reads shards by offset: a URL (remote or command) is refused with what to do instead."""
+    remote = next((u for u in urls if url_kind(u) != "local"), None)
+    if remote is not None:
+        raise DataConfigError(
+            f"{remote} is a URL; training reads shards by offset from local files: copy the shards to a "
+            "local folder (e.g. with gsutil, aws s3 or curl) and name that folder"
+        )
 
 
 def _dataset_urls(data_cfg: Any) -> list[list[str]]:
     allow = bool(data_cfg.allow_commands)
-    return [resolve_urls(ds.path, allow) for ds in data_cfg.train]
+    urls = [resolve_urls(ds.path, allow) for ds in data_cfg.train]
+    for dataset in urls:
+        refuse_urls(dataset)
+    return urls
 
 
 def prepare_indexes(data_cfg: Any, index_dir: Path | None, rank: int = 0, world: int = 1) -> None:
     """Build the missing document indexes of ``data.train``'s local shards, every ``world``-th from the
-    ``rank``-th (each process of a run a share, before they meet at a barrier). Problems are left for the
-    loader to report where it meets them."""
+    ``rank``-th (each process of a run a share, before they meet at a barrier). Problems are left for
+    :func:`build_train_data` to report."""
     try:
         urls = _dataset_urls(data_cfg)
     except (DataConfigError, OSError):
         return
-    local = [u for dataset in urls for u in dataset if url_kind(u) == "local"]
-    for url in local[rank::world]:
+    for url in [u for dataset in urls for u in dataset][rank::world]:
         try:
             if not has_index(url, index_dir):
                 load_index(url, index_dir)
@@ -322,7 +273,7 @@ def build_train_data(
     index_dir: Path | None = None,
     prefetch: bool = True,
     gather: Gather = _alone,
-) -> TrainData | StreamedData:
+) -> TrainData:
     """The training data of ``cfg.data`` for process ``rank`` of ``world``: every ``data.train`` entry minus
     held-out documents, ``grad_accum * world`` micro-batches of ``data.batch_size`` rows per step.
 
@@ -334,23 +285,7 @@ def build_train_data(
     split = "train" if held_out > 0 else "all"
     bad = BadDocLog(int(data_cfg.max_bad_docs), log=log)
     urls = _dataset_urls(data_cfg)
-    n_micro = grad_accum * world
     names = [str(ds.path) for ds in data_cfg.train]
-    if any(url_kind(u) != "local" for dataset in urls for u in dataset):
-        if log is not None:
-            log(
-                "yue-train: note: data.train names URLs: every process reads every document and a resume re-reads "
-                "the data up to its position; copy the shards to local disk for per-process reading and instant resume"
-            )
-        allow = bool(data_cfg.allow_commands)
-        sources = [
-            DocSource(u, seed=seed * 1000 + i, shuffle_buffer=data_cfg.shuffle_buffer, split=split,
-                      eval_fraction=held_out, vocab_size=vocab_size, name=names[i], bad_docs=bad, allow_commands=allow)
-            for i, u in enumerate(urls)
-        ]  # fmt: skip
-        stream = PackedStream(Mixture(sources, list(weights), seed), data_cfg.seq_len, data_cfg.batch_size,
-                              data_cfg.overflow, bad)  # fmt: skip
-        return StreamedData(stream, n_micro, rank, world)
     files = ShardFiles(urls, vocab_size, index_dir)
     refs = [
         RefSource(names[i], len(u), (lambda s, i=i: files.plan(i, s)), seed=seed * 1000 + i,
@@ -358,4 +293,4 @@ def build_train_data(
         for i, u in enumerate(urls)
     ]  # fmt: skip
     planner = Planner(refs, list(weights), seed, data_cfg.seq_len, data_cfg.overflow)
-    return TrainData(planner, files, bad, data_cfg.batch_size, n_micro, rank, world, prefetch, gather)
+    return TrainData(planner, files, bad, data_cfg.batch_size, grad_accum * world, rank, world, prefetch, gather)

@@ -12,7 +12,7 @@ Either style may add ``tokens: N`` (and ``docs: N``) for a dataset that has no `
 (URLs, a single ``.tar``) and ``name``. Rounds need every dataset's size.
 
 Document draws versus token shares: the official Megatron blend samples fixed-length token windows, so its
-blend weight ``rounds x tokens`` is a token share. Our mixture (:class:`yue_train.data.packing.Mixture`)
+blend weight ``rounds x tokens`` is a token share. Our mixture (:class:`yue_train.data.planner.Planner`)
 draws whole documents, so a dataset's expected token share is its draw probability times its mean
 document length. To give every dataset its rounds, the draw probability must be proportional to
 ``rounds x documents`` (= ``rounds x tokens / mean length``); that is what :meth:`PhasePlan.sampling_weights`

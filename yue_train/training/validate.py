@@ -14,6 +14,7 @@ from transformers import PretrainedConfig
 from yue_train.data.generated import check_generated
 from yue_train.data.packing import DataConfigError, resolve_urls
 from yue_train.data.shard_reader import iter_records, unverified_folder, url_kind
+from yue_train.data.train_data import refuse_urls
 from yue_train.format.document import Document
 from yue_train.format.provenance import provenance_for
 from yue_train.models.loading import ModelSpec, llama_module_names, load_model_config
@@ -121,6 +122,8 @@ def check_data(cfg: Any, model_config: PretrainedConfig) -> None:
         for i, ds in enumerate(cfg.data[group] or []):
             try:
                 urls = resolve_urls(ds.path, bool(cfg.data.allow_commands))
+                if group == "train":
+                    refuse_urls(urls)
             except DataConfigError as e:
                 raise ConfigError(f"data.{group}[{i}].path: {e}") from None
             where = f"data.{group}[{i}]"

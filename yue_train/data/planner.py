@@ -1,17 +1,26 @@
-"""The step planner: which pieces of which documents fill each row, from document references alone.
+"""The training data order: which pieces of which documents fill each row of a step, from references alone.
 
-Runs the very procedure of the streaming reader (:mod:`.packing`: per-epoch seeded shard order, seeded
-shuffle buffer, held-out split by id hash, mixture draws, the packer's row filling) over references
-``(shard, entry)`` and the token counts of the per-shard index (:mod:`.doc_index`) instead of decoded
-documents. The draws are the same, so a clean corpus gives the same document order and the same rows as
-the streaming reader. Nothing here reads a document, so planning costs the same on every process and the
-plan of a step is identical everywhere; :mod:`.train_data` then reads only the documents of this
-process's rows.
+A run must give the same rows, in the same order, whatever the number of processes, resume exactly
+(mid-epoch and across epoch ends, for mixtures of datasets), and scale: a resume must not re-read the data
+up to its position, and each process must read only its share. So each dataset's order is a pure function
+of (seed, epoch): the shard order is a permutation seeded per epoch, a shuffle buffer draws from a
+generator seeded per epoch, documents are held out by the hash of their id (:func:`.packing.is_held_out`),
+the mixture draws each next dataset from a seeded generator, and rows are filled by
+:class:`.packing.RowFiller`. The planner runs that over references ``(dataset, shard, entry)`` and the token
+counts of each shard's index (:mod:`.doc_index`); it reads no document, so planning a step costs a few
+numbers per document and is identical on every process. :mod:`.train_data` then reads by offset only the
+documents of this process's rows. Shards are read by offset, so they must be local files.
 
 The position is plain data, restored directly (no replay): per dataset the epoch, the cursor (shard in the
 epoch's order, entry in that shard), whether the shuffle buffer is draining, the buffer's references and
-its generator's state; the mixture generator's state; the packer's carried-over piece as
+its generator's state; the mixture generator's state; the carried-over piece as
 ``(dataset, shard, entry, start, stop)``.
+
+Why not torchdata's ``StatefulDataLoader`` or a stateful webdataset pipeline: they restore iterator state
+per worker and per rank, so the global order depends on the number of workers and processes and a run
+cannot resume under another world size at the same document. Why not a cache of pre-packed rows (step i
+reads rows ``[i*G, (i+1)*G)``): it fixes ``seq_len``, ``overflow``, mixture weights and shuffling when the
+cache is written, and stores a second copy of the corpus; the index is a few numbers per document.
 """
 
 from __future__ import annotations
@@ -24,10 +33,11 @@ import numpy as np
 import torch
 
 from yue_train.data.doc_index import ShardIndex
-from yue_train.data.packing import DataConfigError, NoDocumentsError
+from yue_train.data.packing import DataConfigError, NoDocumentsError, RowFiller, is_held_out, no_documents
 from yue_train.data.shard_reader import BadDocument, ListedShard, listed_checksum
 
-Piece = tuple[int, int, int, int, int]  # (dataset, shard, entry, start, stop): tokens [start, stop) of a document
+Ref = tuple[int, int, int]  # (dataset, shard, entry)
+Piece = tuple[Ref, int, int]  # tokens [start, stop) of a document
 Row = tuple[list[Piece], int]  # pieces and the padding at the row's end
 
 
@@ -64,7 +74,7 @@ class ShardPlan:
 
 
 class RefSource:
-    """One dataset's document references in the streaming reader's order (see :class:`.packing.DocSource`)."""
+    """One dataset's document references in their seeded order, looping over epochs (module docstring)."""
 
     def __init__(
         self,
@@ -97,9 +107,7 @@ class RefSource:
         return order
 
     def _keep(self, crc: int) -> bool:
-        if self.split == "all":
-            return True
-        return (self.eval_fraction > 0 and crc % 10_000 < self.eval_fraction * 10_000) == (self.split == "eval")
+        return self.split == "all" or is_held_out(crc, self.eval_fraction) == (self.split == "eval")
 
     def _draw(self) -> tuple[int, int]:
         buf = self.buffer
@@ -145,11 +153,7 @@ class RefSource:
                 self.consumed += 1
                 return ref
             if self.consumed == 0:
-                n = bad_count + len(bad)
-                skipped = f"; {n} bad documents skipped" if n else ""
-                raise NoDocumentsError(
-                    f"{self.name}: no {self.split} documents (check the path and data.eval_fraction){skipped}"
-                )
+                raise no_documents(self.name, self.split, bad_count + len(bad))
             self._start_epoch(self.epoch + 1)
         raise NoDocumentsError(f"{self.name}: no {self.split} documents in epoch {self.epoch}")
 
@@ -184,7 +188,7 @@ class RefSource:
 
 
 class Planner:
-    """Mixture draws over :class:`RefSource` s and the packer's row filling, on references and lengths."""
+    """Mixture draws over :class:`RefSource` s and :class:`.packing.RowFiller`'s rows, on references and lengths."""
 
     def __init__(
         self, sources: list[RefSource], weights: list[float], seed: int, seq_len: int, overflow: str = "next_row"
@@ -194,50 +198,30 @@ class Planner:
         w = np.asarray(weights, dtype=np.float64)
         if (w < 0).any() or w.sum() <= 0:
             raise DataConfigError(f"data.train weights must be >= 0 and not all 0, got {weights}")
-        if overflow not in ("next_row", "split"):
-            raise DataConfigError(f"data.overflow={overflow!r}; choose next_row or split")
-        self.sources, self.p = sources, w / w.sum()
+        self.rows = RowFiller[Ref](seq_len, overflow)
+        self.sources, self.p, self.seq_len = sources, w / w.sum(), seq_len
         self.rng = np.random.default_rng([seed, 2])
-        self.seq_len, self.overflow = seq_len, overflow
-        self.pending: Piece | None = None
 
     def n_tokens(self, src: int, shard: int, entry: int) -> int:
         return int(self.sources[src].shard(shard).index.n_tokens[entry])
 
-    def _next_doc(self, bad: list[BadDocument], bad_count: int) -> Piece:
-        i = int(self.rng.choice(len(self.sources), p=self.p)) if len(self.sources) > 1 else 0
-        s, e = self.sources[i].next_ref(bad, bad_count)
-        return i, s, e, 0, self.n_tokens(i, s, e)
-
     def next_row(self, bad: list[BadDocument], bad_count: int = 0) -> Row:
-        """The pieces and padding of the next row (:class:`.packing.Packer`'s rule, on lengths)."""
-        pieces: list[Piece] = []
-        space = self.seq_len
-        while space > 0:
-            if self.pending is None:
-                doc = self._next_doc(bad, bad_count)
-                if doc[4] == 0:
-                    continue
-                self.pending = doc
-            src, s, e, a, b = self.pending
-            if b - a <= space:
-                pieces.append(self.pending)
-                space -= b - a
-                self.pending = None
-            elif self.overflow == "split" or space == self.seq_len:
-                pieces.append((src, s, e, a, a + space))
-                self.pending = (src, s, e, a + space, b)
-                space = 0
-            else:
-                break
-        return pieces, space
+        """The pieces and padding of the next row; bad entries met on the way are appended to ``bad``."""
+
+        def next_doc() -> tuple[Ref, int]:
+            i = int(self.rng.choice(len(self.sources), p=self.p)) if len(self.sources) > 1 else 0
+            s, e = self.sources[i].next_ref(bad, bad_count)
+            return (i, s, e), self.n_tokens(i, s, e)
+
+        return self.rows.next_row(next_doc)
 
     def state_dict(self) -> dict[str, Any]:
+        p = self.rows.pending
         return {
             "format": 2,
             "sources": [s.state_dict() for s in self.sources],
             "mixture_rng": self.rng.bit_generator.state,
-            "pending": None if self.pending is None else list(self.pending),
+            "pending": None if p is None else [*p[0], p[1], p[2]],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -249,11 +233,11 @@ class Planner:
         for s, st in zip(self.sources, state["sources"], strict=True):
             s.load_state_dict(st)
         self.rng.bit_generator.state = state["mixture_rng"]
-        p = state["pending"]
-        self.pending = None if p is None else tuple(int(x) for x in p)  # type: ignore[assignment]
-        if self.pending is not None:
-            src, s, e, a, b = self.pending
+        self.rows.pending = None
+        if state["pending"] is not None:
+            src, s, e, a, b = (int(x) for x in state["pending"])
             if not (0 <= src < len(self.sources) and self.sources[src].fits(s, e) and 0 <= a < b):
                 raise ValueError("a carried-over piece outside this data")
             if b != self.n_tokens(src, s, e):
                 raise ValueError("a carried-over piece of another length")
+            self.rows.pending = ((src, s, e), a, b)
