@@ -1,0 +1,70 @@
+"""Align a song folder's plain ``lyrics.txt`` to its vocal stem and write the result beside the song.
+
+Outputs: ``lyrics.aligned.lrc`` (what ``yue-prep build`` reads) and ``lyrics.alignment.csv`` (per-line
+scores). An existing ``lyrics.aligned.lrc`` is the user's (checked, maybe corrected by hand): it is used as
+it is and never overwritten unless ``force``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from yue_train.lyrics.align import Alignment, AlignmentError, Emissions, align_blocks
+from yue_train.lyrics.lrc import to_csv, to_lrc
+from yue_train.lyrics.plain import parse_plain
+from yue_train.lyrics.vad import voiced_frames
+
+PLAIN_LYRICS = "lyrics.txt"
+ALIGNED_LRC = "lyrics.aligned.lrc"
+ALIGNMENT_CSV = "lyrics.alignment.csv"
+
+
+class Aligner(Protocol):
+    """A backend: the emissions of a vocal (mono float32 at ``sample_rate``) under its acoustic model."""
+
+    name: str
+    sample_rate: int
+
+    def emissions(self, audio: np.ndarray) -> Emissions: ...
+
+
+@dataclass
+class FolderAlignment:
+    lrc: Path
+    alignment: Alignment | None  # None: an existing lyrics.aligned.lrc was used as it is
+    reused: bool
+
+
+def align_audio(aligner: Aligner, audio: np.ndarray, lyrics_text: str) -> Alignment:
+    """Align plain lyrics to a vocal (mono at ``aligner.sample_rate``)."""
+    blocks = parse_plain(lyrics_text)
+    if not any(b.lines for b in blocks):
+        raise AlignmentError("the lyrics have no lines to align")
+    em = aligner.emissions(audio)
+    n_frames = em.log_probs.shape[0]
+    silent = ~voiced_frames(audio, aligner.sample_rate, em.frame_s, n_frames)
+    return align_blocks(em, blocks, len(audio) / aligner.sample_rate, silent)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def align_folder(
+    folder: Path, lyrics: Path, vocal: np.ndarray, aligner: Aligner, force: bool = False
+) -> FolderAlignment:
+    """Write ``lyrics.aligned.lrc`` and ``lyrics.alignment.csv`` into ``folder`` (or reuse the LRC there)."""
+    out = folder / ALIGNED_LRC
+    if out.is_file() and not force:
+        return FolderAlignment(out, None, True)
+    alignment = align_audio(aligner, vocal, lyrics.read_text(encoding="utf-8-sig"))
+    _write(folder / ALIGNMENT_CSV, to_csv(alignment))
+    _write(out, to_lrc(alignment))
+    return FolderAlignment(out, alignment, False)
