@@ -7,6 +7,7 @@ import string
 import numpy as np
 
 from yue_train.lyrics.align import Emissions
+from yue_train.lyrics.viterbi import DEFAULT_PENALTIES
 
 BLANK, SPACE = 0, 1
 VOCAB = {c: i + 2 for i, c in enumerate(string.ascii_lowercase)}
@@ -61,6 +62,7 @@ class SyntheticAligner:
 
     name = "synthetic"
     sample_rate = 16_000
+    penalties = DEFAULT_PENALTIES
 
     def __init__(self, vocal: SyntheticVocal) -> None:
         self.vocal = vocal

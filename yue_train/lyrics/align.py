@@ -1,8 +1,10 @@
 """Known lyrics + frame-level CTC emissions of the vocal -> timed lines, flagged lines, and timed sections.
 
-Lines are placed by :func:`yue_train.lyrics.viterbi.viterbi`. Each line gets a score, the geometric mean over
-its tokens of the best posterior the token reaches in its frames (1 = every token clearly heard; a stretched
-token is not penalised for its held frames). Singing that no line explains (runs of filler frames where the
+Lines are placed by :func:`yue_train.lyrics.viterbi.viterbi`. Each line gets a score: over its tokens, the mean
+of how close each comes to being the model's most likely token in the best of its frames (``p(token) /
+max p``, 1 when it is the top token there). It is about the fraction of the line's tokens the model heard
+where they were placed: 1 for a clearly sung line, near 0 for a line forced onto other singing; a stretched
+token is not penalised for its held frames. Singing that no line explains (runs of filler frames where the
 model hears tokens) is reported as an unmatched span; a span that aligns well to one of the lines is a
 repeat of that line, else an extra line. Lines are never moved to cover a span: the user reads the flags.
 
@@ -14,7 +16,6 @@ given to the section before.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from yue_train.lyrics.viterbi import DEFAULT_PENALTIES, FILLER, Penalties, viter
 
 LOW_SCORE = 0.3  # a line scoring below this is flagged "low"
 REPEAT_SCORE = 0.5  # an unmatched span aligning to a line at least this well is a repeat of it
-MIN_SPAN_TOKENS = 2  # unmatched spans with fewer heard tokens are noise, not singing
+MIN_SPAN_S = 0.1  # unmatched spans with less heard-token time than this are noise, not singing
 _STRICT = Penalties(filler=1e6, skip=1e6)
 
 
@@ -91,8 +92,8 @@ class Alignment:
 
 
 def _token_score(log_probs: np.ndarray, frames_by_state: dict[int, list[int]], tokens: np.ndarray) -> float:
-    best = [max(log_probs[t, tokens[s]] for t in frames) for s, frames in frames_by_state.items()]
-    return math.exp(float(np.mean(best))) if best else 0.0
+    best = [max(log_probs[t, tokens[s]] - log_probs[t].max() for t in frames) for s, frames in frames_by_state.items()]
+    return float(np.mean(np.exp(best))) if best else 0.0
 
 
 def _line_frames(
@@ -109,7 +110,7 @@ def _line_frames(
 
 
 def _filler_spans(em: Emissions, path: np.ndarray, tokens: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last + 1) frames of each run of filler frames that holds at least MIN_SPAN_TOKENS heard tokens."""
+    """(first, last + 1) frames of each run of filler frames holding at least MIN_SPAN_S of heard tokens."""
     heard = em.log_probs.argmax(axis=1) != em.blank
     spans, run = [], []
     for t, s in enumerate([*path, -1]):
@@ -117,7 +118,7 @@ def _filler_spans(em: Emissions, path: np.ndarray, tokens: np.ndarray) -> list[t
             if heard[t]:
                 run.append(t)
             continue
-        if run and len(run) >= MIN_SPAN_TOKENS:
+        if run and len(run) * em.frame_s >= MIN_SPAN_S:
             spans.append((run[0], run[-1] + 1))
         run = []
     return spans

@@ -18,6 +18,7 @@ from yue_train.lyrics.align import Alignment, AlignmentError, Emissions, align_b
 from yue_train.lyrics.lrc import to_csv, to_lrc
 from yue_train.lyrics.plain import parse_plain
 from yue_train.lyrics.vad import voiced_frames
+from yue_train.lyrics.viterbi import Penalties
 
 PLAIN_LYRICS = "lyrics.txt"
 ALIGNED_LRC = "lyrics.aligned.lrc"
@@ -29,6 +30,7 @@ class Aligner(Protocol):
 
     name: str
     sample_rate: int
+    penalties: Penalties  # what a filler frame and a skipped line cost under this model's emissions
 
     def emissions(self, audio: np.ndarray) -> Emissions: ...
 
@@ -48,7 +50,7 @@ def align_audio(aligner: Aligner, audio: np.ndarray, lyrics_text: str) -> Alignm
     em = aligner.emissions(audio)
     n_frames = em.log_probs.shape[0]
     silent = ~voiced_frames(audio, aligner.sample_rate, em.frame_s, n_frames)
-    return align_blocks(em, blocks, len(audio) / aligner.sample_rate, silent)
+    return align_blocks(em, blocks, len(audio) / aligner.sample_rate, silent, aligner.penalties)
 
 
 def _write(path: Path, text: str) -> None:

@@ -2,7 +2,8 @@
 
 A separated vocal stem is near silent where nobody sings, so energy is enough: a frame is voiced when its RMS
 level is within ``range_db`` of the stem's loud frames (95th percentile) and above ``floor_db`` dBFS. Voiced
-runs are widened by ``hangover_s`` on both sides so soft onsets and consonants are not cut off.
+runs start ``lead_s`` early so soft onsets are not cut off, and end ``tail_s`` late; the tail is short
+because a line placed in the previous line's tail would start in silence.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ def voiced_frames(
     n_frames: int,
     range_db: float = 35.0,
     floor_db: float = -55.0,
-    hangover_s: float = 0.06,
+    lead_s: float = 0.06,
+    tail_s: float = 0.02,
 ) -> np.ndarray:
     """(n_frames,) bool: frame k covers [k * frame_s, (k + 1) * frame_s) of ``audio`` (mono)."""
     hop = frame_s * sample_rate
@@ -31,8 +33,10 @@ def voiced_frames(
         return np.zeros(n_frames, dtype=bool)
     loud = float(np.percentile(db[db > -200], 95))
     voiced = db > max(loud - range_db, floor_db)
-    reach = int(round(hangover_s / frame_s))
-    if reach and voiced.any():
-        kernel = np.ones(2 * reach + 1)
-        voiced = np.convolve(voiced.astype(float), kernel, mode="same") > 0
-    return voiced
+    lead, tail = int(round(lead_s / frame_s)), int(round(tail_s / frame_s))
+    widened = voiced.copy()
+    for k in range(1, lead + 1):
+        widened[:-k] |= voiced[k:]
+    for k in range(1, tail + 1):
+        widened[k:] |= voiced[:-k]
+    return widened
