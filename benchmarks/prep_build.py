@@ -1,8 +1,11 @@
-"""Throughput of the song -> shards pipeline: synth-demo songs/s, codec encoding audio-hours/hour, build songs/s.
+"""Throughput of the song -> shards pipeline: synth-demo songs/s, codec encoding audio-hours/hour, build songs/s,
+and per stage (separation, lyrics alignment, encoding) seconds of audio per CPU second (process CPU time, all
+threads: the figure to divide a machine's cores by).
 
     python benchmarks/prep_build.py                       # tiny random codec (what the tests use)
     python benchmarks/prep_build.py --codec-size full     # random weights, the released codec's architecture
     python benchmarks/prep_build.py --codec DIR           # a converted codec folder (real weights)
+    python benchmarks/prep_build.py --aligner MODEL       # alignment with a CTC model (default: pocketsphinx)
 
 Encoding cost does not depend on the weights' values, so a random full-size codec times the real codec's
 compute; the tiny codec's numbers only say how fast the tests run. Results are printed as JSON.
@@ -36,14 +39,50 @@ def time_encode(codec_dir: Path, songs: Path, device: str) -> dict:
         [load_audio(f / f"{n}.wav", allow_silent=True) for n in ("mix", "vocals", "instrumental")] for f in folders
     ]
     codec.encode_many(stems[0][:1], 8)  # warm-up (allocator, kernels)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for waves in stems:
         codec.encode_many(waves, 8)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     audio_s = sum(len(w) for waves in stems for w in waves) / 16000
-    return {"audio_s": round(audio_s, 2), "wall_s": round(dt, 3), "audio_hours_per_hour": round(audio_s / dt, 2)}
+    return {
+        "audio_s": round(audio_s, 2),
+        "wall_s": round(dt, 3),
+        "audio_hours_per_hour": round(audio_s / dt, 2),
+        "audio_s_per_cpu_s": round(audio_s / cpu, 2),
+    }
+
+
+def time_align(songs: Path, truth: list[dict], aligner_name: str, device: str) -> dict:
+    """Alignment of each demo song's lyrics to its vocal stem (emissions, VAD and Viterbi; model load excluded)."""
+    from yue_train.codec.audio_io import load_audio
+    from yue_train.lyrics.backends import load_aligner
+    from yue_train.lyrics.song_folder import align_audio
+
+    try:
+        aligner = load_aligner(aligner_name, device)
+    except (OSError, ImportError) as e:
+        return {"skipped": str(e)}
+    vocals = [load_audio(songs / t["id"] / "vocals.wav", aligner.sample_rate, allow_silent=True) for t in truth]
+    texts = ["\n".join(f"[{s['label']}]\n" + "\n".join(s["lines"]) for s in t["sections"]) for t in truth]
+    t0, c0 = time.perf_counter(), time.process_time()
+    for audio, text in zip(vocals, texts, strict=True):
+        align_audio(aligner, audio, text)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    audio_s = sum(len(a) for a in vocals) / aligner.sample_rate
+    return {"aligner": aligner_name, "audio_s": round(audio_s, 2), "wall_s": round(dt, 3),
+            "audio_s_per_cpu_s": round(audio_s / cpu, 2)}  # fmt: skip
+
+
+def separation_note() -> dict:
+    from data_prep.separate import SeparationUnavailable, check_available
+
+    try:
+        check_available("demucs")
+    except SeparationUnavailable as e:
+        return {"skipped": str(e)}
+    return {"skipped": "demucs is installed but not timed here: its weights are downloaded on first use"}
 
 
 def main() -> None:
@@ -55,6 +94,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
+    p.add_argument("--aligner", default="pocketsphinx", help="pocketsphinx or a transformers CTC model id/folder")
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,6 +105,7 @@ def main() -> None:
         song_audio = sum(t["seconds"] for t in truth)
         codec_dir = args.codec or random_codec(work / f"codec-{args.codec_size}", args.codec_size)
         encode = time_encode(codec_dir, work / "songs", args.device)
+        align = time_align(work / "songs", truth, args.aligner, args.device)
         t0 = time.perf_counter()
         summary, code = run_build(
             BuildOptions(
@@ -90,6 +131,8 @@ def main() -> None:
                 "songs_per_s": round(args.songs / synth_s, 2),
             },
             "encode_8_codebooks_3_stems": encode,
+            "separation": separation_note(),
+            "align": align,
             "build": {
                 "wall_s": round(build_s, 3),
                 "songs_per_s": round(args.songs / build_s, 3),

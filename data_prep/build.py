@@ -49,6 +49,7 @@ from yue_train.cli.options import options_from
 from yue_train.data.folder_lock import FolderBusyError, FolderLock
 from yue_train.data.manifest import DEFAULT_MAX_DOC_TOKENS
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
+from yue_train.lyrics.backends import DEFAULT_CTC_MODEL, MIN_SCORE, POCKETSPHINX
 from yue_train.tokenizer import load_tokenizer
 from yue_train.training.output import note, show_progress
 
@@ -83,6 +84,9 @@ class BuildOptions:
     hf_dataset: str | None = None  # a Hugging Face dataset (hub id or folder) instead of --input
     hf_split: str = "train"
     hf_columns: dict[str, str] = field(default_factory=dict)  # mix/vocals/instrumental/lyrics/tags/id -> column
+    align: bool = False  # align plain lyrics.txt to the vocal (lyrics.aligned.lrc beside it)
+    aligner: str = DEFAULT_CTC_MODEL  # pocketsphinx, or a transformers CTC model id / folder
+    min_align_score: float = MIN_SCORE
 
     def __post_init__(self) -> None:
         if (self.input is None) == (self.hf_dataset is None):
@@ -252,6 +256,7 @@ def _build(
         "songs_rejected": len(rejected),
         "rejected": rejected,
         "tag_warnings": {r.id: r.warnings for r in results if r.warnings},
+        "alignment": {r.id: r.alignment for r in results if r.alignment is not None},
         "tag_check": "on" if top is not None else "off (pass --tags-file top_200_tags.json)",
         "audio_hours_encoded": round(audio_s / 3600, 6),
         "encode_elapsed_s": round(encode_s, 3),
@@ -290,6 +295,29 @@ def _build(
 # --------------------------------------------------------------------------------------------------
 
 
+def alignment_line(info: dict[str, Any]) -> str:
+    """One line on a song's lyrics alignment for the terminal."""
+    if "score" not in info:
+        return f"{info['lrc']} used as it is"
+    flagged = len(info["flagged"]) + len(info["unmatched"])
+    return f"aligned, confidence {info['score']:.2f}, {flagged} flagged -> {info['lrc']}"
+
+
+def add_aligner_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--aligner",
+        default=DEFAULT_CTC_MODEL,
+        help=f"{POCKETSPHINX} (English, offline) or a transformers CTC model id or folder, fetched on first use "
+        f"(default: {DEFAULT_CTC_MODEL})",
+    )
+    p.add_argument(
+        "--min-align-score",
+        type=float,
+        default=MIN_SCORE,
+        help=f"reject a song aligned with a lower mean line score (default: {MIN_SCORE})",
+    )
+
+
 def add_build_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", type=Path, help="a song folder, a folder of song folders, or a songs .jsonl")
     p.add_argument(
@@ -321,6 +349,12 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--separate", choices=SEPARATION_METHODS, default="off", help="derive missing stems from the mix (default: off)"
     )
+    p.add_argument(
+        "--align",
+        action="store_true",
+        help="align plain lyrics.txt to the vocal into lyrics.aligned.lrc beside it (an existing one is used as is)",
+    )
+    add_aligner_args(p)
     p.add_argument("--workers", type=int, default=1, help="encoding/tokenizing processes per rank (default: 1)")
     p.add_argument(
         "--threads", type=int, default=0, help="torch threads per encoding process (default: cores shared out)"
@@ -350,6 +384,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
             stage2_sources=tuple(args.stage2_sources or ("vocal", "inst")),
             progress=not args.no_progress and show_progress(),
+            align=args.align,
+            aligner=args.aligner,
+            min_align_score=args.min_align_score,
         )
         summary, code = run_build(opts)
     except (OSError, ValueError, SeparationUnavailable, FolderBusyError) as e:  # usage and I/O errors
@@ -368,6 +405,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     for r in summary["rejected"]:
         print(f"  rejected {r['id']} ({r['source']}): {r['reason']}", file=sys.stderr)
+    for sid, info in summary["alignment"].items():
+        print(f"  lyrics {sid}: {alignment_line(info)}")
     for sid, warnings in summary["tag_warnings"].items():
         for w in warnings:
             print(f"  warning {sid}: {w}", file=sys.stderr)

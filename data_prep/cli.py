@@ -3,6 +3,7 @@
 Subcommands:
   synth-demo      write small synthetic songs (audio stems, lyrics, tags) to try the pipeline on
   build           song folders (audio + lyrics + tags) -> codes -> official manifest -> shards + mixture.json
+  align           plain lyrics.txt + vocal stem -> lyrics.aligned.lrc (timed lines and sections) + a CSV of scores
   convert-codec   official X-Codec + Vocos checkpoints -> a converted codec folder (safetensors + config)
   encode          audio files -> X-Codec codes (.npy)
   tokenize        official manifest (JSONL + codes .npy) -> webdataset token shards + summary.json
@@ -124,6 +125,28 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_align(args: argparse.Namespace) -> int:
+    from data_prep.align_songs import align_inputs
+    from data_prep.build import alignment_line
+    from data_prep.separate import SeparationUnavailable
+
+    try:
+        outcomes = align_inputs(args.songs, args.aligner, args.separate, args.device, args.force, args.min_align_score)
+    except (OSError, ValueError, SeparationUnavailable) as e:
+        print(f"yue-prep align: error: {e}", file=sys.stderr)
+        return 2
+    for o in outcomes:
+        if o.info is None:
+            print(f"  {o.spec.id}: not aligned: {o.error}", file=sys.stderr)
+            continue
+        print(f"  {o.spec.id}: {alignment_line(o.info)}")
+        for line in [*o.info.get("flagged", []), *o.info.get("unmatched", [])]:
+            print(f"    check {line}")
+    done = sum(o.info is not None for o in outcomes)
+    print(f"{len(outcomes)} songs: {done} aligned, {len(outcomes) - done} not")
+    return 0 if outcomes and done == len(outcomes) else 3
+
+
 def cmd_make_tokenizer(args: argparse.Namespace) -> int:
     from yue_train.tokenizer import build_synthetic_tokenizer
 
@@ -164,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, _, help_text) in PASSTHROUGH.items():
         sub.add_parser(name, help=help_text, add_help=False)  # listed here; main() hands them their argv
 
-    from data_prep.build import add_build_args, cmd_build
+    from data_prep.build import add_aligner_args, add_build_args, cmd_build
+    from data_prep.separate import METHODS as SEPARATION_METHODS
     from data_prep.synth_demo import add_synth_demo_args, cmd_synth_demo
 
     p = sub.add_parser("synth-demo", help="write synthetic songs (audio, lyrics, tags)")
@@ -174,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="song folders -> codes -> manifest -> shards")
     add_build_args(p)
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("align", help="plain lyrics.txt + vocal -> lyrics.aligned.lrc beside it")
+    p.add_argument("songs", nargs="+", type=Path, help="song folders, folders of song folders or songs .jsonl")
+    add_aligner_args(p)
+    p.add_argument("--separate", choices=SEPARATION_METHODS, default="off", help="separate the vocal of mix-only songs")
+    p.add_argument("--device", default="cpu", help="aligner and separation device: cpu, cuda:N (default: cpu)")
+    p.add_argument("--force", action="store_true", help="align again over an existing lyrics.aligned.lrc")
+    p.epilog = "Exit codes: 0 every song aligned (or its aligned file kept), 3 some songs not, 2 fatal error."
+    p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("tokenize", help="manifest -> token shards", description=cmd_tokenize.__doc__)
     _tokenize_args(p)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
+from data_prep.align_songs import SongAligner, load_vocal
 from data_prep.songs import MAX_STEM_DIFF_S, STEMS, SongError, SongSpec, frame_spans, load_sections, official_record
 from data_prep.tags import TopTags, check_tags
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
@@ -64,6 +65,7 @@ class SongResult:
     warnings: list[str] = field(default_factory=list)
     audio_seconds: float = 0.0
     codes_sha256: str = ""
+    alignment: dict[str, Any] | None = None  # plain lyrics: the alignment's file, score and flagged lines
 
 
 # --------------------------------------------------------------------------------------------------
@@ -168,6 +170,7 @@ class _Worker:
         self.threads = threads
         self._codec: YueCodec | None = None
         self._separator = None
+        self._aligner = SongAligner(opts.aligner, device, opts.min_align_score) if opts.align else None
 
     @property
     def codec(self) -> YueCodec:
@@ -211,12 +214,21 @@ class _Worker:
         n = min(len(w) for w in waves.values())  # small differences (encoder padding, export) are trimmed
         return {k: w[:n] for k, w in waves.items()}
 
+    def align_lyrics(self, spec: SongSpec) -> dict[str, Any] | None:
+        if spec.lyrics_file is not None:  # an aligned LRC is there (maybe corrected by hand): used as it is
+            return {"lrc": str(spec.lyrics_file), "reused": True, "accepted": True}
+        if self._aligner is None:
+            return None  # load_sections says how to align
+        return self._aligner.align(spec, lambda rate: load_vocal(spec, rate, self.opts.separate, self.separator))
+
     def process(self, spec: SongSpec) -> SongResult:
         result = SongResult(spec.index, spec.id, spec.source, "rejected")
         try:
             if spec.error is not None:
                 raise SongError(spec.error)
             check_input_files(spec)
+            if spec.plain_lyrics is not None:
+                result.alignment = self.align_lyrics(spec)
             sections = load_sections(spec)
             missing = [s for s in STEMS if spec.stems[s] is None]
             if missing and self.opts.separate == "off":

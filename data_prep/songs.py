@@ -8,7 +8,7 @@ A song is a folder (or a line of a JSONL manifest with the same keys, paths rela
         vocals.wav        optional stems; both are needed unless vocal separation is on
         instrumental.wav
         tags.txt          optional: tags separated by commas or newlines (or "tags" in song.json)
-        lyrics.lrc | lyrics.json | sections.json | sections.csv
+        lyrics.lrc | lyrics.json | sections.json | sections.csv | lyrics.txt (plain, aligned by --align)
 
 Lyrics with section labels come in one of three forms:
 
@@ -18,7 +18,12 @@ Lyrics with section labels come in one of three forms:
     or CSV with the header ``start,end,label,lyrics`` (times as seconds or ``mm:ss.xx``);
 (c) LRC: ``[mm:ss.xx] line`` lyrics with ``[verse]`` / ``[chorus]`` markers (optionally timestamped). A
     section starts at its marker's time, else at its first timed line, and ends where the next one starts;
-    the last ends at the audio's end or at an ``[mm:ss.xx][end]`` marker.
+    the last ends at the audio's end or at an ``[mm:ss.xx][end]`` marker. Timed lines before the first
+    marker (a downloaded LRC has no markers at all) form a ``[verse]`` section.
+
+Plain lyrics (``lyrics.txt``: lines, ``[verse]`` markers at best, no times) are aligned to the vocal by
+``yue-prep align`` or ``build --align`` into ``lyrics.aligned.lrc`` beside them, which is then read as (c);
+an existing aligned file (checked or corrected by hand) is used as it is.
 
 Times become codec frames at 50 frames/s: frame k covers [k/50, (k+1)/50) s, so a boundary at t seconds is
 frame floor(50 t) (the official preprocessing truncates the same way).
@@ -39,9 +44,11 @@ from yue_train.format import codec_layout as cl
 from yue_train.format.bounded_json import JsonFileError, read_json
 from yue_train.format.bounded_json import loads as json_loads
 from yue_train.format.files import check_regular_file, read_bytes_capped
+from yue_train.lyrics.paths import aligned_lrc_path
 
 AUDIO_TYPES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".webm")
 LYRICS_TYPES = (".lrc", ".json", ".csv")
+PLAIN_TYPES = (".txt",)  # plain lyrics: no times until aligned
 MAX_LYRICS_BYTES = 1 << 20  # a song's lyrics file: a few KB
 STEMS = ("vocals", "instrumental")
 # Sections whose label says "no singing" may have empty lyrics; every other section must have words.
@@ -54,6 +61,15 @@ END_TOLERANCE_S = 0.1  # a section may end this far past the audio (rounding in 
 # the frame they name. 1e-6 frames is far below any timing precision anyone writes.
 _FRAME_EPS = 1e-6
 
+MIX_NAMES = ("mix", "mixture", "song")
+# The file names (stems, case-insensitive) a song folder's files are found by.
+FOLDER_NAMES = {
+    "mix": MIX_NAMES,
+    "vocals": ("vocals", "vocal"),
+    "instrumental": ("instrumental", "inst", "accompaniment"),
+    "lyrics": ("lyrics", "sections"),
+    "tags": ("tags",),
+}
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _LABEL_RE = re.compile(r"^\[([A-Za-z][A-Za-z0-9 _-]*)\]")
 _LRC_TIME_RE = re.compile(r"\[(\d{1,3}):(\d{1,2}(?:[.:]\d{1,3})?)\]")
@@ -109,6 +125,7 @@ class SongSpec:
     tags: list[str] = field(default_factory=list)
     lyrics_file: Path | None = None
     inline_lyrics: Any = None  # "sections" / "segmented_lyrics" given inside song.json or the manifest line
+    plain_lyrics: Path | None = None  # lyrics.txt without times (lyrics_file is its aligned LRC once there is one)
     error: str | None = None
 
     def input_files(self) -> list[Path]:
@@ -247,16 +264,19 @@ def parse_lrc(text: str, where: str) -> list[Section]:
             sections.append({"label": label, "start": t, "lines": [], "line": line_no})
             continue
         if not sections:
-            if line and times:
-                raise SongError(f"{where}:{line_no}: lyrics before the first [section] marker")
-            continue
+            if not (line and times):
+                continue
+            sections.append({"label": "verse", "start": t, "lines": [], "line": line_no})
         current = sections[-1]
         if current["start"] is None and t is not None:
             current["start"] = t
         if line:
             current["lines"].append(line)
     if not sections:
-        raise SongError(f"{where}: no [verse]/[chorus]-style section markers")
+        raise SongError(
+            f"{where}: no [verse]/[chorus]-style section markers and no timed lines (plain lyrics without times "
+            "go in lyrics.txt and are aligned with --align)"
+        )
     out = []
     for i, s in enumerate(sections):
         if s["start"] is None:
@@ -355,7 +375,9 @@ def frame_spans(sections: list[Section], n_frames: int, duration_s: float) -> li
 
 def _find_one(folder: Path, stems: tuple[str, ...]) -> Path | None:
     # Any non-folder entry counts (a FIFO too): the song is then refused for what the entry is, not as missing.
-    found = sorted(p for p in folder.iterdir() if not p.is_dir() and p.stem.lower() in stems)
+    found = sorted(
+        p for p in folder.iterdir() if not p.is_dir() and p.stem.lower() in stems and p.name.lower() != "song.json"
+    )
     if len(found) > 1:
         raise SongError(f"several candidates for {stems[0]}: {', '.join(p.name for p in found)}; name one in song.json")
     return found[0] if found else None
@@ -394,56 +416,84 @@ def _tags(value: Any, what: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+def _resolve_audio(spec: SongSpec, data: dict[str, Any], base: Path, found: dict[str, Path | None]) -> None:
+    mix = data.get("mix", found.get("mix") and found["mix"].name)
+    if mix is None:
+        raise SongError(f"no mix audio (a {'/'.join(MIX_NAMES)}.* file such as song.mp3, or 'mix' in song.json)")
+    spec.mix = _audio_path(mix, base, "mix")
+
+
+def _resolve_stem(spec: SongSpec, stem: str, data: dict[str, Any], base: Path, found: dict[str, Path | None]) -> None:
+    value = data.get(stem, found.get(stem) and found[stem].name)  # type: ignore[union-attr]
+    spec.stems[stem] = None if value is None else _audio_path(value, base, stem)
+
+
+def _resolve_tags(spec: SongSpec, data: dict[str, Any], found: dict[str, Path | None]) -> None:
+    tags_file = found.get("tags")
+    if "tags" in data or "genres" in data:
+        spec.tags = _tags(data.get("tags", data.get("genres")), "tags")
+    elif tags_file is not None:
+        spec.tags = _tags(_read_text(tags_file, "tags"), tags_file.name)
+    if not spec.tags:
+        raise SongError("no tags (genre, instrument, mood, gender, timbre): add 'tags' to song.json or a tags.txt")
+
+
+def _resolve_lyrics(spec: SongSpec, data: dict[str, Any], base: Path, found: dict[str, Path | None]) -> None:
+    inline = [k for k in ("sections", "segmented_lyrics", "splitted_lyrics") if k in data]
+    if inline:
+        spec.inline_lyrics = {k: data[k] for k in inline}
+        return
+    lyr = data.get("lyrics", found.get("lyrics") and found["lyrics"].name)  # type: ignore[union-attr]
+    if lyr is None:
+        raise SongError("no lyrics (lyrics.txt, lyrics.lrc, lyrics.json or sections.csv, or 'lyrics' in song.json)")
+    if not isinstance(lyr, str):
+        raise SongError("'lyrics' must be a file path (put inline lyrics under 'sections')")
+    path = Path(lyr)
+    path = path if path.is_absolute() else base / path
+    if path.suffix.lower() in PLAIN_TYPES:
+        spec.plain_lyrics = path
+        aligned = aligned_lrc_path(path)
+        spec.lyrics_file = aligned if aligned.is_file() else None
+        return
+    spec.lyrics_file = path
+    if path.suffix.lower() not in LYRICS_TYPES:
+        raise SongError(
+            f"lyrics: unknown file type {path.suffix or '(none)'!r} of {path.name} "
+            f"(use {', '.join(LYRICS_TYPES + PLAIN_TYPES)})"
+        )
+
+
 def resolve_spec(index: int, data: dict[str, Any], base: Path, source: str, folder: Path | None) -> SongSpec:
-    """Fill a SongSpec from song.json / manifest keys, then (for folders) from the conventional file names."""
+    """Fill a SongSpec from song.json / manifest keys, then (for folders) from the conventional file names.
+    Every problem of the song is found, and ``error`` lists them all (one run shows the user everything)."""
     default_id = folder.name if folder is not None else None
     sid = data.get("id", default_id)
     spec = SongSpec(index=index, id=str(sid) if sid is not None else f"#{index}", source=source)
-    try:
-        if sid is None:
-            raise SongError("no 'id'")
-        if not isinstance(sid, (str, int)) or isinstance(sid, bool) or not _ID_RE.match(str(sid)):
-            raise SongError(f"id {sid!r} is not usable as a file name (letters, digits, . _ -; at most 128)")
-        found: dict[str, Path | None] = {}
-        if folder is not None:
-            found = {
-                "mix": _find_one(folder, ("mix", "mixture")),
-                "vocals": _find_one(folder, ("vocals", "vocal")),
-                "instrumental": _find_one(folder, ("instrumental", "inst", "accompaniment")),
-                "lyrics": _find_one(folder, ("lyrics", "sections")),
-                "tags": _find_one(folder, ("tags",)),
-            }
-        mix = data.get("mix", found.get("mix") and found["mix"].name)
-        if mix is None:
-            raise SongError("no mix audio (a mix.* file or 'mix' in song.json)")
-        spec.mix = _audio_path(mix, base, "mix")
-        for stem in STEMS:
-            value = data.get(stem, found.get(stem) and found[stem].name)
-            spec.stems[stem] = None if value is None else _audio_path(value, base, stem)
-        if "tags" in data or "genres" in data:
-            spec.tags = _tags(data.get("tags", data.get("genres")), "tags")
-        elif found.get("tags") is not None:
-            spec.tags = _tags(_read_text(found["tags"], "tags"), found["tags"].name)
-        if not spec.tags:
-            raise SongError("no tags (genre, instrument, mood, gender, timbre): add 'tags' to song.json or a tags.txt")
-        inline = [k for k in ("sections", "segmented_lyrics", "splitted_lyrics") if k in data]
-        if inline:
-            spec.inline_lyrics = {k: data[k] for k in inline}
-        else:
-            lyr = data.get("lyrics", found.get("lyrics") and found["lyrics"].name)
-            if lyr is None:
-                raise SongError("no lyrics (lyrics.lrc / lyrics.json / sections.csv, or 'lyrics' in song.json)")
-            if not isinstance(lyr, str):
-                raise SongError("'lyrics' must be a file path (put inline lyrics under 'sections')")
-            path = Path(lyr)
-            spec.lyrics_file = path if path.is_absolute() else base / path
-            if spec.lyrics_file.suffix.lower() not in LYRICS_TYPES:
-                raise SongError(
-                    f"lyrics: unknown file type {spec.lyrics_file.suffix or '(none)'!r} of {spec.lyrics_file.name} "
-                    f"(use {', '.join(LYRICS_TYPES)})"
-                )
-    except SongError as e:
-        spec.error = str(e)
+    problems: list[str] = []
+    if sid is None:
+        problems.append("no 'id'")
+    elif not isinstance(sid, (str, int)) or isinstance(sid, bool) or not _ID_RE.match(str(sid)):
+        problems.append(f"id {sid!r} is not usable as a file name (letters, digits, . _ -; at most 128)")
+    found: dict[str, Path | None] = {}
+    if folder is not None:
+        for key, names in FOLDER_NAMES.items():
+            try:
+                found[key] = _find_one(folder, names)
+            except SongError as e:
+                problems.append(str(e))
+    steps = [
+        lambda: _resolve_audio(spec, data, base, found),
+        *(lambda stem=stem: _resolve_stem(spec, stem, data, base, found) for stem in STEMS),
+        lambda: _resolve_tags(spec, data, found),
+        lambda: _resolve_lyrics(spec, data, base, found),
+    ]
+    for step in steps:
+        try:
+            step()
+        except SongError as e:
+            problems.append(str(e))
+    if problems:
+        spec.error = "; ".join(problems)
     return spec
 
 
@@ -463,7 +513,17 @@ def _read_song_json(folder: Path) -> dict[str, Any]:
 
 
 def _is_song_folder(folder: Path) -> bool:
-    return (folder / "song.json").exists() or any(p.stem.lower() in ("mix", "mixture") for p in folder.iterdir())
+    return (folder / "song.json").exists() or any(_is_mix_name(p) for p in folder.iterdir())
+
+
+def _is_mix_name(path: Path) -> bool:
+    return path.stem.lower() in MIX_NAMES and path.name.lower() != "song.json"
+
+
+SONG_LAYOUT = (
+    "each song is a folder with its mix (mix.* or song.*, e.g. song.mp3), lyrics (lyrics.txt, lyrics.lrc, ...) "
+    "and tags.txt; vocals.* and instrumental.* stems optional"
+)
 
 
 def discover(input_path: str | Path, exclude: Path | None = None) -> list[SongSpec]:
@@ -476,6 +536,14 @@ def discover(input_path: str | Path, exclude: Path | None = None) -> list[SongSp
     if not path.is_dir():
         raise FileNotFoundError(f"--input {path}: no such folder or manifest")
     folders = [path] if _is_song_folder(path) else sorted(p for p in path.iterdir() if p.is_dir())
+    if not folders:
+        audio = sorted(p.name for p in path.iterdir() if p.suffix.lower() in AUDIO_TYPES)
+        what = (
+            f"{len(audio)} audio file(s) ({', '.join(audio[:3])}{', ...' if len(audio) > 3 else ''})"
+            if audio
+            else "no song"
+        )
+        raise ValueError(f"--input {path}: {what} but no song folder: {SONG_LAYOUT}")
     excl = exclude.resolve() if exclude is not None else None
     specs = []
     for folder in folders:
@@ -484,7 +552,12 @@ def discover(input_path: str | Path, exclude: Path | None = None) -> list[SongSp
         index = len(specs)
         if not _is_song_folder(folder):
             specs.append(
-                SongSpec(index, folder.name, str(folder), error="not a song folder: no song.json and no mix.* audio")
+                SongSpec(
+                    index,
+                    folder.name,
+                    str(folder),
+                    error=f"not a song folder: no song.json and no {'/'.join(MIX_NAMES)}.* audio ({SONG_LAYOUT})",
+                )
             )
             continue
         try:
@@ -530,6 +603,11 @@ def mark_duplicates(specs: list[SongSpec]) -> None:
 
 
 def load_sections(spec: SongSpec) -> list[Section]:
+    if spec.lyrics_file is None and spec.plain_lyrics is not None:
+        raise SongError(
+            f"{spec.plain_lyrics.name} has no times: align it to the vocal with --align "
+            f"(or `yue-prep align {spec.plain_lyrics.parent}`), or give timed lyrics (LRC, sections)"
+        )
     if spec.inline_lyrics is not None:
         inline = spec.inline_lyrics
         data = inline.get("sections", inline)

@@ -73,8 +73,11 @@ def bad_corpus(tmp_path_factory, demo_songs) -> tuple[Path, dict[str, str]]:
     (f / "mix.wav").rename(f / "mix.xyz")
     expect["i_unknown_audio"] = "mix: unknown audio file type '.xyz'"
     f = _variant(src, root, "j_unknown_lyrics")
+    (f / "sections.json").rename(f / "sections.doc")
+    expect["j_unknown_lyrics"] = "lyrics: unknown file type '.doc'"
+    f = _variant(src, root, "j_plain_lyrics_not_aligned")
     (f / "sections.json").rename(f / "sections.txt")
-    expect["j_unknown_lyrics"] = "lyrics: unknown file type '.txt'"
+    expect["j_plain_lyrics_not_aligned"] = "sections.txt has no times: align it to the vocal with --align"
     _variant(src, root, "k_dupe_first", song_id="dupe")
     _variant(src, root, "l_dupe_second", song_id="dupe")
     expect["dupe"] = "duplicate song id 'dupe' (first used by"

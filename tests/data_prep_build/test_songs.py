@@ -158,7 +158,6 @@ def test_sections_beyond_the_audio():
 @pytest.mark.parametrize(
     ("lrc", "message"),
     [
-        ("[00:01.00]words before any marker\n[00:02.00][verse]\n", "before the first"),
         ("[verse]\nno time at all\n", "has no time"),
         ("[00:00.00][verse]\n[00:01.00][00:09.00]repeated\n", "2 timestamps"),
         ("just text\n", "no \\[verse\\]/\\[chorus\\]"),
@@ -167,6 +166,14 @@ def test_sections_beyond_the_audio():
 def test_bad_lrc(lrc, message):
     with pytest.raises(SongError, match=message):
         parse_lrc(lrc, "x.lrc")
+
+
+def test_lrc_without_section_markers_is_one_verse():
+    """A downloaded LRC: timed lines, metadata, no [verse] markers; lines before a first marker form a verse."""
+    sections = parse_lrc("[ti:Song]\n[00:01.50]first line\n[00:04.00]second line\n[00:09.00][end]\n", "x.lrc")
+    assert [(s.label, s.start, s.end, s.lyrics) for s in sections] == [("verse", 1.5, 9.0, "first line\nsecond line")]
+    mixed = parse_lrc("[00:01.00]intro words\n[00:02.00][chorus]\n[00:02.50]sing\n", "x.lrc")
+    assert [(s.label, s.start, s.lyrics) for s in mixed] == [("verse", 1.0, "intro words"), ("chorus", 2.0, "sing")]
 
 
 def _song(folder, files: dict[str, str | bytes], meta: dict | None = None):
@@ -193,7 +200,7 @@ def test_discovery_resolves_conventions_and_names_bad_entries(tmp_path):
     by = {s.source.rsplit("/", 1)[-1]: s for s in specs}
     assert by["a"].error is None and by["a"].stems["vocals"].name == "vocals.flac" and by["a"].tags == ["pop"]
     assert "unknown audio file type '.xyz'" in by["b"].error
-    assert "unknown file type '.txt'" in by["c"].error
+    assert by["c"].error is None and by["c"].plain_lyrics.name == "lyrics.txt" and by["c"].lyrics_file is None
     assert "duplicate song id 'a'" in by["d"].error and by["d"].tags == ["pop", "male", "bright vocal"]
     assert "not a song folder" in by["e"].error
 
@@ -231,3 +238,31 @@ def test_jsonl_manifest_with_inline_sections(tmp_path):
     assert frame_spans(sections, 400, 8.0) == [(0, 125), (125, 362)]
     assert specs[1].error == "no 'id'"
     assert "not a JSON object" in specs[2].error and specs[2].source == "songs.jsonl:4"
+
+
+def test_a_song_folder_lists_every_problem_at_once(tmp_path):
+    _song(tmp_path / "s", {"song.mp3": b"", "vocals.xyz": b"", "lyrics.doc": b"x"})
+    (spec,) = discover(tmp_path)
+    assert spec.mix.name == "song.mp3"  # song.* is a mix
+    for problem in ("unknown audio file type '.xyz' of vocals.xyz", "no tags", "unknown file type '.doc'"):
+        assert problem in spec.error
+
+
+def test_a_flat_folder_of_mp3s_says_what_was_looked_for(tmp_path):
+    for name in ("a.mp3", "b.mp3"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(
+        ValueError, match=r"2 audio file\(s\) \(a.mp3, b.mp3\) but no song folder: each song is a folder"
+    ):
+        discover(tmp_path)
+
+
+def test_plain_lyrics_use_their_aligned_lrc_once_there(tmp_path):
+    _song(tmp_path / "s", {"mix.wav": b"", "lyrics.txt": "[verse]\nla la\n", "tags.txt": "pop"})
+    (spec,) = discover(tmp_path)
+    with pytest.raises(SongError, match=r"lyrics.txt has no times: align it to the vocal with --align"):
+        load_sections(spec)
+    (tmp_path / "s" / "lyrics.aligned.lrc").write_text("[00:01.00][verse]\n[00:01.20]la la\n")
+    (spec,) = discover(tmp_path)
+    assert spec.lyrics_file.name == "lyrics.aligned.lrc"
+    assert [(s.label, s.start, s.lyrics) for s in load_sections(spec)] == [("verse", 1.0, "la la")]

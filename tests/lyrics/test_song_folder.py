@@ -8,7 +8,9 @@ from pathlib import Path
 from data_prep.songs import check_lyrics, parse_lrc
 from tests.lyrics.synthetic import FRAME_S, SyntheticAligner, SyntheticVocal
 from tests.lyrics.test_align_core import LINES
-from yue_train.lyrics.song_folder import ALIGNED_LRC, ALIGNMENT_CSV, align_folder
+from yue_train.lyrics.song_folder import align_folder
+
+ALIGNED_LRC, ALIGNMENT_CSV = "lyrics.aligned.lrc", "lyrics.alignment.csv"
 
 
 def _folder(tmp_path: Path) -> tuple[Path, SyntheticVocal]:
@@ -24,7 +26,7 @@ def _folder(tmp_path: Path) -> tuple[Path, SyntheticVocal]:
 def test_aligned_lrc_is_build_input_and_csv_flags_the_skipped_line(tmp_path: Path) -> None:
     folder, v = _folder(tmp_path)
     aligner = SyntheticAligner(v)
-    result = align_folder(folder, folder / "lyrics.txt", aligner.audio(), aligner)
+    result = align_folder(folder / "lyrics.txt", aligner.audio(), aligner)
     assert not result.reused and result.lrc == folder / ALIGNED_LRC
     lrc = result.lrc.read_text(encoding="utf-8")
     assert f"[skipped: {LINES[2]}]" in lrc
@@ -42,11 +44,11 @@ def test_aligned_lrc_is_build_input_and_csv_flags_the_skipped_line(tmp_path: Pat
 def test_a_hand_corrected_lrc_is_used_as_is(tmp_path: Path) -> None:
     folder, v = _folder(tmp_path)
     aligner = SyntheticAligner(v)
-    align_folder(folder, folder / "lyrics.txt", aligner.audio(), aligner)
+    align_folder(folder / "lyrics.txt", aligner.audio(), aligner)
     corrected = "[00:01.00][verse]\n[00:01.00] the night is young\n"
     (folder / ALIGNED_LRC).write_text(corrected, encoding="utf-8")
-    again = align_folder(folder, folder / "lyrics.txt", aligner.audio(), aligner)
+    again = align_folder(folder / "lyrics.txt", aligner.audio(), aligner)
     assert again.reused and again.alignment is None
     assert (folder / ALIGNED_LRC).read_text(encoding="utf-8") == corrected
-    forced = align_folder(folder, folder / "lyrics.txt", aligner.audio(), aligner, force=True)
+    forced = align_folder(folder / "lyrics.txt", aligner.audio(), aligner, force=True)
     assert not forced.reused and (folder / ALIGNED_LRC).read_text(encoding="utf-8") != corrected

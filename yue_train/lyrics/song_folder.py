@@ -1,8 +1,9 @@
-"""Align a song folder's plain ``lyrics.txt`` to its vocal stem and write the result beside the song.
+"""Align a song's plain ``lyrics.txt`` to its vocal stem and write the result beside the lyrics.
 
-Outputs: ``lyrics.aligned.lrc`` (what ``yue-prep build`` reads) and ``lyrics.alignment.csv`` (per-line
-scores). An existing ``lyrics.aligned.lrc`` is the user's (checked, maybe corrected by hand): it is used as
-it is and never overwritten unless ``force``.
+Outputs (:mod:`yue_train.lyrics.paths`): ``lyrics.aligned.lrc`` (what ``yue-prep build`` reads) and
+``lyrics.alignment.csv`` (per-line scores). An existing ``lyrics.aligned.lrc`` is the user's (checked, maybe
+corrected by hand): it is used as it is and never overwritten unless ``force``. An alignment whose score
+is below ``min_score`` goes to ``lyrics.aligned.check.lrc`` instead, so that it is not used unchecked.
 """
 
 from __future__ import annotations
@@ -16,13 +17,10 @@ import numpy as np
 
 from yue_train.lyrics.align import Alignment, AlignmentError, Emissions, align_blocks
 from yue_train.lyrics.lrc import to_csv, to_lrc
+from yue_train.lyrics.paths import aligned_lrc_path, alignment_csv_path, review_lrc_path
 from yue_train.lyrics.plain import parse_plain
 from yue_train.lyrics.vad import voiced_frames
 from yue_train.lyrics.viterbi import Penalties
-
-PLAIN_LYRICS = "lyrics.txt"
-ALIGNED_LRC = "lyrics.aligned.lrc"
-ALIGNMENT_CSV = "lyrics.alignment.csv"
 
 
 class Aligner(Protocol):
@@ -40,6 +38,18 @@ class FolderAlignment:
     lrc: Path
     alignment: Alignment | None  # None: an existing lyrics.aligned.lrc was used as it is
     reused: bool
+    accepted: bool = True  # False: the score was below min_score; lrc is the file to check
+
+    def report(self) -> dict[str, object]:
+        """What the build summary records of the song's alignment."""
+        info: dict[str, object] = {"lrc": str(self.lrc), "reused": self.reused, "accepted": self.accepted}
+        if self.alignment is not None:
+            a = self.alignment
+            info["score"] = round(a.score, 4)
+            info["lines"] = len(a.lines)
+            info["flagged"] = [f"line {ln.index + 1} {ln.status} ({ln.score:.2f}): {ln.text}" for ln in a.flagged()]
+            info["unmatched"] = [f"{u.kind} {u.start:.2f}-{u.end:.2f} s" for u in a.unmatched]
+        return info
 
 
 def align_audio(aligner: Aligner, audio: np.ndarray, lyrics_text: str) -> Alignment:
@@ -60,13 +70,16 @@ def _write(path: Path, text: str) -> None:
 
 
 def align_folder(
-    folder: Path, lyrics: Path, vocal: np.ndarray, aligner: Aligner, force: bool = False
+    lyrics: Path, vocal: np.ndarray, aligner: Aligner, force: bool = False, min_score: float = 0.0
 ) -> FolderAlignment:
-    """Write ``lyrics.aligned.lrc`` and ``lyrics.alignment.csv`` into ``folder`` (or reuse the LRC there)."""
-    out = folder / ALIGNED_LRC
+    """Write ``lyrics.aligned.lrc`` and ``lyrics.alignment.csv`` beside ``lyrics`` (or reuse the LRC there)."""
+    out = aligned_lrc_path(lyrics)
     if out.is_file() and not force:
         return FolderAlignment(out, None, True)
     alignment = align_audio(aligner, vocal, lyrics.read_text(encoding="utf-8-sig"))
-    _write(folder / ALIGNMENT_CSV, to_csv(alignment))
+    _write(alignment_csv_path(lyrics), to_csv(alignment))
+    accepted = alignment.score >= min_score
+    if not accepted:
+        out = review_lrc_path(lyrics)
     _write(out, to_lrc(alignment))
-    return FolderAlignment(out, alignment, False)
+    return FolderAlignment(out, alignment, False, accepted)

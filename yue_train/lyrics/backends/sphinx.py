@@ -6,7 +6,10 @@ pocketsphinx gives no per-frame posteriors, so this backend turns its context-in
 phone gives that phone probability ``HIT`` and shares the rest; silence and noise frames are blank. The
 lyrics are spelled in phones with the CMU dictionary (words it lacks are left out), and the shared Viterbi
 then places the lines, with the same skip and filler handling as the CTC backends. Phone recognition is
-far from perfect; line starts rest on the onsets it finds, which are reliable.
+far from perfect; line starts rest on the onsets it finds, which are reliable. Its line scores are weak
+evidence: on espeak-ng speech, correct lines score 0.37-0.60 and a line of words that are not sung at all,
+forced over the song, 0.39, so a wrong lyrics file is not told apart by the score (skipped lines are:
+they are left out when the rest of the lyrics fit).
 """
 
 from __future__ import annotations

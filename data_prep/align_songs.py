@@ -1,0 +1,121 @@
+"""The alignment step of ``yue-prep build --align`` and ``yue-prep align``: a song's plain lyrics.txt and its
+vocal (the stem, or separated from the mix) -> ``lyrics.aligned.lrc`` beside the lyrics
+(:mod:`yue_train.lyrics.song_folder`). One aligner per process, loaded on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_prep.songs import SongError, SongSpec, discover
+from yue_train.lyrics.backends import MIN_SCORE
+from yue_train.lyrics.paths import alignment_csv_path
+
+
+def load_vocal(spec: SongSpec, sample_rate: int, separate: str, separator: Callable[[], Any]) -> np.ndarray:
+    """The vocal to align lyrics to: the stem, else separated from the mix (``separator()``) when separation is on."""
+    from yue_train.codec.audio_io import AudioError, load_audio
+
+    try:
+        if spec.stems["vocals"] is not None:
+            return load_audio(spec.stems["vocals"], sample_rate, allow_silent=True)
+    except AudioError as e:
+        raise SongError(str(e)) from None
+    if separate == "off":
+        raise SongError("no vocal stem to align the lyrics to: add vocals.wav to the song or pass --separate demucs")
+    if spec.mix is None:
+        raise SongError("no mix audio to separate the vocal from")
+    return separator().separate(str(spec.mix), sample_rate)[0]
+
+
+@dataclass
+class AlignOutcome:
+    """``yue-prep align``'s result for one song: the alignment's report, or why there is none."""
+
+    spec: SongSpec
+    info: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def align_inputs(
+    inputs: list[Path], aligner: str, separate: str = "off", device: str = "cpu", force: bool = False,
+    min_score: float = MIN_SCORE,
+) -> list[AlignOutcome]:  # fmt: skip
+    """Align the plain lyrics of every song under ``inputs`` (song folders, folders of them, .jsonl manifests).
+    Songs with timed lyrics are reported with an error saying so; the other problems of a song (tags, say)
+    are for ``build`` and do not stop its alignment."""
+    from data_prep.separate import DemucsSeparator, check_available
+
+    check_available(separate)
+    song_aligner = SongAligner(aligner, device, min_score, force)
+    separators: list[Any] = []
+
+    def separator() -> Any:
+        if not separators:
+            separators.append(DemucsSeparator(device=device))
+        return separators[0]
+
+    outcomes = []
+    for path in inputs:
+        for spec in discover(path):
+            if spec.plain_lyrics is None:
+                outcomes.append(AlignOutcome(spec, error=spec.error or "no plain lyrics.txt to align (timed already)"))
+                continue
+            if force:
+                spec.lyrics_file = None
+            try:
+                if spec.lyrics_file is not None:
+                    info = {"lrc": str(spec.lyrics_file), "reused": True, "accepted": True}
+                else:
+                    info = song_aligner.align(spec, lambda rate, spec=spec: load_vocal(spec, rate, separate, separator))
+                outcomes.append(AlignOutcome(spec, info))
+            except SongError as e:
+                outcomes.append(AlignOutcome(spec, error=str(e)))
+    return outcomes
+
+
+class SongAligner:
+    def __init__(self, name: str, device: str = "cpu", min_score: float = MIN_SCORE, force: bool = False) -> None:
+        self.name, self.device, self.min_score, self.force = name, device, min_score, force
+        self._aligner: Any = None
+        self._load_error: str | None = None
+
+    def aligner(self) -> Any:
+        if self._load_error is not None:  # the same failure for every song, without retrying a download
+            raise SongError(self._load_error)
+        if self._aligner is None:
+            from yue_train.lyrics.backends import load_aligner
+
+            try:
+                self._aligner = load_aligner(self.name, self.device)
+            except (OSError, ImportError) as e:
+                self._load_error = f"lyrics alignment: {e}"
+                raise SongError(self._load_error) from None
+        return self._aligner
+
+    def align(self, spec: SongSpec, load_vocal: Callable[[int], np.ndarray]) -> dict[str, Any]:
+        """Align ``spec``'s plain lyrics (``load_vocal(sample_rate)``: its vocal, mono); sets ``spec.lyrics_file``."""
+        from yue_train.lyrics.align import AlignmentError
+        from yue_train.lyrics.song_folder import align_folder
+
+        assert spec.plain_lyrics is not None
+        aligner = self.aligner()
+        try:
+            result = align_folder(
+                spec.plain_lyrics, load_vocal(aligner.sample_rate), aligner, self.force, self.min_score
+            )
+        except AlignmentError as e:
+            raise SongError(f"lyrics alignment failed: {e}") from None
+        if not result.accepted:
+            assert result.alignment is not None
+            raise SongError(
+                f"lyrics alignment confidence {result.alignment.score:.2f} is below {self.min_score}: check "
+                f"{result.lrc.name} against the song ({alignment_csv_path(spec.plain_lyrics).name} lists each line's "
+                f"score) and rename it to {spec.plain_lyrics.stem}.aligned.lrc to use it"
+            )
+        spec.lyrics_file = result.lrc
+        return result.report()
