@@ -66,6 +66,14 @@ def test_lyrics_wer_transcribes_and_scores(whisper_dir):
     assert metric.score(song(tones(1.0, 1), lyrics="[instrumental]")).values == {}
 
 
+def test_lyrics_per_scores_phonemes_with_the_same_whisper(whisper_dir):
+    per = build_metric("lyrics_per", model=str(whisper_dir), max_new_tokens=8)
+    assert per.asr is build_metric("lyrics_wer", model=str(whisper_dir)).asr  # Whisper loads once
+    result = per.score(song(tones(3.0, 1), lyrics="[verse]\nhello there world"))
+    assert set(result.values) == {"per"} and result.values["per"] >= 0
+    assert isinstance(result.artifacts["transcript"], str)
+
+
 def test_lyrics_wer_windows_long_vocals(whisper_dir):
     asr = build_metric("lyrics_wer", model=str(whisper_dir), max_new_tokens=4).asr
     calls = []
@@ -75,7 +83,7 @@ def test_lyrics_wer_windows_long_vocals(whisper_dir):
     assert len(calls) == 3  # 30 + 30 + 5 s
 
 
-@pytest.mark.parametrize("name", ["clap", "fad", "lyrics_wer"])
+@pytest.mark.parametrize("name", ["clap", "fad", "lyrics_wer", "lyrics_per"])
 def test_missing_weights_are_a_one_line_error_saying_how_to_get_them(name, tmp_path):
     cases = [
         (str(tmp_path / "weights"), f"not found at {tmp_path / 'weights'}; get them with `huggingface-cli download"),

@@ -21,6 +21,7 @@ MODULES: dict[str, str] = {
     "clap": "yue_train.evaluation.metrics.clap",
     "fad": "yue_train.evaluation.metrics.clap",
     "lyrics_wer": "yue_train.evaluation.metrics.lyrics",
+    "lyrics_per": "yue_train.evaluation.metrics.lyrics",
 }
 _REGISTRY: dict[str, type[SongMetric] | type[SetMetric]] = {}
 

@@ -20,6 +20,7 @@ any one song is good.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,12 @@ from yue_train.evaluation.metrics.weights import load_weights
 from yue_train.models import hub
 
 DEFAULT_MODEL = "laion/clap-htsat-unfused"
+
+
+@cache
+def clap_embedder(model: str | None, download: bool = False) -> ClapEmbedder:
+    """One CLAP model per weights in a process: clap and fad load it once."""
+    return ClapEmbedder(model, download)
 
 
 class ClapEmbedder:
@@ -94,7 +101,7 @@ class ClapScore(SongMetric):
         if "{genres}" not in text:
             raise MetricError(f"clap.text must contain {{genres}} (the song's genre tags), got {text!r}")
         self.template = text
-        self.embedder = ClapEmbedder(model, download)
+        self.embedder = clap_embedder(model, download)
 
     def score(self, song: SongAudio) -> MetricResult:
         if not song.genres.strip():
@@ -109,7 +116,7 @@ class FrechetAudioDistance(SetMetric):
     needs_reference = True
 
     def __init__(self, model: str | None = DEFAULT_MODEL, download: bool = False) -> None:
-        self.embedder = ClapEmbedder(model, download)
+        self.embedder = clap_embedder(model, download)
 
     def embed_set(self, songs: Sequence[SongAudio]) -> np.ndarray:
         return np.concatenate([self.embedder.audio(s.mix, s.sample_rate) for s in songs], axis=0)

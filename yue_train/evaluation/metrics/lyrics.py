@@ -1,4 +1,4 @@
-"""``lyrics_wer``: how intelligibly the requested lyrics are sung — word and character error rates of an
+"""``lyrics_wer`` and ``lyrics_per``: how intelligibly the requested lyrics are sung — word and character error rates of an
 ASR transcript of the vocal stem (transformers Whisper) against the lyrics the song was generated from.
 
 Weights: the ``model`` option, a local folder saved with ``save_pretrained`` or a hub id found in the
@@ -11,7 +11,10 @@ asides dropped, lower-cased, punctuation other than apostrophes removed, whitesp
 ``wer`` = word-level Levenshtein distance (substitutions + deletions + insertions) / reference words and
 ``cer`` = the same over characters with spaces removed (the number to read for languages written
 without spaces, e.g. Chinese or Japanese lyrics, where ``wer`` counts whole lines as words). Both can
-exceed 1 when the transcript is longer than the lyrics. A song without lyrics gets no values.
+exceed 1 when the transcript is longer than the lyrics. ``lyrics_per`` is the phoneme error rate: the
+same distance over :func:`yue_train.evaluation.metrics.phonemes.phonemes` (CMU phones for English, pinyin
+initials and toned finals for Mandarin, characters elsewhere); it is the figure independent benchmarks report
+for YuE. A song without lyrics gets no values. Both metrics share one Whisper model per process.
 
 When to trust it: singing is hard for ASR even when a human understands every word; Whisper's error on
 clean human singing is already far from 0, so use it to compare runs and checkpoints, not as an absolute
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -70,6 +74,22 @@ def error_rates(reference: str, hypothesis: str) -> dict[str, float]:
     }
 
 
+def phoneme_error_rate(reference: str, hypothesis: str) -> dict[str, float]:
+    """``per`` of ``hypothesis`` against ``reference`` after :func:`normalize_text`; {} for empty lyrics."""
+    from yue_train.evaluation.metrics.phonemes import phonemes
+
+    ref = phonemes(normalize_text(reference))
+    if not ref:
+        return {}
+    return {"per": edit_distance(ref, phonemes(normalize_text(hypothesis))) / len(ref)}
+
+
+@cache
+def whisper_transcriber(model: str | None, language: str | None = None, download: bool = False) -> WhisperTranscriber:
+    """One transcriber per (weights, language) in a process: lyrics_wer and lyrics_per load Whisper once."""
+    return WhisperTranscriber(model, language, download)
+
+
 class WhisperTranscriber:
     def __init__(self, model: str | None, language: str | None = None, download: bool = False) -> None:
         import torch
@@ -114,11 +134,20 @@ class LyricsErrorRate(SongMetric):
         max_new_tokens: int = 200,
     ) -> None:
         self.max_new_tokens = int(max_new_tokens)
-        self.asr = WhisperTranscriber(model, language, download)
+        self.asr = whisper_transcriber(model, language, download)
+
+    def rates(self, reference: str, transcript: str) -> dict[str, float]:
+        return error_rates(reference, transcript)
 
     def score(self, song: SongAudio) -> MetricResult:
         if not normalize_text(song.lyrics):
             return MetricResult(values={})
         wave, _ = vocal_or_mix(song)
         transcript = self.asr.transcribe(wave, song.sample_rate, self.max_new_tokens)
-        return MetricResult(values=error_rates(song.lyrics, transcript), artifacts={"transcript": transcript})
+        return MetricResult(values=self.rates(song.lyrics, transcript), artifacts={"transcript": transcript})
+
+
+@register("lyrics_per")
+class LyricsPhonemeErrorRate(LyricsErrorRate):
+    def rates(self, reference: str, transcript: str) -> dict[str, float]:
+        return phoneme_error_rate(reference, transcript)
