@@ -22,11 +22,16 @@ trackers keep tracking there. So a noisy or bleeding vocal stem's range is the f
 ``vocal_range`` — what is measured, frame by frame every 10 ms on the vocal stem (the mix when a song
 has no stems):
 
+* tracker errors are removed first (:mod:`pitch_clean`, ``correct_octaves``): short runs a harmonic ratio
+  (x2, x3, x4 or its inverse) away from the surrounding melody are moved back, and weakly periodic frames
+  far from it are dropped; ``corrected_frames`` counts them. On the YuE example's real vocal this takes the
+  strict range from 35 semitones (set by octave and period-tripling errors) to 13;
 * each voiced frame's f0 is quantised to the nearest semitone (MIDI number, A4 = 69);
 * a *note* is a run of consecutive voiced frames on the same semitone; notes shorter than
   ``min_note_ms`` (40 ms, the YuE paper's filter) are dropped — they are glide transitions, vibrato
   crossing a semitone boundary, or tracker glitches, not sung notes;
-* ``range_semitones`` = highest kept note − lowest kept note (the paper's vocal range);
+* ``range_semitones`` = highest kept note − lowest kept note (the paper's vocal range), where the extreme
+  notes must be held ``extreme_min_ms`` (60 ms): a real top or bottom note is sung, not grazed;
 * ``range_p05_p95_semitones`` = the same between the 5th and 95th percentile of kept notes weighted by
   duration, which one stray octave error cannot move (report it beside the strict range);
 * ``median_hz`` / ``median_midi`` over the voiced frames (absent when no frame is voiced),
@@ -48,6 +53,7 @@ import numpy as np
 from yue_train.evaluation.metrics import register
 from yue_train.evaluation.metrics.audio import vocal_or_mix
 from yue_train.evaluation.metrics.base import MetricError, MetricResult, SongAudio, SongMetric
+from yue_train.evaluation.metrics.pitch_clean import clean_track
 from yue_train.evaluation.metrics.pitch_track import PitchTrack, track_pitch
 
 
@@ -91,18 +97,24 @@ def _check_ms(name: str, value: float) -> float:
 
 @register("vocal_range")
 class VocalRange(SongMetric):
-    def __init__(self, min_note_ms: float = 40.0) -> None:
+    def __init__(self, min_note_ms: float = 40.0, extreme_min_ms: float = 60.0, correct_octaves: bool = True) -> None:
         self.min_note_ms = _check_ms("vocal_range.min_note_ms", min_note_ms)
+        self.extreme_min_ms = _check_ms("vocal_range.extreme_min_ms", extreme_min_ms)
+        self.correct_octaves = bool(correct_octaves)
 
     def score(self, song: SongAudio) -> MetricResult:
         wave, stem = vocal_or_mix(song)
         track = track_pitch(wave, song.sample_rate)
+        corrected = 0
+        if self.correct_octaves:
+            track, corrected = clean_track(track)
         kept = notes(track, self.min_note_ms)
         values: dict[str, float] = {
             "range_semitones": 0.0,
             "range_p05_p95_semitones": 0.0,
             "voiced_ratio": float(track.voiced.mean()) if len(track.voiced) else 0.0,
             "notes": float(len(kept)),
+            "corrected_frames": float(corrected),
         }
         contour: dict = {
             "stem": stem,
@@ -118,11 +130,13 @@ class VocalRange(SongMetric):
         if kept:
             semis = np.array([s for s, _ in kept], dtype=np.float64)
             secs = np.array([d for _, d in kept])
-            values["range_semitones"] = float(semis.max() - semis.min())
+            held = semis[secs >= self.extreme_min_ms / 1000.0 - 1e-9]
+            top, bottom = (held.max(), held.min()) if len(held) else (semis.max(), semis.min())
+            values["range_semitones"] = float(top - bottom)
             values["range_p05_p95_semitones"] = _weighted_percentile(semis, secs, 95) - _weighted_percentile(
                 semis, secs, 5
             )
-            contour["range"] = [_hz(semis.min()), _hz(semis.max())]
+            contour["range"] = [_hz(bottom), _hz(top)]
         return MetricResult(values=values, artifacts=contour)
 
 

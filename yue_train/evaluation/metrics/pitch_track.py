@@ -36,6 +36,7 @@ class PitchTrack:
     f0_hz: np.ndarray
     voiced: np.ndarray  # bool
     hop_seconds: float
+    aperiodicity: np.ndarray | None = None  # YIN's dip depth per frame: 0 perfectly periodic, ~1 noise
 
     @property
     def midi(self) -> np.ndarray:
@@ -80,7 +81,7 @@ def track_pitch(
     shift = np.where(np.abs(denom) > 1e-12, 0.5 * (left - right) / np.where(denom == 0, 1, denom), 0.0)
     period = best + np.clip(shift, -1, 1)
     f0 = np.where(voiced, RATE / period, 0.0)
-    return PitchTrack(times=times, f0_hz=f0, voiced=voiced, hop_seconds=HOP / RATE)
+    return PitchTrack(times=times, f0_hz=f0, voiced=voiced, hop_seconds=HOP / RATE, aperiodicity=aperiodicity)
 
 
 def _cmnd_and_period(frames: np.ndarray, tau_min: int, tau_max: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
