@@ -48,16 +48,15 @@ def align_inputs(
     """Align the plain lyrics of every song under ``inputs`` (song folders, folders of them, .jsonl manifests).
     Songs with timed lyrics are reported with an error saying so; the other problems of a song (tags, say)
     are for ``build`` and do not stop its alignment."""
-    from data_prep.separate import DemucsSeparator, check_available
+    from data_prep.separate import DEFAULT_MODEL, DemucsSeparator, check_available
+    from yue_train.data.separation_cache import SeparationCache, default_folder
 
     check_available(separate)
     song_aligner = SongAligner(aligner, device, min_score, force)
-    separators: list[Any] = []
+    cache = SeparationCache(default_folder(), DEFAULT_MODEL, lambda: DemucsSeparator(device=device))
 
     def separator() -> Any:
-        if not separators:
-            separators.append(DemucsSeparator(device=device))
-        return separators[0]
+        return cache
 
     outcomes = []
     for path in inputs:

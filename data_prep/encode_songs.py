@@ -186,9 +186,12 @@ class _Worker:
 
     def separator(self):
         if self._separator is None:
-            from data_prep.separate import DemucsSeparator
+            from data_prep.separate import DEFAULT_MODEL, DemucsSeparator
+            from yue_train.data.separation_cache import SeparationCache, default_folder
 
-            self._separator = DemucsSeparator(device=self.device)
+            self._separator = SeparationCache(
+                default_folder(), DEFAULT_MODEL, lambda: DemucsSeparator(device=self.device)
+            )
         return self._separator
 
     def load_stems(self, spec: SongSpec) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 METHODS = ("off", "demucs")
+DEFAULT_MODEL = "htdemucs"
 INSTALL_HINT = "pip install demucs  (the 'separation' extra of yue-train)"
 
 
@@ -31,14 +32,26 @@ def check_available(method: str) -> None:
 class DemucsSeparator:
     """mix file -> (vocals, accompaniment) mono at ``sample_rate``, with a pretrained demucs model.
 
-    The model's weights are fetched by demucs itself on first use (its own cache), not by yue-train.
+    The model's weights are fetched by demucs itself on first use (its own cache), not by yue-train. Callers
+    wrap it in :class:`yue_train.data.separation_cache.SeparationCache`: each mix is separated once.
     """
 
-    def __init__(self, model_name: str = "htdemucs", device: str = "cpu") -> None:
+    def __init__(self, model_name: str = DEFAULT_MODEL, device: str = "cpu") -> None:
         check_available("demucs")
         from demucs.pretrained import get_model
 
-        self.model = get_model(model_name).eval().to(device)
+        try:
+            model = get_model(model_name)
+        except Exception as e:  # demucs raises URLError, HTTPError or its own errors when the download fails
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise SeparationUnavailable(
+                f"demucs weights {model_name!r} cannot be loaded ({first[:160]}); demucs downloads them on first use "
+                f"from dl.fbaipublicfiles.com into the torch hub cache (~/.cache/torch/hub/checkpoints): run "
+                f"`python -c \"from demucs.pretrained import get_model; get_model('{model_name}')\"` once with "
+                "network (or copy that folder from a machine that has it), or give the songs vocals.* and "
+                "instrumental.* stems"
+            ) from None
+        self.model = model.eval().to(device)
         self.device = device
 
     def separate(self, path: str, sample_rate: int = 16_000) -> tuple[np.ndarray, np.ndarray]:
