@@ -73,7 +73,10 @@ def test_build_from_hf_dataset_equals_build_from_folders(tmp_path, demo_songs, c
     assert all(s["reused"] for s in summary["shards"].values())
     reasons = {r["id"]: (r["source"], r["reason"]) for r in summary["rejected"]}
     assert set(reasons) == {"no-mix", "broken-audio", "bad-lyrics"}
-    assert reasons["no-mix"] == (f"{ds_dir} row 3", "no mix audio (a mix.* file or 'mix' in song.json)")
+    assert reasons["no-mix"] == (
+        f"{ds_dir} row 3",
+        "no mix audio (a mix/mixture/song.* file such as song.mp3, or 'mix' in song.json)",
+    )
     assert "mix.wav: cannot decode audio" in reasons["broken-audio"][1]
     assert reasons["bad-lyrics"][1].startswith("section 0 [verse] has empty lyrics")
     err = capsys.readouterr().err
