@@ -384,9 +384,6 @@ def cmd_build(args: argparse.Namespace) -> int:
             modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
             stage2_sources=tuple(args.stage2_sources or ("vocal", "inst")),
             progress=not args.no_progress and show_progress(),
-            align=args.align,
-            aligner=args.aligner,
-            min_align_score=args.min_align_score,
         )
         summary, code = run_build(opts)
     except (OSError, ValueError, SeparationUnavailable, FolderBusyError) as e:  # usage and I/O errors
