@@ -15,12 +15,15 @@ from typing import Protocol
 
 import numpy as np
 
+from yue_train.format.files import read_bytes_capped
 from yue_train.lyrics.align import Alignment, AlignmentError, Emissions, align_blocks
 from yue_train.lyrics.lrc import to_csv, to_lrc
 from yue_train.lyrics.paths import aligned_lrc_path, alignment_csv_path, review_lrc_path
 from yue_train.lyrics.plain import parse_plain
 from yue_train.lyrics.vad import voiced_frames
 from yue_train.lyrics.viterbi import Penalties
+
+MAX_LYRICS_BYTES = 1 << 20  # a song's lyrics: a few KB
 
 
 class Aligner(Protocol):
@@ -76,7 +79,13 @@ def align_folder(
     out = aligned_lrc_path(lyrics)
     if out.is_file() and not force:
         return FolderAlignment(out, None, True)
-    alignment = align_audio(aligner, vocal, lyrics.read_text(encoding="utf-8-sig"))
+    try:
+        text = read_bytes_capped(lyrics, "lyrics", MAX_LYRICS_BYTES).decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise AlignmentError(f"{lyrics.name} is not UTF-8 text ({e.reason})") from None
+    except ValueError as e:
+        raise AlignmentError(str(e)) from None
+    alignment = align_audio(aligner, vocal, text)
     _write(alignment_csv_path(lyrics), to_csv(alignment))
     accepted = alignment.score >= min_score
     if not accepted:

@@ -1,8 +1,9 @@
 """A transformers ``Wav2Vec2ForCTC`` model as the aligner's acoustic model (the default: an MMS-family
 multilingual aligner whose alphabet is romanized Latin letters, so every YuE language goes through uroman).
 
-The model and its tokenizer are read from a local folder or a hub id; a hub id is fetched into the Hugging
-Face cache on first use (``download``), else only the cache is read. The vocal is cut into 20 s windows (a
+The model and its tokenizer are read from a local folder or a hub id through :mod:`yue_train.models.hub`
+(no custom code, safetensors weights, sizes checked); a hub id is fetched into the Hugging Face cache on
+first use (``download``), else only the cache is read. The vocal is cut into 20 s windows (a
 whole song at once would need memory quadratic in its length); each window gives exactly
 ``window / stride`` frames, so frame k of the song covers [k * frame_s, (k + 1) * frame_s).
 """
@@ -30,12 +31,14 @@ class AlignerWeightsError(OSError):
 def _load(source: str, download: bool, device: str) -> tuple[Any, Any]:
     from transformers import AutoTokenizer, Wav2Vec2ForCTC
 
+    from yue_train.models import hub
+
     local = Path(source).expanduser()
     where = str(local) if local.is_dir() else source
     only_cache = local.is_dir() or not download
     try:
-        model = Wav2Vec2ForCTC.from_pretrained(where, local_files_only=only_cache).eval().to(device)
-        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=only_cache)
+        model = hub.from_pretrained(Wav2Vec2ForCTC, where, "model", local_files_only=only_cache).eval().to(device)
+        tokenizer = hub.from_pretrained(AutoTokenizer, where, "config", local_files_only=only_cache)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AlignerWeightsError(
