@@ -30,7 +30,6 @@ from yue_train.evaluation.metrics.audio import resample
 from yue_train.evaluation.metrics.base import MetricError, MetricResult, SetMetric, SongAudio, SongMetric
 from yue_train.evaluation.metrics.frechet import frechet_between
 from yue_train.evaluation.metrics.weights import load_weights
-from yue_train.models import hub
 
 DEFAULT_MODEL = "laion/clap-htsat-unfused"
 
@@ -49,6 +48,8 @@ class ClapEmbedder:
         from transformers import ClapModel, ClapProcessor
 
         def load(source: str, local_only: bool) -> tuple[Any, Any]:
+            from yue_train.models import hub  # imports transformers: only when weights load
+
             net = hub.from_pretrained(ClapModel, source, "model", local_files_only=local_only)
             processor = hub.from_pretrained(ClapProcessor, source, "config", local_files_only=local_only)
             return net, processor

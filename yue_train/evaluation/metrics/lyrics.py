@@ -34,7 +34,6 @@ from yue_train.evaluation.metrics import register
 from yue_train.evaluation.metrics.audio import resample, vocal_or_mix
 from yue_train.evaluation.metrics.base import MetricResult, SongAudio, SongMetric
 from yue_train.evaluation.metrics.weights import load_weights
-from yue_train.models import hub
 
 DEFAULT_MODEL = "openai/whisper-small"
 RATE = 16000
@@ -96,6 +95,8 @@ class WhisperTranscriber:
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
         def load(source: str, local_only: bool) -> tuple[Any, Any]:
+            from yue_train.models import hub  # imports transformers: only when weights load
+
             net = hub.from_pretrained(WhisperForConditionalGeneration, source, "model", local_files_only=local_only)
             return net, hub.from_pretrained(WhisperProcessor, source, "config", local_files_only=local_only)
 

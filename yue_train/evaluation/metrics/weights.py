@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from yue_train.evaluation.metrics.base import MetricError
-from yue_train.models.hub import PretrainedRefused
 
 T = TypeVar("T")
 
@@ -25,6 +24,8 @@ def load_weights(
     """``load(source, local_files_only)`` or a MetricError naming the missing weights and how to get them.
 
     ``what`` names the weights in messages ("CLAP weights"), ``example`` is a hub id that works."""
+    from yue_train.models.hub import PretrainedRefused  # imports transformers: only when weights load
+
     if not source:
         raise MetricError(
             f"{what}: set the metric's option model to a local folder or hub id, e.g. {example} "
