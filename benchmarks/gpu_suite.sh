@@ -47,7 +47,7 @@ if [ -n "$WHEELHOUSE" ] && ! ls "$WHEELHOUSE"/yue_train-*.whl >/dev/null 2>&1; t
   echo "gpu_suite.sh: $WHEELHOUSE holds no yue_train wheel; build it with: bash benchmarks/wheelhouse.sh $WHEELHOUSE" >&2
   exit 2
 fi
-case "$MODE" in full) BUDGET="${BUDGET:-540}" ;; quick) BUDGET="${BUDGET:-240}" ;; *) BUDGET="${BUDGET:-900}" ;; esac
+case "$MODE" in full) BUDGET="${BUDGET:-540}" ;; quick) BUDGET="${BUDGET:-240}" ;; *) BUDGET="${BUDGET:-1800}" ;; esac
 OUT="$(cd "$(dirname "$OUT")" && pwd)/$(basename "$OUT")"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline WANDB_SILENT=true
@@ -76,6 +76,7 @@ step() {
     echo "$rc $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')" >"$WORK/$name.status"
     tail -n 3 "$WORK/$name.err" >&2
   fi
+  echo "$name" >>"$WORK/steps.order"
   report
 }
 
@@ -86,7 +87,9 @@ if [ -n "$WHEELHOUSE" ]; then
   WH="$(cd "$WHEELHOUSE" && pwd)"
   OPTIONAL=()
   [ "$MODE" != cpu-smoke ] && ls "$WH"/optional/*.whl >/dev/null 2>&1 && OPTIONAL=(--find-links "$WH/optional" bitsandbytes liger-kernel)
-  step install 120 "$PY" -m pip install --no-index --find-links "$WH" "yue-train[deepspeed]" pytest "${OPTIONAL[@]}"
+  # without the checkout on the path, where pip would take it for an installed yue-train
+  step install 120 env -u PYTHONPATH "$PY" -m pip install --no-index --find-links "$WH" "yue-train[deepspeed]" pytest \
+    "${OPTIONAL[@]}"
 fi
 
 ESTIMATE_PID=""

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -23,11 +25,14 @@ ESTIMATED = {"lora_7b": ("s1_7b", "lora", "ours"), "full_1b": ("s2_1b", "full", 
 
 
 def machine() -> str:
-    try:
-        import torch
-    except ImportError:
-        return f"unknown ({platform.machine()})"
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.machine()})"
+    """The first GPU's name from nvidia-smi (no torch import: this runs after every step), else the CPU."""
+    if shutil.which("nvidia-smi"):
+        res = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
+        )
+        if res.returncode == 0 and res.stdout.strip():
+            return res.stdout.strip().splitlines()[0]
+    return f"cpu ({platform.machine()})"
 
 
 def step_result(work: Path, name: str) -> dict | None:
@@ -84,9 +89,10 @@ def beside_estimate(name: str, entry: dict, rows: list[dict]) -> None:
 def gather(work: Path, mode: str) -> dict:
     rows = estimate_rows(work)
     steps = {}
-    for status in sorted(work.glob("*.status"), key=lambda p: p.stat().st_mtime):
-        name = status.stem
-        rc, seconds = status.read_text().split()
+    order = work / "steps.order"  # one name a line, appended by each step as it ends
+    names = list(dict.fromkeys(order.read_text().split())) if order.exists() else []
+    for name in names:
+        rc, seconds = (work / f"{name}.status").read_text().split()
         if rc == "skipped":
             steps[name] = {"rc": None, "skipped": "the suite's time budget was spent", "seconds": 0.0}
             continue

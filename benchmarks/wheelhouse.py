@@ -130,11 +130,36 @@ def run(cmd: list[str], **kwargs) -> None:
     subprocess.run(cmd, check=True, **kwargs)
 
 
+def source_copy(tmp: Path) -> Path:
+    """The checkout's files that git keeps, copied into tmp: the build leaves its egg-info and build/ there, not
+    in the checkout (where an egg-info on PYTHONPATH would pass for an installed yue-train)."""
+    res = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True)
+    if res.returncode != 0:
+        return REPO  # not a git checkout: build in place
+    for line in res.stdout.splitlines():
+        if (REPO / line).is_file():
+            (tmp / line).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / line, tmp / line)
+    return tmp
+
+
 def build_local_wheels(dest: Path, pip: list[str], build_pip: list[str]) -> None:
     """The project's own wheel and the sdist-only packages, as pure wheels in dest."""
     for old in dest.glob("yue_train-*.whl"):
         old.unlink()
-    run([*build_pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dest), str(REPO)])
+    with tempfile.TemporaryDirectory() as tmp:
+        run(
+            [
+                *build_pip,
+                "wheel",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(dest),
+                str(source_copy(Path(tmp))),
+            ]
+        )
     for spec, extra_env in BUILT_HERE.items():
         name = canonical(Requirement(spec).name).replace("-", "_")
         if any(dest.glob(f"{name}-*.whl")):

@@ -22,6 +22,7 @@ import importlib.metadata
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -53,15 +54,27 @@ def run(cmd: list, cwd: Path, env: dict[str, str], timeout: int = 900) -> subpro
 
 
 def no_network_prefix() -> list[str]:
-    """``unshare -n``: the command runs in a new network namespace (loopback only, down): no address outside."""
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True) if shutil.which("unshare") else None
-    if probe is None or probe.returncode != 0:
-        pytest.skip("unshare -n is not available (needs root or user namespaces): cannot cut the network off")
-    return ["unshare", "-n"]
+    """A new network namespace (``unshare -n``) with only its loopback up: no address outside this machine, while
+    the suite's two-process FSDP2 step still meets on 127.0.0.1."""
+    if not (shutil.which("unshare") and shutil.which("ip")):
+        pytest.skip("unshare or ip (util-linux, iproute2) is missing: cannot cut the network off")
+    prefix = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "offline"]
+    if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare -n needs root or user namespaces: cannot cut the network off")
+    return prefix
+
+
+def require_pypi() -> None:
+    """Building the wheelhouse and the reference venv needs PyPI (pip's cache serves what it already holds)."""
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError as err:
+        pytest.skip(f"PyPI is unreachable ({err}): the wheelhouse and the reference venv are built from it")
 
 
 @pytest.fixture(scope="module")
 def wheelhouse() -> dict:
+    require_pypi()
     env = clean_env(PYTHON=sys.executable)
     run(["bash", REPO / "benchmarks" / "wheelhouse.sh", WHEELHOUSE, "--python-version", PYTHON_VERSION], REPO, env)
     return json.loads((WHEELHOUSE / "MANIFEST.json").read_text())
