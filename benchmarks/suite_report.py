@@ -75,9 +75,9 @@ def beside_estimate(name: str, entry: dict, rows: list[dict]) -> None:
     if measured is None:
         return
     seq_len = measured.get("seq_len")
-    estimate = next(
-        (r for r in rows if r.get("model") == model and r.get("mode") == mode and r.get("seq_len") == seq_len), None
-    )
+    same = [r for r in rows if r.get("model") == model and r.get("mode") == mode and r.get("seq_len") == seq_len]
+    # the measured step checkpoints activations: the estimate made with checkpointing, where both are there
+    estimate = next((r for r in same if r.get("gradient_checkpointing", True)), None)
     if estimate is not None:
         entry["estimate_vs_measured"] = {
             "seq_len": seq_len,
