@@ -16,7 +16,7 @@ official repository given with ``--official-repo`` and an interpreter that has i
 (``finetune/requirements.txt``). Its documents are read back from the Megatron ``.bin``/``.idx`` files and
 compared with ours token for token. Without ``--official-repo`` the recorded official figure is printed,
 marked as recorded. Without an official run the token check is made against the official golden streams
-of the reference example in ``../shared/reference`` when it is there.
+of the reference example in ``tests/fixtures``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 from yue_train.data.shards import iter_documents, read_summary  # noqa: E402
 from yue_train.data.synthetic import MANIFEST_PLAN, MANIFEST_STYLE, manifest_record, synth_song  # noqa: E402
 
-REFERENCE = REPO.parent / "shared" / "reference"
+REFERENCE = REPO / "tests" / "fixtures"  # YuE's tokenizer, the official example and its golden streams
 # The official preprocessing measured by the project (official code at its pinned requirements, torch 2.4.0):
 # CoT documents of 200 synthetic three-minute songs with 2 workers on a 2-core x86-64 CPU machine (the
 # project's development machine kind).
@@ -153,7 +153,7 @@ def golden_check(tokenizer: Path, tmp: Path) -> str:
     example, golden = REFERENCE / "yue", REFERENCE / "golden" / "cot_dummy.npz"
     manifest = example / "example" / "jsonl" / "dummy.msa.xcodec_16k.jsonl"
     if not (manifest.is_file() and golden.is_file()):
-        return "not checked (../shared/reference is absent)"
+        return "not checked (tests/fixtures lacks the example or its golden streams)"
     out = tmp / "golden"
     cmd = ours_cmd(manifest, out, tokenizer, 1, "cot")
     cmd[cmd.index("--root") + 1] = str(example)
@@ -190,7 +190,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs of each side; medians are printed (default: 3)")
     default_tok = REFERENCE / "yue" / "tokenizer.model"
     ap.add_argument("--tokenizer", type=Path, default=default_tok if default_tok.is_file() else None,
-                    help="YuE tokenizer.model (default: ../shared's, else the generated stand-in)")  # fmt: skip
+                    help="YuE tokenizer.model (default: tests/fixtures', else the generated stand-in)")  # fmt: skip
     ap.add_argument("--official-repo", type=Path, help="a checkout of the official YuE repository")
     ap.add_argument("--official-python", default=sys.executable, help="interpreter with the official requirements")
     args = ap.parse_args()

@@ -1,5 +1,6 @@
-"""Shared fixtures. ``../shared`` (beside the checkout) holds the real YuE reference files; tests that need
-them skip with a reason when it is absent."""
+"""Shared fixtures. ``tests/fixtures`` holds the real YuE reference files the tests read (tokenizer, tags,
+the official examples, the golden CoT streams, the codec configs; its README says where each comes from), so
+any clone runs every test."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import pytest
 from yue_train.config.compose import RECIPES_ENV
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-REFERENCE = SHARED / "reference"
+FIXTURES = REPO / "tests" / "fixtures"
 TEST_RECIPES = REPO / "tests" / "recipes"
 
 # The tiny recipes the tests train (tiny, tiny_lora, pretrain/tiny_p1, ...) are a test-only recipe folder,
@@ -22,16 +22,16 @@ os.environ[RECIPES_ENV] = os.pathsep.join(
 )
 
 
-def require_shared(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is absent: ../shared (the read-only YuE reference files) is not beside this checkout")
+def fixture_file(*parts: str) -> Path:
+    """A file under ``tests/fixtures``; a missing one fails the test (the files are part of the repository)."""
+    path = FIXTURES.joinpath(*parts)
+    assert path.exists(), f"{path} is missing from the checkout (tests/fixtures is tracked by git)"
     return path
 
 
 @pytest.fixture(scope="session")
 def real_tokenizer_path() -> Path:
-    return require_shared("reference", "yue", "tokenizer.model")
+    return fixture_file("yue", "tokenizer.model")
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +50,8 @@ def synth_tokenizer():
 
 @pytest.fixture(scope="session")
 def reference_example() -> Path:
-    """``reference/yue``: the root that the example manifest's relative paths start from."""
-    require_shared("reference", "yue", "example", "jsonl", "dummy.msa.xcodec_16k.jsonl")
-    return REFERENCE / "yue"
+    """``tests/fixtures/yue``: the root that the example manifest's relative paths start from."""
+    return fixture_file("yue", "example", "jsonl", "dummy.msa.xcodec_16k.jsonl").parents[2]
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from tests.conftest import REFERENCE, REPO
+from tests.conftest import FIXTURES, REPO
 
 SCRIPT = REPO / "benchmarks" / "prep_throughput.py"
 
@@ -21,9 +21,9 @@ def test_reduced_benchmark_prints_cpu_seconds_and_checks_tokens():
     assert result["documents"] == 3 and result["tokens"] > 3 * 20 * 100  # two tracks at 50 frames/s, and text
     assert 0 < result["yue_train_cpu_s"] < 60
     assert result["official_source"].startswith("no figure (recorded only for 200 songs of 180 s")
-    if (REFERENCE / "golden" / "cot_dummy.npz").is_file():
-        assert result["tokens_identical"] is True
-        assert "identical to the official golden streams" in proc.stdout
+    assert (FIXTURES / "golden" / "cot_dummy.npz").is_file()
+    assert result["tokens_identical"] is True
+    assert "identical to the official golden streams" in proc.stdout
 
 
 def test_megatron_reader_splits_documents_at_the_index(tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_shared
+from tests.conftest import fixture_file
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -96,7 +96,7 @@ def _stand_ins(cwd: Path) -> dict[str, str]:
 
     write_official_tree(cwd / "xcodec_mini_infer", tiny_reference(0))
     for name in ("tokenizer.model", "top_200_tags.json"):
-        shutil.copy(require_shared("reference", "yue", name), cwd / name)
+        shutil.copy(fixture_file("yue", name), cwd / name)
     (cwd / "genre.txt").write_text("inspiring female uplifting pop airy vocal electronic bright vocal\n")
     (cwd / "lyrics.txt").write_text("[verse]\nStaring at the sunset, colors paint the sky\n\n[chorus]\nStay\n")
     (cwd / "launch.sh").symlink_to(REPO / "launch.sh")

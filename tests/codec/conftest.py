@@ -16,21 +16,21 @@ import torch
 import yaml
 
 from tests.codec.xcodec_reference import OfficialXcodec
+from tests.conftest import FIXTURES
 from yue_train.codec.config import UpsamplerConfig
 from yue_train.codec.testing import TINY_HUBERT
 from yue_train.codec.vocos import VocosUpsampler
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-XCODEC_REF = SHARED / "reference" / "xcodec_mini_infer"
-PROMPT_EGS = SHARED / "reference" / "yue" / "prompt_egs"
+XCODEC_REF = FIXTURES / "xcodec_mini_infer"
+PROMPT_EGS = FIXTURES / "yue" / "prompt_egs"
 
 TINY_ACOUSTIC = {"acoustic_dim": 32, "encoder_width": 8, "decoder_width": 64}
 TINY_UPSAMPLER = UpsamplerConfig(input_channels=96, dim=32, intermediate_dim=64, num_layers=2)
 
 
 def require(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} is absent: ../shared (the read-only YuE reference files) is not beside this checkout")
+    """``path`` (under tests/fixtures), failing the test when the checkout lacks it."""
+    assert path.exists(), f"{path} is missing from the checkout (tests/fixtures is tracked by git)"
     return path
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.codec.conftest import PROMPT_EGS, write_wav
+from tests.codec.conftest import PROMPT_EGS, require, write_wav
 from yue_train.codec.cli import convert_codec_main, decode_main, encode_main
 
 
@@ -85,9 +85,7 @@ def test_encode_continues_past_bad_files_and_reports_them(codec_dir, tmp_path, c
 
 @pytest.mark.slow
 def test_encode_manifest_and_real_mp3(codec_dir, tmp_path):
-    mp3 = PROMPT_EGS / "pop.00001.Instrumental.mp3"
-    if not mp3.exists():
-        pytest.skip(f"{mp3} is absent: ../shared is not beside this checkout")
+    mp3 = require(PROMPT_EGS / "pop.00001.Instrumental.mp3")
     write_wav(tmp_path / "a.wav", 0.5, 22050)
     manifest = tmp_path / "list.jsonl"
     manifest.write_text(

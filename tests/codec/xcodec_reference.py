@@ -1,7 +1,7 @@
 """An independent statement of the official X-Codec (xcodec_mini_infer ``SoundStream``) for tests.
 
 Module names reproduce the official ``codec_model`` state dict (checked against
-``../shared/reference/xcodec_mini_infer/codec_state_dict_keys_shapes.json``), with old-style weight norm as
+``tests/fixtures/xcodec_mini_infer/codec_state_dict_keys_shapes.json``), with old-style weight norm as
 in the released file. ``encode``/``decode`` restate the official algorithm: semantic features = mean of all
 HuBERT hidden states on the 160+160-padded input; acoustic encoder re-run on the padded input when frame
 counts differ; residual quantisation by exact nearest codebook vector.

@@ -28,9 +28,9 @@ def codec_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tags_file() -> Path:
-    from tests.conftest import require_shared
+    from tests.conftest import fixture_file
 
-    return require_shared("reference", "yue", "top_200_tags.json")
+    return fixture_file("yue", "top_200_tags.json")
 
 
 @pytest.fixture(scope="session")

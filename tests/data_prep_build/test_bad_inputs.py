@@ -12,10 +12,10 @@ import soundfile as sf
 
 from data_prep import encode_songs as build_mod
 from data_prep.build import BUILD_SUMMARY_NAME, EXIT_FATAL, EXIT_REJECTED, cmd_build
-from tests.conftest import SHARED
+from tests.conftest import FIXTURES
 from tests.data_prep_build.conftest import build_args
 
-TAGS = SHARED / "reference" / "yue" / "top_200_tags.json"
+TAGS = FIXTURES / "yue" / "top_200_tags.json"
 
 
 def _variant(src: Path, root: Path, name: str, song_id: str | None = None) -> Path:

@@ -15,7 +15,7 @@ from data_prep.encode_songs import codec_fingerprint
 from data_prep.mixture import MIXTURE_NAME
 from data_prep.songs import seconds_to_frame, segment_text
 from data_prep.synth_demo import add_synth_demo_args, cmd_synth_demo
-from tests.conftest import SHARED
+from tests.conftest import FIXTURES
 from tests.data_prep_build.conftest import build_args
 from yue_train.data.manifest import load_song
 from yue_train.data.shards import iter_documents
@@ -23,7 +23,7 @@ from yue_train.format import codec_layout as cl
 from yue_train.format.parsing import parse_stage2_output
 from yue_train.format.roles import Role
 
-TAGS = SHARED / "reference" / "yue" / "top_200_tags.json"
+TAGS = FIXTURES / "yue" / "top_200_tags.json"
 
 
 def _synth(out: Path, *extra: str) -> int:

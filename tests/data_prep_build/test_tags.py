@@ -1,4 +1,4 @@
-"""Tag help against YuE's real top-200 list (../shared; skipped when absent)."""
+"""Tag help against YuE's real top-200 list (tests/fixtures)."""
 
 from __future__ import annotations
 

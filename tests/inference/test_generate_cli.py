@@ -8,7 +8,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from inference.cli import main as infer_main
-from tests.conftest import require_shared
+from tests.conftest import fixture_file
 from tests.inference.tiny_models import tiny_llama
 from yue_train.generation.loading import load_lm
 from yue_train.generation.stage2 import generate_stage2
@@ -166,7 +166,7 @@ def test_generate_with_codec_writes_stems_and_mixes(tmp_path, model_dirs, codec_
     """Two sections, decoded: stem and mix lengths follow the generated frame counts."""
     import soundfile as sf
 
-    eg = require_shared("reference", "yue", "prompt_egs")
+    eg = fixture_file("yue", "prompt_egs")
     args = [*_base(tmp_path, model_dirs), "--n-sections", "2", "--codec", str(codec_with_upsamplers)]
     args[1:5] = ["--genre-txt", str(eg / "genre.txt"), "--lyrics-txt", str(eg / "lyrics.txt")]
     assert infer_main(args) == 0
@@ -180,7 +180,7 @@ def test_generate_with_codec_writes_stems_and_mixes(tmp_path, model_dirs, codec_
 
 @pytest.mark.slow
 def test_generate_icl_with_reference_mp3s(tmp_path, model_dirs, codec_with_upsamplers):
-    eg = require_shared("reference", "yue", "prompt_egs")
+    eg = fixture_file("yue", "prompt_egs")
     args = [*_base(tmp_path, model_dirs), "--n-sections", "1", "--codec", str(codec_with_upsamplers),
             "--ref-vocal-audio", str(eg / "pop.00001.Vocals.mp3"), "--ref-inst-audio", str(eg / "pop.00001.Instrumental.mp3"),
             "--ref-start", "2", "--ref-end", "6"]  # fmt: skip
@@ -196,7 +196,7 @@ def test_generate_icl_with_reference_mp3s(tmp_path, model_dirs, codec_with_upsam
 
 
 def test_prompt_with_audio_reference(tmp_path, capsys, codec_with_upsamplers):
-    eg = require_shared("reference", "yue", "prompt_egs")
+    eg = fixture_file("yue", "prompt_egs")
     args = ["prompt", *_inputs(tmp_path), "--codec", str(codec_with_upsamplers), "--ref-audio", str(eg / "pop.00001.mp3"),
             "--ref-start", "1", "--ref-end", "3.5", "--ids"]  # fmt: skip
     assert infer_main(args) == 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from inference.cli import main as infer_main
-from tests.conftest import require_shared
+from tests.conftest import fixture_file
 from yue_train.format import sequences as seq
 
 
@@ -16,7 +16,7 @@ def _run(capsys, *args) -> tuple[int, str, str]:
 
 
 def test_prompt_ids_for_the_official_example(capsys, real_tokenizer, real_tokenizer_path):
-    eg = require_shared("reference", "yue", "prompt_egs")
+    eg = fixture_file("yue", "prompt_egs")
     code, out, _ = _run(
         capsys,
         "--genre-txt",
