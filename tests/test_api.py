@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO
-from tests.inference.tiny_models import tiny_llama
+from tests.tiny_models import tiny_llama, wrong_vocab_llama_config
 
 README = REPO / "README.md"
 LYRICS = "[verse]\nla la\n\n[chorus]\nna na\n"
@@ -173,13 +173,9 @@ def test_generate_bad_input_is_one_line(yue, kwargs, message):
 
 
 def test_from_pretrained_checks_before_loading(tmp_path, models):
-    from transformers import LlamaConfig
-
     from yue_train import YuE
 
-    LlamaConfig(vocab_size=50_000, hidden_size=8, num_hidden_layers=1, num_attention_heads=2).save_pretrained(
-        tmp_path / "small"
-    )
+    wrong_vocab_llama_config().save_pretrained(tmp_path / "small")
     with pytest.raises(ValueError, match="stage-2 model .* needs at least 53,526"):
         YuE.from_pretrained(models["s1"], tmp_path / "small", device="cpu")
     with pytest.raises(ValueError, match="not a converted codec folder"):

@@ -99,7 +99,7 @@ def models(tmp_path_factory) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from tests.inference.tiny_models import tiny_llama
+    from tests.tiny_models import tiny_llama
 
     root = tmp_path_factory.mktemp("adversarial_models")
     tiny_llama(seed=0, dtype=torch.float32).save_pretrained(root / "s2")

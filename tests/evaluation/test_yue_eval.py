@@ -13,7 +13,7 @@ from inference.cli import main as infer_main
 from inference.evaluate import main as eval_main
 from tests.evaluation.browser import chromium, rendered
 from tests.evaluation.songs import CONTOUR_METRIC, install_contour_metric
-from tests.inference.tiny_models import tiny_llama
+from tests.tiny_models import tiny_llama
 from yue_train.codec.testing import random_codec
 
 N_SONGS = 2

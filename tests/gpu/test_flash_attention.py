@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.gpu.helpers import CUDA
-from tests.training.helpers import tiny_llama
+from tests.tiny_models import tiny_training_llama
 from yue_train.data.packing import Packer
 from yue_train.training.forward import PackedForward
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.gpu
 
 
 def _model(attn: str) -> torch.nn.Module:
-    return tiny_llama(attn).to(CUDA, torch.bfloat16)
+    return tiny_training_llama(attn).to(CUDA, torch.bfloat16)
 
 
 def test_flash_attention_packed_document_equals_the_document_alone():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.gpu.helpers import CUDA, packed_batch
-from tests.training.helpers import tiny_llama
+from tests.tiny_models import tiny_training_llama
 from yue_train.training.forward import PackedForward
 from yue_train.training.loss import LossSettings, choose_impl, lm_loss, role_weight_table
 
@@ -29,7 +29,7 @@ def _run(model, impl):
 @pytest.mark.parametrize("train_head", [True, False])
 def test_fused_loss_matches_reference(train_head):
     pytest.importorskip("liger_kernel", reason="liger-kernel is not installed (benchmarks/gpu_suite.sh installs it)")
-    model = tiny_llama("sdpa").to(CUDA).train()
+    model = tiny_training_llama("sdpa").to(CUDA).train()
     model.lm_head.weight.requires_grad_(train_head)
     ref, _, ref_grads = _run(model, "full")
     got, used, grads = _run(model, "fused")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.inference.tiny_models import tiny_llama
+from tests.tiny_models import tiny_llama
 from yue_train.format import vocab
 from yue_train.generation.sampling import SamplingConfig
 from yue_train.generation.stage1 import generate_section

@@ -11,7 +11,7 @@ import torch
 
 from tests.conftest import REPO
 from tests.gpu.helpers import CUDA, cosine, packed_batch
-from tests.training.helpers import tiny_llama
+from tests.tiny_models import tiny_training_llama
 from yue_train.training.forward import PackedLossModule
 from yue_train.training.loss import LossSettings, role_weight_table
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.gpu
 
 
 def _loss_and_grads(autocast: bool) -> tuple[float, dict[str, torch.Tensor]]:
-    module = PackedLossModule(tiny_llama("sdpa").to(CUDA).train(), role_weight_table({}, CUDA), LossSettings())
+    module = PackedLossModule(tiny_training_llama("sdpa").to(CUDA).train(), role_weight_table({}, CUDA), LossSettings())
     batch, _ = packed_batch()
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
         sums = module(*batch.tensors())
@@ -39,7 +39,7 @@ def test_bf16_autocast_matches_fp32():
 _FSDP2 = """
 import torch
 from tests.gpu.helpers import CUDA, cosine, packed_batch
-from tests.training.helpers import tiny_llama
+from tests.tiny_models import tiny_training_llama
 from yue_train.config.compose import compose_config
 from yue_train.training import strategies as D
 from yue_train.training.forward import PackedLossModule
@@ -49,7 +49,7 @@ D.init_process_group("fsdp2", "cuda")
 batch, _ = packed_batch()
 out = {}
 for name in ("single", "fsdp2"):
-    module = PackedLossModule(tiny_llama("sdpa").to(CUDA).train(), role_weight_table({}, CUDA), LossSettings())
+    module = PackedLossModule(tiny_training_llama("sdpa").to(CUDA).train(), role_weight_table({}, CUDA), LossSettings())
     strategy = D.make_strategy(compose_config(["recipe=full_s1", f"distributed={name}"]).distributed, CUDA)
     strategy.autocast_bf16 = name == "fsdp2"  # FSDP2: MixedPrecisionPolicy(bf16 params, fp32 reduce)
     strategy.wrap(module, lambda ps: torch.optim.SGD(ps, lr=0.0), lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda _: 1.0))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.gpu.helpers import CUDA, packed_batch
-from tests.training.helpers import tiny_llama
+from tests.tiny_models import tiny_training_llama
 from yue_train.models.loading import ModelSpec, build_model, enable_activation_checkpointing
 from yue_train.models.lora import apply_lora
 from yue_train.training.forward import PackedLossModule
@@ -23,7 +23,7 @@ def test_qlora_training_steps(tmp_path):
     bnb = pytest.importorskip(
         "bitsandbytes", reason="bitsandbytes is not installed (benchmarks/gpu_suite.sh installs it)"
     )
-    tiny_llama("sdpa").save_pretrained(tmp_path / "base")
+    tiny_training_llama("sdpa").save_pretrained(tmp_path / "base")
     model = build_model(ModelSpec(path=str(tmp_path / "base"), load_in_4bit=True, attn_implementation="sdpa"), CUDA)
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
     enable_activation_checkpointing(model)

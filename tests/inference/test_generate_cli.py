@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from inference.cli import main as infer_main
 from tests.conftest import fixture_file
-from tests.inference.tiny_models import tiny_llama
+from tests.tiny_models import tiny_llama, wrong_vocab_llama_config
 from yue_train.generation.loading import load_lm
 from yue_train.generation.stage2 import generate_stage2
 
@@ -21,10 +21,7 @@ def model_dirs(tmp_path_factory):
 
     tiny_llama(seed=0, dtype=torch.float32).save_pretrained(root / "s1")
     tiny_llama(seed=1, dtype=torch.float32).save_pretrained(root / "s2")
-    small = LlamaConfig(
-        vocab_size=50_000, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
-    )
-    LlamaForCausalLM(small).save_pretrained(root / "small_vocab")
+    LlamaForCausalLM(wrong_vocab_llama_config()).save_pretrained(root / "small_vocab")
     return root
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from inference.cli import main as infer_main
-from tests.inference.tiny_models import tiny_llama
+from tests.tiny_models import tiny_llama
 from yue_train.format.provenance import Provenance, TokenizerId, write_provenance
 from yue_train.tokenizer import load_tokenizer
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from tests.inference.tiny_models import tiny_llama
+from tests.tiny_models import tiny_llama
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
 from yue_train.format import vocab

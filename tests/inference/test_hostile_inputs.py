@@ -14,7 +14,7 @@ import pytest
 
 from inference.cli import main as infer_main
 from tests.adversarial.fifos import unblocking_fifo
-from tests.inference.tiny_models import tiny_llama
+from tests.tiny_models import tiny_llama
 from yue_train.generation.inputs import GenerateInputError
 
 

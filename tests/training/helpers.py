@@ -1,4 +1,5 @@
-"""Helpers for the training tests: real shards in tmp dirs, real tiny models, composed configs."""
+"""Helpers for the training tests: real shards in tmp dirs, composed configs, the CLI as a subprocess (the tiny
+models are in :mod:`tests.tiny_models`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from yue_train.data.shards import ShardWriter
 from yue_train.format.document import Document
@@ -48,15 +48,6 @@ def write_copy_shards(out: Path, n_docs: int, vocab: int = 512, seed: int = 0, p
             ids = np.tile(rng.integers(0, vocab, period), n // period + 1)[:n]
             w.write(Document(ids, np.full(n, Role.VOCAL), {"id": f"copy-{i}", "mode": "test"}))
     return out
-
-
-def tiny_llama(attn: str = "sdpa", vocab: int = 512, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        intermediate_size=64, max_position_embeddings=512, tie_word_embeddings=False,
-    )  # fmt: skip
-    return LlamaForCausalLM._from_config(cfg, attn_implementation=attn, dtype=torch.float32).eval()
 
 
 def compose(*overrides: str):

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import torch
 
-from tests.inference.tiny_models import tiny_llama
+from tests.tiny_models import tiny_llama
 from tests.training.helpers import PYTHON, REPO, cli_env
 from yue_train.codec.testing import random_codec
 from yue_train.config.compose import compose_config

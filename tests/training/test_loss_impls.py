@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.training.helpers import tiny_llama
+from tests.tiny_models import tiny_training_llama
 from yue_train.data.packing import IGNORE_INDEX, Packer
 from yue_train.format.document import Document
 from yue_train.format.roles import Role
@@ -58,7 +58,7 @@ def _run(model, batch, table, settings, scale=1.0):
 @pytest.mark.parametrize("lora", [False, True], ids=["full_ft", "lora"])
 @pytest.mark.parametrize("impl", TORCH_IMPLS)
 def test_impl_matches_reference_loss_roles_and_gradients(impl, lora):
-    model = tiny_llama("sdpa").train()
+    model = tiny_training_llama("sdpa").train()
     if lora:
         model = apply_lora(model, type("L", (), {"r": 4, "alpha": 8, "dropout": 0.0,
                                                  "target_modules": ["q_proj", "v_proj"]})())  # fmt: skip
@@ -83,7 +83,7 @@ def test_impl_matches_reference_loss_roles_and_gradients(impl, lora):
 
 def test_impls_agree_on_accuracy_and_scale_linearly():
     """Same argmax hits for every impl; a scaled loss (gradient accumulation) scales the gradients."""
-    model = tiny_llama("sdpa").train()
+    model = tiny_training_llama("sdpa").train()
     batch, table = _batch(), role_weight_table(WEIGHTS)
     hits = {i: _run(model, batch, table, LossSettings(i, 16))[0].role_correct for i in TORCH_IMPLS}
     assert all(torch.equal(h, hits["full"]) for h in hits.values())
@@ -94,7 +94,7 @@ def test_impls_agree_on_accuracy_and_scale_linearly():
 
 
 def test_chunked_runs_lm_head_once_and_recompute_twice():
-    model = tiny_llama("sdpa").train()
+    model = tiny_training_llama("sdpa").train()
     batch, table = _batch(), role_weight_table({})
     calls = []
     model.lm_head.register_forward_hook(lambda *_: calls.append(1))
@@ -106,7 +106,7 @@ def test_chunked_runs_lm_head_once_and_recompute_twice():
 
 
 def test_no_grad_forward_matches_and_keeps_nothing():
-    model = tiny_llama("sdpa")
+    model = tiny_training_llama("sdpa")
     batch, table = _batch(), role_weight_table(WEIGHTS)
     fwd = PackedForward(model)
     with torch.no_grad():
@@ -138,7 +138,7 @@ def test_auto_follows_the_memory_rule():
 
 
 def test_packed_loss_module_reports_the_impl_it_used():
-    model = tiny_llama("sdpa").train()
+    model = tiny_training_llama("sdpa").train()
     batch = _batch()
     table = role_weight_table({})
     tight = PackedLossModule(model, table, LossSettings("auto", 16, 1e-4))
@@ -155,7 +155,7 @@ def test_bad_settings_are_one_line():
 
 _FSDP2_SCRIPT = """
 import sys, json, torch
-from tests.training.helpers import tiny_llama
+from tests.tiny_models import tiny_training_llama
 from tests.training.test_loss_impls import _batch
 from yue_train.config.compose import compose_config
 from yue_train.training import strategies as D
@@ -166,7 +166,7 @@ dcfg = compose_config(["recipe=full_s1", "distributed=fsdp2"]).distributed
 D.init_process_group("fsdp2", "cpu")
 out = {}
 for impl in ("full", "chunked"):
-    module = PackedLossModule(tiny_llama("sdpa").train(), role_weight_table({"inst": 0.5}), LossSettings(impl, 16))
+    module = PackedLossModule(tiny_training_llama("sdpa").train(), role_weight_table({"inst": 0.5}), LossSettings(impl, 16))
     strategy = D.make_strategy(dcfg, torch.device("cpu"))
     strategy.wrap(module, lambda ps: torch.optim.SGD(ps, lr=0.1), lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda _: 1.0))
     sums = strategy.forward(*_batch().tensors())

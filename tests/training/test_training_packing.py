@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.training.helpers import tiny_llama
+from tests.tiny_models import tiny_training_llama
 from yue_train.data.packing import IGNORE_INDEX, Packer
 from yue_train.format.document import Document
 from yue_train.format.roles import ROLE_NAMES, Role
@@ -60,7 +60,7 @@ def _per_token_ce(model, batch) -> torch.Tensor:
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_packed_document_loss_equals_loss_alone(attn):
     """A document packed behind others has the same per-token loss as alone."""
-    model = tiny_llama(attn)
+    model = tiny_training_llama(attn)
     rng = np.random.default_rng(1)
     a, b, c = (_doc(rng.integers(0, 512, n)) for n in (37, 51, 29))
     packed = Packer(iter([a, b, c]), seq_len=128).next_batch(1)
@@ -78,7 +78,7 @@ def test_packed_document_loss_equals_loss_alone(attn):
 
 def test_packed_forward_ignores_a_cache_enabled_config():
     """Even if someone turns use_cache back on in the model config, the training forward stays isolated."""
-    model = tiny_llama("sdpa")
+    model = tiny_training_llama("sdpa")
     rng = np.random.default_rng(2)
     a, c = _doc(rng.integers(0, 512, 40)), _doc(rng.integers(0, 512, 30))
     packed = Packer(iter([a, c]), seq_len=80).next_batch(1)
@@ -93,7 +93,7 @@ def test_packed_forward_ignores_a_cache_enabled_config():
 
 def test_labels_shifted_exactly_once_matches_hf_loss():
     """Our loss on one document equals HF's own loss given unshifted labels (HF shifts once internally)."""
-    model = tiny_llama("sdpa")
+    model = tiny_training_llama("sdpa")
     ids = np.random.default_rng(3).integers(0, 512, 64)
     batch = Packer(iter([_doc(ids)]), seq_len=64).next_batch(1)
     fwd = PackedForward(model)
@@ -107,7 +107,7 @@ def test_labels_shifted_exactly_once_matches_hf_loss():
 
 
 def test_chunked_loss_matches_full_loss_and_gradients():
-    model = tiny_llama("sdpa").train()
+    model = tiny_training_llama("sdpa").train()
     ids = np.random.default_rng(4).integers(0, 512, 100)
     batch = Packer(iter([_doc(ids[:60]), _doc(ids[60:], Role.INST)]), seq_len=128).next_batch(1)
     fwd = PackedForward(model)
@@ -129,7 +129,7 @@ def test_chunked_loss_matches_full_loss_and_gradients():
 
 
 def test_role_weights_mask_and_per_role_reports():
-    model = tiny_llama("sdpa")
+    model = tiny_training_llama("sdpa")
     rng = np.random.default_rng(5)
     batch = Packer(
         iter([_doc(rng.integers(0, 512, 30), Role.PROMPT_VOCAL), _doc(rng.integers(0, 512, 40))]), 80
@@ -163,7 +163,7 @@ def test_activation_checkpointing_with_lora_gives_the_same_gradients():
     batch = Packer(iter([_doc(rng.integers(0, 512, 50)), _doc(rng.integers(0, 512, 40))]), 96).next_batch(1)
 
     def grads(checkpointing: bool) -> dict[str, torch.Tensor]:
-        base = tiny_llama("sdpa", seed=7)
+        base = tiny_training_llama("sdpa", seed=7)
         if checkpointing:
             enable_activation_checkpointing(base)
             assert base.model.gradient_checkpointing  # the layers really recompute
