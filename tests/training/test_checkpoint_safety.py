@@ -1,6 +1,6 @@
 """Checkpoints handed over or damaged: nothing in them runs, damage is found, resume falls back.
 
-One real run (tiny random model, checkpoints at steps 2 and 4) is copied per test; a test plants a
+One real run (``trained`` in conftest.py: tiny random model, checkpoints at steps 2 and 4) is copied per test; a test plants a
 pickle payload, flips bytes, truncates or deletes a file of ``step-4`` and resumes with the real trainer.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 from pathlib import Path
 
 import pytest
@@ -33,20 +32,6 @@ CHECKPOINT_FILES = sorted([
 
 def _overrides(shards: Path, run_dir: Path, *extra: str) -> list[str]:
     return random_run_overrides(shards, run_dir, *extra, max_steps=4, save_every=2)
-
-
-@pytest.fixture(scope="module")
-def trained(random_shards, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("trained") / "run"
-    assert run_training(compose(*_overrides(random_shards, run)))["step"] == 4
-    return run
-
-
-@pytest.fixture
-def run(trained, tmp_path) -> Path:
-    copy = tmp_path / "run"
-    shutil.copytree(trained, copy, symlinks=True)
-    return copy
 
 
 class Payload:
