@@ -1,4 +1,5 @@
-# The two quickstart commands: `make demo` and `make test`. Both create .venv on first use.
+# The quickstart commands: `make demo`, `make test` and its inner-loop tier `make test-fast`. All create .venv
+# on first use.
 PYTHON ?= python3
 VENV ?= .venv
 # The CPU wheel by default; on a GPU machine set TORCH_SPEC to the CUDA build you want (e.g. torch==2.13.0).
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 # installed when missing (as root, or through sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint clean-venv browser
+.PHONY: demo test test-fast lint clean-venv browser
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +21,14 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/yue-train recipe=demo
 
+# Tests run in one worker process per core (pytest-xdist); tests marked xdist_group share a worker (see
+# tests/conftest.py). CI runs `make test` and prints the 25 slowest.
 test: $(BIN)/.installed browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --durations=25
+
+# Every test not marked slow: the inner loop, a few minutes on 2 cores.
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -n auto -m "not slow"
 
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \

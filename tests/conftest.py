@@ -4,7 +4,10 @@ any clone runs every test."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,27 @@ TEST_RECIPES = REPO / "tests" / "recipes"
 os.environ[RECIPES_ENV] = os.pathsep.join(
     [str(TEST_RECIPES), *(d for d in os.environ.get(RECIPES_ENV, "").split(os.pathsep) if d and d != str(TEST_RECIPES))]
 )
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder ``name``, written by ``build(folder)`` once per test session and then only read.
+
+    Under pytest-xdist the workers share it: each worker's temporary folder lies in the session's, so the
+    first worker to ask builds it there under a file lock and the others wait for it, instead of each
+    building its own (a session fixture runs once per worker). A build that raises is tried again by the
+    next test that asks."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            build(folder)
+            done.touch()
+    return folder
 
 
 def fixture_file(*parts: str) -> Path:

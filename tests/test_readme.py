@@ -35,7 +35,11 @@ APPENDED = {
     re.compile(r"^yue-eval --generate "): "--max-new-tokens 100",
 }
 # What `make -n TARGET` must end with (the README: "`make demo` runs `yue-train recipe=demo`").
-MAKE_TARGETS = {"demo": ".venv/bin/yue-train recipe=demo", "test": ".venv/bin/python -m pytest -q"}
+MAKE_TARGETS = {
+    "demo": ".venv/bin/yue-train recipe=demo",
+    "test": ".venv/bin/python -m pytest -q -n auto --durations=25",
+    "test-fast": '.venv/bin/python -m pytest -q -n auto -m "not slow"',
+}
 # Files a command must have written (checked right after it ran), by the command's first words.
 WRITES = {
     "yue-prep convert-codec": ["codec/yue_codec.json"],

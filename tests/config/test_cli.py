@@ -4,14 +4,11 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from tests.conftest import REPO
 from yue_train.cli.train import main
 from yue_train.config.compose import available_recipes, compose_config
 from yue_train.config.schema import RootConfig
@@ -28,14 +25,10 @@ from yue_train.config.schema import RootConfig
         ),
     ],
 )
-def test_bad_override_is_one_error_line(override, message, tmp_path):
+def test_bad_override_is_one_error_line(override, message, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    res = subprocess.run(
-        [sys.executable, "-m", "yue_train.cli.train", "recipe=tiny", override, f"trainer.run_dir={run_dir}"],
-        capture_output=True, text=True, cwd=REPO, timeout=600,
-    )  # fmt: skip
-    assert res.returncode == 2, res.stderr[-2000:]
-    assert res.stderr.strip().splitlines() == [f"yue-train: error: {message}"]
+    assert main(["recipe=tiny", override, f"trainer.run_dir={run_dir}"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"yue-train: error: {message}"]
     assert not run_dir.exists()  # failed before any run folder, corpus or model
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import built_once
 from tests.training.helpers import compose, random_run_overrides, write_random_shards
 
 TRAINED_STEPS = 4  # the shared run's checkpoints: step-2 and step-4
@@ -14,19 +15,22 @@ TRAINED_STEPS = 4  # the shared run's checkpoints: step-2 and step-4
 
 @pytest.fixture(scope="session")
 def random_shards(tmp_path_factory) -> Path:
-    return write_random_shards(tmp_path_factory.mktemp("random_shards"), n_docs=800)
+    # One folder for every worker: a run records its shards' path, and resuming a copy of ``trained``
+    # checks that path.
+    return built_once(tmp_path_factory, "random_shards", lambda out: write_random_shards(out, n_docs=800))
 
 
 @pytest.fixture(scope="session")
 def trained(random_shards, tmp_path_factory) -> Path:
     """One finished ``tiny_random`` run over ``random_shards``: 4 steps, checkpoints at steps 2 and 4. Trained
-    once per test process; tests that change it take a copy (``run``)."""
+    once per test session; tests that change it take a copy (``run``)."""
     from yue_train.training.trainer import run_training
 
-    run = tmp_path_factory.mktemp("trained") / "run"
-    overrides = random_run_overrides(random_shards, run, max_steps=TRAINED_STEPS, save_every=2)
-    assert run_training(compose(*overrides))["step"] == TRAINED_STEPS
-    return run
+    def train(folder: Path) -> None:
+        overrides = random_run_overrides(random_shards, folder / "run", max_steps=TRAINED_STEPS, save_every=2)
+        assert run_training(compose(*overrides))["step"] == TRAINED_STEPS
+
+    return built_once(tmp_path_factory, "trained", train) / "run"
 
 
 @pytest.fixture

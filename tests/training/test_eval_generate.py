@@ -11,6 +11,7 @@ import torch
 
 from tests.tiny_models import tiny_llama
 from tests.training.helpers import PYTHON, REPO, cli_env
+from yue_train.cli.train import main
 from yue_train.codec.testing import random_codec
 from yue_train.config.compose import compose_config
 from yue_train.training.eval_songs import EvalGenerateError, check_eval_generate
@@ -115,11 +116,10 @@ def test_settings_are_checked_before_training(tmp_path, overrides, message):
     assert "\n" not in str(err.value)
 
 
-def test_a_bad_setting_is_one_line_and_nothing_is_written(tmp_path):
+def test_a_bad_setting_is_one_line_and_nothing_is_written(tmp_path, capsys):
     run = tmp_path / "run"
-    res = _cli("recipe=tiny", f"trainer.run_dir={run}", "eval.generate.enabled=true")
-    assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == [
+    assert main(["recipe=tiny", f"trainer.run_dir={run}", "eval.generate.enabled=true"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "yue-train: error: eval.generate.prompts: give a prompt set (JSONL of {id, genres, lyrics})"
     ]
     assert not run.exists()
