@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import built_once
 from tests.training.helpers import PYTHON, cli_env, write_copy_shards
 from yue_train.training.checkpointing.layout import TRAINER_STATE
 from yue_train.training.logger import read_metrics
@@ -30,8 +32,9 @@ TOLERANCE = 2e-5  # fp32; summation order differs between 1 and 2 processes
 
 @pytest.fixture(scope="module")
 def copy_shards(tmp_path_factory) -> Path:
-    # Learnable documents: the loss falls step by step, so any change of data or update shows in it.
-    return write_copy_shards(tmp_path_factory.mktemp("copy_shards"), n_docs=400)
+    # Learnable documents: the loss falls step by step, so any change of data or update shows in it. One
+    # folder for every test process: the shared runs below record its path, and resuming them checks it.
+    return built_once(tmp_path_factory, "copy_shards", lambda out: write_copy_shards(out, n_docs=400))
 
 
 def _overrides(shards: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -62,12 +65,34 @@ def _metrics(run_dir: Path) -> tuple[dict[int, float], dict[int, int], dict[int,
     return loss, tokens, evals
 
 
+# The shared straight runs keep a checkpoint every 2 steps: the resume tests start from their step 2.
+EVERY_CHECKPOINT = ("trainer.save_every=2", "trainer.keep_last=0")
+
+
+def _shared_run(tmp_path_factory, name: str, overrides: Callable[[Path], list[str]], nproc: int) -> Path:
+    """A run trained once per test session (:func:`tests.conftest.built_once`) and then only read; a test
+    that trains on from it takes a copy."""
+    return built_once(tmp_path_factory, name, lambda folder: _run(overrides(folder / "run"), nproc=nproc)) / "run"
+
+
 @pytest.fixture(scope="module")
 def reference_run(copy_shards, tmp_path_factory) -> Path:
     """One process, global batch 4 as 4 accumulated micro-batches."""
-    run = tmp_path_factory.mktemp("ref") / "run"
-    _run(_overrides(copy_shards, run), nproc=1)
-    return run
+    return _shared_run(
+        tmp_path_factory, "reference_run", lambda run: _overrides(copy_shards, run, *EVERY_CHECKPOINT), 1
+    )
+
+
+@pytest.fixture(scope="module")
+def two_process_run(copy_shards, tmp_path_factory) -> Callable[[str], Path]:
+    """``two_process_run(strategy)``: the 2-process run under ``strategy`` (ddp or fsdp2) with the reference's
+    settings, trained on first use."""
+    return lambda strategy: _shared_run(
+        tmp_path_factory,
+        f"two_process_{strategy}",
+        lambda run: _overrides(copy_shards, run, f"distributed={strategy}", *EVERY_CHECKPOINT),
+        2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +106,7 @@ LORA = ("lora=qkvo", "lora.r=4", "lora.dropout=0.0")
 @pytest.fixture(scope="module")
 def lora_reference(copy_shards, tmp_path_factory) -> Path:
     """The one-process LoRA run the sharded LoRA runs are compared with."""
-    run = tmp_path_factory.mktemp("lora_ref") / "run"
-    _run(_overrides(copy_shards, run, *LORA), nproc=1)
-    return run
+    return _shared_run(tmp_path_factory, "lora_reference", lambda run: _overrides(copy_shards, run, *LORA), 1)
 
 
 def _assert_same(got, want, what: str) -> None:
@@ -103,11 +126,8 @@ def _assert_same(got, want, what: str) -> None:
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])  # DeepSpeed: test_deepspeed_* below
-def test_two_processes_match_one_process(strategy, copy_shards, reference, tmp_path):
-    if strategy.startswith("deepspeed"):
-        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install 'yue-train[deepspeed]')")
-    run = tmp_path / "run"
-    _run(_overrides(copy_shards, run, f"distributed={strategy}"), nproc=2)
+def test_two_processes_match_one_process(strategy, two_process_run, reference):
+    run = two_process_run(strategy)
     _assert_same(_metrics(run), reference, strategy)
     state = (run / "checkpoints" / "latest" / TRAINER_STATE).read_text()
     assert '"world_size": 2' in state and '"grad_accum": 2' in state
@@ -124,14 +144,15 @@ def test_single_strategy_refuses_several_processes(monkeypatch):
     ("first", "second"),
     [((2, "ddp"), (1, "single")), ((1, "single"), (2, "fsdp2")), ((2, "fsdp2"), (1, "fsdp2"))],
 )
-def test_resume_under_another_world_size_keeps_data_position(first, second, copy_shards, reference, tmp_path):
-    """Half the steps under one world size, the rest under the other: the same losses as straight through.
+def test_resume_under_another_world_size_keeps_data_position(
+    first, second, copy_shards, reference, reference_run, two_process_run, tmp_path
+):
+    """The first steps under one world size, the rest under the other: the same losses as straight through.
     The model and optimizer state moves through DCP shards (one file per process, no gather), resharded
-    on load."""
+    on load. The first leg is a copy of the straight run under ``first`` (the equivalence tests' runs)."""
     run = tmp_path / "run"
     half = STEPS // 2
-    _run(_overrides(copy_shards, run, f"distributed={first[1]}", f"trainer.max_steps={half}", "trainer.save_every=2"),
-         nproc=first[0])  # fmt: skip
+    shutil.copytree(reference_run if first[0] == 1 else two_process_run(first[1]), run, symlinks=True)
     dcp = run / "checkpoints" / f"step-{half}" / "dcp"
     shards = sorted(p.name for p in dcp.glob("*.distcp"))
     assert shards == [f"__{r}_0.distcp" for r in range(first[0])], shards
