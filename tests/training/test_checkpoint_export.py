@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from tests.conftest import built_once
 from tests.training.helpers import compose, random_run_overrides
 from yue_train.cli.train import main as train_cli
 from yue_train.training.checkpointing.hf_export import ExportError, merged_model
@@ -33,13 +34,16 @@ def _train(shards: Path, run: Path, *extra: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def full_run(random_shards, tmp_path_factory) -> Path:
-    return _train(random_shards, tmp_path_factory.mktemp("full") / "run")
+def full_run(trained) -> Path:
+    """The checkpoints of the shared trained run (conftest.py: 4 steps, saved at 2 and 4); only read here."""
+    return trained / CHECKPOINTS
 
 
 @pytest.fixture(scope="module")
 def lora_run(random_shards, tmp_path_factory) -> Path:
-    return _train(random_shards, tmp_path_factory.mktemp("lora") / "run", *LORA)
+    """The same run with LoRA adapters, trained once per session; only read here."""
+    built = built_once(tmp_path_factory, "trained_lora", lambda folder: _train(random_shards, folder / "run", *LORA))
+    return built / "run" / CHECKPOINTS
 
 
 def _dcp_only(ckpt: Path, dest: Path) -> Path:
