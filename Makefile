@@ -21,8 +21,9 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/yue-train recipe=demo
 
-# Tests run in one worker process per core (pytest-xdist); tests marked xdist_group share a worker (see
-# tests/conftest.py). CI runs `make test` and prints the 25 slowest.
+# Tests run in one worker process per core (pytest-xdist; pyproject's addopts add --dist loadgroup, which keeps
+# tests marked xdist_group on one worker). A folder that several tests read (a trained run, shards) is built
+# once for all workers by built_once in tests/conftest.py. CI runs `make test`; it prints the 25 slowest tests.
 test: $(BIN)/.installed browser
 	$(BIN)/python -m pytest -q -n auto --durations=25
 
