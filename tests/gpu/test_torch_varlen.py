@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.gpu.helpers import CUDA, cosine, packed_batch
-from tests.training.helpers import tiny_llama
+from tests.tiny_models import tiny_training_llama
 from yue_train.data.packing import Packer
 from yue_train.models.attention import TORCH_VARLEN, torch_varlen_available
 from yue_train.training.forward import PackedForward
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.gpu
 
 
 def _model(attn: str) -> torch.nn.Module:
-    return tiny_llama(attn).to(CUDA, torch.bfloat16)
+    return tiny_training_llama(attn).to(CUDA, torch.bfloat16)
 
 
 def _grads(model: torch.nn.Module) -> torch.Tensor:

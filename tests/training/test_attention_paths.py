@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.training.helpers import tiny_llama
+from tests.tiny_models import tiny_training_llama
 from yue_train.data.packing import Batch, Packer
 from yue_train.format.document import Document
 from yue_train.format.roles import Role
@@ -44,7 +44,7 @@ def test_document_bounds_flatten_the_rows():
 @pytest.mark.parametrize("attn", ["sdpa", TORCH_VARLEN])
 def test_packed_documents_match_each_document_alone_in_logits_and_gradients(attn):
     docs = _docs((37, 51, 29))
-    model = tiny_llama(attn).train()
+    model = tiny_training_llama(attn).train()
     packed = Packer(iter(docs), seq_len=128).next_batch(1)
     logits, loss = _loss_sum(model, packed)
     loss.backward()
@@ -65,9 +65,9 @@ def test_packed_documents_match_each_document_alone_in_logits_and_gradients(attn
 def test_torch_varlen_stand_in_agrees_with_sdpa_on_two_packed_rows():
     batch = Packer(iter(_docs((40, 70, 25, 90, 33))), seq_len=96, overflow="split").next_batch(2)
     with torch.no_grad():
-        ours = PackedForward(tiny_llama(TORCH_VARLEN)).hidden_states(batch)
-        sdpa = PackedForward(tiny_llama("sdpa")).hidden_states(batch)
-        leaky = tiny_llama("sdpa").model(input_ids=batch.input_ids, use_cache=False).last_hidden_state
+        ours = PackedForward(tiny_training_llama(TORCH_VARLEN)).hidden_states(batch)
+        sdpa = PackedForward(tiny_training_llama("sdpa")).hidden_states(batch)
+        leaky = tiny_training_llama("sdpa").model(input_ids=batch.input_ids, use_cache=False).last_hidden_state
     torch.testing.assert_close(ours, sdpa, rtol=0, atol=1e-5)
     assert (leaky - sdpa).abs().max() > 1e-2  # the control: without the restarting positions documents mix
 
