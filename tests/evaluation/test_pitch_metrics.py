@@ -162,10 +162,10 @@ def test_planted_octave_errors_reverb_and_breaths_do_not_set_the_strict_range():
 
 def test_the_real_example_vocal_range_is_the_melodys():
     """pop.00001.Vocals.mp3: a melody between ~220 and ~470 Hz (about 13 semitones) with tracker errors."""
-    from tests.conftest import require_shared
+    from tests.conftest import fixture_file
     from yue_train.codec.audio_io import load_audio
 
-    wave = load_audio(require_shared("reference", "yue", "prompt_egs", "pop.00001.Vocals.mp3"), RATE)
+    wave = load_audio(fixture_file("yue", "prompt_egs", "pop.00001.Vocals.mp3"), RATE)
     values = build_metric("vocal_range").score(vocal_song(wave)).values
     assert 12 <= values["range_semitones"] <= 17
     assert build_metric("vocal_range", correct_octaves=False).score(vocal_song(wave)).values["range_semitones"] > 30
