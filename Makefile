@@ -6,11 +6,12 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-# The evaluation report's test opens the report in headless Chromium: Debian's chromium and chromium-driver,
-# installed when missing (as root, or through sudo).
+# System tools some tests use, installed from Debian when missing (as root, or through sudo): the evaluation
+# report's test opens the report in headless Chromium (chromium, chromium-driver); the alignment test sings
+# lyrics with espeak-ng.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast lint clean-venv browser
+.PHONY: demo test test-fast lint clean-venv test-tools
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,16 +25,16 @@ demo: $(BIN)/.installed
 # Tests run in one worker process per core (pytest-xdist; pyproject's addopts add --dist loadgroup, which keeps
 # tests marked xdist_group on one worker). A folder that several tests read (a trained run, shards) is built
 # once for all workers by built_once in tests/conftest.py. CI runs `make test`; it prints the 25 slowest tests.
-test: $(BIN)/.installed browser
+test: $(BIN)/.installed test-tools
 	$(BIN)/python -m pytest -q -n auto --durations=25
 
 # Every test not marked slow: the inner loop, a few minutes on 2 cores.
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n auto -m "not slow"
 
-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
+test-tools:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v espeak-ng >/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver espeak-ng; }
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

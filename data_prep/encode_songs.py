@@ -306,9 +306,11 @@ def encode_songs(
     specs: list[SongSpec], opts: BuildOptions, codec_fp: str, top: TopTags | None, d: Dist
 ) -> list[SongResult]:
     """This rank's songs, through ``opts.workers`` processes, with a songs/s and audio-hours/s bar."""
-    from yue_train.devices import resolve_device
+    device = opts.device
+    if device == "auto":  # only `auto` needs torch; a rebuild that encodes nothing stays torch-free otherwise
+        from yue_train.devices import resolve_device
 
-    device = str(resolve_device(opts.device))
+        device = str(resolve_device(device))
     threads = opts.threads or max(1, (os.cpu_count() or 1) // (opts.workers * d.local_world))
     desc = f"encode rank {d.rank}/{d.world}" if d.active else "encode"
     bar = tqdm(total=len(specs), unit="song", desc=desc, disable=not opts.progress, position=d.local_rank)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 DEFAULT_THREADS_HELP = "1 on a busy machine (load average >= cores), else min(4, cores)"
 
 
@@ -32,5 +30,7 @@ def torch_threads(threads: int | None) -> int:
     n = default_threads() if threads is None else threads
     if n < 1:
         raise ValueError(f"--threads must be >= 1, got {n}")
+    import torch  # here, not at the top: `yue-infer --help` loads no deep-learning stack
+
     torch.set_num_threads(n)
     return n
