@@ -3,7 +3,7 @@
   python benchmarks/train_state.py --work runs/bench_state --out train_state.json
   python benchmarks/train_state.py --smoke --work /tmp/s --out /tmp/s.json   # tiny sizes (the test runs it)
 
-1. resume start-up: ``Trainer(cfg)`` (setup, checkpoint load, data restore) plus the first ``train_step``,
+1. resume start-up: ``Trainer(cfg).setup()`` (checkpoint load, data restore) plus the first ``train_step``,
    resumed at step 10 and at a position >= 40,000 documents later (min over two fresh processes; the
    process start-to-first-step time, imports included, is reported beside it).
    Goal: late / early <= 1.5.
@@ -121,38 +121,21 @@ def make_trainer(args: list[str]):
     from yue_train.config.compose import compose_config
     from yue_train.training.trainer import Trainer
 
-    return Trainer(compose_config(args))
+    return Trainer(compose_config(args)).setup()
 
 
 class ReadCounter:
-    """Documents decoded and bytes read by this process's training data: the data object's own counters
-    (``stats()``) where it has them; for the packing stream (every process reads every document) its
-    consumed-document position and ``rchar`` around the trainer's batch building."""
+    """Documents decoded and bytes read by this process's training data (its own ``stats()`` counters)."""
 
     def __init__(self, trainer: Any) -> None:
-        self.trainer, self.bytes = trainer, 0
-        data = getattr(trainer, "data", None) or trainer.stream
-        self.stats = getattr(data, "stats", None)
-        if self.stats is None:
-            build = trainer._global_micro_batches
-
-            def counted():
-                before = proc_io()["rchar"]
-                out = build()
-                self.bytes += proc_io()["rchar"] - before
-                return out
-
-            trainer._global_micro_batches = counted
+        self.stats = trainer.data.stats
 
     def read(self) -> dict[str, int]:
-        if self.stats is not None:
-            s = self.stats()
-            return {"docs_decoded": int(s["docs_decoded"]), "bytes_read": int(s["bytes_read"])}
-        sources = self.trainer.stream.mixture.sources
-        return {"docs_decoded": sum(s.consumed for s in sources), "bytes_read": self.bytes}
+        s = self.stats()
+        return {"docs_decoded": int(s["docs_decoded"]), "bytes_read": int(s["bytes_read"])}
 
     def source(self) -> str:
-        return "data.stats()" if self.stats is not None else "stream consumed-position + rchar"
+        return "data.stats()"
 
 
 def docs_position(trainer: Any, mean_len: float) -> float:
@@ -342,7 +325,7 @@ def measure_resume(spec: dict[str, Any], work: Path, size: dict[str, Any]) -> di
     ratio = out["late"]["startup_s"] / out["early"]["startup_s"]
     return {
         **out, "ratio": ratio, "goal": "late / early start-up (Trainer() + first step) <= 1.5",
-        "measure": "Trainer(cfg) (setup, checkpoint and data restore) + first train_step, min over fresh processes",
+        "measure": "Trainer(cfg).setup() (checkpoint and data restore) + first train_step, min over fresh processes",
         "pass": ratio <= 1.5,
     }  # fmt: skip
 

@@ -182,27 +182,25 @@ def test_from_pretrained_checks_before_loading(tmp_path, models):
         YuE.from_pretrained(models["s1"], models["s2"], codec=tmp_path, device="cpu")
 
 
-def test_override_strings_reach_the_config():
-    from yue_train.api import override_strings, recipe_config
+def test_recipe_config_merges_python_values():
+    from yue_train.api import recipe_config
 
-    assert override_strings({"trainer": {"max_steps": 5}, "optim.lr": 1e-4, "x": "1e-3", "y": None}) == [
-        "trainer.max_steps=5",
-        "optim.lr=0.0001",
-        "x='1e-3'",
-        "y=null",
-    ]
     cfg = recipe_config(
         "tiny",
-        {"optim.lr": 2e-4},
-        trainer={"max_steps": 3, "run_dir": "/tmp/a b's run"},
+        {"optim.lr": 2e-4, "model.tokenizer": None},
+        trainer={"max_steps": 3, "run_dir": Path("/tmp/a b's run"), "init_from": "1e-3"},
         data={"train": [{"path": "/data/x y", "weight": 2.0}]},
         lora="qkvo",
     )
     assert cfg.optim.lr == 2e-4 and cfg.trainer.max_steps == 3 and cfg.trainer.run_dir == "/tmp/a b's run"
-    assert cfg.data.train[0].path == "/data/x y" and cfg.data.train[0].weight == 2.0
+    assert cfg.trainer.init_from == "1e-3" and cfg.model.tokenizer is None  # values stay what they are
+    assert cfg.trainer.seed == recipe_config("tiny").trainer.seed  # a mapping merges: its other keys stay
+    assert cfg.data.train[0].path == "/data/x y" and cfg.data.train[0].weight == 2.0 and len(cfg.data.train) == 1
     assert cfg.lora.r > 0  # the qkvo group was selected
     with pytest.raises(ValueError, match="trainer.max_stepz"):
         recipe_config("tiny", trainer={"max_stepz": 3})
+    with pytest.raises(ValueError, match="trainer.max_steps"):
+        recipe_config("tiny", {"trainer.max_steps": "many"})
     with pytest.raises(ValueError, match="unknown recipe 'nope'"):
         recipe_config("nope")
 

@@ -19,7 +19,6 @@ Nothing else in ``yue_train`` imports this module (``yue_train.YuE`` etc. load i
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from yue_train.generation.stage1 import context_window
 from yue_train.tokenizer import load_tokenizer
 
 __all__ = [
-    "GeneratedSong", "Reference", "YuE", "build_shards", "evaluate", "override_strings", "recipe_config", "train",
+    "GeneratedSong", "Reference", "YuE", "build_shards", "evaluate", "recipe_config", "train",
 ]  # fmt: skip
 
 
@@ -130,43 +129,6 @@ def _sampling(base: SamplingConfig | None, options: Mapping[str, Any]) -> Sampli
 # Training
 # --------------------------------------------------------------------------------------------------
 
-_PLAIN = re.compile(r"^[A-Za-z_/][\w./-]*$")
-_LITERALS = {"true", "false", "null", "nan", "inf"}
-
-
-def _value(v: Any) -> str:
-    """A Python value in Hydra's override grammar (strings quoted unless plainly a name or a path)."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, Path):
-        v = str(v)
-    if isinstance(v, str):
-        if _PLAIN.match(v) and v.lower() not in _LITERALS:
-            return v
-        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(v, Mapping):
-        return "{" + ",".join(f"{k}:{_value(x)}" for k, x in v.items()) + "}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(_value(x) for x in v) + "]"
-    raise TypeError(f"cannot pass a {type(v).__name__} as a config value")
-
-
-def override_strings(overrides: Mapping[str, Any]) -> list[str]:
-    """``{"trainer": {"max_steps": 5}, "optim.lr": 1e-4}`` -> ``["trainer.max_steps=5", "optim.lr=0.0001"]``.
-
-    Nested mappings become dotted keys; lists (``data.train``) are passed whole."""
-    out: list[str] = []
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and value:
-            out += override_strings({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            out.append(f"{key}={_value(value)}")
-    return out
-
 
 def recipe_config(
     recipe: str = "demo",
@@ -176,11 +138,12 @@ def recipe_config(
     **options: Any,
 ) -> Any:
     """The resolved, schema-checked config of a recipe with overrides (what ``yue-train --print-config``
-    shows). Overrides come as a mapping with dotted keys and/or as keyword arguments per config group."""
-    from yue_train.config.compose import compose_config
+    shows). Overrides come as a mapping with dotted keys and/or as keyword arguments per config group: a
+    mapping merges into the group's keys, a string picks one of its files (``lora="qkvo"``)."""
+    from yue_train.config.compose import compose_config, group_choices
 
-    strings = override_strings({**(overrides or {}), **options})
-    return compose_config([f"recipe={recipe}", *strings], recipes_dirs=list(recipes_dirs or []) or None)
+    choices, values = group_choices({**(overrides or {}), **options})
+    return compose_config([f"recipe={recipe}", *choices], list(recipes_dirs or []) or None, values)
 
 
 def train(

@@ -17,9 +17,10 @@ import torch
 from tests.training.helpers import compose, random_run_overrides
 from yue_train.training.checkpointing.layout import CHECKPOINTS, MANIFEST, MARKER, TRAINER_STATE
 from yue_train.training.checkpointing.publish import pick_checkpoint
+from yue_train.training.checkpointing.run_folder import RunFolderError
 from yue_train.training.checkpointing.state_files import CheckpointFileError, load_plain
 from yue_train.training.checkpointing.verify import ALGORITHM, checksum, write_manifest
-from yue_train.training.trainer import TrainingError, run_training
+from yue_train.training.trainer import run_training
 
 # Every file of a full fine-tuning checkpoint: a new file must be added here (and so get a payload test).
 CHECKPOINT_FILES = sorted([
@@ -68,7 +69,7 @@ def test_a_planted_pickle_in_any_checkpoint_file_runs_nothing(random_shards, run
     marker = tmp_path / "payload-ran"
     ckpt = run / CHECKPOINTS / "step-4"
     _plant(ckpt, rel, marker)
-    with pytest.raises(TrainingError) as e:
+    with pytest.raises((RunFolderError, CheckpointFileError)) as e:
         run_training(compose(*_overrides(random_shards, run, f"trainer.resume={ckpt}", "trainer.max_steps=6")))
     assert not marker.exists()
     message = str(e.value)
@@ -149,7 +150,7 @@ def test_no_checkpoint_verifies_is_one_line_and_starts_nothing(random_shards, ru
     for step in (2, 4):
         _truncate(run / CHECKPOINTS / f"step-{step}" / "data.pt")
     before = (run / "metrics.jsonl").read_bytes()
-    with pytest.raises(TrainingError) as e:
+    with pytest.raises(RunFolderError) as e:
         run_training(compose(*_overrides(random_shards, run, "trainer.max_steps=6")))
     message = str(e.value)
     assert "no checkpoint verifies" in message and "step-4 (data.pt" in message and "step-2 (data.pt" in message

@@ -285,7 +285,7 @@ from tests.training.helpers import compose
 from yue_train.training.forward import unwrap
 from yue_train.training.trainer import Trainer
 t = Trainer(compose("recipe=tiny_random", "data.train=[{path: '%s'}]", "trainer.run_dir=%s",
-                    *%r, "trainer.resume=none", "data.batch_size=1"))
+                    *%r, "trainer.resume=none", "data.batch_size=1")).setup()
 weight = unwrap(t.strategy.lm).model.norm.weight
 norm = weight.to_local() if hasattr(weight, "to_local") else weight.data  # FSDP2: this process's shard
 

@@ -14,10 +14,10 @@ import pytest
 
 from tests.training.helpers import compose, random_run_overrides, start_training
 from yue_train.cli.train import main
-from yue_train.data.folder_lock import LOCK_NAME
+from yue_train.data.folder_lock import LOCK_NAME, FolderBusyError
 from yue_train.training.checkpointing.run_folder import config_changes
 from yue_train.training.logger import read_metrics
-from yue_train.training.trainer import TrainingError, run_training
+from yue_train.training.trainer import run_training
 
 
 def _overrides(shards: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -139,7 +139,7 @@ def test_the_lock_goes_with_the_process(random_shards, run):
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout.readline().strip() == "locked"
-    with pytest.raises(TrainingError, match="is in use by"):
+    with pytest.raises(FolderBusyError, match="is in use by"):
         run_training(compose(*_overrides(random_shards, run, "trainer.max_steps=5")))
     proc.kill()
     proc.wait(timeout=30)

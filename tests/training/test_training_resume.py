@@ -71,7 +71,7 @@ def test_kill_during_checkpoint_write_keeps_previous_checkpoint(random_shards, t
     assert tmp_ckpt.is_dir()
     assert latest_checkpoint(run_dir).name == "step-5"
     assert not (run_dir / "checkpoints" / "step-10").exists()
-    trainer = Trainer(compose(*ov, "trainer.resume=auto"))  # the previous checkpoint loads
+    trainer = Trainer(compose(*ov, "trainer.resume=auto")).setup()  # the previous checkpoint loads
     assert trainer.step == 5
     trainer.train()
     assert latest_checkpoint(run_dir).name == "step-20" and not tmp_ckpt.exists()
@@ -82,7 +82,7 @@ def test_lora_adapter_resume_is_exact(random_shards, tmp_path):
     lora = ("lora=qkvo", "lora.r=4", "lora.dropout=0.1", "trainer.max_steps=6", "trainer.save_every=3")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     run_training(compose(*_overrides(random_shards, straight, *lora)))
-    first = Trainer(compose(*_overrides(random_shards, resumed, *lora)))
+    first = Trainer(compose(*_overrides(random_shards, resumed, *lora))).setup()
     for _ in range(3):
         first.train_step()
     first.save()
@@ -100,11 +100,11 @@ def test_sigkill_resume_exactly_at_an_epoch_boundary(tmp_path):
     """The checkpoint lies at the last step of an epoch (the next step starts the next epoch, shard order and
     shuffle buffer drawn anew): the resumed run's losses equal the straight run's."""
     shards = write_random_shards(tmp_path / "shards", 24, docs_per_shard=5)
-    probe = Trainer(compose(*random_run_overrides(shards, tmp_path / "probe", max_steps=16, save_every=0)))
+    probe = Trainer(compose(*random_run_overrides(shards, tmp_path / "probe", max_steps=16, save_every=0))).setup()
     epochs = []
     for _ in range(16):
-        epochs.append(probe.stream.state_dict()["sources"][0]["epoch"])
-        probe.stream.next_step()
+        epochs.append(probe.data.state_dict()["sources"][0]["epoch"])
+        probe.data.next_step()
     probe.close()
     k = next(i for i in range(1, 15) if epochs[i + 1] > epochs[i])  # step k+1 crosses into the next epoch
     ov = lambda run, *extra: random_run_overrides(shards, run, *extra, max_steps=16, save_every=k)  # noqa: E731

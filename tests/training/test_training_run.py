@@ -23,7 +23,7 @@ def _ov(shards, run_dir, *extra):
 
 
 def test_non_finite_loss_is_skipped_counted_and_bounded(random_shards, tmp_path):
-    t = Trainer(compose(*_ov(random_shards, tmp_path / "r", "trainer.max_bad_steps=1", "trainer.resume=none")))
+    t = Trainer(compose(*_ov(random_shards, tmp_path / "r", "trainer.max_bad_steps=1", "trainer.resume=none"))).setup()
     norm = unwrap(t.strategy.lm).model.norm.weight
     t.train_step()
     before = [p.detach().clone() for p in t.params]
@@ -45,7 +45,7 @@ def test_non_finite_loss_is_skipped_counted_and_bounded(random_shards, tmp_path)
 @pytest.mark.parametrize(("variant", "targets"), [("qkvo", {"q_proj", "k_proj", "v_proj", "o_proj"}),
                                                     ("qkvo_mlp", {"q_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})])  # fmt: skip
 def test_lora_variants_train_only_adapters(random_shards, tmp_path, variant, targets):
-    t = Trainer(compose(*_ov(random_shards, tmp_path / "r", f"lora={variant}", "lora.r=4")))
+    t = Trainer(compose(*_ov(random_shards, tmp_path / "r", f"lora={variant}", "lora.r=4"))).setup()
     names = {n for n, p in t.strategy.lm.named_parameters() if p.requires_grad}
     assert names and all("lora_" in n for n in names)
     assert targets <= {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names}

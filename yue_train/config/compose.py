@@ -16,12 +16,14 @@ defaults tree; the composed config is then checked against the typed schema
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from yue_train.format.files import read_text_capped
 
@@ -242,8 +244,13 @@ def recipe_of(overrides: list[str]) -> str:
     return names[-1] if names else DEFAULT_RECIPE
 
 
-def compose_config(overrides: list[str], recipes_dirs: list[str | Path] | None = None) -> DictConfig:
-    """The composed, schema-checked config of ``overrides`` (``recipe=NAME`` among them; default ``demo``)."""
+def compose_config(
+    overrides: list[str], recipes_dirs: list[str | Path] | None = None, values: Mapping[str, Any] | None = None
+) -> DictConfig:
+    """The composed, schema-checked config of ``overrides`` (``recipe=NAME`` among them; default ``demo``).
+
+    ``values``: Python values set after composing (:func:`merge_values`), for callers that hold values
+    rather than command-line strings (the Python API)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -266,9 +273,41 @@ def compose_config(overrides: list[str], recipes_dirs: list[str | Path] | None =
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
+        if values:
+            cfg = merge_values(cfg, values)
     except (HydraException, OmegaConfBaseException) as e:
         raise UsageError(explain(e)) from None
     try:
         return check_schema(cfg)
     except SchemaError as e:
         raise UsageError(str(e)) from None
+
+
+def group_choices(values: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """``values`` split into config-group choices (a name for a folder of ``conf/``: ``lora="qkvo"``), as
+    Hydra overrides, and the values to merge (:func:`merge_values`)."""
+    groups = {p.name for p in conf_dir().iterdir() if p.is_dir()}
+    choices = [f"{k}={v}" for k, v in values.items() if k in groups and isinstance(v, str)]
+    rest = {k: v for k, v in values.items() if not (k in groups and isinstance(v, str))}
+    return choices, rest
+
+
+def merge_values(cfg: DictConfig, values: Mapping[str, Any]) -> DictConfig:
+    """``cfg`` with ``values`` set: a dotted key (``"optim.lr"``) sets that key, a mapping
+    (``trainer={"max_steps": 5}``) merges into its section, a list replaces. Unknown keys are added here
+    and refused by the schema check that follows, naming them."""
+    merged = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))  # interpolations and ??? kept
+    for key, value in values.items():
+        OmegaConf.update(merged, key, _plain(value), merge=True)
+    return merged
+
+
+def _plain(value: Any) -> Any:
+    """Paths as strings and tuples as lists, which OmegaConf stores as config values."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

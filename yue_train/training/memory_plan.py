@@ -19,6 +19,7 @@ from transformers import PretrainedConfig
 
 from yue_train.training.loss import LossSettings
 from yue_train.training.memory_estimate import GIB, Estimate, LoraShape, StepSpec, measure_step
+from yue_train.training.validate import ConfigError
 
 ALLOCATOR_SLACK = 1.10
 CUDA_CONTEXT_BYTES = GIB // 2
@@ -35,7 +36,7 @@ def checkpointing_setting(value: Any) -> bool | str:
     """``model.gradient_checkpointing`` as True, False or "auto"; anything else is a config error."""
     if isinstance(value, bool) or value == "auto":
         return value
-    raise ValueError(f"model.gradient_checkpointing={value!r}; choose auto, true or false")
+    raise ConfigError(f"model.gradient_checkpointing={value!r}; choose auto, true or false")
 
 
 def fits(estimate_bytes: int, device_bytes: int) -> bool:

@@ -118,10 +118,10 @@ class Strategy:
 
     def __init__(self, cfg: Any, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
-        # One model, three views: ``lm`` the Hugging Face / PEFT model (what checkpoints name parameters by),
-        # ``module`` the PackedLossModule around it, ``wrapped`` that module inside DDP/FSDP2/DeepSpeed.
-        self.module: nn.Module | None = None
-        self.wrapped: nn.Module | None = None
+        # ``model``: the PackedLossModule inside DDP/FSDP2/DeepSpeed (what trains); ``lm``: the Hugging Face /
+        # PEFT model inside it (what checkpoints name parameters by).
+        self._module: nn.Module | None = None
+        self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
         self.autocast_bf16 = False  # set by the trainer for full fine-tuning in bf16 mixed precision
@@ -129,8 +129,8 @@ class Strategy:
     # setup
     def wrap(self, module: nn.Module, make_optimizer, make_scheduler) -> None:
         """Wrap ``module``; then build the optimizer over the (possibly sharded) trainable parameters."""
-        self.module = module
-        self.wrapped = self._wrap_module(module)
+        self._module = module
+        self.model = self._wrap_module(module)
         self.optimizer = make_optimizer(self.trainable_parameters())
         self.scheduler = make_scheduler(self.optimizer)
 
@@ -138,22 +138,22 @@ class Strategy:
         return module
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        assert self.module is not None
-        return [p for p in self.module.parameters() if p.requires_grad]
+        assert self._module is not None
+        return [p for p in self._module.parameters() if p.requires_grad]
 
     @property
     def lm(self) -> nn.Module:
         """The Hugging Face / PEFT model inside (what checkpoints name parameters by)."""
-        assert self.module is not None
-        return self.module.lm
+        assert self._module is not None
+        return self._module.lm
 
     # step
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        assert self.wrapped is not None
+        assert self.model is not None
         if self.autocast_bf16:
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                return self.wrapped(*tensors)
-        return self.wrapped(*tensors)
+                return self.model(*tensors)
+        return self.model(*tensors)
 
     def sync_context(self, last_micro_batch: bool) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
@@ -216,7 +216,7 @@ class DDPStrategy(Strategy):
 
     def sync_context(self, last_micro_batch: bool) -> contextlib.AbstractContextManager:
         # Gradients are all-reduced once per optimizer step, on the last micro-batch.
-        return contextlib.nullcontext() if last_micro_batch else self.wrapped.no_sync()  # type: ignore[union-attr]
+        return contextlib.nullcontext() if last_micro_batch else self.model.no_sync()  # type: ignore[union-attr]
 
 
 class FSDP2Strategy(Strategy):
@@ -242,7 +242,7 @@ class FSDP2Strategy(Strategy):
 
     def backward(self, loss: torch.Tensor, last_micro_batch: bool) -> None:
         # Reduce-scatter gradients only after the last micro-batch; earlier ones accumulate unsharded.
-        self.wrapped.set_requires_gradient_sync(last_micro_batch)  # type: ignore[union-attr]
+        self.model.set_requires_gradient_sync(last_micro_batch)  # type: ignore[union-attr]
         loss.backward()
 
 
@@ -279,7 +279,7 @@ class DeepSpeedStrategy(Strategy):
     def wrap(self, module: nn.Module, make_optimizer, make_scheduler) -> None:
         import deepspeed
 
-        self.module = module
+        self._module = module
         optimizer = make_optimizer(self.trainable_parameters())
         scheduler = make_scheduler(optimizer)
         self.autocast_bf16 = False  # DeepSpeed's bf16 mode casts the module and keeps fp32 master weights
@@ -287,7 +287,7 @@ class DeepSpeedStrategy(Strategy):
             self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
                 model=module, optimizer=optimizer, lr_scheduler=scheduler, config=self.ds_config
             )
-        self.wrapped = self.engine
+        self.model = self.engine
 
     def backward(self, loss: torch.Tensor, last_micro_batch: bool) -> None:
         self.engine.set_gradient_accumulation_boundary(last_micro_batch)
