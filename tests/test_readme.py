@@ -93,6 +93,11 @@ def test_readme_is_short_and_links_every_page():
     assert set(documentation_pages()[1:]) == set(DOCS.glob("*.md")), "link every docs/ page from the README"
 
 
+def test_testing_page_states_the_appended_arguments():
+    stated = (DOCS / "testing.md").read_text()
+    assert all(f"`{extra}`" in stated for extra in APPENDED.values()), "docs/testing.md must list APPENDED"
+
+
 def heading_anchors(text: str) -> set[str]:
     """GitHub's anchors of a Markdown file's headings: lowercased, punctuation dropped, spaces as hyphens."""
     text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
