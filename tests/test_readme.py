@@ -119,6 +119,21 @@ def test_links_resolve():
     assert not broken, broken
 
 
+REPO_PATH = re.compile(r"\b(?:yue_train|data_prep|inference|tests|benchmarks|recipes|conf|examples)/[\w./-]*\w/?")
+
+
+def test_named_repository_paths_exist():
+    """Every path of the repository a page names (in text, tables or diagrams) exists; NAME-style parts are
+    placeholders."""
+    missing = [
+        f"{page.relative_to(REPO)}: {path}"
+        for page in documentation_pages()
+        for path in REPO_PATH.findall(page.read_text())
+        if not re.search(r"/[A-Z]+\b", path) and not (REPO / path.rstrip("-")).exists()
+    ]
+    assert not missing, missing
+
+
 # History belongs in CHANGELOG.md; the README and the pages state facts.
 HISTORY = re.compile(
     r"\bissue \d+|\b(?:before|after) (?:issue|commit)\b|\bformer default\b|NOT VERIFIED"
