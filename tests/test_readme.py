@@ -1,11 +1,15 @@
-"""Every ``bash`` block of README.md runs as written, so the README cannot drift from the code.
+"""Every ``bash`` block of README.md and of each page in docs/ runs as written, so the documentation cannot
+drift from the code.
 
-The blocks run in order in one fresh folder (later blocks use what earlier ones wrote, as a reader's
-shell would), with the repository's console scripts on PATH and tiny stand-ins for the large files:
-the official ``xcodec_mini_infer`` layout holding a tiny random codec, YuE's real ``tokenizer.model``
-and ``top_200_tags.json``, tiny random models in the Hugging Face cache under the released names (read
-offline), a genre and a lyrics file. The few appended arguments are listed in ``APPENDED`` and stated in
-the README's "Tests" section; ``make`` targets are checked with ``make -n``.
+The blocks run in order in one fresh folder (the README's first, then the pages' in the order the README's
+table of pages links them; later blocks use what earlier ones wrote, as a reader's shell would), with the
+repository's console scripts on PATH and tiny stand-ins for the large files: the official
+``xcodec_mini_infer`` layout holding a tiny random codec, YuE's real ``tokenizer.model`` and
+``top_200_tags.json``, tiny random models in the Hugging Face cache under the released names (read
+offline), a genre and a lyrics file, the checkout's ``launch.sh`` and ``benchmarks/``. The few appended
+arguments are listed in ``APPENDED`` and stated in docs/testing.md; ``make`` targets are checked with
+``make -n``. The fast tests check what needs no run: the README's length, links that resolve, and pages
+that state facts, not history.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from tests.conftest import fixture_file
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+DOCS = REPO / "docs"
+CHANGELOG = REPO / "CHANGELOG.md"
+README_MAX_LINES = 200
 
-# Arguments appended to keep a command to seconds on CPU (said so in the README's "Tests" section).
+# Arguments appended to keep a command to seconds on CPU (said so in docs/testing.md).
 TRAIN_OVERRIDES = (
     "trainer.max_steps=2 data.seq_len=2048 trainer.global_batch_size=1 eval.generate.seconds=1 eval.generate.n_songs=1"
 )
@@ -46,6 +53,8 @@ WRITES = {
     "yue-prep build": ["data/mixture.json", "data/shards/cot/summary.json", "data/shards/icl-dual/summary.json"],
     "yue-train recipe=lora_s1": ["runs/lora_s1/checkpoints/latest/COMPLETE"],
     "yue-train export": ["merged/config.json", "merged/model.safetensors"],
+    "yue-prep tokenize": ["tokenized/summary.json"],
+    "yue-infer decode": ["vocal.wav"],
     "yue-infer generate": ["songs_out/report.json"],
     "yue-eval songs_out/": ["songs_out/eval.json", "songs_out/report.html"],
     "yue-eval songs_out/ --metrics": ["eval_songs/eval.json", "eval_songs/report.html"],
@@ -70,6 +79,75 @@ def bash_blocks(text: str) -> list[list[str]]:
             current = ""
         blocks.append(commands)
     return blocks
+
+
+def documentation_pages() -> list[Path]:
+    """README.md, then the docs pages in the order the README's table of pages first links them."""
+    linked = re.findall(r"\]\((docs/[\w-]+\.md)\)", README.read_text())
+    return [README, *dict.fromkeys(REPO / p for p in linked)]
+
+
+def test_readme_is_short_and_links_every_page():
+    lines = README.read_text().splitlines()
+    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines: move reference material to docs/"
+    assert set(documentation_pages()[1:]) == set(DOCS.glob("*.md")), "link every docs/ page from the README"
+
+
+def test_testing_page_states_the_appended_arguments():
+    stated = (DOCS / "testing.md").read_text()
+    assert all(f"`{extra}`" in stated for extra in APPENDED.values()), "docs/testing.md must list APPENDED"
+
+
+def heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings: lowercased, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    headings = re.findall(r"^#+ (.+)$", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_links_resolve():
+    pages = [*documentation_pages(), CHANGELOG]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists() or (anchor and anchor not in heading_anchors(file.read_text())):
+                broken.append(f"{page.relative_to(REPO)}: {target}")
+    assert not broken, broken
+
+
+REPO_PATH = re.compile(r"\b(?:yue_train|data_prep|inference|tests|benchmarks|recipes|conf|examples)/[\w./-]*\w/?")
+
+
+def test_named_repository_paths_exist():
+    """Every path of the repository a page names (in text, tables or diagrams) exists; NAME-style parts are
+    placeholders."""
+    missing = [
+        f"{page.relative_to(REPO)}: {path}"
+        for page in documentation_pages()
+        for path in REPO_PATH.findall(page.read_text())
+        if not re.search(r"/[A-Z]+\b", path) and not (REPO / path.rstrip("-")).exists()
+    ]
+    assert not missing, missing
+
+
+# History belongs in CHANGELOG.md; the README and the pages state facts.
+HISTORY = re.compile(
+    r"\bissue \d+|\b(?:before|after) (?:issue|commit)\b|\bformer default\b|NOT VERIFIED"
+    r"|\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b",
+    flags=re.I,
+)
+
+
+def test_pages_state_facts_not_history():
+    assert HISTORY.search("as before issue 14, see 72eb996") and not HISTORY.search("83,968 ids, xxh3 hashes")
+    found = [
+        f"{p.relative_to(REPO)}: {m.group(0)!r}" for p in documentation_pages() for m in HISTORY.finditer(p.read_text())
+    ]
+    assert not found, found
 
 
 def test_bash_blocks_are_parsed():
@@ -103,7 +181,8 @@ def _stand_ins(cwd: Path) -> dict[str, str]:
         shutil.copy(fixture_file("yue", name), cwd / name)
     (cwd / "genre.txt").write_text("inspiring female uplifting pop airy vocal electronic bright vocal\n")
     (cwd / "lyrics.txt").write_text("[verse]\nStaring at the sunset, colors paint the sky\n\n[chorus]\nStay\n")
-    (cwd / "launch.sh").symlink_to(REPO / "launch.sh")
+    for name in ("launch.sh", "benchmarks"):
+        (cwd / name).symlink_to(REPO / name)
     _save_tiny_models(cwd / ".hf" / "hub")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "HF_", "YUE_TRAIN_"))}
     env.update(
@@ -132,36 +211,36 @@ def _check_make(command: str) -> None:
     assert lines[-1] == MAKE_TARGETS[target], out
 
 
+def _run(command: str, page: Path, cwd: Path, env: dict[str, str]) -> None:
+    run = _as_run(command)
+    proc = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail; {run}"], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
+    where = page.relative_to(REPO)
+    assert proc.returncode == 0, f"{where} command failed ({proc.returncode}): {run}\n{proc.stderr[-4000:]}"
+    for prefix, files in WRITES.items():
+        if command.startswith(prefix):
+            for f in files:
+                assert (cwd / f).exists(), f"{where}: {command!r} did not write {f}"
+
+
 @pytest.mark.slow
-def test_every_readme_bash_block_runs(tmp_path):
+def test_every_documentation_bash_block_runs(tmp_path):
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     env = _stand_ins(tmp_path)
     ran = []
-    for commands in bash_blocks(README.read_text()):
-        for command in commands:
-            if command.startswith("make "):
-                _check_make(command)
+    for page in documentation_pages():
+        for commands in bash_blocks(page.read_text()):
+            for command in commands:
+                if command.startswith("make "):
+                    _check_make(command)
+                else:
+                    _run(command, page, tmp_path, env)
                 ran.append(command)
-                continue
-            run = _as_run(command)
-            proc = subprocess.run(
-                ["bash", "-c", f"set -euo pipefail; {run}"],
-                cwd=tmp_path,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
-            assert proc.returncode == 0, f"README command failed ({proc.returncode}): {run}\n{proc.stderr[-4000:]}"
-            for prefix, files in WRITES.items():
-                if command.startswith(prefix):
-                    for f in files:
-                        assert (tmp_path / f).exists(), f"{command!r} did not write {f}"
-            ran.append(command)
     # Every command the checks above name was in the README, so none of them checks nothing.
     for prefix in [*WRITES, *(f"make {t}" for t in MAKE_TARGETS)]:
-        assert any(c.startswith(prefix) for c in ran), f"no README command starts with {prefix!r}"
+        assert any(c.startswith(prefix) for c in ran), f"no documented command starts with {prefix!r}"
     mixture = json.loads((tmp_path / "data" / "mixture.json").read_text())
     assert [d["name"] for d in mixture["datasets"]] == ["cot", "icl-dual", "stage2"]
     assert json.loads((tmp_path / "songs_out" / "report.json").read_text())
