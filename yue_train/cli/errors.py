@@ -37,7 +37,9 @@ def run_reporting_errors(run: Callable[[], Any]) -> tuple[int, Any]:
         return 0, run()
     except expected as e:
         message = " ".join(x.strip() for x in str(e).splitlines() if x.strip())
-        print(f"yue-train: error: {message}", file=sys.stderr)
+        # one write with its newline: unbuffered processes of one torchrun launch end at the same moment, and
+        # print's separate write of the newline lets their lines interleave
+        sys.stderr.write(f"yue-train: error: {message}\n")
         return 2, None
     except KeyboardInterrupt:
         print(f"yue-train: {ABORTED}", file=sys.stderr)
