@@ -1,6 +1,6 @@
 """The import graph of the package: no cycles between modules and no import from a lower layer to a higher one.
 
-Layers, lowest first: {format, devices, safe_pickle} < tokenizer < {data, codec, lyrics, models} < {config, generation,
+Layers, lowest first: {format, devices, errors, safe_pickle} < tokenizer < {data, codec, lyrics, models} < {config, generation,
 evaluation} < training < {cli, api} < {data_prep, inference}: the command-line folders wrap the library, and no ``yue_train``
 module imports them (:func:`test_the_library_imports_no_cli_folder`). The package's own ``__init__`` imports nothing
 of the project (it runs on every import) and so sits below them all. Every ``import`` counts, at
@@ -23,6 +23,7 @@ TOPS = ("yue_train", "data_prep", "inference")
 LAYERS = {  # module prefix -> rank; the longest matching prefix wins
     "yue_train.format": 0,
     "yue_train.devices": 0,
+    "yue_train.errors": 0,
     "yue_train.safe_pickle": 0,
     "yue_train.tokenizer": 1,
     "yue_train.data": 2,

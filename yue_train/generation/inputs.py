@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from yue_train.errors import first_line
 from yue_train.format import codec_layout as cl
 from yue_train.format.files import SpecialFileError, check_regular_file
 from yue_train.generation.prompts import read_text_file
@@ -71,10 +72,6 @@ class CheckedInputs:
     warnings: list[str] = field(default_factory=list)  # provenance warnings, printed before loading
 
 
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
 def check_model_ref(flag: str, ref: str) -> None:
     """A model or adapter is a local folder or a hub id (``org/name``); anything else is a missing folder."""
     path = Path(ref)
@@ -109,7 +106,7 @@ def _model_config(flag: str, ref: str) -> PretrainedConfig:
         raise GenerateInputError(f"{flag} {e}") from None
     except (OSError, ValueError) as e:
         what = "cannot read its config" if Path(ref).is_dir() else "no such folder, nor a model on the hub"
-        raise GenerateInputError(f"{flag} {ref}: {what} ({_first_line(e)})") from None
+        raise GenerateInputError(f"{flag} {ref}: {what} ({first_line(e)})") from None
 
 
 def check_models(
@@ -188,7 +185,7 @@ def _read_adapter_config(flag: str, folder: Path) -> dict:
     except SpecialFileError as e:
         raise GenerateInputError(f"{flag} {folder}: {e}") from None
     except (OSError, ValueError) as e:  # a special file, unreadable, not UTF-8, not JSON
-        raise GenerateInputError(f"{flag} {folder}: cannot read adapter_config.json ({_first_line(e)})") from None
+        raise GenerateInputError(f"{flag} {folder}: cannot read adapter_config.json ({first_line(e)})") from None
     except RecursionError:  # nesting deeper than the parser recurses (the file is at most 1 MB)
         raise GenerateInputError(f"{flag} {folder}: adapter_config.json is nested too deeply") from None
     if not isinstance(data, dict):
@@ -238,7 +235,7 @@ def check_adapter(ref: str, flag: str = "--adapter", module_names: set[str] | No
         except PretrainedRefused as e:
             raise GenerateInputError(f"{flag} {e}") from None
         except Exception as e:  # PEFT raises many types for an unreadable config
-            raise GenerateInputError(f"{flag} {ref}: cannot read its adapter config ({_first_line(e)})") from None
+            raise GenerateInputError(f"{flag} {ref}: cannot read its adapter config ({first_line(e)})") from None
         config["peft_type"] = str(getattr(config.get("peft_type"), "value", config.get("peft_type")))
     check_adapter_config(flag, ref, config, module_names)
     try:

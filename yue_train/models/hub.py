@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from yue_train.errors import first_line
 from yue_train.format.bounded_json import JsonFileError, loads, read_json_object
 
 MAX_CONFIG_BYTES = 4 << 20
@@ -246,9 +247,7 @@ def _hub_folder(ref: str, kind: str, kwargs: dict[str, Any]) -> Path:
             )
         )
     except Exception as e:  # huggingface_hub raises many types for a missing or unreachable repo
-        raise OSError(
-            f"{ref}: cannot fetch its config files ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-        ) from None
+        raise OSError(f"{ref}: cannot fetch its config files ({first_line(e)})") from None
 
 
 def check_source(ref: str | Path, kind: str = "model", **kwargs: Any) -> None:

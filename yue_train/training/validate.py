@@ -15,6 +15,7 @@ from yue_train.data.generated import check_generated
 from yue_train.data.packing import DataConfigError, resolve_urls
 from yue_train.data.shard_reader import iter_records, unverified_folder, url_kind
 from yue_train.data.train_data import refuse_urls
+from yue_train.errors import first_line
 from yue_train.format.document import Document
 from yue_train.format.provenance import provenance_for
 from yue_train.models.loading import ModelSpec, llama_module_names, load_model_config
@@ -27,11 +28,6 @@ from yue_train.training.provenance import dataset_problem, dataset_records, mode
 
 class ConfigError(ValueError):
     """A configuration that cannot train; the message is one line saying what to change."""
-
-
-def first_line(e: BaseException) -> str:
-    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 def validate(cfg: Any) -> PretrainedConfig:

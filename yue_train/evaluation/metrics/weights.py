@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from yue_train.errors import first_line
 from yue_train.evaluation.metrics.base import MetricError
 
 T = TypeVar("T")
@@ -42,9 +43,8 @@ def load_weights(
         except PretrainedRefused as exc:
             raise MetricError(f"{what} at {folder} cannot be loaded: {exc}") from None
         except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise MetricError(
-                f"{what} at {folder} cannot be loaded ({first}); download them again with "
+                f"{what} at {folder} cannot be loaded ({first_line(exc)}); download them again with "
                 f"`huggingface-cli download {example} --local-dir {folder}`"
             ) from exc
     try:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from yue_train.errors import first_line
 from yue_train.lyrics.align import Emissions
 from yue_train.lyrics.backends.text import needs_romanization, romanize, strip_accents, words
 from yue_train.lyrics.viterbi import DEFAULT_PENALTIES
@@ -40,9 +41,8 @@ def _load(source: str, download: bool, device: str) -> tuple[Any, Any]:
         model = hub.from_pretrained(Wav2Vec2ForCTC, where, "model", local_files_only=only_cache).eval().to(device)
         tokenizer = hub.from_pretrained(AutoTokenizer, where, "config", local_files_only=only_cache)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AlignerWeightsError(
-            f"aligner weights {source} cannot be loaded ({first[:200]}); get them with "
+            f"aligner weights {source} cannot be loaded ({first_line(exc)[:200]}); get them with "
             f"`huggingface-cli download {source} --local-dir DIR` and pass --aligner DIR"
         ) from exc
     return model, tokenizer
