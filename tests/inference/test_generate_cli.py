@@ -201,3 +201,23 @@ def test_prompt_with_audio_reference(tmp_path, capsys, codec_with_upsamplers):
     assert sum(45334 <= t < 46358 for t in first) == 125  # 2.5 s of single-track reference at 50 tokens/s
     assert infer_main(["prompt", *_inputs(tmp_path), "--ref-audio", str(eg / "pop.00001.mp3")]) == 2
     assert "needs --codec" in capsys.readouterr().err
+
+
+def test_generate_static_cache_and_threads_flags(tmp_path, model_dirs, capsys):
+    """--static-cache writes the songs the dynamic cache writes (greedy); --threads sets torch's threads and a
+    bad count is one line."""
+    threads = torch.get_num_threads()
+    try:
+        assert infer_main([*_base(tmp_path, model_dirs, out="dynamic"), "--greedy"]) == 0
+        static = [*_base(tmp_path, model_dirs, out="static"), "--greedy", "--static-cache", "--threads", "1"]
+        assert infer_main(static) == 0
+        assert torch.get_num_threads() == 1
+        for name in ("stage1_ids.npy", "stage2_vocal.npy", "stage2_inst.npy"):
+            dynamic, cached = (np.load(tmp_path / out / "song00" / name) for out in ("dynamic", "static"))
+            assert np.array_equal(dynamic, cached), name
+        capsys.readouterr()
+        assert infer_main([*_base(tmp_path, model_dirs, out="bad"), "--threads", "0"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == "yue-infer generate: error: --threads must be >= 1, got 0"
+    finally:
+        torch.set_num_threads(threads)
