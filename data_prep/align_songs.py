@@ -1,6 +1,7 @@
 """The alignment step of ``yue-prep build --align`` and ``yue-prep align``: a song's plain lyrics.txt and its
 vocal (the stem, or separated from the mix) -> ``lyrics.aligned.lrc`` beside the lyrics
-(:mod:`yue_train.lyrics.song_folder`). One aligner per process, loaded on first use."""
+(:mod:`yue_train.lyrics.song_folder`). One aligner per process, loaded on first use. ``yue-prep align
+--transcribe`` also transcribes the song folders without lyrics (:mod:`data_prep.transcribe_songs`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from typing import Any
 import numpy as np
 
 from data_prep.songs import SongError, SongSpec, discover
+from data_prep.transcribe_songs import SongTranscriber
 from yue_train.lyrics.backends import MIN_SCORE
 from yue_train.lyrics.paths import alignment_csv_path
 
 
-def load_vocal(spec: SongSpec, sample_rate: int, separate: str, separator: Callable[[], Any]) -> np.ndarray:
-    """The vocal to align lyrics to: the stem, else separated from the mix (``separator()``) when separation is on."""
+def load_vocal(
+    spec: SongSpec, sample_rate: int, separate: str, separator: Callable[[], Any], purpose: str = "align the lyrics to"
+) -> np.ndarray:
+    """The vocal to align lyrics to (or to transcribe: ``purpose`` says which, for the message when there is
+    none): the stem, else separated from the mix (``separator()``) when separation is on."""
     from yue_train.codec.audio_io import AudioError, load_audio
 
     try:
@@ -26,7 +31,7 @@ def load_vocal(spec: SongSpec, sample_rate: int, separate: str, separator: Calla
     except AudioError as e:
         raise SongError(str(e)) from None
     if separate == "off":
-        raise SongError("no vocal stem to align the lyrics to: add vocals.wav to the song or pass --separate demucs")
+        raise SongError(f"no vocal stem to {purpose}: add vocals.wav to the song or pass --separate demucs")
     if spec.mix is None:
         raise SongError("no mix audio to separate the vocal from")
     return separator().separate(str(spec.mix), sample_rate)[0]
@@ -39,15 +44,17 @@ class AlignOutcome:
     spec: SongSpec
     info: dict[str, Any] | None = None
     error: str | None = None
+    transcribed: bool = False  # info is a transcription's report (the song had no lyrics)
 
 
 def align_inputs(
     inputs: list[Path], aligner: str, separate: str = "off", device: str = "cpu", force: bool = False,
-    min_score: float = MIN_SCORE,
+    min_score: float = MIN_SCORE, transcriber: SongTranscriber | None = None,
 ) -> list[AlignOutcome]:  # fmt: skip
-    """Align the plain lyrics of every song under ``inputs`` (song folders, folders of them, .jsonl manifests).
-    Songs with timed lyrics are reported with an error saying so; the other problems of a song (tags, say)
-    are for ``build`` and do not stop its alignment."""
+    """Align the plain lyrics of every song under ``inputs`` (song folders, folders of them, .jsonl manifests),
+    and with ``transcriber`` transcribe the song folders that have no lyrics. Songs with timed lyrics are
+    reported with an error saying so; the other problems of a song (tags, say) are for ``build`` and do not
+    stop its alignment."""
     from data_prep.separate import DEFAULT_MODEL, DemucsSeparator, check_available
     from yue_train.data.separation_cache import SeparationCache, default_folder
 
@@ -60,7 +67,16 @@ def align_inputs(
 
     outcomes = []
     for path in inputs:
-        for spec in discover(path):
+        for spec in discover(path, transcribe=transcriber is not None):
+            if transcriber is not None and spec.transcript_lrc is not None:
+                try:
+                    info = transcriber.transcribe(
+                        spec, lambda rate, spec=spec: load_vocal(spec, rate, separate, separator, "transcribe")
+                    )
+                    outcomes.append(AlignOutcome(spec, info, transcribed=True))
+                except SongError as e:
+                    outcomes.append(AlignOutcome(spec, error=str(e), transcribed=True))
+                continue
             if spec.plain_lyrics is None:
                 outcomes.append(AlignOutcome(spec, error=spec.error or "no plain lyrics.txt to align (timed already)"))
                 continue

@@ -45,6 +45,7 @@ from data_prep.separate import METHODS as SEPARATION_METHODS
 from data_prep.separate import SeparationUnavailable, check_available
 from data_prep.songs import discover, mark_duplicates
 from data_prep.tags import TopTags, load_top_tags
+from data_prep.transcribe_songs import DEFAULT_WHISPER, GUESSED_LINE, transcription_line
 from yue_train.cli.options import options_from
 from yue_train.data.folder_lock import FolderBusyError, FolderLock
 from yue_train.data.manifest import DEFAULT_MAX_DOC_TOKENS
@@ -87,6 +88,9 @@ class BuildOptions:
     align: bool = False  # align plain lyrics.txt to the vocal (lyrics.aligned.lrc beside it)
     aligner: str = DEFAULT_CTC_MODEL  # pocketsphinx, or a transformers CTC model id / folder
     min_align_score: float = MIN_SCORE
+    transcribe: bool = False  # transcribe song folders without lyrics (lyrics.transcribed.lrc in the folder)
+    whisper: str = DEFAULT_WHISPER  # Whisper hub id or folder for transcribe
+    language: str | None = None  # Whisper's language; None: detected
 
     def __post_init__(self) -> None:
         if (self.input is None) == (self.hf_dataset is None):
@@ -216,7 +220,7 @@ def _build(
         specs = hf_song_specs(opts.hf_dataset, opts.hf_columns, scratch, opts.hf_split, lambda i: i % d.world == d.rank)
     else:
         assert opts.input is not None
-        specs = discover(opts.input, exclude=opts.out)
+        specs = discover(opts.input, exclude=opts.out, transcribe=opts.transcribe)
     mark_duplicates(specs)
 
     if d.active:
@@ -257,6 +261,7 @@ def _build(
         "rejected": rejected,
         "tag_warnings": {r.id: r.warnings for r in results if r.warnings},
         "alignment": {r.id: r.alignment for r in results if r.alignment is not None},
+        "transcription": {r.id: r.transcription for r in results if r.transcription is not None},
         "tag_check": "on" if top is not None else "off (pass --tags-file top_200_tags.json)",
         "audio_hours_encoded": round(audio_s / 3600, 6),
         "encode_elapsed_s": round(encode_s, 3),
@@ -318,6 +323,30 @@ def add_aligner_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_transcriber_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--transcribe",
+        action="store_true",
+        help="transcribe the vocal of song folders without lyrics with Whisper into lyrics.transcribed.lrc "
+        "(timed lines; [verse]/[chorus] guessed from pauses and repeated lines; an existing one is used as is)",
+    )
+    p.add_argument(
+        "--whisper",
+        default=None,
+        help=f"Whisper weights for --transcribe: hub id or folder, fetched on first use (default: {DEFAULT_WHISPER})",
+    )
+    p.add_argument(
+        "--language", default=None, help="the language --transcribe hears, e.g. en, zh (default: detected by Whisper)"
+    )
+
+
+def whisper_choice(args: argparse.Namespace) -> str:
+    """The Whisper weights of ``--transcribe``; ValueError for --whisper or --language without --transcribe."""
+    if not args.transcribe and (args.whisper is not None or args.language is not None):
+        raise ValueError("--whisper and --language set up --transcribe: add --transcribe, or leave them out")
+    return args.whisper or DEFAULT_WHISPER
+
+
 def add_build_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", type=Path, help="a song folder, a folder of song folders, or a songs .jsonl")
     p.add_argument(
@@ -355,6 +384,7 @@ def add_build_args(p: argparse.ArgumentParser) -> None:
         help="align plain lyrics.txt to the vocal into lyrics.aligned.lrc beside it (an existing one is used as is)",
     )
     add_aligner_args(p)
+    add_transcriber_args(p)
     p.add_argument("--workers", type=int, default=1, help="encoding/tokenizing processes per rank (default: 1)")
     p.add_argument(
         "--threads", type=int, default=0, help="torch threads per encoding process (default: cores shared out)"
@@ -384,6 +414,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
             stage2_sources=tuple(args.stage2_sources or ("vocal", "inst")),
             progress=not args.no_progress and show_progress(),
+            whisper=whisper_choice(args),
         )
         summary, code = run_build(opts)
     except (OSError, ValueError, SeparationUnavailable, FolderBusyError) as e:  # usage and I/O errors
@@ -404,6 +435,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"  rejected {r['id']} ({r['source']}): {r['reason']}", file=sys.stderr)
     for sid, info in summary["alignment"].items():
         print(f"  lyrics {sid}: {alignment_line(info)}")
+    for sid, info in summary["transcription"].items():
+        print(f"  lyrics {sid}: {transcription_line(info)}")
+    if any(not info["reused"] for info in summary["transcription"].values()):
+        print(f"  note: {GUESSED_LINE}")
     for sid, warnings in summary["tag_warnings"].items():
         for w in warnings:
             print(f"  warning {sid}: {w}", file=sys.stderr)

@@ -3,7 +3,8 @@
 Subcommands:
   synth-demo      write small synthetic songs (audio stems, lyrics, tags) to try the pipeline on
   build           song folders (audio + lyrics + tags) -> codes -> official manifest -> shards + mixture.json
-  align           plain lyrics.txt + vocal stem -> lyrics.aligned.lrc (timed lines and sections) + a CSV of scores
+  align           plain lyrics.txt + vocal stem -> lyrics.aligned.lrc (timed lines and sections) + a CSV of scores;
+                  --transcribe: vocal of a song without lyrics -> lyrics.transcribed.lrc (Whisper, sections guessed)
   convert-codec   official X-Codec + Vocos checkpoints -> a converted codec folder (safetensors + config)
   encode          audio files -> X-Codec codes (.npy)
   tokenize        official manifest (JSONL + codes .npy) -> webdataset token shards + summary.json
@@ -127,23 +128,35 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_align(args: argparse.Namespace) -> int:
     from data_prep.align_songs import align_inputs
-    from data_prep.build import alignment_line
+    from data_prep.build import alignment_line, whisper_choice
     from data_prep.separate import SeparationUnavailable
+    from data_prep.transcribe_songs import GUESSED_LINE, SongTranscriber, transcription_line
 
     try:
-        outcomes = align_inputs(args.songs, args.aligner, args.separate, args.device, args.force, args.min_align_score)
+        whisper = whisper_choice(args)
+        transcriber = SongTranscriber(whisper, args.language, args.device, args.force) if args.transcribe else None
+        outcomes = align_inputs(
+            args.songs, args.aligner, args.separate, args.device, args.force, args.min_align_score, transcriber
+        )
     except (OSError, ValueError, SeparationUnavailable) as e:
         print(f"yue-prep align: error: {e}", file=sys.stderr)
         return 2
     for o in outcomes:
         if o.info is None:
-            print(f"  {o.spec.id}: not aligned: {o.error}", file=sys.stderr)
-            continue
-        print(f"  {o.spec.id}: {alignment_line(o.info)}")
-        for line in [*o.info.get("flagged", []), *o.info.get("unmatched", [])]:
-            print(f"    check {line}")
-    done = sum(o.info is not None for o in outcomes)
-    print(f"{len(outcomes)} songs: {done} aligned, {len(outcomes) - done} not")
+            print(f"  {o.spec.id}: not {'transcribed' if o.transcribed else 'aligned'}: {o.error}", file=sys.stderr)
+        elif o.transcribed:
+            print(f"  {o.spec.id}: {transcription_line(o.info)}")
+        else:
+            print(f"  {o.spec.id}: {alignment_line(o.info)}")
+            for line in [*o.info.get("flagged", []), *o.info.get("unmatched", [])]:
+                print(f"    check {line}")
+    aligned = sum(o.info is not None and not o.transcribed for o in outcomes)
+    transcribed = sum(o.info is not None and o.transcribed for o in outcomes)
+    if any(o.transcribed and o.info is not None and not o.info["reused"] for o in outcomes):
+        print(f"note: {GUESSED_LINE}")
+    done = aligned + transcribed
+    counts = f"{aligned} aligned, {transcribed} transcribed" if args.transcribe else f"{aligned} aligned"
+    print(f"{len(outcomes)} songs: {counts}, {len(outcomes) - done} not")
     return 0 if outcomes and done == len(outcomes) else 3
 
 
@@ -187,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, _, help_text) in PASSTHROUGH.items():
         sub.add_parser(name, help=help_text, add_help=False)  # listed here; main() hands them their argv
 
-    from data_prep.build import add_aligner_args, add_build_args, cmd_build
+    from data_prep.build import add_aligner_args, add_build_args, add_transcriber_args, cmd_build
     from data_prep.separate import METHODS as SEPARATION_METHODS
     from data_prep.synth_demo import add_synth_demo_args, cmd_synth_demo
 
@@ -199,13 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_build_args(p)
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("align", help="plain lyrics.txt + vocal -> lyrics.aligned.lrc beside it")
+    p = sub.add_parser("align", help="plain lyrics.txt + vocal -> lyrics.aligned.lrc beside it (or --transcribe)")
     p.add_argument("songs", nargs="+", type=Path, help="song folders, folders of song folders or songs .jsonl")
     add_aligner_args(p)
+    add_transcriber_args(p)
     p.add_argument("--separate", choices=SEPARATION_METHODS, default="off", help="separate the vocal of mix-only songs")
-    p.add_argument("--device", default="cpu", help="aligner and separation device: cpu, cuda:N (default: cpu)")
-    p.add_argument("--force", action="store_true", help="align again over an existing lyrics.aligned.lrc")
-    p.epilog = "Exit codes: 0 every song aligned (or its aligned file kept), 3 some songs not, 2 fatal error."
+    p.add_argument("--device", default="cpu", help="aligner, Whisper and separation device: cpu, cuda:N (default: cpu)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="align (transcribe) again over an existing lyrics.aligned.lrc (.transcribed)",
+    )
+    p.epilog = "Exit codes: 0 every song aligned or transcribed (or its file kept), 3 some songs not, 2 fatal error."
     p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("tokenize", help="manifest -> token shards", description=cmd_tokenize.__doc__)

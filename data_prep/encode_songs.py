@@ -22,6 +22,7 @@ from tqdm import tqdm
 from data_prep.align_songs import SongAligner, load_vocal
 from data_prep.songs import MAX_STEM_DIFF_S, STEMS, SongError, SongSpec, frame_spans, load_sections, official_record
 from data_prep.tags import TopTags, check_tags
+from data_prep.transcribe_songs import SongTranscriber
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
 from yue_train.format import codec_layout as cl
 from yue_train.format.bounded_json import JsonFileError, read_json_object
@@ -66,6 +67,7 @@ class SongResult:
     audio_seconds: float = 0.0
     codes_sha256: str = ""
     alignment: dict[str, Any] | None = None  # plain lyrics: the alignment's file, score and flagged lines
+    transcription: dict[str, Any] | None = None  # no lyrics: the transcription's file, lines and guessed sections
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,6 +173,7 @@ class _Worker:
         self._codec: YueCodec | None = None
         self._separator = None
         self._aligner = SongAligner(opts.aligner, device, opts.min_align_score) if opts.align else None
+        self._transcriber = SongTranscriber(opts.whisper, opts.language, device) if opts.transcribe else None
 
     @property
     def codec(self) -> YueCodec:
@@ -224,6 +227,15 @@ class _Worker:
             return None  # load_sections says how to align
         return self._aligner.align(spec, lambda rate: load_vocal(spec, rate, self.opts.separate, self.separator))
 
+    def transcribe_lyrics(self, spec: SongSpec) -> dict[str, Any] | None:
+        if spec.lyrics_file is not None:  # a transcribed LRC is there (maybe corrected by hand): used as it is
+            return {"lrc": str(spec.lyrics_file), "reused": True, "section_labels": "as in the file"}
+        if self._transcriber is None:
+            return None  # load_sections says how to transcribe
+        return self._transcriber.transcribe(
+            spec, lambda rate: load_vocal(spec, rate, self.opts.separate, self.separator, "transcribe")
+        )
+
     def process(self, spec: SongSpec) -> SongResult:
         result = SongResult(spec.index, spec.id, spec.source, "rejected")
         try:
@@ -232,6 +244,8 @@ class _Worker:
             check_input_files(spec)
             if spec.plain_lyrics is not None:
                 result.alignment = self.align_lyrics(spec)
+            elif spec.transcript_lrc is not None:
+                result.transcription = self.transcribe_lyrics(spec)
             sections = load_sections(spec)
             missing = [s for s in STEMS if spec.stems[s] is None]
             if missing and self.opts.separate == "off":

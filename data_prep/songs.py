@@ -25,6 +25,10 @@ Plain lyrics (``lyrics.txt``: lines, ``[verse]`` markers at best, no times) are 
 ``yue-prep align`` or ``build --align`` into ``lyrics.aligned.lrc`` beside them, which is then read as (c);
 an existing aligned file (checked or corrected by hand) is used as it is.
 
+A song folder with no lyrics at all is transcribed from its vocal by ``--transcribe`` (Whisper) into
+``lyrics.transcribed.lrc`` in the folder, read as (c) too, its ``[verse]`` / ``[chorus]`` labels guessed; an
+existing transcribed file is used as it is, with or without ``--transcribe``.
+
 Times become codec frames at 50 frames/s: frame k covers [k/50, (k+1)/50) s, so a boundary at t seconds is
 frame floor(50 t) (the official preprocessing truncates the same way).
 """
@@ -44,7 +48,7 @@ from yue_train.format import codec_layout as cl
 from yue_train.format.bounded_json import JsonFileError, read_json
 from yue_train.format.bounded_json import loads as json_loads
 from yue_train.format.files import check_regular_file, read_bytes_capped
-from yue_train.lyrics.paths import aligned_lrc_path
+from yue_train.lyrics.paths import aligned_lrc_path, transcribed_lrc_path
 
 AUDIO_TYPES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".webm")
 LYRICS_TYPES = (".lrc", ".json", ".csv")
@@ -126,6 +130,7 @@ class SongSpec:
     lyrics_file: Path | None = None
     inline_lyrics: Any = None  # "sections" / "segmented_lyrics" given inside song.json or the manifest line
     plain_lyrics: Path | None = None  # lyrics.txt without times (lyrics_file is its aligned LRC once there is one)
+    transcript_lrc: Path | None = None  # no lyrics: where the transcription goes (lyrics_file once it is there)
     error: str | None = None
 
     def input_files(self) -> list[Path]:
@@ -438,14 +443,30 @@ def _resolve_tags(spec: SongSpec, data: dict[str, Any], found: dict[str, Path | 
         raise SongError("no tags (genre, instrument, mood, gender, timbre): add 'tags' to song.json or a tags.txt")
 
 
-def _resolve_lyrics(spec: SongSpec, data: dict[str, Any], base: Path, found: dict[str, Path | None]) -> None:
+def _resolve_lyrics(
+    spec: SongSpec,
+    data: dict[str, Any],
+    base: Path,
+    found: dict[str, Path | None],
+    folder: Path | None,
+    transcribe: bool,
+) -> None:
     inline = [k for k in ("sections", "segmented_lyrics", "splitted_lyrics") if k in data]
     if inline:
         spec.inline_lyrics = {k: data[k] for k in inline}
         return
     lyr = data.get("lyrics", found.get("lyrics") and found["lyrics"].name)  # type: ignore[union-attr]
     if lyr is None:
-        raise SongError("no lyrics (lyrics.txt, lyrics.lrc, lyrics.json or sections.csv, or 'lyrics' in song.json)")
+        if folder is not None and (transcribe or transcribed_lrc_path(folder).is_file()):
+            spec.transcript_lrc = transcribed_lrc_path(folder)
+            spec.lyrics_file = spec.transcript_lrc if spec.transcript_lrc.is_file() else None
+            return
+        how = (
+            "or pass --transcribe to transcribe the vocal" if folder is not None else "--transcribe needs a song folder"
+        )
+        raise SongError(
+            f"no lyrics (lyrics.txt, lyrics.lrc, lyrics.json or sections.csv, or 'lyrics' in song.json; {how})"
+        )
     if not isinstance(lyr, str):
         raise SongError("'lyrics' must be a file path (put inline lyrics under 'sections')")
     path = Path(lyr)
@@ -463,9 +484,12 @@ def _resolve_lyrics(spec: SongSpec, data: dict[str, Any], base: Path, found: dic
         )
 
 
-def resolve_spec(index: int, data: dict[str, Any], base: Path, source: str, folder: Path | None) -> SongSpec:
+def resolve_spec(
+    index: int, data: dict[str, Any], base: Path, source: str, folder: Path | None, transcribe: bool = False
+) -> SongSpec:
     """Fill a SongSpec from song.json / manifest keys, then (for folders) from the conventional file names.
-    Every problem of the song is found, and ``error`` lists them all (one run shows the user everything)."""
+    Every problem of the song is found, and ``error`` lists them all (one run shows the user everything).
+    ``transcribe``: a song folder without lyrics is no problem (its vocal will be transcribed)."""
     default_id = folder.name if folder is not None else None
     sid = data.get("id", default_id)
     spec = SongSpec(index=index, id=str(sid) if sid is not None else f"#{index}", source=source)
@@ -485,7 +509,7 @@ def resolve_spec(index: int, data: dict[str, Any], base: Path, source: str, fold
         lambda: _resolve_audio(spec, data, base, found),
         *(lambda stem=stem: _resolve_stem(spec, stem, data, base, found) for stem in STEMS),
         lambda: _resolve_tags(spec, data, found),
-        lambda: _resolve_lyrics(spec, data, base, found),
+        lambda: _resolve_lyrics(spec, data, base, found, folder, transcribe),
     ]
     for step in steps:
         try:
@@ -526,8 +550,9 @@ SONG_LAYOUT = (
 )
 
 
-def discover(input_path: str | Path, exclude: Path | None = None) -> list[SongSpec]:
-    """SongSpecs of a song folder, a folder of song folders (sorted by name) or a JSONL manifest."""
+def discover(input_path: str | Path, exclude: Path | None = None, transcribe: bool = False) -> list[SongSpec]:
+    """SongSpecs of a song folder, a folder of song folders (sorted by name) or a JSONL manifest; ``transcribe``:
+    song folders without lyrics are kept for transcription."""
     path = Path(input_path)
     if path.is_file():
         if path.suffix.lower() != ".jsonl":
@@ -565,7 +590,7 @@ def discover(input_path: str | Path, exclude: Path | None = None) -> list[SongSp
         except SongError as e:
             specs.append(SongSpec(index, folder.name, str(folder), error=str(e)))
             continue
-        specs.append(resolve_spec(index, data, folder, str(folder), folder))
+        specs.append(resolve_spec(index, data, folder, str(folder), folder, transcribe))
     return specs
 
 
@@ -603,6 +628,8 @@ def mark_duplicates(specs: list[SongSpec]) -> None:
 
 
 def load_sections(spec: SongSpec) -> list[Section]:
+    if spec.lyrics_file is None and spec.transcript_lrc is not None:
+        raise SongError("no lyrics: transcribe the vocal with --transcribe, or add lyrics.txt or timed lyrics")
     if spec.lyrics_file is None and spec.plain_lyrics is not None:
         raise SongError(
             f"{spec.plain_lyrics.name} has no times: align it to the vocal with --align "

@@ -57,7 +57,9 @@ def save_random_clap(folder: Path, size: str = "tiny") -> Path:
     return folder
 
 
-def save_random_whisper(folder: Path, size: str = "tiny") -> Path:
+def save_random_whisper(folder: Path, size: str = "tiny", timestamps: bool = False) -> Path:
+    """``timestamps``: the vocabulary also holds Whisper's 1,501 time tokens ``<|0.00|>`` .. ``<|30.00|>`` right after
+    the special tokens, and the generation config names them, so ``generate(return_timestamps=True)`` runs."""
     from transformers import (
         WhisperConfig,
         WhisperFeatureExtractor,
@@ -67,7 +69,8 @@ def save_random_whisper(folder: Path, size: str = "tiny") -> Path:
     )
 
     specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
-    vocab = {t: i for i, t in enumerate(byte_symbols() + specials)}
+    stamps = [f"<|{i * 0.02:.2f}|>" for i in range(1501)] if timestamps else []
+    vocab = {t: i for i, t in enumerate(byte_symbols() + specials + stamps)}
     tokenizer = WhisperTokenizer(vocab=vocab, merges=[])
     tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
     end, start = vocab["<|endoftext|>"], vocab["<|startoftranscript|>"]
@@ -84,6 +87,9 @@ def save_random_whisper(folder: Path, size: str = "tiny") -> Path:
     )  # fmt: skip
     model = WhisperForConditionalGeneration(config)
     model.generation_config.no_timestamps_token_id = vocab["<|notimestamps|>"]
+    if timestamps:
+        model.generation_config.max_initial_timestamp_index = 50
+        model.generation_config._from_model_config = False  # else loading rebuilds it from config.json, without these
     model.save_pretrained(folder)
     WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(
         folder

@@ -24,7 +24,7 @@ intelligibility score. Words cut at a 30 s window boundary count as errors.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import Any
 
@@ -84,13 +84,31 @@ def phoneme_error_rate(reference: str, hypothesis: str) -> dict[str, float]:
 
 
 @cache
-def whisper_transcriber(model: str | None, language: str | None = None, download: bool = False) -> WhisperTranscriber:
-    """One transcriber per (weights, language) in a process: lyrics_wer and lyrics_per load Whisper once."""
-    return WhisperTranscriber(model, language, download)
+def whisper_transcriber(
+    model: str | None,
+    language: str | None = None,
+    download: bool = False,
+    device: str = "cpu",
+    option: str = "the metric's option model",
+) -> WhisperTranscriber:
+    """One transcriber per (weights, language, device) in a process: lyrics_wer and lyrics_per load Whisper once.
+    ``option``: where the user gives the weights, for the message when they cannot be loaded."""
+    return WhisperTranscriber(model, language, download, device, option)
 
 
 class WhisperTranscriber:
-    def __init__(self, model: str | None, language: str | None = None, download: bool = False) -> None:
+    """Whisper through transformers, loaded through :mod:`yue_train.models.hub`. ``transcribe`` gives the text of a
+    vocal (the metrics); ``segments`` gives it as timed segments from Whisper's timestamp tokens (``yue-prep
+    --transcribe``, for songs without lyrics)."""
+
+    def __init__(
+        self,
+        model: str | None,
+        language: str | None = None,
+        download: bool = False,
+        device: str = "cpu",
+        option: str = "the metric's option model",
+    ) -> None:
         import torch
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
@@ -100,29 +118,52 @@ class WhisperTranscriber:
             net = hub.from_pretrained(WhisperForConditionalGeneration, source, "model", local_files_only=local_only)
             return net, hub.from_pretrained(WhisperProcessor, source, "config", local_files_only=local_only)
 
-        self.model, self.processor = load_weights("Whisper weights", model, DEFAULT_MODEL, load, download)
-        self.model.eval()
+        self.model, self.processor = load_weights("Whisper weights", model, DEFAULT_MODEL, load, download, option)
+        self.model.eval().to(device)
+        self.device = device
         self.language = language
         self._torch = torch
 
-    def transcribe(self, wave: np.ndarray, sample_rate: int, max_new_tokens: int = 200) -> str:
+    def _windows(self, wave: np.ndarray, sample_rate: int) -> Iterator[tuple[float, int, Any]]:
+        """(start in seconds, samples, input features) of each 30 s window of ``wave`` at 16 kHz."""
         x = resample(wave, sample_rate, RATE)
         step = WINDOW_SECONDS * RATE
-        texts = []
         for start in range(0, max(len(x), 1), step):
             piece = x[start : start + step]
             if len(piece) < RATE // 2 and start > 0:
                 break
             feats = self.processor.feature_extractor(piece, sampling_rate=RATE, return_tensors="pt").input_features
-            # the decoder holds max_target_positions tokens, the start/language/task prompt included
-            limit = int(self.model.config.max_target_positions) - 4
-            kwargs: dict[str, Any] = {"max_new_tokens": max(1, min(max_new_tokens, limit))}
-            if self.language:
-                kwargs.update(language=self.language, task="transcribe")
-            with self._torch.inference_mode():
-                ids = self.model.generate(feats, **kwargs)
+            yield start / RATE, len(piece), feats.to(self.device)
+
+    def _generate(self, feats: Any, max_new_tokens: int, **extra: Any) -> Any:
+        # the decoder holds max_target_positions tokens, the start/language/task prompt included
+        limit = int(self.model.config.max_target_positions) - 4
+        kwargs: dict[str, Any] = {"max_new_tokens": max(1, min(max_new_tokens, limit)), **extra}
+        if self.language:
+            kwargs.update(language=self.language, task="transcribe")
+        with self._torch.inference_mode():
+            return self.model.generate(feats, **kwargs)
+
+    def transcribe(self, wave: np.ndarray, sample_rate: int, max_new_tokens: int = 200) -> str:
+        texts = []
+        for _, _, feats in self._windows(wave, sample_rate):
+            ids = self._generate(feats, max_new_tokens)
             texts.append(self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)[0].strip())
         return " ".join(t for t in texts if t)
+
+    def segments(self, wave: np.ndarray, sample_rate: int, max_new_tokens: int = 440) -> list[tuple[float, float, str]]:
+        """(start s, end s, text) of each segment Whisper's timestamp tokens delimit, in song time; each window's
+        segments are clipped to the window (a model may predict times past the audio it was given)."""
+        out = []
+        for offset, n_samples, feats in self._windows(wave, sample_rate):
+            length = n_samples / RATE
+            result = self._generate(feats, max_new_tokens, return_timestamps=True, return_segments=True)
+            for seg in result["segments"][0]:
+                start, end = float(seg["start"]), float(seg["end"])
+                text = self.processor.tokenizer.decode(seg["tokens"], skip_special_tokens=True).strip()
+                if text and start < length:
+                    out.append((offset + start, offset + min(end, length), text))
+        return out
 
 
 @register("lyrics_wer")

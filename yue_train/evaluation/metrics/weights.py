@@ -20,16 +20,22 @@ def _looks_like_path(source: str) -> bool:
 
 
 def load_weights(
-    what: str, source: str | None, example: str, load: Callable[[str, bool], T], download: bool = False
+    what: str,
+    source: str | None,
+    example: str,
+    load: Callable[[str, bool], T],
+    download: bool = False,
+    option: str = "the metric's option model",
 ) -> T:
     """``load(source, local_files_only)`` or a MetricError naming the missing weights and how to get them.
 
-    ``what`` names the weights in messages ("CLAP weights"), ``example`` is a hub id that works."""
+    ``what`` names the weights in messages ("CLAP weights"), ``example`` is a hub id that works, ``option``
+    is where the user gives the weights (a metric option, or a command-line flag)."""
     from yue_train.models.hub import PretrainedRefused  # imports transformers: only when weights load
 
     if not source:
         raise MetricError(
-            f"{what}: set the metric's option model to a local folder or hub id, e.g. {example} "
+            f"{what}: set {option} to a local folder or hub id, e.g. {example} "
             f"(get it with `huggingface-cli download {example} --local-dir DIR` and give DIR)"
         )
     if _looks_like_path(source):
@@ -55,5 +61,5 @@ def load_weights(
         hint = "" if download else ", or set the metric's option download: true"
         raise MetricError(
             f"{what} {source} are not in the local Hugging Face cache; get them with "
-            f"`huggingface-cli download {source}` (or --local-dir DIR and give DIR as model){hint}"
+            f"`huggingface-cli download {source}` (or --local-dir DIR and give DIR as {option}){hint}"
         ) from exc
