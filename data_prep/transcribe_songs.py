@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from data_prep.songs import SongError, SongSpec
+from yue_train.errors import first_line
 from yue_train.evaluation.metrics.lyrics import DEFAULT_MODEL as DEFAULT_WHISPER
 from yue_train.evaluation.metrics.lyrics import RATE as WHISPER_RATE
 
@@ -46,7 +47,11 @@ class SongTranscriber:
         return self._whisper
 
     def segments(self, audio: np.ndarray, sample_rate: int) -> list[tuple[float, float, str]]:
-        return self.whisper().segments(audio, sample_rate)
+        whisper = self.whisper()
+        try:
+            return whisper.segments(audio, sample_rate)
+        except (ValueError, RuntimeError) as e:  # one song Whisper cannot decode must not end a long build
+            raise SongError(f"transcription failed: {type(e).__name__}: {first_line(e)}") from None
 
     def transcribe(self, spec: SongSpec, load_vocal: Callable[[int], np.ndarray]) -> dict[str, Any]:
         """Transcribe ``spec``'s vocal (``load_vocal(sample_rate)``, mono) unless its transcribed file is there;

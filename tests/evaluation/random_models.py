@@ -57,9 +57,12 @@ def save_random_clap(folder: Path, size: str = "tiny") -> Path:
     return folder
 
 
-def save_random_whisper(folder: Path, size: str = "tiny", timestamps: bool = False) -> Path:
+def save_random_whisper(folder: Path, size: str = "tiny", timestamps: bool = False, positions: int = 64) -> Path:
     """``timestamps``: the vocabulary also holds Whisper's 1,501 time tokens ``<|0.00|>`` .. ``<|30.00|>`` right after
-    the special tokens, and the generation config names them, so ``generate(return_timestamps=True)`` runs."""
+    the special tokens, and the generation config names them and English, so ``generate(return_timestamps=True,
+    language="en")`` runs.
+    ``positions``: the tiny decoder's length, which caps the tokens decoded per 30 s window (each decoder step
+    costs ~0.1 s on two busy cores)."""
     from transformers import (
         WhisperConfig,
         WhisperFeatureExtractor,
@@ -77,7 +80,7 @@ def save_random_whisper(folder: Path, size: str = "tiny", timestamps: bool = Fal
     if size == "real":  # whisper-small; its 51,865-token output layer (ids past this vocabulary decode to nothing)
         width = dict(d_model=768, layers=12, heads=12, ffn=3072, positions=448, vocab_size=51865)
     else:
-        width = dict(d_model=16, layers=1, heads=2, ffn=32, positions=64, vocab_size=len(vocab))
+        width = dict(d_model=16, layers=1, heads=2, ffn=32, positions=positions, vocab_size=len(vocab))
     config = WhisperConfig(
         vocab_size=width["vocab_size"], num_mel_bins=80, max_source_positions=1500, d_model=width["d_model"],
         encoder_layers=width["layers"], decoder_layers=width["layers"], encoder_attention_heads=width["heads"],
@@ -87,8 +90,11 @@ def save_random_whisper(folder: Path, size: str = "tiny", timestamps: bool = Fal
     )  # fmt: skip
     model = WhisperForConditionalGeneration(config)
     model.generation_config.no_timestamps_token_id = vocab["<|notimestamps|>"]
-    if timestamps:
+    if timestamps:  # and a language and a task, so that generate(language="en", task="transcribe") runs too
         model.generation_config.max_initial_timestamp_index = 50
+        model.generation_config.is_multilingual = True
+        model.generation_config.lang_to_id = {"<|en|>": vocab["<|en|>"]}
+        model.generation_config.task_to_id = {"transcribe": vocab["<|transcribe|>"]}
         model.generation_config._from_model_config = False  # else loading rebuilds it from config.json, without these
     model.save_pretrained(folder)
     WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(

@@ -5,7 +5,7 @@ passed in as a function, so this module holds the logic alone:
 
 - lines: the transcript's segments, clamped to the audio, empty ones dropped, in time order; a line that
   starts where the VAD (:mod:`yue_train.lyrics.vad`) hears silence starts at the next voiced frame instead
-  (Whisper's segment starts often fall in the pause before the singing).
+  (Whisper's segment starts often fall in the pause before the singing); lines starting together are one.
 - blocks: a new block starts at a line when the vocal pauses for at least ``min_gap_s`` before it (the
   previous line ends that much earlier, or a silent run that long lies between the two lines' starts).
 - labels, by repetition: a line *repeats* when another line of the song has the same normalised words
@@ -81,6 +81,18 @@ def clean_lines(segments: Sequence[tuple[float, float, str]], duration_s: float)
         end = min(float(end), duration_s) if np.isfinite(end) else duration_s
         lines.append(Line(start, max(start, end), text))
     return sorted(lines, key=lambda ln: ln.start)
+
+
+def join_same_start(lines: list[Line]) -> list[Line]:
+    """Lines that start in the same centisecond (LRC's resolution) as one line: apart they would make an empty
+    section if a section boundary fell between them."""
+    out: list[Line] = []
+    for ln in lines:
+        if out and round(ln.start * 100) == round(out[-1].start * 100):
+            out[-1] = Line(out[-1].start, max(out[-1].end, ln.end), f"{out[-1].text} {ln.text}")
+        else:
+            out.append(ln)
+    return out
 
 
 def silent_runs(voiced: np.ndarray, frame_s: float) -> list[tuple[float, float]]:
@@ -172,7 +184,7 @@ def transcribe_audio(
     duration = len(audio) / sample_rate
     voiced = voiced_frames(audio, sample_rate, VAD_FRAME_S, max(1, int(np.ceil(duration / VAD_FRAME_S))))
     silences = silent_runs(voiced, VAD_FRAME_S)
-    lines = start_on_voice(clean_lines(segments(audio, sample_rate), duration), silences)
+    lines = join_same_start(start_on_voice(clean_lines(segments(audio, sample_rate), duration), silences))
     if not lines:
         raise TranscriptionError("the transcript of the vocal has no words (is anybody singing?)")
     blocks = guess_blocks(lines, silences, min_gap_s, similar)
