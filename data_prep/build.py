@@ -105,6 +105,11 @@ class BuildOptions:
             raise ValueError(f"--separate must be one of {', '.join(SEPARATION_METHODS)}")
         if self.max_doc_tokens < 1:
             raise ValueError(f"--max-doc-tokens must be >= 1, got {self.max_doc_tokens}")
+        if self.transcribe and self.hf_dataset is not None:
+            raise ValueError(
+                "--transcribe writes lyrics.transcribed.lrc into song folders, which --hf-dataset rows are not: "
+                "give the songs as --input folders, or lyrics in the dataset"
+            )
         if self.workers < 1 or self.batch_size < 1 or self.threads < 0:
             raise ValueError("--workers and --batch-size must be >= 1, --threads >= 0")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data_prep.build import cmd_build
+from data_prep.build import BuildOptions, cmd_build
 from data_prep.cli import main
 from data_prep.songs import load_lyrics_file
 from tests.data_prep_build.conftest import build_args
@@ -94,6 +94,11 @@ def test_a_song_without_lyrics_says_transcribe(tmp_path: Path, capsys) -> None:
         err
         == "yue-prep align: error: --whisper and --language set up --transcribe: add --transcribe, or leave them out\n"
     )
+
+
+def test_transcribe_refuses_dataset_rows_it_cannot_write_beside(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^--transcribe writes lyrics.transcribed.lrc into song folders, which"):
+        BuildOptions(None, tmp_path / "out", tmp_path / "codec", hf_dataset="some/dataset", transcribe=True)
 
 
 def test_missing_whisper_weights_are_named_with_how_to_get_them(tmp_path: Path, capsys) -> None:

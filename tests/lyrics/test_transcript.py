@@ -47,12 +47,14 @@ def sung_vocal() -> np.ndarray:
 
 
 def early_segments(audio: np.ndarray, sample_rate: int) -> list[tuple[float, float, str]]:
-    """What Whisper gives: segments starting early, halfway into the pause before the singing (0.4 s at most)."""
+    """What Whisper gives: segments starting early, halfway into the pause before the singing (0.4 s at most),
+    a bracketed non-lyric, and a line over the silence after the singing."""
     ends = [0.0] + [end for _, end, _ in SUNG]
-    return [
+    early = [
         (start - min(0.4, (start - prev) / 2), end, text)
         for (start, end, text), prev in zip(SUNG, ends[:-1], strict=True)
     ]
+    return [(0.5, 2.0, "[Music]"), *early, (24.5, 26.0, "Thank you.")]  # no words; invented over silence
 
 
 def test_blocks_come_from_pauses_and_repeated_blocks_are_choruses() -> None:
@@ -80,6 +82,7 @@ def test_a_line_repeated_once_inside_a_verse_makes_no_chorus() -> None:
 
 def test_clean_lines_keeps_words_inside_the_audio_in_time_order() -> None:
     segments = [(3.0, 4.0, " b "), (-0.5, 1.0, "a"), (2.0, 2.5, "  "), (5.5, 9.0, "c"), (7.0, 8.0, "d")]
+    segments += [(1.0, 2.0, "(upbeat music)"), (2.5, 3.0, "♪ ♪")]
     assert clean_lines(segments, 6.0) == [Line(0.0, 1.0, "a"), Line(3.0, 4.0, "b"), Line(5.5, 6.0, "c")]
 
 
@@ -87,6 +90,7 @@ def test_transcribed_lrc_has_sections_at_the_singing_and_says_they_are_guesses(t
     audio = sung_vocal()
     result = transcribe_audio(early_segments, audio, RATE)
     starts = [ln.start for ln in result.lines]
+    assert len(starts) == len(SUNG)  # [Music] and the line over silence dropped
     assert all(abs(got - want[0]) <= 0.1 for got, want in zip(starts, SUNG, strict=True))  # moved onto the voice
     target = tmp_path / "lyrics.transcribed.lrc"
     written = transcribe_folder(target, lambda: (audio, RATE), early_segments)
@@ -135,7 +139,7 @@ def test_whisper_segments_are_timed_inside_the_audio_and_make_a_readable_lrc(tin
     audio = sung_vocal()[: 6 * RATE]
     segments = asr.segments(audio, RATE)  # 12 decoder steps at most (positions=16)
     assert segments, "the tiny model predicts timestamps (the first token after the prompt is one)"
-    assert all(0.0 <= start <= end <= 6.0 and text for start, end, text in segments)
+    assert all(0.0 <= start <= end <= 6.0 and text and "<|" not in text for start, end, text in segments)
     target = tmp_path / "lyrics.transcribed.lrc"
     result = transcribe_folder(target, lambda: (audio, RATE), lambda a, r: segments).transcription
     assert result is not None

@@ -3,9 +3,12 @@
 For songs with no lyrics at all. The ASR model (Whisper, :mod:`yue_train.evaluation.metrics.lyrics`) is
 passed in as a function, so this module holds the logic alone:
 
-- lines: the transcript's segments, clamped to the audio, empty ones dropped, in time order; a line that
-  starts where the VAD (:mod:`yue_train.lyrics.vad`) hears silence starts at the next voiced frame instead
-  (Whisper's segment starts often fall in the pause before the singing); lines starting together are one.
+- lines: the transcript's segments, clamped to the audio, in time order. Dropped: segments without words
+  (Whisper writes ``[Music]``, ``(upbeat music)`` or ``♪`` for what it hears as no speech; as LRC lines,
+  ``[Music]`` would read as a section marker) and segments where the VAD (:mod:`yue_train.lyrics.vad`)
+  hears no voice at all (text Whisper invents over silence). A line that starts where the VAD hears silence
+  starts at the next voiced frame instead (a segment may start in the pause before the singing); lines
+  starting together are one.
 - blocks: a new block starts at a line when the vocal pauses for at least ``min_gap_s`` before it (the
   previous line ends that much earlier, or a silent run that long lies between the two lines' starts).
 - labels, by repetition: a line *repeats* when another line of the song has the same normalised words
@@ -70,13 +73,13 @@ class Transcription:
 
 
 def clean_lines(segments: Sequence[tuple[float, float, str]], duration_s: float) -> list[Line]:
-    """Segments as lines: text stripped and non-empty, starting inside the audio, times clamped to it, sorted
-    by start, each ending no earlier than it starts."""
+    """Segments as lines: text stripped and with words outside brackets, starting inside the audio, times
+    clamped to it, sorted by start, each ending no earlier than it starts."""
     lines = []
     for start, end, text in segments:
         text = " ".join(str(text).split())
         start = max(0.0, float(start))
-        if not text or not np.isfinite(start) or start >= duration_s:
+        if not words(text) or not np.isfinite(start) or start >= duration_s:
             continue
         end = min(float(end), duration_s) if np.isfinite(end) else duration_s
         lines.append(Line(start, max(start, end), text))
@@ -105,6 +108,11 @@ def silent_runs(voiced: np.ndarray, frame_s: float) -> list[tuple[float, float]]
             runs.append((begin * frame_s, k * frame_s))
             begin = None
     return runs
+
+
+def voiced_lines(lines: list[Line], silences: list[tuple[float, float]]) -> list[Line]:
+    """The lines whose span is not inside one silent run: somebody sings in them."""
+    return [ln for ln in lines if not any(a <= ln.start and ln.end <= b for a, b in silences)]
 
 
 def start_on_voice(lines: list[Line], silences: list[tuple[float, float]]) -> list[Line]:
@@ -184,9 +192,10 @@ def transcribe_audio(
     duration = len(audio) / sample_rate
     voiced = voiced_frames(audio, sample_rate, VAD_FRAME_S, max(1, int(np.ceil(duration / VAD_FRAME_S))))
     silences = silent_runs(voiced, VAD_FRAME_S)
-    lines = join_same_start(start_on_voice(clean_lines(segments(audio, sample_rate), duration), silences))
+    lines = clean_lines(segments(audio, sample_rate), duration)
+    lines = join_same_start(start_on_voice(voiced_lines(lines, silences), silences))
     if not lines:
-        raise TranscriptionError("the transcript of the vocal has no words (is anybody singing?)")
+        raise TranscriptionError("the transcript of the vocal has no words where it is voiced (is anybody singing?)")
     blocks = guess_blocks(lines, silences, min_gap_s, similar)
     owners = [b for b, block in enumerate(blocks) for _ in block.lines]
     aligned = [
