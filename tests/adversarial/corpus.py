@@ -359,7 +359,7 @@ def shard_cases(good: Path, root: Path, marker: Path) -> dict[str, Case]:
         "roles has values in [250, 250]",
         replace("roles.npy", _npy(np.full(len(ids), 250, np.uint8))),
     )
-    variant("shard-pickled-npy", "holds pickled objects (refused, never loaded)", replace("input_ids.npy", _npy(np.array([Payload(marker)], dtype=object), True)))  # fmt: skip
+    variant("shard-pickled-npy", "holds Python objects (a pickle; refused, never loaded)", replace("input_ids.npy", _npy(np.array([Payload(marker)], dtype=object), True)))  # fmt: skip
     variant("shard-pickle-member", "", replace("pyd", pickle.dumps(Payload(marker))))
     return cases
 
