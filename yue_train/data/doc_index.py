@@ -47,10 +47,10 @@ from yue_train.data.shard_reader import (
     listed_checksum,
     listed_shard,
     open_shard,
-    reason,
     verified_document,
 )
 from yue_train.data.tar_stream import iter_member_spans
+from yue_train.errors import first_line
 from yue_train.format.document import Document
 from yue_train.format.npy import read_npy_header
 
@@ -197,7 +197,7 @@ def build_index(url: str) -> ShardIndex:
                     doc = verified_document(_members_of(fd, offsets[j], sizes[j]), listed_checksum(listed, j))
                     n_tokens[j], crcs[j] = len(doc), id_crc(doc.id)
                 except (ValueError, TypeError) as e:
-                    bad[j] = reason(e)
+                    bad[j] = first_line(e)
     keys = np.array([s[0] for s in samples], dtype=str) if samples else np.zeros(0, dtype="<U1")
     return ShardIndex(keys, offsets, sizes, n_tokens, crcs, np.array(bad, dtype=str).reshape(n), damage_key, damage)
 

@@ -19,7 +19,7 @@ import numpy as np
 from yue_train.format import codec_layout as cl
 from yue_train.format.files import check_regular_file
 from yue_train.format.npy import NpyFileError, load_npy
-from yue_train.format.song import Segment, Song
+from yue_train.format.song import CODE_FIELDS, Segment, Song
 
 MAX_TRACK_LENGTH_DIFF = 10  # frames
 FPS_RANGE = (49.0, 51.0)
@@ -35,8 +35,6 @@ DEFAULT_MAX_DOC_TOKENS = 32 * 16_384
 # Text is refused before it is tokenized when it holds more than this many characters per allowed token:
 # the YuE tokenizer's longest piece is 18 characters, so such text cannot fit in --max-doc-tokens.
 TEXT_CHARS_PER_TOKEN = 32
-
-CODE_FIELDS = {"vocal": "vocals_codec", "inst": "instrumental_codec", "mixture": "codec"}
 
 
 class RecordError(ValueError):

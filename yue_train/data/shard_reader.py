@@ -41,6 +41,7 @@ import numpy as np
 import xxhash
 
 from yue_train.data.tar_stream import TarFormatError, iter_members
+from yue_train.errors import first_line
 from yue_train.format.bounded_json import JsonFileError, read_json
 from yue_train.format.document import Document
 from yue_train.format.npy import read_npy_header
@@ -133,21 +134,23 @@ _listing_cache: dict[str, tuple[tuple[int, int], tuple[str, dict[str, ListedShar
 def listed_shards(folder: str | Path) -> tuple[str, dict[str, ListedShard]] | None:
     """(summary file name, shards by file name) from a folder's summary; None when it has no summary
     listing shards. A summary that cannot be read raises :class:`ShardError`."""
-    folder = Path(folder)
-    for name in SUMMARY_FILES:
-        path = folder / name
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        sig = (st.st_mtime_ns, st.st_size)
-        cached = _listing_cache.get(str(path))
-        if cached is not None and cached[0] == sig:
-            return cached[1]
-        listing = _parse_listing(path)
-        _listing_cache[str(path)] = (sig, listing)
-        return listing
-    return None
+    path = summary_file(Path(folder))
+    if path is None:
+        return None
+    st = path.stat()
+    sig = (st.st_mtime_ns, st.st_size)
+    cached = _listing_cache.get(str(path))
+    if cached is not None and cached[0] == sig:
+        return cached[1]
+    listing = _parse_listing(path)
+    _listing_cache[str(path)] = (sig, listing)
+    return listing
+
+
+def summary_file(folder: Path) -> Path | None:
+    """The folder's summary (``summary.json``, or the demo corpus's), whatever kind of file it is (a reader
+    refuses one that is not a regular file); None when it has none."""
+    return next((folder / name for name in SUMMARY_FILES if (folder / name).exists()), None)
 
 
 def _parse_listing(path: Path) -> tuple[str, dict[str, ListedShard]] | None:
@@ -281,11 +284,6 @@ def decode_document(members: Mapping[str, bytes]) -> Document:
     return Document(ids, roles, meta)  # checks dtypes, shapes and ranges before casting
 
 
-def reason(e: Exception) -> str:
-    """The one-line reason a document is bad, from the error its check raised."""
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
-
-
 def verified_document(members: Mapping[str, bytes], want: str | None, vocab_size: int | None = None) -> Document:
     """The document of one sample's members, its checksum compared with ``want`` (None: not recorded) and,
     with ``vocab_size``, its ids checked against the model's embedding rows; ``ValueError`` otherwise."""
@@ -327,7 +325,7 @@ def read_shard(
                     raise ValueError(problem)
                 doc = verified_document(members, want, vocab_size)
             except (ValueError, TypeError) as e:
-                yield BadDocument(url, key, reason(e))
+                yield BadDocument(url, key, first_line(e))
                 continue
             yield doc
     short = short_shard(url, index, listed)

@@ -22,12 +22,11 @@ import numpy as np
 
 from yue_train.data.shard_reader import (
     CHECKSUM_KEY,
-    DEMO_SUMMARY_NAME,  # noqa: F401  (imported from here by the demo corpus)
-    SUMMARY_FILES,
     SUMMARY_NAME,
     doc_checksum,
     iter_documents,
     shard_paths,
+    summary_file,
 )
 from yue_train.data.tar_io import TarWriter
 from yue_train.format.bounded_json import read_json_object
@@ -173,16 +172,11 @@ def folder_provenance(path: str | Path) -> Provenance | None:
     """The provenance record of a local shard folder (or of the folder a ``.tar`` sits in), from its
     summary. None when unknown."""
     p = Path(path)
-    folder = p.parent if p.is_file() else p
-    for name in SUMMARY_FILES:
-        file = folder / name
-        if not file.is_file():
-            continue
-        try:
-            return Provenance.from_dict(read_json_object(file)[SUMMARY_KEY])
-        except (KeyError, TypeError, ValueError, AttributeError):  # JsonFileError is a ValueError
-            return None
-    return None
+    file = summary_file(p.parent if p.is_file() else p)
+    try:
+        return None if file is None else Provenance.from_dict(read_json_object(file)[SUMMARY_KEY])
+    except (KeyError, TypeError, ValueError, AttributeError):  # JsonFileError is a ValueError
+        return None
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

@@ -37,11 +37,11 @@ from yue_train.format.bounded_json import read_json_object
 from yue_train.format.document import Document
 from yue_train.format.files import check_regular_file
 from yue_train.format.roles import role_token_counts
-from yue_train.format.song import Song
+from yue_train.format.song import CODE_FIELDS, Song
 from yue_train.tokenizer import load_tokenizer
 
 MODES = ("cot", "icl", "stage2")
-STAGE2_SOURCES = {"mixture": "codec", "vocal": "vocals_codec", "inst": "instrumental_codec"}
+STAGE2_SOURCES = tuple(CODE_FIELDS)
 
 EXIT_OK, EXIT_REJECTED, EXIT_FATAL = 0, 3, 2
 

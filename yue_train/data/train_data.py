@@ -38,9 +38,9 @@ from yue_train.data.shard_reader import (
     listed_checksum,
     listed_shard,
     open_shard,
-    reason,
     url_kind,
 )
+from yue_train.errors import first_line
 
 Gather = Callable[[Any], list[Any]]  # every process's object, in rank order (all_gather_object)
 OPEN_FILES = 64  # shard files kept open per process
@@ -85,7 +85,7 @@ class ShardFiles:
             want = listed_checksum(listed_shard(plan.url), entry)
             doc, n = read_document(self._fd(plan.url), index, entry, want, self.vocab_size)
         except (OSError, ValueError, TypeError) as e:
-            return BadDocument(plan.url, str(index.keys[entry]), reason(e))
+            return BadDocument(plan.url, str(index.keys[entry]), first_line(e))
         self.docs_decoded += 1
         self.bytes_read += n
         return PackedDoc.from_document(doc)

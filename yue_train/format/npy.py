@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from yue_train.errors import first_line
 from yue_train.format.files import check_regular_file
 
 
@@ -28,7 +29,7 @@ def read_npy_header(f: BinaryIO, total: int, where: str) -> tuple[tuple[int, ...
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read(f)
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
-        raise NpyFileError(f"{where}: not a .npy file ({str(e).splitlines()[0][:160]})") from None
+        raise NpyFileError(f"{where}: not a .npy file ({first_line(e)[:160]})") from None
     offset = f.tell()
     if dtype.hasobject:
         raise NpyFileError(f"{where}: holds Python objects (a pickle; refused, never loaded)")
@@ -49,4 +50,4 @@ def load_npy(path: str | Path, what: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise NpyFileError(f"{what}: cannot read {path} as .npy ({str(e).splitlines()[0][:160]})") from None
+        raise NpyFileError(f"{what}: cannot read {path} as .npy ({first_line(e)[:160]})") from None
