@@ -46,6 +46,7 @@ from yue_train.data.shard_reader import (
     group_samples,
     listed_checksum,
     listed_shard,
+    missing_members,
     open_shard,
     verified_document,
 )
@@ -186,9 +187,9 @@ def build_index(url: str) -> ShardIndex:
             for i, m in enumerate(MEMBERS):
                 if m in members:
                     offsets[j, i], sizes[j, i] = members[m]
-            missing = [m for m in MEMBERS if m not in members]
-            if problem is not None or missing:
-                bad[j] = problem or f"missing member {', '.join(missing)}"
+            problem = problem or missing_members(members)
+            if problem is not None:
+                bad[j] = problem
                 continue
             try:
                 n_tokens[j], crcs[j] = _light(fd, offsets[j], sizes[j])

@@ -269,11 +269,14 @@ def _npy(data: bytes, name: str) -> np.ndarray:
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
-def decode_document(members: Mapping[str, bytes]) -> Document:
-    """The document of one sample's members; ``ValueError`` saying what is wrong."""
+def missing_members(members: Mapping[str, object]) -> str | None:
+    """``missing member ...`` naming what a document lacks of :data:`MEMBERS`; None when it has them all."""
     missing = [m for m in MEMBERS if m not in members]
-    if missing:
-        raise ValueError(f"missing member {', '.join(missing)}")
+    return f"missing member {', '.join(missing)}" if missing else None
+
+
+def decode_document(members: Mapping[str, bytes]) -> Document:
+    """The document of one sample's (complete) members; ``ValueError`` saying what is wrong."""
     try:
         meta = json.loads(members["json"].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
@@ -287,23 +290,18 @@ def decode_document(members: Mapping[str, bytes]) -> Document:
 def verified_document(members: Mapping[str, bytes], want: str | None, vocab_size: int | None = None) -> Document:
     """The document of one sample's members, its checksum compared with ``want`` (None: not recorded) and,
     with ``vocab_size``, its ids checked against the model's embedding rows; ``ValueError`` otherwise."""
-    doc = _verified_document(members, want)
+    problem = missing_members(members)
+    if problem is not None:
+        raise ValueError(problem)
+    if want is not None and not want:
+        raise ValueError(EXTRA_DOCUMENT)
+    if want is not None and doc_checksum(members) != want:
+        raise ValueError("checksum mismatch (the shard is damaged; restore it or re-run yue-prep tokenize)")
+    doc = decode_document(members)
     top = int(doc.input_ids.max()) if vocab_size is not None and len(doc) else -1
     if vocab_size is not None and top >= vocab_size:
         raise ValueError(f"token id {top} but the model has {vocab_size} embedding rows")
     return doc
-
-
-def _verified_document(members: Mapping[str, bytes], want: str | None) -> Document:
-    if want is not None:
-        missing = [m for m in MEMBERS if m not in members]
-        if missing:
-            raise ValueError(f"missing member {', '.join(missing)}")
-        if not want:
-            raise ValueError(EXTRA_DOCUMENT)
-        if doc_checksum(members) != want:
-            raise ValueError("checksum mismatch (the shard is damaged; restore it or re-run yue-prep tokenize)")
-    return decode_document(members)
 
 
 def read_shard(
