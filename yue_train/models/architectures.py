@@ -50,7 +50,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "max_position_embeddings": 8192,
         "rope_theta": 10000.0,
     },
-    # Tiny stage-1/stage-2 stand-ins with the real vocabulary: the demo and CLI tests (CPU, seconds).
+    # Tiny stage-1 stand-in with the real vocabulary: the demo and CLI tests (CPU, seconds).
     "tiny_s1": {
         "vocab_size": MODEL_VOCAB_SIZE,
         "hidden_size": 64,
@@ -61,27 +61,15 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "max_position_embeddings": 4096,
         "rope_theta": 10000.0,
     },
-    "tiny_s2": {
-        "vocab_size": MODEL_VOCAB_SIZE,
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 4,
-        "intermediate_size": 172,
-        "max_position_embeddings": 4096,
-        "rope_theta": 10000.0,
-    },
-    # Tiny model over a 512-token vocabulary: leakage tests on random tokens (loss floor ln 512).
-    "tiny_v512": {
-        "vocab_size": 512,
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "intermediate_size": 128,
-        "max_position_embeddings": 1024,
-        "rope_theta": 10000.0,
-    },
+}
+# tiny_s2: tiny_s1 without grouped-query attention. tiny_v512: over a 512-token vocabulary, for leakage tests on
+# random tokens (loss floor ln 512).
+ARCHITECTURES["tiny_s2"] = {**ARCHITECTURES["tiny_s1"], "num_key_value_heads": 4}
+ARCHITECTURES["tiny_v512"] = {
+    **ARCHITECTURES["tiny_s1"],
+    "vocab_size": 512,
+    "intermediate_size": 128,
+    "max_position_embeddings": 1024,
 }
 
 
