@@ -113,17 +113,11 @@ def load_codes(path_value: str, root: Path, field: str, min_codebooks: int = 1, 
     if confine and not path.resolve().is_relative_to(Path(root).resolve()):
         raise RecordError(f"{field}: {path_value} lies outside --root {root} (absolute, '..' or a symlink out of it)")
     try:
-        with path.open("rb") as f:
-            magic = f.read(6)
-        if magic != b"\x93NUMPY":
-            raise RecordError(f"{field}: {path} is not a .npy file (it does not start with the NumPy magic bytes)")
         arr = load_npy(path, field)  # the header checked against the file's size before allocating
     except NpyFileError as e:
         raise RecordError(str(e)) from None
     except OSError as e:
         raise RecordError(f"{field}: cannot read {path} ({e.strerror or type(e).__name__})") from None
-    except RecordError:
-        raise
     except Exception as e:  # numpy raises several types for corrupt files
         raise RecordError(f"{field}: cannot read {path} as .npy ({type(e).__name__}: {e})") from None
     if arr.ndim != 2 or arr.shape[0] < min_codebooks or arr.shape[1] == 0:

@@ -29,10 +29,10 @@ def read_npy_header(f: BinaryIO, total: int, where: str) -> tuple[tuple[int, ...
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read(f)
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
-        raise NpyFileError(f"{where}: not a .npy file ({first_line(e)[:160]})") from None
+        raise NpyFileError(f"{where} is not a .npy file ({first_line(e)[:160]})") from None
     offset = f.tell()
     if dtype.hasobject:
-        raise NpyFileError(f"{where}: holds Python objects (a pickle; refused, never loaded)")
+        raise NpyFileError(f"{where} holds Python objects (a pickle; refused, never loaded)")
     count = math.prod(shape)
     if any(d < 0 for d in shape) or count * dtype.itemsize != total - offset:
         raise NpyFileError(
@@ -46,7 +46,7 @@ def load_npy(path: str | Path, what: str) -> np.ndarray:
     """The array in ``path`` after :func:`read_npy_header` agreed with the file's size."""
     path = check_regular_file(path, what)
     with open(path, "rb") as f:
-        read_npy_header(f, os.stat(path).st_size, f"{what}: cannot read {path}")
+        read_npy_header(f, os.stat(path).st_size, f"{what}: {path}")
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
