@@ -119,19 +119,18 @@ def _check_text_size(song: Song, limit: int) -> None:
         )
 
 
-def _check_doc_size(docs: list[Document], limit: int) -> list[Document]:
-    for doc in docs:
-        if len(doc) > limit:
-            raise seq.SequenceError(f"its {doc.mode} document has {len(doc):,} tokens, over --max-doc-tokens {limit:,}")
-    return docs
-
-
 def documents_for_song(song: Song, opts: TokenizeOptions, tokenizer) -> list[Document]:
     """The documents one loaded song yields in ``opts.mode``; raises SequenceError when it cannot or when
     one would exceed ``opts.max_doc_tokens``."""
     if opts.mode != "stage2":
         _check_text_size(song, opts.max_doc_tokens)
-    return _check_doc_size(_build_documents(song, opts, tokenizer), opts.max_doc_tokens)
+    docs = _build_documents(song, opts, tokenizer)
+    for doc in docs:
+        if len(doc) > opts.max_doc_tokens:
+            raise seq.SequenceError(
+                f"its {doc.mode} document has {len(doc):,} tokens, over --max-doc-tokens {opts.max_doc_tokens:,}"
+            )
+    return docs
 
 
 def _build_documents(song: Song, opts: TokenizeOptions, tokenizer) -> list[Document]:
