@@ -41,7 +41,7 @@ from yue_train.data.packing import Packer
 from yue_train.format.document import Document
 from yue_train.format.roles import Role
 from yue_train.models.architectures import architecture_config
-from yue_train.models.loading import ModelSpec, enable_activation_checkpointing, resolve_attention
+from yue_train.models.loading import ModelSpec, attention_choice, enable_activation_checkpointing
 from yue_train.models.lora import apply_lora
 from yue_train.training.forward import PackedForward
 from yue_train.training.loss import LossSettings, lm_loss, role_weight_table
@@ -103,7 +103,7 @@ def measures(tokens: int, dt: float, cpu_s: float, device: torch.device) -> dict
 
 
 def run(mode: str, args: argparse.Namespace, device: torch.device) -> dict:
-    attn = resolve_attention(ModelSpec(attn_implementation=args.attn), device)
+    attn = attention_choice(ModelSpec(attn_implementation=args.attn), device).impl
     model = make_model(args.arch, device, attn, args.rank)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
@@ -162,7 +162,7 @@ def run_full(strategy_name: str, args: argparse.Namespace, device: torch.device)
     dcfg = compose_config(["recipe=full_s1", f"distributed={strategy_name}"]).distributed
     D.init_process_group(str(dcfg.strategy), device.type)
     config = architecture_config(args.arch)
-    attn = resolve_attention(ModelSpec(attn_implementation=args.attn), device)
+    attn = attention_choice(ModelSpec(attn_implementation=args.attn), device).impl
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation=attn)

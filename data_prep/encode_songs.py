@@ -23,6 +23,7 @@ from data_prep.align_songs import SongAligner, load_vocal
 from data_prep.songs import MAX_STEM_DIFF_S, STEMS, SongError, SongSpec, frame_spans, load_sections, official_record
 from data_prep.tags import TopTags, check_tags
 from data_prep.transcribe_songs import SongTranscriber
+from yue_train.codec.folder import MANIFEST, check_codec_folder
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
 from yue_train.format import codec_layout as cl
 from yue_train.format.bounded_json import JsonFileError, read_json_object
@@ -85,9 +86,7 @@ def file_sha256(path: Path, h: Any | None = None) -> Any:
 
 def codec_fingerprint(folder: Path) -> str:
     """Hash of the codec's manifest and weights: other weights make other codes."""
-    manifest = folder / "yue_codec.json"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"--codec {folder}: not a converted codec folder (no yue_codec.json)")
+    manifest = check_codec_folder(folder, "--codec") / MANIFEST
     h = hashlib.sha256(manifest.read_bytes())
     meta = read_json_object(manifest)
     return file_sha256(folder / meta.get("xcodec_file", "xcodec.safetensors"), h).hexdigest()

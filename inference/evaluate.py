@@ -50,6 +50,7 @@ def parse_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
 
 def generate_songs(args: argparse.Namespace, progress: bool) -> Path:
     """``--generate``: one song per prompt of ``--prompts`` into ``--out``; returns ``--out``."""
+    from yue_train.codec.folder import check_codec_folder
     from yue_train.devices import resolve_device
     from yue_train.generation.inputs import check_model_ref, check_models
     from yue_train.generation.loading import load_codec, load_lm, load_stage2
@@ -62,8 +63,8 @@ def generate_songs(args: argparse.Namespace, progress: bool) -> Path:
         raise EvalUsageError("--generate needs --stage1-model, --prompts and --out")
     if args.codec is not None and args.stage2_model is None:
         raise EvalUsageError("--codec needs --stage2-model: audio is decoded from stage 2's 8 codebooks")
-    if args.codec is not None and not (args.codec / "yue_codec.json").is_file():
-        raise EvalUsageError(f"--codec {args.codec}: not a converted codec folder (run `yue-prep convert-codec`)")
+    if args.codec is not None:
+        check_codec_folder(args.codec, "--codec", EvalUsageError)
     try:
         check_out(args.out, args.overwrite)
     except SongFolderError as e:

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from yue_train.codec.folder import check_codec_folder
 from yue_train.devices import resolve_device
 from yue_train.format import sequences as seq
 from yue_train.format.song import Song
@@ -74,8 +75,8 @@ class YuE:
         names = stage1_module_names(str(stage1), "stage1") if adapters else None
         for a in adapters:  # configs only: a broken adapter is refused before the base model loads
             check_adapter(str(a), "adapters", names)
-        if codec is not None and not (Path(codec) / "yue_codec.json").is_file():
-            raise GenerateInputError(f"codec {codec}: not a converted codec folder (run `yue-prep convert-codec`)")
+        if codec is not None:
+            check_codec_folder(codec, "codec", GenerateInputError)
         dev = resolve_device(device)
         codec_model = load_codec(codec, dev)
         s1 = load_lm(str(stage1), dev, [str(a) for a in adapters], adapter)

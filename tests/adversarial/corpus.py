@@ -136,10 +136,10 @@ def record_cases(root: Path) -> dict[str, Case]:
     r = good_record(root, "npy-truncated")
     data = (root / r["vocals_codec"]).read_bytes()
     (root / r["vocals_codec"]).write_bytes(data[: len(data) // 2])
-    add("npy-truncated", r, "cannot read")
+    add("npy-truncated", r, "its header claims")
     r = good_record(root, "npy-pickled")
     _save(root, r, "vocals_codec", np.array([{"payload": 1}], dtype=object), allow_pickle=True)
-    add("npy-pickled", r, "cannot read")
+    add("npy-pickled", r, "holds Python objects (a pickle; refused, never loaded)")
     r = good_record(root, "npy-float")
     _save(root, r, "vocals_codec", np.zeros((8, 1500), dtype=np.float32))
     add("npy-float", r, "has dtype float32, expected integer codes")
@@ -359,7 +359,7 @@ def shard_cases(good: Path, root: Path, marker: Path) -> dict[str, Case]:
         "roles has values in [250, 250]",
         replace("roles.npy", _npy(np.full(len(ids), 250, np.uint8))),
     )
-    variant("shard-pickled-npy", "holds pickled objects (refused, never loaded)", replace("input_ids.npy", _npy(np.array([Payload(marker)], dtype=object), True)))  # fmt: skip
+    variant("shard-pickled-npy", "input_ids.npy holds Python objects (a pickle; refused, never loaded)", replace("input_ids.npy", _npy(np.array([Payload(marker)], dtype=object), True)))  # fmt: skip
     variant("shard-pickle-member", "", replace("pyd", pickle.dumps(Payload(marker))))
     return cases
 

@@ -94,9 +94,9 @@ DOC_DAMAGE: dict[str, tuple[Callable[[dict[str, bytes], Path], None], str]] = {
     "bad_json": (_set("json", b'{"id": "x", '), "bad JSON"),
     "json_not_utf8": (_set("json", b'{"id": "\xff\xfe"}'), "bad JSON"),
     "json_a_list": (_set("json", b"[1, 2]"), "not an object"),
-    "pickled_npy": (_pickled_npy, "pickled"),
+    "pickled_npy": (_pickled_npy, "Python objects (a pickle"),
     "raw_pickle": (_raw_pickle, "magic"),
-    "npy_huge_shape": (_huge_header, "header says"),
+    "npy_huge_shape": (_huge_header, "header claims"),
     "not_npy": (_set("input_ids.npy", b"hello, not an array"), "magic"),
 }
 

@@ -28,7 +28,6 @@ from yue_train.data.shard_reader import (
     iter_records,
     read_shard,
     shard_paths,
-    unverified_folder,
 )
 from yue_train.data.shards import read_summary
 from yue_train.format.document import Document
@@ -186,17 +185,14 @@ def test_a_summary_whose_checksums_do_not_fit_is_refused(tmp_path):
         shard_paths(folder)
 
 
-def test_an_older_folder_without_checksums_reads_unverified(tmp_path):
+def test_a_summary_that_lists_shards_without_checksums_is_refused(tmp_path):
     folder = written_folder(tmp_path / "s", n_docs=4, docs_per_shard=2)
     summary = json.loads((folder / "summary.json").read_text())
     for shard in summary["shards"]:
         del shard["xxh3_64"]
     (folder / "summary.json").write_text(json.dumps(summary))
-    urls = shard_paths(folder)
-    assert unverified_folder(urls[0]) == str(folder / "summary.json")
-    assert len(list(iter_documents(folder))) == 4
-    fresh = written_folder(tmp_path / "new", n_docs=2)
-    assert unverified_folder(shard_paths(fresh)[0]) is None
+    with pytest.raises(ShardError, match="checksums of .* are missing or do not match its 2 documents; re-run"):
+        shard_paths(folder)
 
 
 def test_a_fifo_named_like_a_shard_is_refused_without_blocking(tmp_path):

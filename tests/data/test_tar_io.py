@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from yue_train.data.shard_reader import BadDocument, iter_samples, read_shard
+from yue_train.data.shard_reader import BadDocument, group_samples, read_shard
 from yue_train.data.shards import ShardWriter, iter_documents
 from yue_train.data.tar_io import TarWriter
+from yue_train.data.tar_stream import iter_members
 from yue_train.format.document import Document
 
 SAMPLES = [
@@ -40,7 +41,9 @@ def test_each_reader_reads_the_other_writers_file(tmp_path):
         theirs.write({"__key__": key, **members})
     theirs.close()
     with open(tmp_path / "wds.tar", "rb") as f:
-        assert [(key, members) for key, members, problem in iter_samples(f) if problem is None] == SAMPLES
+        assert [
+            (key, members) for key, members, problem in group_samples(iter_members(f)) if problem is None
+        ] == SAMPLES
 
 
 def test_shards_read_the_same_through_a_path_and_through_webdataset(tmp_path):

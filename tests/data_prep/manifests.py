@@ -71,7 +71,7 @@ def bad_records(root: Path) -> dict[str, tuple[dict | bytes, str]]:
     r = good_record(root, "truncated")
     data = (root / r["codec"]).read_bytes()
     (root / r["vocals_codec"]).write_bytes(data[: len(data) // 2])
-    out["truncated"] = (r, "cannot read")
+    out["truncated"] = (r, "its header claims")
 
     r = good_record(root, "no-file")
     r["instrumental_codec"] = "npy/absent.npy"

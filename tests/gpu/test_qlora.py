@@ -27,7 +27,7 @@ def test_qlora_training_steps(tmp_path):
     model = build_model(ModelSpec(path=str(tmp_path / "base"), load_in_4bit=True, attn_implementation="sdpa"), CUDA)
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
     enable_activation_checkpointing(model)
-    model = apply_lora(model, _Lora(), quantized=True, gradient_checkpointing=True)
+    model = apply_lora(model, _Lora())
     module = PackedLossModule(model, role_weight_table({}, CUDA), LossSettings()).train()
     trainable = [p for p in module.parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n, p in module.named_parameters() if p.requires_grad)

@@ -159,22 +159,20 @@ def test_pax_headers_with_float_mtimes_read_in_training(tmp_path):
     assert result["skipped_docs"] == 0
 
 
-def test_a_folder_without_checksums_trains_after_one_warning_line(tmp_path, capsys):
+def test_a_folder_whose_summary_records_no_checksums_is_refused_at_the_config_check(tmp_path):
     import json
 
     from tests.data.bad_shards import written_folder
-    from yue_train.training.validate import check_config, check_data
+    from yue_train.training.validate import ConfigError, check_config, check_data
 
     folder = written_folder(tmp_path / "old", n_docs=12, docs_per_shard=4)
     summary = json.loads((folder / "summary.json").read_text())
     for shard in summary["shards"]:
-        del shard["xxh3_64"]  # as yue-prep wrote summaries before checksums
+        del shard["xxh3_64"]
     (folder / "summary.json").write_text(json.dumps(summary))
     cfg = compose(*_ov(folder, tmp_path / "run", "trainer.max_steps=2"))
-    check_data(cfg, check_config(cfg))
-    warnings = [x for x in capsys.readouterr().err.splitlines() if "records no shard checksums" in x]
-    assert len(warnings) == 1 and str(folder / "summary.json") in warnings[0] and "data.train[0]" in warnings[0]
-    assert run_training(cfg)["skipped_docs"] == 0
+    with pytest.raises(ConfigError, match=r"data.train\[0\].path: .*summary.json: the checksums of .* are missing"):
+        check_data(cfg, check_config(cfg))
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ from transformers import AutoModelForCausalLM
 
 from yue_train.data.packing import resolve_urls
 from yue_train.format.vocab import MODEL_VOCAB_SIZE
-from yue_train.models import architecture_config, llama_module_names
+from yue_train.models.architectures import architecture_config
+from yue_train.models.loading import llama_module_names
 
 
 def test_stage1_7b_matches_the_released_architecture():

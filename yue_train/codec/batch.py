@@ -135,7 +135,7 @@ def encode_files(
     return results
 
 
-def write_report(results: Sequence[EncodeResult], path: str | Path, wall_seconds: float | None = None) -> Path:
+def write_report(results: Sequence[EncodeResult], path: str | Path, wall_seconds: float) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     summary = {
@@ -144,8 +144,7 @@ def write_report(results: Sequence[EncodeResult], path: str | Path, wall_seconds
         "skipped": sum(r.status == "skipped" for r in results),
         "audio_seconds": round(sum(r.seconds for r in results), 3),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "wall_seconds": round(wall_seconds, 3),
     }
-    if wall_seconds is not None:
-        summary["wall_seconds"] = round(wall_seconds, 3)
     path.write_text(json.dumps({"summary": summary, "files": [asdict(r) for r in results]}, indent=2) + "\n")
     return path

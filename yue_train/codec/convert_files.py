@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -25,17 +24,10 @@ from yue_train.codec.convert import (
     official_names,
 )
 from yue_train.codec.model import YueCodec, build_upsampler, build_xcodec, load_strict
+from yue_train.format.provenance import file_fingerprint
 from yue_train.safe_pickle import Allowlist, restricted_torch_load
 
 log = logging.getLogger(__name__)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # The official X-Codec checkpoint is a full training snapshot: beside the tensors it pickles omegaconf configs,
@@ -124,7 +116,7 @@ def convert_official(
                 ups[track] = load_official_upsampler(path, base, inert_globals)
                 sources[f"{track}_decoder"] = Path(path)
     provenance = {
-        name: {"file": str(p), **({"sha256": _sha256(p)} if hash_sources else {})}
+        name: {"file": str(p), **({"sha256": file_fingerprint(p)} if hash_sources else {})}
         for name, p in sources.items()
         if p is not None
     }

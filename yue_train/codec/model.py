@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from transformers import XcodecConfig, XcodecModel
 
 from yue_train.codec.config import UpsamplerConfig
 from yue_train.codec.convert import CheckpointLayoutError, check_layout
+from yue_train.codec.folder import MANIFEST, check_codec_folder
 from yue_train.codec.vocos import VocosUpsampler
 from yue_train.devices import resolve_device
 from yue_train.format import codec_layout as cl
@@ -32,10 +33,7 @@ from yue_train.format.bounded_json import read_json_object
 
 FOLDER_FORMAT = "yue-codec"
 FOLDER_VERSION = 1
-MANIFEST = "yue_codec.json"
-TRACKS = ("vocal", "inst")
 HOP = 320  # 16 kHz samples per frame
-UPSAMPLED_HOP = 882  # 44.1 kHz samples per frame
 
 
 class CodesError(cl.CodecRangeError):
@@ -115,12 +113,8 @@ class YueCodec:
         bf16: bool = False,
         load_upsamplers: bool = True,
     ) -> YueCodec:
-        folder = Path(folder)
+        folder = check_codec_folder(folder, "codec")
         manifest_path = folder / MANIFEST
-        if not manifest_path.is_file():
-            raise FileNotFoundError(
-                f"{folder}: not a converted codec folder (no {MANIFEST}); run `yue-prep convert-codec`"
-            )
         meta = read_json_object(manifest_path)  # JsonFileError (a ValueError) names the file
         if meta.get("format") != FOLDER_FORMAT or meta.get("version") != FOLDER_VERSION:
             raise ValueError(
@@ -157,7 +151,7 @@ class YueCodec:
         for track, up in self.upsamplers.items():
             name = f"upsampler_{track}.safetensors"
             save_file(_contiguous(up.state_dict()), folder / name)
-            meta["upsamplers"][track] = {"file": name, "config": up.config.to_dict()}
+            meta["upsamplers"][track] = {"file": name, "config": asdict(up.config)}
         (folder / MANIFEST).write_text(json.dumps(meta, indent=2, default=str) + "\n")
         return folder
 
@@ -247,9 +241,6 @@ class YueCodec:
             )
         return codes.astype(np.int64)
 
-    def _chunks(self, n_frames: int, chunk: int, context: int) -> list[tuple[int, int, int, int]]:
-        return ChunkPlan(chunk, context).windows(n_frames)
-
     @torch.inference_mode()
     def embed(self, codes: np.ndarray) -> torch.Tensor:
         """Sum of the codebook vectors, (1, codebook_dim, T): what the upsamplers take."""
@@ -264,7 +255,7 @@ class YueCodec:
         receptive field of a few frames, so decoding in overlapping chunks gives the same samples."""
         codes = self.check_codes(codes, source)
         parts = []
-        for w0, w1, k0, k1 in self._chunks(codes.shape[1], chunk_frames, context_frames):
+        for w0, w1, k0, k1 in ChunkPlan(chunk_frames, context_frames).windows(codes.shape[1]):
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 y = self.model.decode(torch.from_numpy(codes[None, :, w0:w1]).to(self.device), return_dict=False)
             parts.append(_to_numpy(y[0, 0, (k0 - w0) * HOP : (k1 - w0) * HOP]))
@@ -292,7 +283,7 @@ class YueCodec:
         up = self.upsamplers[track]
         hop = up.config.hop_length
         parts = []
-        for w0, w1, k0, k1 in self._chunks(codes.shape[1], chunk_frames, context_frames):
+        for w0, w1, k0, k1 in ChunkPlan(chunk_frames, context_frames).windows(codes.shape[1]):
             emb = self.embed(codes[:, w0:w1])
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 y = up(emb.to(next(up.parameters()).dtype))
@@ -314,17 +305,13 @@ def _fp32_codebook_search(quantizer: torch.nn.Module, device_type: str) -> None:
 def build_xcodec(config: XcodecConfig, *, empty: bool = False) -> XcodecModel:
     """``XcodecModel`` for ``config``; ``empty`` builds it on the meta device (no random init of ~190M
     values) for :func:`load_strict` to fill -- every tensor it has is in the state dict."""
-    if empty:
-        with torch.device("meta"):
-            return XcodecModel(config).eval()
-    return XcodecModel(config).eval()
+    with torch.device("meta" if empty else "cpu"):
+        return XcodecModel(config).eval()
 
 
 def build_upsampler(config: UpsamplerConfig, *, empty: bool = False) -> VocosUpsampler:
-    if empty:
-        with torch.device("meta"):
-            return VocosUpsampler(config).eval()
-    return VocosUpsampler(config).eval()
+    with torch.device("meta" if empty else "cpu"):
+        return VocosUpsampler(config).eval()
 
 
 def load_strict(

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from yue_train.data.shards import DEMO_SUMMARY_NAME, ShardWriter, write_summary
+from yue_train.data.shard_reader import DEMO_SUMMARY_NAME
+from yue_train.data.shards import ShardWriter, write_summary
 from yue_train.data.synthetic import demo_song, motif_codes
 from yue_train.format import codec_layout as cl
 from yue_train.format.sequences import build_cot_document, build_stage2_document
 from yue_train.tokenizer import load_tokenizer
-
-DONE_NAME = DEMO_SUMMARY_NAME
 
 
 def write_demo_corpus(
@@ -34,7 +33,7 @@ def write_demo_corpus(
     Stage 1: CoT documents (synthetic tokenizer). Stage 2: 8-codebook documents of 1-2 six-second chunks.
     """
     out = Path(out_dir)
-    if (out / DONE_NAME).exists():
+    if (out / DEMO_SUMMARY_NAME).exists():
         return out
     rng = np.random.default_rng(seed)
     tokenizer = load_tokenizer(None) if stage == 1 else None
@@ -49,5 +48,5 @@ def write_demo_corpus(
                 writer.write(build_stage2_document(codes, f"demo-s2-{i:05d}"))
         shards = writer.close()
     # Written last: a folder without it is incomplete and gets rebuilt.
-    write_summary(out, {"n_songs": n_songs, "stage": stage, "seed": seed, "shards": shards}, writer, DONE_NAME)
+    write_summary(out, {"n_songs": n_songs, "stage": stage, "seed": seed, "shards": shards}, writer, DEMO_SUMMARY_NAME)
     return out

@@ -13,7 +13,7 @@ missing indexes, each a share of the shards, then meet at a barrier; any process
 (another machine, a fallback folder that is not shared) builds it itself: the file is written to a
 temporary name and renamed, so concurrent builders are harmless. An index file's name carries the shard's
 size and a hash of its documents' checksums from ``summary.json`` (so a copied folder keeps its indexes),
-or, for a folder without checksums, its size, mtime and ctime: a shard that changes gets a new index.
+or, for shards without a summary, its size, mtime and ctime: a shard that changes gets a new index.
 (Damage that keeps both, bit-rot inside a document, is caught by the document's checksum when it is
 read.) Index files hold plain arrays, loaded with ``allow_pickle=False``.
 
@@ -27,6 +27,7 @@ the document is read for training (:func:`read_document`).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -39,18 +40,20 @@ import numpy as np
 import xxhash
 
 from yue_train.data.shard_reader import (
+    DAMAGED,
     MEMBERS,
     ShardError,
+    group_samples,
     listed_checksum,
     listed_shard,
-    npy_header,
+    missing_members,
     open_shard,
-    reason,
-    split_member_name,
     verified_document,
 )
-from yue_train.data.tar_stream import TarFormatError, iter_member_spans
+from yue_train.data.tar_stream import iter_member_spans
+from yue_train.errors import first_line
 from yue_train.format.document import Document
+from yue_train.format.npy import read_npy_header
 
 INDEX_VERSION = 1
 INDEX_DIR = ".yue-index"
@@ -143,9 +146,9 @@ def _length(fd: int, offset: int, size: int, name: str) -> int:
     if n is not None:
         return n
     try:
-        shape = npy_header(head, size, name)[0]
+        shape = read_npy_header(io.BytesIO(head), size, name)[0]
     except ValueError:  # a header longer than HEAD bytes
-        shape = npy_header(_pread(fd, offset, min(size, 1 << 17)), size, name)[0]
+        shape = read_npy_header(io.BytesIO(_pread(fd, offset, min(size, 1 << 17))), size, name)[0]
     if len(shape) != 1:
         raise ValueError("not 1-D")
     return int(shape[0])
@@ -169,23 +172,12 @@ def build_index(url: str) -> ShardIndex:
     samples: list[tuple[str, dict[str, tuple[int, int]], str | None]] = []
     damage_key = damage = ""
     with open_shard(url) as f:
-        key: str | None = None
-        members: dict[str, tuple[int, int]] = {}
-        problem: str | None = None
-        try:
-            for name, offset, size in iter_member_spans(f):
-                k, suffix = split_member_name(name)
-                if key is not None and k != key:
-                    samples.append((key, members, problem))
-                    members, problem = {}, None
-                key = k
-                if suffix in members:
-                    problem = f"member {suffix!r} appears twice"
-                members[suffix] = (offset, size)
-            if key is not None:
-                samples.append((key, members, problem))
-        except TarFormatError as e:
-            damage_key, damage = (key or "(first document)"), f"damaged shard: {e}"
+        spans = ((name, (offset, size)) for name, offset, size in iter_member_spans(f))
+        for key, members, problem in group_samples(spans):
+            if problem is not None and problem.startswith(DAMAGED):
+                damage_key, damage = key, problem
+                break
+            samples.append((key, members, problem))
         n = len(samples)
         offsets, sizes = np.full((n, 3), -1, dtype=np.int64), np.zeros((n, 3), dtype=np.int64)
         n_tokens, crcs = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
@@ -195,9 +187,9 @@ def build_index(url: str) -> ShardIndex:
             for i, m in enumerate(MEMBERS):
                 if m in members:
                     offsets[j, i], sizes[j, i] = members[m]
-            missing = [m for m in MEMBERS if m not in members]
-            if problem is not None or missing:
-                bad[j] = problem or f"missing member {', '.join(missing)}"
+            problem = problem or missing_members(members)
+            if problem is not None:
+                bad[j] = problem
                 continue
             try:
                 n_tokens[j], crcs[j] = _light(fd, offsets[j], sizes[j])
@@ -206,7 +198,7 @@ def build_index(url: str) -> ShardIndex:
                     doc = verified_document(_members_of(fd, offsets[j], sizes[j]), listed_checksum(listed, j))
                     n_tokens[j], crcs[j] = len(doc), id_crc(doc.id)
                 except (ValueError, TypeError) as e:
-                    bad[j] = reason(e)
+                    bad[j] = first_line(e)
     keys = np.array([s[0] for s in samples], dtype=str) if samples else np.zeros(0, dtype="<U1")
     return ShardIndex(keys, offsets, sizes, n_tokens, crcs, np.array(bad, dtype=str).reshape(n), damage_key, damage)
 
@@ -215,7 +207,7 @@ def build_index(url: str) -> ShardIndex:
 def _index_name(url: str) -> str:
     st = os.stat(url)
     listed = listed_shard(url)
-    if listed is not None and listed.checksums:  # the documents' checksums name the content: copies keep the index
+    if listed is not None:  # the documents' checksums name the content: copies keep the index
         tag = f"{st.st_size}-x{xxhash.xxh3_64_hexdigest(listed.checksums.encode())}"
     else:
         tag = f"{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}"
@@ -309,7 +301,3 @@ def read_document(
     if len(doc) != int(index.n_tokens[entry]):
         raise ValueError("the document changed since its shard was indexed")
     return doc, int(sum(len(m) for m in members.values()))
-
-
-def checksum_for(url: str, entry: int) -> str | None:
-    return listed_checksum(listed_shard(url), entry)

@@ -2,9 +2,9 @@
 
 Two kinds of dataset are generated rather than read: the demo corpus (``data.demo_corpus``, see
 :mod:`.demo_corpus`), written only when a ``data.train`` or ``data.eval`` entry reads its folder, and
-entries with a ``synthetic:`` block (:mod:`.pretrain_corpus`). :func:`check_generated` only checks and
-runs with the other config checks on every process; :func:`prepare_data` writes, on one process, after
-those checks have passed, so a config that cannot train leaves no corpus behind.
+entries with a ``synthetic:`` block (:mod:`.pretrain_corpus`). :func:`~.pretrain_corpus.synthetic_entries`
+only checks and runs with the other config checks on every process; :func:`prepare_data` writes, on one
+process, after those checks have passed, so a config that cannot train leaves no corpus behind.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from yue_train.data.demo_corpus import write_demo_corpus
-from yue_train.data.pretrain_corpus import prepare_synthetic_datasets, synthetic_entries
+from yue_train.data.pretrain_corpus import prepare_synthetic_datasets
 
 
 def _entry_paths(cfg: Any) -> list[str]:
@@ -36,11 +36,6 @@ def demo_corpus_in_use(cfg: Any) -> bool:
         return False
     out = os.path.abspath(str(dc.out))
     return any(os.path.abspath(p) == out for p in _entry_paths(cfg))
-
-
-def check_generated(cfg: Any) -> None:
-    """Check the ``synthetic`` blocks (raises :class:`~.pretrain_corpus.SyntheticDataError`); writes nothing."""
-    synthetic_entries(cfg)
 
 
 def prepare_data(cfg: Any) -> list[Path]:

@@ -19,7 +19,7 @@ import numpy as np
 from yue_train.format import codec_layout as cl
 from yue_train.format.files import check_regular_file
 from yue_train.format.npy import NpyFileError, load_npy
-from yue_train.format.song import Segment, Song
+from yue_train.format.song import CODE_FIELDS, Segment, Song
 
 MAX_TRACK_LENGTH_DIFF = 10  # frames
 FPS_RANGE = (49.0, 51.0)
@@ -35,8 +35,6 @@ DEFAULT_MAX_DOC_TOKENS = 32 * 16_384
 # Text is refused before it is tokenized when it holds more than this many characters per allowed token:
 # the YuE tokenizer's longest piece is 18 characters, so such text cannot fit in --max-doc-tokens.
 TEXT_CHARS_PER_TOKEN = 32
-
-CODE_FIELDS = {"vocal": "vocals_codec", "inst": "instrumental_codec", "mixture": "codec"}
 
 
 class RecordError(ValueError):
@@ -115,17 +113,11 @@ def load_codes(path_value: str, root: Path, field: str, min_codebooks: int = 1, 
     if confine and not path.resolve().is_relative_to(Path(root).resolve()):
         raise RecordError(f"{field}: {path_value} lies outside --root {root} (absolute, '..' or a symlink out of it)")
     try:
-        with path.open("rb") as f:
-            magic = f.read(6)
-        if magic != b"\x93NUMPY":
-            raise RecordError(f"{field}: {path} is not a .npy file (it does not start with the NumPy magic bytes)")
         arr = load_npy(path, field)  # the header checked against the file's size before allocating
     except NpyFileError as e:
         raise RecordError(str(e)) from None
     except OSError as e:
         raise RecordError(f"{field}: cannot read {path} ({e.strerror or type(e).__name__})") from None
-    except RecordError:
-        raise
     except Exception as e:  # numpy raises several types for corrupt files
         raise RecordError(f"{field}: cannot read {path} as .npy ({type(e).__name__}: {e})") from None
     if arr.ndim != 2 or arr.shape[0] < min_codebooks or arr.shape[1] == 0:

@@ -114,10 +114,6 @@ class Batch:
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return self.input_ids, self.position_ids, self.labels, self.target_roles
 
-    @property
-    def n_label_tokens(self) -> int:
-        return int((self.labels != IGNORE_INDEX).sum())
-
 
 class RowFiller(Generic[T]):
     """Fills rows of exactly ``seq_len`` tokens with pieces ``(item, start, stop)`` of items of known length.

@@ -34,7 +34,7 @@ import torch
 
 from yue_train.data.doc_index import ShardIndex
 from yue_train.data.packing import DataConfigError, NoDocumentsError, RowFiller, is_held_out, no_documents
-from yue_train.data.shard_reader import BadDocument, ListedShard, listed_checksum
+from yue_train.data.shard_reader import EXTRA_DOCUMENT, BadDocument, ListedShard, listed_checksum, short_shard
 
 Ref = tuple[int, int, int]  # (dataset, shard, entry)
 Piece = tuple[Ref, int, int]  # tokens [start, stop) of a document
@@ -57,15 +57,12 @@ class ShardPlan:
             if index.bad[j]:
                 plan.bad[j] = BadDocument(url, str(index.keys[j]), str(index.bad[j]))
             elif listed_checksum(listed, j) == "":
-                plan.bad[j] = BadDocument(
-                    url, str(index.keys[j]), "not listed in the folder's summary (an extra document)"
-                )
+                plan.bad[j] = BadDocument(url, str(index.keys[j]), EXTRA_DOCUMENT)
+        short = short_shard(url, len(index), listed)
         if index.damage:
             plan.tail.append(BadDocument(url, index.damage_key, index.damage))
-        elif listed is not None and len(index) < listed.n_docs:
-            plan.tail.append(
-                BadDocument(url, "(end)", f"holds {len(index)} of the {listed.n_docs} documents its summary lists")
-            )
+        elif short is not None:
+            plan.tail.append(short)
         return plan
 
     @property

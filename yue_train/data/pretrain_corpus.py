@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, ShardWriter, write_summary
+from yue_train.data.shards import SUMMARY_NAME, ShardWriter, owned_files, write_summary
 from yue_train.data.synthetic import demo_song
 from yue_train.format.bounded_json import JsonFileError, read_json_object
 from yue_train.format.document import Document
@@ -118,8 +118,8 @@ def write_synthetic_shards(out_dir: str | Path, spec: dict[str, Any], docs_per_s
         return out
     out.mkdir(parents=True, exist_ok=True)
     prefix = f"synth-{spec['kind']}"
-    for stale in [*out.glob(f"{prefix}-*.tar"), *out.glob(f"*{TMP_SUFFIX}"), out / SUMMARY_NAME]:
-        stale.unlink(missing_ok=True)
+    for stale in owned_files(out, prefix):
+        stale.unlink()
     roles: Counter[str] = Counter()
     n_docs = 0
     with ShardWriter(out, prefix=prefix, max_docs=docs_per_shard, tokenizer=load_tokenizer(None)) as writer:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from yue_train.format.provenance import file_fingerprint
+
 
 def default_folder() -> Path:
     """``$XDG_CACHE_HOME/yue-train/separated`` (``~/.cache/yue-train/separated``)."""
@@ -34,11 +36,7 @@ class SeparationCache:
         self.misses = 0
 
     def key(self, path: str | Path, sample_rate: int) -> str:
-        h = hashlib.sha256(f"{self.model}\n{sample_rate}\n".encode())
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        return h.hexdigest()
+        return file_fingerprint(path, hashlib.sha256(f"{self.model}\n{sample_rate}\n".encode()))
 
     def separate(self, path: str | Path, sample_rate: int = 16_000) -> tuple[np.ndarray, np.ndarray]:
         """(vocals, accompaniment) of the mix at ``path``, mono at ``sample_rate``."""

@@ -17,8 +17,8 @@ development machine, so verifying costs little next to reading (``benchmarks/che
 reader verifies each document with the bytes it already holds.
 
 The shard list of a folder is checked against its summary: a listed shard that is missing, or a ``.tar``
-the summary does not list, refuses the folder (:class:`ShardError`). Folders whose summary predates
-checksums are read unverified (:func:`unverified_folder` lets callers say so once).
+the summary does not list, refuses the folder (:class:`ShardError`), and so does a summary that lists a shard
+without checksums. Shards with no summary beside them are read unverified.
 
 URLs: local paths are opened as files (regular files only). ``pipe:`` URLs run a shell command and are
 refused unless ``allow_commands`` is set; other URL schemes (``https://``, ``gs://``, ...) are opened with
@@ -34,15 +34,17 @@ import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
 import xxhash
 
 from yue_train.data.tar_stream import TarFormatError, iter_members
+from yue_train.errors import first_line
 from yue_train.format.bounded_json import JsonFileError, read_json
 from yue_train.format.document import Document
+from yue_train.format.npy import read_npy_header
 
 SUMMARY_NAME = "summary.json"
 DEMO_SUMMARY_NAME = "demo_corpus.json"  # the generated demo corpus's summary
@@ -52,6 +54,9 @@ CHECKSUM_KEY = "xxh3_64"  # in each summary ``shards`` entry: DIGITS hex digits 
 DIGITS = 16
 COMMAND_SCHEMES = frozenset({"pipe"})
 REMOTE_SCHEMES = frozenset({"http", "https", "s3", "gs", "htgs", "ais", "sftp", "ftps", "scp", "hf"})
+DAMAGED = "damaged shard:"  # starts the reason of the document a tar's damage cut off (nothing after it is read)
+EXTRA_DOCUMENT = "not listed in the folder's summary (an extra document)"
+T = TypeVar("T")
 
 
 class ShardError(ValueError):
@@ -120,7 +125,7 @@ class ListedShard:
     """A shard as its folder's summary lists it."""
 
     n_docs: int
-    checksums: str | None  # DIGITS hex digits per document; None: written before checksums were recorded
+    checksums: str  # DIGITS hex digits per document
 
 
 _listing_cache: dict[str, tuple[tuple[int, int], tuple[str, dict[str, ListedShard]] | None]] = {}
@@ -129,21 +134,23 @@ _listing_cache: dict[str, tuple[tuple[int, int], tuple[str, dict[str, ListedShar
 def listed_shards(folder: str | Path) -> tuple[str, dict[str, ListedShard]] | None:
     """(summary file name, shards by file name) from a folder's summary; None when it has no summary
     listing shards. A summary that cannot be read raises :class:`ShardError`."""
-    folder = Path(folder)
-    for name in SUMMARY_FILES:
-        path = folder / name
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        sig = (st.st_mtime_ns, st.st_size)
-        cached = _listing_cache.get(str(path))
-        if cached is not None and cached[0] == sig:
-            return cached[1]
-        listing = _parse_listing(path)
-        _listing_cache[str(path)] = (sig, listing)
-        return listing
-    return None
+    path = summary_file(Path(folder))
+    if path is None:
+        return None
+    st = path.stat()
+    sig = (st.st_mtime_ns, st.st_size)
+    cached = _listing_cache.get(str(path))
+    if cached is not None and cached[0] == sig:
+        return cached[1]
+    listing = _parse_listing(path)
+    _listing_cache[str(path)] = (sig, listing)
+    return listing
+
+
+def summary_file(folder: Path) -> Path | None:
+    """The folder's summary (``summary.json``, or the demo corpus's), whatever kind of file it is (a reader
+    refuses one that is not a regular file); None when it has none."""
+    return next((folder / name for name in SUMMARY_FILES if (folder / name).exists()), None)
 
 
 def _parse_listing(path: Path) -> tuple[str, dict[str, ListedShard]] | None:
@@ -162,8 +169,10 @@ def _parse_listing(path: Path) -> tuple[str, dict[str, ListedShard]] | None:
             name = str(entry["name"])
         except (TypeError, KeyError, ValueError):
             raise ShardError(f"{path}: a `shards` entry lacks its name or n_docs; {fix}") from None
-        if sums is not None and (not isinstance(sums, str) or len(sums) != DIGITS * n_docs):
-            raise ShardError(f"{path}: the checksums of {name} do not match its {n_docs} documents; {fix}")
+        if not isinstance(sums, str) or len(sums) != DIGITS * n_docs:
+            raise ShardError(
+                f"{path}: the checksums of {name} are missing or do not match its {n_docs} documents; {fix}"
+            )
         shards[name] = ListedShard(n_docs, sums)
     return path.name, shards
 
@@ -208,22 +217,10 @@ def shard_paths(path: str | Path) -> list[str]:
     return paths
 
 
-def unverified_folder(url: str) -> str | None:
-    """The summary of a local shard's folder when it lists shards without checksums (older yue-prep)."""
-    if url_kind(url) != "local":
-        return None
-    listing = listed_shards(Path(url).parent)
-    if listing is None:
-        return None
-    entry = listing[1].get(Path(url).name)
-    return str(Path(url).parent / listing[0]) if entry is not None and entry.checksums is None else None
-
-
 def listed_checksum(listed: ListedShard | None, index: int) -> str | None:
-    """The recorded checksum of a shard's ``index``-th document; None when none was recorded, "" when the
-    summary lists fewer documents (an extra one)."""
-    sums = listed.checksums if listed is not None else None
-    return None if sums is None else sums[DIGITS * index : DIGITS * (index + 1)]
+    """The recorded checksum of a shard's ``index``-th document; None when the shard has no summary, "" when
+    the summary lists fewer documents (an extra one)."""
+    return None if listed is None else listed.checksums[DIGITS * index : DIGITS * (index + 1)]
 
 
 def listed_shard(url: str) -> ListedShard | None:
@@ -241,60 +238,45 @@ def split_member_name(name: str) -> tuple[str, str]:
     return (f"{folder}/{key}" if folder else key), suffix
 
 
-def iter_samples(stream: BinaryIO) -> Iterator[tuple[str, dict[str, bytes], str | None]]:
-    """(key, members, None) per document, in order; (key, partial members, reason) at damage, then stop."""
+def group_samples(members: Iterable[tuple[str, T]]) -> Iterator[tuple[str, dict[str, T], str | None]]:
+    """(key, members, None) per document of a tar's ``(name, payload)`` members, in order; (key, partial
+    members, ``"damaged shard: ..."``) at damage, then stop."""
     key: str | None = None
-    members: dict[str, bytes] = {}
+    found: dict[str, T] = {}
     problem: str | None = None  # of the document being collected
     try:
-        for name, data in iter_members(stream):
+        for name, data in members:
             k, suffix = split_member_name(name)
             if key is not None and k != key:
-                yield key, members, problem
-                members, problem = {}, None
+                yield key, found, problem
+                found, problem = {}, None
             key = k
-            if suffix in members:
+            if suffix in found:
                 problem = f"member {suffix!r} appears twice"
-            members[suffix] = data
+            found[suffix] = data
     except TarFormatError as e:
-        yield (key or "(first document)"), members, f"damaged shard: {e}"
+        yield (key or "(first document)"), found, f"{DAMAGED} {e}"
         return
     if key is not None:
-        yield key, members, problem
-
-
-def npy_header(data: bytes, total: int, name: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """(shape, fortran order, dtype, data offset) of a ``.npy`` member of ``total`` bytes whose first bytes
-    are ``data``; refuses pickled (object) data and a header whose shape does not match the size."""
-    f = io.BytesIO(data)
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-    else:
-        raise ValueError(f"{name}: unsupported .npy version {version}")
-    if dtype.hasobject:
-        raise ValueError(f"{name} holds pickled objects (refused, never loaded)")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if count < 0 or count * dtype.itemsize != total - f.tell():
-        raise ValueError(f"{name}: {total - f.tell()} data bytes but its header says shape {shape} of {dtype}")
-    return shape, fortran, dtype, f.tell()
+        yield key, found, problem
 
 
 def _npy(data: bytes, name: str) -> np.ndarray:
     """An array from ``.npy`` bytes, refusing pickled (object) data and size mismatches before allocating."""
-    shape, fortran, dtype, offset = npy_header(data, len(data), name)
+    shape, fortran, dtype, offset = read_npy_header(io.BytesIO(data), len(data), name)
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
-def decode_document(members: Mapping[str, bytes]) -> Document:
-    """The document of one sample's members; ``ValueError`` saying what is wrong."""
+def missing_members(members: Mapping[str, object]) -> str | None:
+    """``missing member ...`` naming what a document lacks of :data:`MEMBERS`; None when it has them all."""
     missing = [m for m in MEMBERS if m not in members]
-    if missing:
-        raise ValueError(f"missing member {', '.join(missing)}")
+    return f"missing member {', '.join(missing)}" if missing else None
+
+
+def decode_document(members: Mapping[str, bytes]) -> Document:
+    """The document of one sample's (complete) members; ``ValueError`` saying what is wrong."""
     try:
         meta = json.loads(members["json"].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
@@ -305,31 +287,21 @@ def decode_document(members: Mapping[str, bytes]) -> Document:
     return Document(ids, roles, meta)  # checks dtypes, shapes and ranges before casting
 
 
-def reason(e: Exception) -> str:
-    """The one-line reason a document is bad, from the error its check raised."""
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
-
-
 def verified_document(members: Mapping[str, bytes], want: str | None, vocab_size: int | None = None) -> Document:
     """The document of one sample's members, its checksum compared with ``want`` (None: not recorded) and,
     with ``vocab_size``, its ids checked against the model's embedding rows; ``ValueError`` otherwise."""
-    doc = _verified_document(members, want)
+    problem = missing_members(members)
+    if problem is not None:
+        raise ValueError(problem)
+    if want is not None and not want:
+        raise ValueError(EXTRA_DOCUMENT)
+    if want is not None and doc_checksum(members) != want:
+        raise ValueError("checksum mismatch (the shard is damaged; restore it or re-run yue-prep tokenize)")
+    doc = decode_document(members)
     top = int(doc.input_ids.max()) if vocab_size is not None and len(doc) else -1
     if vocab_size is not None and top >= vocab_size:
         raise ValueError(f"token id {top} but the model has {vocab_size} embedding rows")
     return doc
-
-
-def _verified_document(members: Mapping[str, bytes], want: str | None) -> Document:
-    if want is not None:
-        missing = [m for m in MEMBERS if m not in members]
-        if missing:
-            raise ValueError(f"missing member {', '.join(missing)}")
-        if not want:
-            raise ValueError("not listed in the folder's summary (an extra document)")
-        if doc_checksum(members) != want:
-            raise ValueError("checksum mismatch (the shard is damaged; restore it or re-run yue-prep tokenize)")
-    return decode_document(members)
 
 
 def read_shard(
@@ -340,8 +312,8 @@ def read_shard(
     listed = listed_shard(url)
     index = 0
     with open_shard(url, allow_commands) as stream:
-        for key, members, problem in iter_samples(stream):
-            if problem is not None and problem.startswith("damaged shard"):
+        for key, members, problem in group_samples(iter_members(stream)):
+            if problem is not None and problem.startswith(DAMAGED):
                 yield BadDocument(url, key, problem)  # nothing after it can be read
                 return
             want = listed_checksum(listed, index)
@@ -351,11 +323,19 @@ def read_shard(
                     raise ValueError(problem)
                 doc = verified_document(members, want, vocab_size)
             except (ValueError, TypeError) as e:
-                yield BadDocument(url, key, reason(e))
+                yield BadDocument(url, key, first_line(e))
                 continue
             yield doc
-    if listed is not None and index < listed.n_docs:
-        yield BadDocument(url, "(end)", f"holds {index} of the {listed.n_docs} documents its summary lists")
+    short = short_shard(url, index, listed)
+    if short is not None:
+        yield short
+
+
+def short_shard(url: str, n_docs: int, listed: ListedShard | None) -> BadDocument | None:
+    """The record of a shard of ``n_docs`` documents when its summary lists more; None otherwise."""
+    if listed is None or n_docs >= listed.n_docs:
+        return None
+    return BadDocument(url, "(end)", f"holds {n_docs} of the {listed.n_docs} documents its summary lists")
 
 
 def iter_records(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +22,14 @@ import numpy as np
 
 from yue_train.data.shard_reader import (
     CHECKSUM_KEY,
-    DEMO_SUMMARY_NAME,  # noqa: F401  (imported from here by the demo corpus)
-    SUMMARY_FILES,
     SUMMARY_NAME,
     doc_checksum,
     iter_documents,
     shard_paths,
+    summary_file,
 )
 from yue_train.data.tar_io import TarWriter
-from yue_train.format.bounded_json import JsonFileError, read_json_object
+from yue_train.format.bounded_json import read_json_object
 from yue_train.format.document import Document
 from yue_train.format.provenance import SUMMARY_KEY, Provenance, TokenizerLike, provenance_for
 
@@ -41,20 +40,6 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
-
-
-class _Checksums:
-    """The per-document checksums of the shard being written (``xxh3_64`` of its summary entry)."""
-
-    def __init__(self) -> None:
-        self.digits: list[str] = []
-
-    def add(self, members: Mapping[str, bytes]) -> None:
-        self.digits.append(doc_checksum(members))
-
-    def take(self) -> dict[str, str]:
-        out, self.digits = {CHECKSUM_KEY: "".join(self.digits)}, []
-        return out
 
 
 class ShardWriter:
@@ -82,7 +67,7 @@ class ShardWriter:
         self._docs_in_shard = 0
         self._tokens_in_shard = 0
         self._n_written = 0
-        self._checksums = _Checksums()
+        self._checksums: list[str] = []  # of the shard being written (its summary entry's ``xxh3_64``)
         self.tokenizer = tokenizer
         self.codec = codec
         self.modes: set[str] = set()
@@ -110,11 +95,12 @@ class ShardWriter:
                 "name": final.name,
                 "n_docs": self._docs_in_shard,
                 "n_tokens": self._tokens_in_shard,
-                **self._checksums.take(),
+                CHECKSUM_KEY: "".join(self._checksums),
             }
         )
         self._tar = None
         self._tmp_path = None
+        self._checksums = []
 
     def write(self, doc: Document) -> None:
         if self._tar is None:
@@ -125,7 +111,7 @@ class ShardWriter:
             "roles.npy": _npy_bytes(doc.roles),
             "json": json.dumps(doc.meta, ensure_ascii=False).encode("utf-8"),
         }
-        self._checksums.add(members)
+        self._checksums.append(doc_checksum(members))
         self._tar.write(f"{self._n_written:09d}", members)
         self._n_written += 1
         self.modes.add(doc.mode)
@@ -146,7 +132,7 @@ class ShardWriter:
         if self._tar is not None:
             self._tar.close()
             self._tar = None
-        self._checksums.take()
+        self._checksums = []
         if self._tmp_path is not None and self._tmp_path.exists():
             self._tmp_path.unlink()
         self._tmp_path = None
@@ -159,6 +145,11 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
+
+
+def owned_files(out: Path, prefix: str) -> list[Path]:
+    """What a writer of ``prefix`` shards leaves in ``out``: its shards, temporary files and the summary."""
+    return [*out.glob(f"{prefix}-*.tar"), *out.glob(f"*{TMP_SUFFIX}"), *out.glob(SUMMARY_NAME)]
 
 
 def read_summary(shard_dir: str | Path) -> dict[str, Any]:
@@ -179,25 +170,13 @@ def write_summary(out_dir: str | Path, summary: dict[str, Any], writer: ShardWri
 
 def folder_provenance(path: str | Path) -> Provenance | None:
     """The provenance record of a local shard folder (or of the folder a ``.tar`` sits in), from its
-    ``summary.json``; folders written before records existed give their modes only. None when unknown."""
+    summary. None when unknown."""
     p = Path(path)
-    folder = p.parent if p.is_file() else p
-    for name in SUMMARY_FILES:
-        file = folder / name
-        if not file.is_file():
-            continue
-        try:
-            summary = read_json_object(file)
-        except JsonFileError:
-            return None
-        if isinstance(summary.get(SUMMARY_KEY), dict):
-            try:
-                return Provenance.from_dict(summary[SUMMARY_KEY])
-            except (KeyError, TypeError, ValueError, AttributeError):
-                return None
-        mode = summary.get("mode") or {1: "cot", 2: "stage2"}.get(summary.get("stage"))
-        return provenance_for([str(mode)]) if mode else None
-    return None
+    file = summary_file(p.parent if p.is_file() else p)
+    try:
+        return None if file is None else Provenance.from_dict(read_json_object(file)[SUMMARY_KEY])
+    except (KeyError, TypeError, ValueError, AttributeError):  # JsonFileError is a ValueError
+        return None
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

@@ -11,7 +11,7 @@ import multiprocessing as mp
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,18 +30,18 @@ from yue_train.data.manifest import (
     printable,
     read_manifest,
 )
-from yue_train.data.shards import SUMMARY_NAME, TMP_SUFFIX, ShardWriter, write_summary
+from yue_train.data.shards import SUMMARY_NAME, ShardWriter, owned_files, write_summary
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
 from yue_train.format.bounded_json import read_json_object
 from yue_train.format.document import Document
 from yue_train.format.files import check_regular_file
 from yue_train.format.roles import role_token_counts
-from yue_train.format.song import Song
+from yue_train.format.song import CODE_FIELDS, Song
 from yue_train.tokenizer import load_tokenizer
 
 MODES = ("cot", "icl", "stage2")
-STAGE2_SOURCES = {"mixture": "codec", "vocal": "vocals_codec", "inst": "instrumental_codec"}
+STAGE2_SOURCES = tuple(CODE_FIELDS)
 
 EXIT_OK, EXIT_REJECTED, EXIT_FATAL = 0, 3, 2
 
@@ -119,19 +119,18 @@ def _check_text_size(song: Song, limit: int) -> None:
         )
 
 
-def _check_doc_size(docs: list[Document], limit: int) -> list[Document]:
-    for doc in docs:
-        if len(doc) > limit:
-            raise seq.SequenceError(f"its {doc.mode} document has {len(doc):,} tokens, over --max-doc-tokens {limit:,}")
-    return docs
-
-
 def documents_for_song(song: Song, opts: TokenizeOptions, tokenizer) -> list[Document]:
     """The documents one loaded song yields in ``opts.mode``; raises SequenceError when it cannot or when
     one would exceed ``opts.max_doc_tokens``."""
     if opts.mode != "stage2":
         _check_text_size(song, opts.max_doc_tokens)
-    return _check_doc_size(_build_documents(song, opts, tokenizer), opts.max_doc_tokens)
+    docs = _build_documents(song, opts, tokenizer)
+    for doc in docs:
+        if len(doc) > opts.max_doc_tokens:
+            raise seq.SequenceError(
+                f"its {doc.mode} document has {len(doc):,} tokens, over --max-doc-tokens {opts.max_doc_tokens:,}"
+            )
+    return docs
 
 
 def _build_documents(song: Song, opts: TokenizeOptions, tokenizer) -> list[Document]:
@@ -155,50 +154,46 @@ def record_failure(e: Exception) -> str:
     return printable(text if isinstance(e, expected) and text else f"{type(e).__name__}: {text or 'no message'}")
 
 
-def _process(args: tuple[RawRecord, TokenizeOptions]) -> RecordResult:
-    raw, opts = args
-    result = RecordResult(raw.line_no, raw.id)
-    if raw.error is not None:
-        result.error = raw.error
-        return result
+def _result(line_no: int, record_id: str, make: Callable[[], list[Document]]) -> RecordResult:
+    """The documents ``make`` builds, each stamped with its ``line``; whatever it raises is this record's
+    failure alone (see :func:`record_failure`)."""
+    result = RecordResult(line_no, record_id)
     try:
-        result.documents = documents_for_record(raw.data, opts, _worker_tokenizer)
+        result.documents = make()
         for doc in result.documents:
-            doc.meta["line"] = raw.line_no
-    except Exception as e:  # every record is its own failure: see record_failure
+            doc.meta["line"] = line_no
+    except Exception as e:  # every record is its own failure
         result.documents, result.error = [], record_failure(e)
     return result
+
+
+def _process(args: tuple[RawRecord, TokenizeOptions]) -> RecordResult:
+    raw, opts = args
+    if raw.error is not None:
+        return RecordResult(raw.line_no, raw.id, error=raw.error)
+    return _result(raw.line_no, raw.id, lambda: documents_for_record(raw.data, opts, _worker_tokenizer))
 
 
 def _song_result(args: tuple[int, Song, TokenizeOptions]) -> RecordResult:
     """A song given in memory, numbered by its 1-based position (reported as its ``line``)."""
     position, song, opts = args
-    result = RecordResult(position, printable(str(song.id)))
-    try:
+
+    def make() -> list[Document]:
         if opts.mode != "stage2":
             check_timing(song)
-        result.documents = documents_for_song(song, opts, _worker_tokenizer)
-        for doc in result.documents:
-            doc.meta["line"] = position
-    except Exception as e:  # every song is its own failure: see record_failure
-        result.documents, result.error = [], record_failure(e)
-    return result
+        return documents_for_song(song, opts, _worker_tokenizer)
 
-
-def _owned_files(out: Path, prefix: str) -> list[Path]:
-    return [*out.glob(f"{prefix}-*.tar"), *out.glob(f"*{TMP_SUFFIX}"), *out.glob(SUMMARY_NAME)]
+    return _result(position, printable(str(song.id)), make)
 
 
 def prepare_output(opts: TokenizeOptions) -> str | None:
-    """Make ``opts.out`` ready; returns a note for the user, raises FileExistsError to refuse."""
+    """Make ``opts.out`` (a folder, locked by the caller) ready; returns a note for the user, raises
+    FileExistsError to refuse."""
     out = opts.out
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    owned = _owned_files(out, opts.shard_prefix)
+    owned = owned_files(out, opts.shard_prefix)
     if not owned:
         return None
-    failed = (out / SUMMARY_NAME).exists() and summary_failed(out / SUMMARY_NAME)
+    failed = summary_failed(out / SUMMARY_NAME)
     if (out / SUMMARY_NAME).exists() and not failed and not opts.overwrite:
         raise FileExistsError(f"{out} already holds a finished run ({SUMMARY_NAME}); pass --overwrite to redo it")
     for path in owned:
@@ -254,20 +249,18 @@ def _run_locked(opts: TokenizeOptions, tokenizer, songs: Sequence[Song] | None) 
     n_docs = n_records = segments_skipped = 0
     pool = None
     if songs is not None:
-        _init_worker(opts.tokenizer)
-        results = map(_song_result, ((n, song, opts) for n, song in enumerate(songs, start=1)))
-        total = len(songs)
-    elif opts.workers > 1:
-        assert opts.manifest is not None
-        records = ((raw, opts) for raw in read_manifest(opts.manifest))
-        pool = mp.get_context().Pool(opts.workers, initializer=_init_worker, initargs=(opts.tokenizer,))
-        results = pool.imap(_process, records, chunksize=4)
-        total = _count_lines(opts.manifest)
+        work, total = _song_result, len(songs)
+        items: Iterator[Any] = ((n, song, opts) for n, song in enumerate(songs, start=1))
     else:
         assert opts.manifest is not None
+        work, total = _process, _count_lines(opts.manifest)
+        items = ((raw, opts) for raw in read_manifest(opts.manifest))
+    if opts.workers > 1 and songs is None:
+        pool = mp.get_context().Pool(opts.workers, initializer=_init_worker, initargs=(opts.tokenizer,))
+        results = pool.imap(work, items, chunksize=4)
+    else:
         _init_worker(opts.tokenizer)
-        results = map(_process, ((raw, opts) for raw in read_manifest(opts.manifest)))
-        total = _count_lines(opts.manifest)
+        results = map(work, items)
     writer = ShardWriter(
         opts.out, opts.shard_prefix, max_docs=opts.shard_docs, tokenizer=tokenizer, codec=opts.codec_fingerprint
     )
@@ -293,7 +286,7 @@ def _run_locked(opts: TokenizeOptions, tokenizer, songs: Sequence[Song] | None) 
         shards = writer.close()
     except BaseException:
         writer.abort()
-        for path in _owned_files(opts.out, opts.shard_prefix):
+        for path in owned_files(opts.out, opts.shard_prefix):
             path.unlink()
         raise
     finally:

@@ -24,14 +24,23 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from yue_train.data.bad_docs import BadDocLog, print_to_stderr
-from yue_train.data.doc_index import ShardIndex, checksum_for, has_index, load_index, read_document
+from yue_train.data.doc_index import ShardIndex, has_index, load_index, read_document
 from yue_train.data.packing import Batch, DataConfigError, PackedDoc, collate, resolve_urls
 from yue_train.data.planner import Planner, RefSource, Row, ShardPlan
-from yue_train.data.shard_reader import BadDocument, ShardError, listed_shard, open_shard, reason, url_kind
+from yue_train.data.shard_reader import (
+    BadDocument,
+    ShardError,
+    listed_checksum,
+    listed_shard,
+    open_shard,
+    url_kind,
+)
+from yue_train.errors import first_line
 
 Gather = Callable[[Any], list[Any]]  # every process's object, in rank order (all_gather_object)
 OPEN_FILES = 64  # shard files kept open per process
@@ -48,24 +57,17 @@ class ShardFiles:
 
     def __init__(self, urls: list[list[str]], vocab_size: int | None, index_dir: Path | None) -> None:
         self.urls, self.vocab_size, self.index_dir = urls, vocab_size, index_dir
-        self.plans: OrderedDict[tuple[int, int], ShardPlan] = OrderedDict()
+        self.plan: Callable[[int, int], ShardPlan] = lru_cache(maxsize=INDEXES)(self._plan)
         self.files: OrderedDict[str, Any] = OrderedDict()
         self.docs_decoded = self.bytes_read = 0
 
-    def plan(self, src: int, shard: int) -> ShardPlan:
-        key = (src, shard)
-        plan = self.plans.pop(key, None)
-        if plan is None:
-            url = self.urls[src][shard]
-            try:
-                index = load_index(url, self.index_dir)
-            except (OSError, ShardError) as e:
-                raise DataConfigError(f"{url}: {e}") from None
-            plan = ShardPlan.of(url, index, listed_shard(url))
-            while len(self.plans) >= INDEXES:
-                self.plans.popitem(last=False)
-        self.plans[key] = plan
-        return plan
+    def _plan(self, src: int, shard: int) -> ShardPlan:
+        url = self.urls[src][shard]
+        try:
+            index = load_index(url, self.index_dir)
+        except (OSError, ShardError) as e:
+            raise DataConfigError(f"{url}: {e}") from None
+        return ShardPlan.of(url, index, listed_shard(url))
 
     def _fd(self, url: str) -> int:
         f = self.files.pop(url, None)
@@ -80,9 +82,10 @@ class ShardFiles:
         plan = self.plan(src, shard)
         index: ShardIndex = plan.index
         try:
-            doc, n = read_document(self._fd(plan.url), index, entry, checksum_for(plan.url, entry), self.vocab_size)
+            want = listed_checksum(listed_shard(plan.url), entry)
+            doc, n = read_document(self._fd(plan.url), index, entry, want, self.vocab_size)
         except (OSError, ValueError, TypeError) as e:
-            return BadDocument(plan.url, str(index.keys[entry]), reason(e))
+            return BadDocument(plan.url, str(index.keys[entry]), first_line(e))
         self.docs_decoded += 1
         self.bytes_read += n
         return PackedDoc.from_document(doc)
@@ -119,22 +122,12 @@ class TrainData:
         self.micro_batch, self.n_micro, self.rank, self.world = micro_batch, n_micro, rank, world
         self.gather = gather
         self._position = planner.state_dict()
-        self._decoded: OrderedDict[tuple[int, int, int], PackedDoc | BadDocument] = OrderedDict()
+        self._doc: Callable[[int, int, int], PackedDoc | BadDocument] = lru_cache(maxsize=DECODED)(files.read)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="yue-data") if prefetch else None
         self._next: Future[_Step] | None = None
         self.step_bad: list[BadDocument] = []  # this process's read-time finds of the last step, until synced
 
     # ------------------------------------------------------------------------------------ reading
-    def _doc(self, src: int, shard: int, entry: int) -> PackedDoc | BadDocument:
-        key = (src, shard, entry)
-        doc = self._decoded.pop(key, None)
-        if doc is None:
-            doc = self.files.read(src, shard, entry)
-            while len(self._decoded) >= DECODED:
-                self._decoded.popitem(last=False)
-        self._decoded[key] = doc
-        return doc
-
     def _row(self, row: Row, bad: list[BadDocument]) -> tuple[list[PackedDoc], int]:
         pieces, pad = row
         out = []

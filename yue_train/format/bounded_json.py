@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from yue_train.errors import first_line
 from yue_train.format.files import SpecialFileError, check_regular_file
 
 MAX_JSON_BYTES = 64 << 20  # the largest JSON file read (a report of many songs stays far below)
@@ -57,7 +58,7 @@ def loads(text: str | bytes, where: str, max_depth: int = MAX_JSON_DEPTH) -> Any
     except RecursionError:
         raise JsonFileError(f"{where}: nested deeper than {max_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as e:
-        raise JsonFileError(f"{where} is not valid JSON ({str(e).splitlines()[0][:200]})", syntax=True) from None
+        raise JsonFileError(f"{where} is not valid JSON ({first_line(e)[:200]})", syntax=True) from None
     if _depth(value) > max_depth:
         raise JsonFileError(f"{where}: nested deeper than {max_depth} levels")
     return value

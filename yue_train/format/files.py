@@ -21,13 +21,6 @@ class SpecialFileError(ValueError):
     """A path that exists but is not a regular file."""
 
 
-def file_kind(mode: int) -> str:
-    """What an ``st_mode`` describes, in words: ``regular file``, ``folder``, ``FIFO (named pipe)``, ..."""
-    if stat.S_ISREG(mode):
-        return "regular file"
-    return next((name for test, name in _KINDS if test(mode)), "special file")
-
-
 def check_regular_file(path: str | Path, what: str) -> Path:
     """``path`` as a Path when it names a regular file (symlinks followed); ``what`` names it in messages.
 
@@ -40,7 +33,8 @@ def check_regular_file(path: str | Path, what: str) -> Path:
     except OSError as e:
         raise SpecialFileError(f"{what}: cannot read {path} ({e.strerror or type(e).__name__})") from None
     if not stat.S_ISREG(mode):
-        raise SpecialFileError(f"{what}: {path} is a {file_kind(mode)}, not a regular file")
+        kind = next((name for test, name in _KINDS if test(mode)), "special file")
+        raise SpecialFileError(f"{what}: {path} is a {kind}, not a regular file")
     return path
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from yue_train.errors import first_line
 from yue_train.format.files import check_regular_file
 
 
@@ -19,39 +21,33 @@ class NpyFileError(ValueError):
     """A ``.npy`` file that is not one, or whose header does not match its size: one line naming it."""
 
 
-def npy_header(path: Path, what: str) -> tuple[tuple[int, ...], np.dtype, int]:
-    """(shape, dtype, data offset) of the ``.npy`` file ``path``, checked against its size."""
-    size = os.stat(path).st_size
-    with open(path, "rb") as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
-            raise NpyFileError(
-                f"{what}: cannot read {path}: not a .npy file ({str(e).splitlines()[0][:160]})"
-            ) from None
-        offset = f.tell()
+def read_npy_header(f: BinaryIO, total: int, where: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran order, dtype, data offset) of the ``.npy`` of ``total`` bytes whose start ``f`` reads;
+    :class:`NpyFileError` starting with ``where`` when it is not one, holds objects or does not fit ``total``."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
+        raise NpyFileError(f"{where} is not a .npy file ({first_line(e)[:160]})") from None
+    offset = f.tell()
     if dtype.hasobject:
-        raise NpyFileError(
-            f"{what}: cannot read {path}: it holds Python objects (a pickle); only numeric arrays are read"
-        )
+        raise NpyFileError(f"{where} holds Python objects (a pickle; refused, never loaded)")
     count = math.prod(shape)
-    if count * dtype.itemsize != size - offset:
+    if any(d < 0 for d in shape) or count * dtype.itemsize != total - offset:
         raise NpyFileError(
-            f"{what}: cannot read {path}: its header claims {count:,} entries of {dtype} "
-            f"({count * dtype.itemsize:,} bytes) but the file holds {size - offset:,} bytes after it (truncated or damaged)"
+            f"{where}: its header claims {count:,} entries of {dtype} ({count * dtype.itemsize:,} bytes) "
+            f"but the file holds {total - offset:,} bytes after it (truncated or damaged)"
         )
-    return tuple(shape), dtype, offset
+    return tuple(shape), fortran, dtype, offset
 
 
 def load_npy(path: str | Path, what: str) -> np.ndarray:
-    """The array in ``path`` after :func:`npy_header` agreed with the file's size."""
+    """The array in ``path`` after :func:`read_npy_header` agreed with the file's size."""
     path = check_regular_file(path, what)
-    npy_header(path, what)
+    with open(path, "rb") as f:
+        read_npy_header(f, os.stat(path).st_size, f"{what}: {path}")
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise NpyFileError(f"{what}: cannot read {path} as .npy ({str(e).splitlines()[0][:160]})") from None
+        raise NpyFileError(f"{what}: cannot read {path} as .npy ({first_line(e)[:160]})") from None

@@ -55,9 +55,9 @@ def stages_of_modes(modes: list[str]) -> list[int]:
     return sorted({s for s in (stage_of_mode(m) for m in modes) if s is not None})
 
 
-def file_fingerprint(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
+def file_fingerprint(path: str | Path, h: Any = None) -> str:
+    """SHA-256 of a file's bytes (hex), continuing ``h`` (a ``hashlib.sha256`` that hashed a prefix) when given."""
+    h = h or hashlib.sha256()
     with Path(path).open("rb") as f:
         while block := f.read(1 << 20):
             h.update(block)

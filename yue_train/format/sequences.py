@@ -20,7 +20,7 @@ from yue_train.format import codec_layout as cl
 from yue_train.format import vocab
 from yue_train.format.document import Document
 from yue_train.format.roles import Role, stage2_codebook_role
-from yue_train.format.song import Segment, Song
+from yue_train.format.song import CODE_FIELDS, Segment, Song
 
 if TYPE_CHECKING:
     from yue_train.tokenizer.mm_tokenizer import MMTokenizer
@@ -218,8 +218,7 @@ def _prompt_stream(song: Song, mode: str, span: slice) -> tuple[np.ndarray, np.n
         return ids, dual_track_roles(len(ids), prompt=True), 2
     source = {"vocal": song.vocals, "inst": song.instrumental, "mixture": song.mixture}[mode]
     if source is None:
-        field = {"vocal": "vocals_codec", "inst": "instrumental_codec", "mixture": "codec"}[mode]
-        raise SequenceError(f"{song.id}: ICL prompt mode {mode!r} needs the record's {field!r} codes")
+        raise SequenceError(f"{song.id}: ICL prompt mode {mode!r} needs the record's {CODE_FIELDS[mode]!r} codes")
     ids = cl.track_ids(source)[span]
     return ids, np.full(len(ids), _AUDIO_ROLES[mode], dtype=np.uint8), 1
 

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# The manifest field that names each track's codes file.
+CODE_FIELDS = {"vocal": "vocals_codec", "inst": "instrumental_codec", "mixture": "codec"}
+
 
 @dataclass(frozen=True)
 class Segment:

@@ -33,7 +33,6 @@ SPECIAL_PIECES: dict[str, int] = {
     "<visual>": 32020,
     "<semanticodec>": 32021,
 }
-SPECIAL_RANGE = (32000, 32022)  # half-open
 
 EOD = SPECIAL_PIECES["<EOD>"]
 SOA = SPECIAL_PIECES["<SOA>"]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from yue_train.codec.folder import check_codec_folder
 from yue_train.errors import first_line
 from yue_train.format import codec_layout as cl
 from yue_train.format.files import SpecialFileError, check_regular_file
@@ -259,8 +260,8 @@ def check_inputs(opts: GenerateOptions) -> CheckedInputs:
         check_out(Path(opts.out), opts.overwrite)
     except SongFolderError as e:
         raise GenerateInputError(str(e)) from None
-    if opts.codec is not None and not (Path(opts.codec) / "yue_codec.json").is_file():
-        raise GenerateInputError(f"--codec {opts.codec}: not a converted codec folder (run `yue-prep convert-codec`)")
+    if opts.codec is not None:
+        check_codec_folder(opts.codec, "--codec", GenerateInputError)
     needs_codec = any(x is not None for x in (opts.ref_audio, opts.ref_vocal_audio, opts.ref_inst_audio))
     if needs_codec and opts.codec is None:
         raise GenerateInputError("an audio reference needs --codec to encode it (or pass --ref-codes)")

@@ -1,18 +1,6 @@
-"""YuE's models: the released architectures as transformers configs, loading, LoRA and export.
+"""YuE's models: the released architectures as transformers configs, loading, attention and LoRA.
 
 Training and inference both build models through :func:`yue_train.models.loading.build_model`, so the
-architecture definitions cannot drift apart; ``lora`` wraps a model with PEFT adapters and ``export``
-merges an adapter into its base as a plain Hugging Face checkpoint.
+architecture definitions cannot drift apart; every pretrained model, adapter and config comes in through
+:mod:`.hub`. Nothing is imported here, so ``from yue_train.models import hub`` does not load transformers.
 """
-
-from yue_train.models.architectures import ARCHITECTURES, architecture_config
-from yue_train.models.loading import ModelSpec, build_model, llama_module_names, load_model_config
-
-__all__ = [
-    "ARCHITECTURES",
-    "ModelSpec",
-    "architecture_config",
-    "build_model",
-    "llama_module_names",
-    "load_model_config",
-]

@@ -4,12 +4,9 @@ Stage 1 (``m-a-p/YuE-s1-7B-*``), as in the released config: LLaMA, hidden
 4,096, 32 layers, 32 heads, 4 KV heads, MLP 11,008, 16,384 positions, rope theta 10,000, RMS eps 1e-5,
 83,968 embedding rows, untied embeddings.
 
-Stage 2 (``m-a-p/YuE-s2-1B-general``): NOT VERIFIED. The released ``config.json`` could not be read in
-the environment this was written in (no network, not in the reference material). The values below are
-a LLaMA ~1B layout chosen so that shapes are plausible; they are used only when a stage-2 model is built
-from random weights (benchmarks, smoke tests). Real stage-2 training loads ``model.path`` (the hub id or
-a local folder), whose own ``config.json`` then wins. Replace these values once checked against the
-released file.
+Stage 2 (``m-a-p/YuE-s2-1B-general``): a LLaMA ~1B layout with plausible shapes, not checked against the
+released ``config.json``. It is used only when a stage-2 model is built from random weights (benchmarks, smoke
+tests); stage-2 training loads ``model.path``, whose own ``config.json`` wins.
 """
 
 from __future__ import annotations
@@ -42,7 +39,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "max_position_embeddings": 16384,
         "rope_theta": 10000.0,
     },
-    # Stage 2, ~1B: UNVERIFIED placeholder values (see module docstring).
+    # Stage 2, ~1B: placeholder values (see module docstring).
     "yue_s2_1b": {
         "vocab_size": MODEL_VOCAB_SIZE,
         "hidden_size": 2048,
@@ -53,7 +50,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "max_position_embeddings": 8192,
         "rope_theta": 10000.0,
     },
-    # Tiny stage-1/stage-2 stand-ins with the real vocabulary: the demo and CLI tests (CPU, seconds).
+    # Tiny stage-1 stand-in with the real vocabulary: the demo and CLI tests (CPU, seconds).
     "tiny_s1": {
         "vocab_size": MODEL_VOCAB_SIZE,
         "hidden_size": 64,
@@ -64,27 +61,15 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "max_position_embeddings": 4096,
         "rope_theta": 10000.0,
     },
-    "tiny_s2": {
-        "vocab_size": MODEL_VOCAB_SIZE,
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 4,
-        "intermediate_size": 172,
-        "max_position_embeddings": 4096,
-        "rope_theta": 10000.0,
-    },
-    # Tiny model over a 512-token vocabulary: leakage tests on random tokens (loss floor ln 512).
-    "tiny_v512": {
-        "vocab_size": 512,
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "intermediate_size": 128,
-        "max_position_embeddings": 1024,
-        "rope_theta": 10000.0,
-    },
+}
+# tiny_s2: tiny_s1 without grouped-query attention. tiny_v512: over a 512-token vocabulary, for leakage tests on
+# random tokens (loss floor ln 512).
+ARCHITECTURES["tiny_s2"] = {**ARCHITECTURES["tiny_s1"], "num_key_value_heads": 4}
+ARCHITECTURES["tiny_v512"] = {
+    **ARCHITECTURES["tiny_s1"],
+    "vocab_size": 512,
+    "intermediate_size": 128,
+    "max_position_embeddings": 1024,
 }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from yue_train.errors import first_line
 from yue_train.models.hub import PICKLE_SUFFIXES
 
 COPIED_SUFFIXES = (".json", ".txt", ".model", ".md")
@@ -65,7 +66,7 @@ def convert_main(argv: list[str]) -> int:
     try:
         written = convert(args.src, args.out)
     except (OSError, ValueError, RuntimeError) as e:
-        print(f"yue-train convert-weights: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"yue-train convert-weights: error: {first_line(e)}", file=sys.stderr)
         return 2
     print(f"converted {len(written)} file(s) -> {args.out}")
     return 0

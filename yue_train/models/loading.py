@@ -1,14 +1,8 @@
-"""Build or load a YuE model through transformers: random weights of a named architecture, or a
+"""Build or load a YuE model through transformers (:mod:`.hub`): random weights of a named architecture, or a
 pretrained checkpoint from a local folder or a hub id (``m-a-p/YuE-s1-7B-anneal-en-cot``, ...).
 
-Attention backend choice (``attn_implementation: auto``, :mod:`.attention`):
-  * CUDA + flash-attn installed -> ``flash_attention_2``: transformers turns restarting ``position_ids``
-    into varlen ``cu_seqlens`` itself, so packed documents stay separate.
-  * CUDA without flash-attn, torch >= 2.10 -> ``torch_varlen``: torch's own varlen flash kernel.
-  * otherwise ``sdpa`` with a per-document mask built from ``position_ids`` (flex attention also builds a
-    document mask, but needs torch.compile to be fast; choose ``flex_attention`` explicitly to use it).
-  * CPU -> ``sdpa`` (``eager`` also supported). ``flex_attention`` has no CPU backward.
-None of the GPU choices has been run in the environment this was written in (CPU only).
+``attn_implementation: auto`` takes :func:`.attention.choose_auto`'s backend. ``flex_attention`` also keeps
+packed documents apart but is chosen only explicitly: it needs torch.compile to be fast and has no CPU backward.
 """
 
 from __future__ import annotations
@@ -68,12 +62,8 @@ def resolve_dtype(spec: ModelSpec, device: torch.device) -> torch.dtype:
     return getattr(torch, spec.dtype)
 
 
-def resolve_attention(spec: ModelSpec, device: torch.device) -> str:
-    return attention_choice(spec, device).impl
-
-
 def attention_choice(spec: ModelSpec, device: torch.device) -> AttentionChoice:
-    """The backend for ``spec`` on ``device`` and why (``auto``: see the module docstring)."""
+    """The backend for ``spec`` on ``device`` and why."""
     impl = spec.attn_implementation
     if impl == "auto":
         return choose_auto(device)
@@ -92,7 +82,7 @@ def build_model(
     ``config``: random weights of that architecture whatever ``spec`` names (the caller loads the weights
     itself, e.g. from a sharded training checkpoint that keeps the config beside its tensors)."""
     dtype = resolve_dtype(spec, device)
-    attn = resolve_attention(spec, device)
+    attn = attention_choice(spec, device).impl
     if spec.path and config is None:
         kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn}
         if spec.load_in_4bit:

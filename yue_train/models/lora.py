@@ -19,7 +19,7 @@ def lora_config(cfg: Any) -> LoraConfig:
     )
 
 
-def apply_lora(model: nn.Module, cfg: Any, quantized: bool = False, gradient_checkpointing: bool = False) -> PeftModel:
+def apply_lora(model: nn.Module, cfg: Any) -> PeftModel:
     """Wrap ``model`` with fresh LoRA adapters; base weights are frozen by PEFT.
 
     A 4-bit base (QLoRA) keeps its other weights (embeddings, norms, ``lm_head``) in bf16, as LoRA does.
@@ -28,5 +28,4 @@ def apply_lora(model: nn.Module, cfg: Any, quantized: bool = False, gradient_che
     (:mod:`yue_train.training.memory_estimate`) puts the 7B step at 16,384 tokens at 21.3 GiB that way
     against 13.7 GiB in bf16. Its other work is done elsewhere: PEFT freezes the base, and activation
     checkpointing is non-reentrant (no input gradients needed), enabled by the caller."""
-    del quantized, gradient_checkpointing  # the same wrapping either way (see above)
     return get_peft_model(model, lora_config(cfg))

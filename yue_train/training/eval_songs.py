@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from yue_train.codec.folder import check_codec_folder
 from yue_train.evaluation.metrics import MetricError
 from yue_train.evaluation.scoring import parse_metrics
 from yue_train.generation.inputs import GenerateInputError
@@ -57,8 +58,8 @@ def check_eval_generate(cfg: Any) -> None:
         raise EvalGenerateError(
             "eval.generate.codec needs eval.generate.stage2_model: audio is decoded from 8 codebooks"
         )
-    if g.codec is not None and not (Path(g.codec) / "yue_codec.json").is_file():
-        raise EvalGenerateError(f"eval.generate.codec={g.codec}: not a converted codec folder (yue-prep convert-codec)")
+    if g.codec is not None:
+        check_codec_folder(g.codec, "eval.generate.codec", EvalGenerateError)
     if g.reference is not None and not Path(g.reference).is_dir():
         raise EvalGenerateError(f"eval.generate.reference={g.reference}: no such folder of reference audio")
     if g.every < 0 or g.seconds <= 0 or (g.n_songs is not None and g.n_songs < 1):

@@ -101,7 +101,7 @@ def _build(spec: StepSpec) -> nn.Module:
         enable_activation_checkpointing(model)
     if spec.lora is not None:
         # quantized=False even for QLoRA: its 4-bit base is accounted for after the step (module docstring).
-        model = apply_lora(model, spec.lora, quantized=False, gradient_checkpointing=spec.gradient_checkpointing)
+        model = apply_lora(model, spec.lora)
     return model
 
 

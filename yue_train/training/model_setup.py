@@ -105,7 +105,7 @@ def build_trained_model(
         # of trainer.init_from): keep it so `yue-train export` can merge into it.
         with library_bars_off():
             model.save_pretrained(base)
-    model = apply_lora(model, cfg.lora, spec.load_in_4bit, spec.gradient_checkpointing)
+    model = apply_lora(model, cfg.lora)
     model.peft_config["default"].base_model_name_or_path = spec.path or str(base.resolve())
     return model
 

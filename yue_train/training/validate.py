@@ -11,17 +11,15 @@ from typing import Any
 from omegaconf import OmegaConf
 from transformers import PretrainedConfig
 
-from yue_train.data.generated import check_generated
 from yue_train.data.packing import DataConfigError, resolve_urls
-from yue_train.data.shard_reader import iter_records, unverified_folder, url_kind
+from yue_train.data.pretrain_corpus import synthetic_entries
+from yue_train.data.shard_reader import iter_records, url_kind
 from yue_train.data.train_data import refuse_urls
 from yue_train.errors import first_line
 from yue_train.format.document import Document
 from yue_train.format.provenance import provenance_for
 from yue_train.models.loading import ModelSpec, llama_module_names, load_model_config
-from yue_train.training import ranks
 from yue_train.training.loss import LossSettings
-from yue_train.training.output import note
 from yue_train.training.plan import entry_name
 from yue_train.training.provenance import dataset_problem, dataset_records, model_stage, model_tokenizer
 
@@ -101,7 +99,7 @@ def check_config(cfg: Any) -> PretrainedConfig:
     if not cfg.data.train:
         raise ConfigError("data.train is empty: list at least one dataset ({path: ..., weight: ...})")
     try:
-        check_generated(cfg)  # data.train entries with a `synthetic:` block (tiny pre-training chain)
+        synthetic_entries(cfg)  # data.train entries with a `synthetic:` block (tiny pre-training chain)
     except ValueError as e:
         raise ConfigError(first_line(e)) from None
     return model_config
@@ -111,7 +109,7 @@ def check_data(cfg: Any, model_config: PretrainedConfig) -> None:
     """Check that every dataset path resolves, its first document fits the model's vocabulary, and what
     its folder records (stage, tokenizer, largest id) fits the model (one without a record is judged by
     its first document's mode). Command URLs need ``data.allow_commands``; a folder whose shards do not
-    match its summary is refused; one whose summary has no checksums gets a warning line."""
+    match its summary, or whose summary records no checksums, is refused."""
     stage, _ = model_stage(cfg.model)
     tokenizer = model_tokenizer(cfg.model)
     for group in ("train", "eval"):
@@ -123,7 +121,6 @@ def check_data(cfg: Any, model_config: PretrainedConfig) -> None:
             except DataConfigError as e:
                 raise ConfigError(f"data.{group}[{i}].path: {e}") from None
             where = f"data.{group}[{i}]"
-            _warn_unverified(urls, where)
             first_mode = _check_first_document(urls, where, model_config.vocab_size)
             records = dataset_records(ds.path) or ([("", provenance_for([first_mode]))] if first_mode else [])
             for item, prov in records:
@@ -132,16 +129,6 @@ def check_data(cfg: Any, model_config: PretrainedConfig) -> None:
                 problem = dataset_problem(label, prov, stage, desc, tokenizer, model_config.vocab_size)
                 if problem:
                     raise ConfigError(problem)
-
-
-def _warn_unverified(urls: list[str], where: str) -> None:
-    """One line per dataset whose folder's summary records no checksums (written by an older yue-prep)."""
-    summaries = sorted({s for s in map(unverified_folder, urls) if s})
-    if summaries and ranks.is_main():
-        note(
-            f"yue-train: warning: {where}: {summaries[0]} records no shard checksums (older yue-prep); its "
-            "documents are read unverified (re-run yue-prep tokenize to add them)"
-        )
 
 
 def _check_first_document(urls: list[str], where: str, vocab_size: int) -> str | None:
