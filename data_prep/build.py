@@ -33,6 +33,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,11 +106,6 @@ class BuildOptions:
             raise ValueError("--workers and --batch-size must be >= 1, --threads >= 0")
 
 
-# --------------------------------------------------------------------------------------------------
-# Distribution
-# --------------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Dist:
     rank: int = 0
@@ -133,8 +129,26 @@ def dist_from_env() -> Dist:
     )
 
 
+@contextlib.contextmanager
+def _gloo_group(d: Dist) -> Iterator[None]:
+    """A gloo process group around the encoding stage under torchrun (gloo carries Python objects on CPU and GPU
+    machines alike); every rank has finished with it before any rank tears it down."""
+    if not d.active:
+        yield
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    try:
+        yield
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def _gather(results: list[SongResult], d: Dist) -> list[SongResult]:
-    """Every rank's outcomes on rank 0 (gloo carries Python objects on CPU and GPU machines alike)."""
+    """Every rank's outcomes, on every rank."""
     if not d.active:
         return results
     import torch.distributed as dist
@@ -142,11 +156,6 @@ def _gather(results: list[SongResult], d: Dist) -> list[SongResult]:
     everyone: list[list[SongResult] | None] = [None] * d.world
     dist.all_gather_object(everyone, results)
     return [r for part in everyone for r in (part or [])]
-
-
-# --------------------------------------------------------------------------------------------------
-# Codec
-# --------------------------------------------------------------------------------------------------
 
 
 def check_codec_folder(folder: Path) -> None:
@@ -168,11 +177,6 @@ def check_codec_folder(folder: Path) -> None:
     )
 
 
-# --------------------------------------------------------------------------------------------------
-# Manifest
-# --------------------------------------------------------------------------------------------------
-
-
 def write_manifest(path: Path, records: list[dict[str, Any]], codes_hashes: list[str]) -> str:
     """Write the manifest; returns the key of what shards are made from: the manifest text and the bytes of
     every code file it names (re-encoded codes that differ must re-tokenize even if the manifest does not)."""
@@ -181,11 +185,6 @@ def write_manifest(path: Path, records: list[dict[str, Any]], codes_hashes: list
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return hashlib.sha256((text + "\n".join(codes_hashes)).encode("utf-8")).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------------
-# The whole build
-# --------------------------------------------------------------------------------------------------
 
 
 def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any] | None, int]:
@@ -219,25 +218,13 @@ def _build(
         specs = discover(opts.input, exclude=opts.out)
     mark_duplicates(specs)
 
-    if d.active:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("gloo")
-    try:
-        results = _gather(encode_songs(specs[d.rank :: d.world], opts, codec_fp, top, d), d)
-        if d.active:  # every rank has finished with the group before any rank tears it down
-            import torch.distributed as dist
-
-            dist.barrier()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        with contextlib.suppress(OSError):  # still in use by another rank: that rank removes it
-            scratch.parent.rmdir()
-        if d.active:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+    with _gloo_group(d):
+        try:
+            results = _gather(encode_songs(specs[d.rank :: d.world], opts, codec_fp, top, d), d)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            with contextlib.suppress(OSError):  # still in use by another rank: that rank removes it
+                scratch.parent.rmdir()
     if d.rank != 0:
         return None, EXIT_OK
     encode_s = time.perf_counter() - started
@@ -288,11 +275,6 @@ def _build(
         return summary, EXIT_FATAL
     tokenize_rejects = any(e["records_rejected"] for e in mixture["datasets"])
     return summary, EXIT_REJECTED if rejected or tokenize_rejects else EXIT_OK
-
-
-# --------------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------------
 
 
 def alignment_line(info: dict[str, Any]) -> str:
@@ -413,15 +395,3 @@ def cmd_build(args: argparse.Namespace) -> int:
     if "error" in summary:
         print(f"yue-prep build: error: {summary['error']} (see {args.out / BUILD_SUMMARY_NAME})", file=sys.stderr)
     return code
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="yue-prep build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_build_args(p)
-    return cmd_build(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

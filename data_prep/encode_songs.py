@@ -68,11 +68,6 @@ class SongResult:
     alignment: dict[str, Any] | None = None  # plain lyrics: the alignment's file, score and flagged lines
 
 
-# --------------------------------------------------------------------------------------------------
-# Hashes and per-song outputs
-# --------------------------------------------------------------------------------------------------
-
-
 def file_sha256(path: Path, h: Any | None = None) -> Any:
     h = h or hashlib.sha256()
     with path.open("rb") as f:
@@ -153,11 +148,6 @@ def write_codes(out: Path, song_id: str, codes: dict[str, np.ndarray], meta: dic
 def _clean_tmp(folder: Path) -> None:
     for p in folder.glob(f"*{TMP_SUFFIX}"):
         p.unlink()
-
-
-# --------------------------------------------------------------------------------------------------
-# One song (runs in an encoding process)
-# --------------------------------------------------------------------------------------------------
 
 
 class _Worker:
@@ -295,11 +285,6 @@ def _init_worker(opts: BuildOptions, codec_fp: str, top: TopTags | None, device:
 def _process(spec: SongSpec) -> SongResult:
     assert _worker is not None
     return _worker.process(spec)
-
-
-# --------------------------------------------------------------------------------------------------
-# Encoding stage
-# --------------------------------------------------------------------------------------------------
 
 
 def encode_songs(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.songs import seconds_to_frame, segment_text
+from data_prep.songs import seconds_to_frame
 from yue_train.codec.audio_io import write_audio
 from yue_train.data.synthetic import AUDIO_STYLE, UNSUNG, Section, drawn_plan, synth_song
 
@@ -128,7 +128,7 @@ def lyrics_file(form: str, sections: list[Section]) -> tuple[str, str]:
             "duration": round(s.end - s.start, 2),
             "codec_frame_start": seconds_to_frame(s.start),
             "codec_frame_end": seconds_to_frame(s.end),
-            "line_content": segment_text(s.label, "\n".join(s.lines)),
+            "line_content": s.text,
         }
         for s in sections
     ]
@@ -195,13 +195,3 @@ def cmd_synth_demo(args: argparse.Namespace) -> int:
         f"wrote {len(songs)} songs ({seconds / 60:.1f} min of audio) -> {args.out} in {dt:.1f} s ({len(songs) / dt:.1f} songs/s)"
     )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="yue-prep synth-demo", description=__doc__)
-    add_synth_demo_args(p)
-    return cmd_synth_demo(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
