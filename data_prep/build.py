@@ -45,11 +45,11 @@ from data_prep.mixture import tokenize_modes, write_mixture
 from data_prep.separate import METHODS as SEPARATION_METHODS
 from data_prep.separate import SeparationUnavailable, check_available
 from data_prep.songs import discover, mark_duplicates
-from data_prep.tags import TopTags, load_top_tags
 from yue_train.cli.options import options_from
 from yue_train.data.folder_lock import FolderBusyError, FolderLock
 from yue_train.data.manifest import DEFAULT_MAX_DOC_TOKENS
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
+from yue_train.data.tags import TopTags, load_top_tags
 from yue_train.lyrics.backends import DEFAULT_CTC_MODEL, MIN_SCORE, POCKETSPHINX
 from yue_train.tokenizer import load_tokenizer
 from yue_train.training.output import note, show_progress

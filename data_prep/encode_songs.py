@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from data_prep.align_songs import SongAligner, load_vocal
 from data_prep.songs import MAX_STEM_DIFF_S, STEMS, SongError, SongSpec, frame_spans, load_sections, official_record
-from data_prep.tags import TopTags, check_tags
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
+from yue_train.data.tags import TopTags, check_tags
 from yue_train.format import codec_layout as cl
 from yue_train.format.bounded_json import JsonFileError, read_json_object
 from yue_train.format.files import check_regular_file
