@@ -120,13 +120,8 @@ class Dist:
 
 def dist_from_env() -> Dist:
     """torchrun's environment; a plain run is rank 0 of 1."""
-    env = os.environ
-    return Dist(
-        rank=int(env.get("RANK", 0)),
-        world=int(env.get("WORLD_SIZE", 1)),
-        local_rank=int(env.get("LOCAL_RANK", 0)),
-        local_world=int(env.get("LOCAL_WORLD_SIZE", 1)),
-    )
+    names = {"RANK": 0, "WORLD_SIZE": 1, "LOCAL_RANK": 0, "LOCAL_WORLD_SIZE": 1}
+    return Dist(*(int(os.environ.get(name, default)) for name, default in names.items()))
 
 
 @contextlib.contextmanager

@@ -145,11 +145,6 @@ def write_codes(out: Path, song_id: str, codes: dict[str, np.ndarray], meta: dic
     return meta["codes_sha256"]
 
 
-def _clean_tmp(folder: Path) -> None:
-    for p in folder.glob(f"*{TMP_SUFFIX}"):
-        p.unlink()
-
-
 class _Worker:
     """What an encoding process holds: the codec (loaded on first use, once), options, tag list, separator.
     A process whose songs all have their codes already never loads the codec, nor torch."""
@@ -234,8 +229,8 @@ class _Worker:
             key = audio_hash(spec, self.codec_fp, self.opts.separate)
             meta = None if self.opts.force else cached_meta(self.opts.out, spec.id, key)
             if meta is None:
-                if song_dir(self.opts.out, spec.id).exists():
-                    _clean_tmp(song_dir(self.opts.out, spec.id))  # leftovers of an interrupted write
+                for leftover in song_dir(self.opts.out, spec.id).glob(f"*{TMP_SUFFIX}"):  # of an interrupted write
+                    leftover.unlink()
                 waves = self.load_stems(spec)
                 n_samples = len(waves["mix"])
                 n_frames = self.codec.n_frames(n_samples)
