@@ -39,13 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import yue_train
-from data_prep.encode_songs import SongResult, codec_fingerprint, encode_songs
+from data_prep.encode_songs import SongResult, encode_songs
 from data_prep.hf_source import hf_song_specs, parse_columns
 from data_prep.mixture import tokenize_modes, write_mixture
 from data_prep.separate import METHODS as SEPARATION_METHODS
 from data_prep.separate import SeparationUnavailable, check_available
 from data_prep.songs import discover, mark_duplicates
 from yue_train.cli.options import options_from
+from yue_train.codec.folder import codec_fingerprint
 from yue_train.data.folder_lock import FolderBusyError, FolderLock
 from yue_train.data.manifest import DEFAULT_MAX_DOC_TOKENS
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
@@ -153,25 +154,6 @@ def _gather(results: list[SongResult], d: Dist) -> list[SongResult]:
     return [r for part in everyone for r in (part or [])]
 
 
-def check_codec_folder(folder: Path) -> None:
-    """Refuse an official xcodec_mini_infer download (``final_ckpt/*.pth``, ``decoders/*.pth``) with the
-    ``convert-codec`` command that turns it into the converted folder ``--codec`` takes."""
-    if not folder.is_dir() or (folder / "yue_codec.json").is_file():
-        return
-    ckpts = sorted((folder / "final_ckpt").glob("*.pth")) or sorted(folder.glob("*.pth"))
-    if not ckpts:
-        return
-    decoders = {p.name: p for p in (folder / "decoders").glob("*.pth")}
-    cmd = f"yue-prep convert-codec --xcodec-ckpt {ckpts[-1]}"
-    for flag, name in (("--vocal-decoder", "decoder_131000.pth"), ("--inst-decoder", "decoder_151000.pth")):
-        if name in decoders:
-            cmd += f" {flag} {decoders[name]}"
-    raise FileNotFoundError(
-        f"--codec {folder} is an official xcodec_mini_infer folder; convert it once with `{cmd} --out codec/` "
-        "and pass --codec codec/"
-    )
-
-
 def write_manifest(path: Path, records: list[dict[str, Any]], codes_hashes: list[str]) -> str:
     """Write the manifest; returns the key of what shards are made from: the manifest text and the bytes of
     every code file it names (re-encoded codes that differ must re-tokenize even if the manifest does not)."""
@@ -192,7 +174,6 @@ def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any]
     top = load_top_tags(opts.tags_file) if opts.tags_file is not None else None
     if opts.tokenizer is not None:
         load_tokenizer(opts.tokenizer)  # before any encoding: a bad tokenizer file is one line, not hours later
-    check_codec_folder(opts.codec)
     codec_fp = codec_fingerprint(opts.codec)
     if opts.out.exists() and not opts.out.is_dir():
         raise FileExistsError(f"--out {opts.out} exists and is not a folder")

@@ -26,6 +26,7 @@ from yue_train.data.tags import TopTags, check_tags
 from yue_train.format import codec_layout as cl
 from yue_train.format.bounded_json import JsonFileError, read_json_object
 from yue_train.format.files import check_regular_file
+from yue_train.format.provenance import hash_file
 
 if TYPE_CHECKING:
     from data_prep.build import BuildOptions, Dist
@@ -68,24 +69,6 @@ class SongResult:
     alignment: dict[str, Any] | None = None  # plain lyrics: the alignment's file, score and flagged lines
 
 
-def file_sha256(path: Path, h: Any | None = None) -> Any:
-    h = h or hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h
-
-
-def codec_fingerprint(folder: Path) -> str:
-    """Hash of the codec's manifest and weights: other weights make other codes."""
-    manifest = folder / "yue_codec.json"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"--codec {folder}: not a converted codec folder (no yue_codec.json)")
-    h = hashlib.sha256(manifest.read_bytes())
-    meta = read_json_object(manifest)
-    return file_sha256(folder / meta.get("xcodec_file", "xcodec.safetensors"), h).hexdigest()
-
-
 def audio_hash(spec: SongSpec, codec_fp: str, separate: str) -> str:
     """Key of a song's codes: build version, codec, and the bytes of each audio input."""
     h = hashlib.sha256(f"yue-prep-build v{BUILD_VERSION} codec {codec_fp} k{N_CODEBOOKS}".encode())
@@ -95,7 +78,7 @@ def audio_hash(spec: SongSpec, codec_fp: str, separate: str) -> str:
             h.update(f"separated by {separate}".encode())
         else:
             try:
-                file_sha256(path, h)
+                hash_file(path, h)
             except FileNotFoundError:
                 raise SongError(f"{role}: file not found: {path}") from None
     return h.hexdigest()

@@ -24,6 +24,7 @@ from transformers import XcodecConfig, XcodecModel
 
 from yue_train.codec.config import UpsamplerConfig
 from yue_train.codec.convert import CheckpointLayoutError, check_layout
+from yue_train.codec.folder import MANIFEST
 from yue_train.codec.vocos import VocosUpsampler
 from yue_train.devices import resolve_device
 from yue_train.format import codec_layout as cl
@@ -32,7 +33,6 @@ from yue_train.format.bounded_json import read_json_object
 
 FOLDER_FORMAT = "yue-codec"
 FOLDER_VERSION = 1
-MANIFEST = "yue_codec.json"
 TRACKS = ("vocal", "inst")
 HOP = 320  # 16 kHz samples per frame
 UPSAMPLED_HOP = 882  # 44.1 kHz samples per frame
