@@ -34,7 +34,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from data_prep.mixture import tokenize_modes, write_mixture
 from data_prep.separate import METHODS as SEPARATION_METHODS
 from data_prep.separate import SeparationUnavailable, check_available
 from data_prep.songs import discover, mark_duplicates
-from yue_train.cli.options import options_from
+from yue_train.cli.options import add_flags, flag, options_from
 from yue_train.codec.folder import codec_fingerprint
 from yue_train.data.folder_lock import FolderBusyError, FolderLock
 from yue_train.data.manifest import DEFAULT_MAX_DOC_TOKENS
@@ -64,31 +64,65 @@ BUILD_SUMMARY_NAME = "build_summary.json"
 HF_SCRATCH = ".hf-rows"  # under --out: audio of --hf-dataset rows while they are encoded
 
 
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
 @dataclass
 class BuildOptions:
-    input: Path | None  # song folders or a songs .jsonl; None with hf_dataset
-    out: Path
-    codec: Path
-    modes: tuple[str, ...] = MODES
-    stage2_sources: tuple[str, ...] = ("vocal", "inst")
-    tokenizer: str | None = None
-    tags_file: Path | None = None
-    separate: str = "off"
-    workers: int = 1
-    threads: int = 0  # torch threads per encoding process; 0: the CPU cores shared out
-    device: str = "auto"
-    batch_size: int = 4
-    shard_docs: int = 1000
-    max_doc_tokens: int = DEFAULT_MAX_DOC_TOKENS
-    seed: int = 0
-    force: bool = False
-    progress: bool = True
-    hf_dataset: str | None = None  # a Hugging Face dataset (hub id or folder) instead of --input
-    hf_split: str = "train"
-    hf_columns: dict[str, str] = field(default_factory=dict)  # mix/vocals/instrumental/lyrics/tags/id -> column
-    align: bool = False  # align plain lyrics.txt to the vocal (lyrics.aligned.lrc beside it)
-    aligner: str = DEFAULT_CTC_MODEL  # pocketsphinx, or a transformers CTC model id / folder
-    min_align_score: float = MIN_SCORE
+    out: Path = flag(help="output folder (codes, manifest, shards, mixture)")
+    codec: Path = flag(help="converted codec folder (yue-prep convert-codec)")
+    input: Path | None = flag(None, "a song folder, a folder of song folders, or a songs .jsonl")
+    hf_dataset: str | None = flag(
+        None, "instead of --input: a Hugging Face audio dataset (hub id, save_to_disk folder or data files folder)"
+    )
+    hf_split: str = flag("train", "the dataset split to read (default: train)")
+    hf_columns: dict[str, str] = flag(
+        {},
+        "KEY=COLUMN,... for mix, vocals, instrumental, lyrics, tags, id (default: same-named columns; mix also "
+        "'audio')",
+        type=str,
+        default="",
+    )
+    modes: tuple[str, ...] = flag(
+        MODES,
+        f"comma-separated shard sets to write; icl = icl-dual (default: all: {','.join(MODES)})",
+        type=_comma_list,
+    )
+    stage2_sources: tuple[str, ...] = flag(
+        ("vocal", "inst"),
+        "tracks for stage-2 documents (repeatable; default: vocal and inst, the tracks stage 2 decodes)",
+        flag="--stage2-source",
+        action="append",
+        choices=("vocal", "inst", "mixture"),
+        default=None,
+    )
+    tokenizer: str | None = flag(None, "YuE tokenizer.model (default: the generated stand-in)")
+    tags_file: Path | None = flag(None, "YuE's top_200_tags.json: warn about unusual tags")
+    separate: str = flag("off", "derive missing stems from the mix (default: off)", choices=SEPARATION_METHODS)
+    align: bool = flag(
+        False,
+        "align plain lyrics.txt to the vocal into lyrics.aligned.lrc beside it (an existing one is used as is)",
+    )
+    aligner: str = flag(
+        DEFAULT_CTC_MODEL,
+        f"{POCKETSPHINX} (English, offline) or a transformers CTC model id or folder, fetched on first use "
+        f"(default: {DEFAULT_CTC_MODEL})",
+    )
+    min_align_score: float = flag(
+        MIN_SCORE, f"reject a song aligned with a lower mean line score (default: {MIN_SCORE})"
+    )
+    workers: int = flag(1, "encoding/tokenizing processes per rank (default: 1)")
+    threads: int = flag(0, "torch threads per encoding process (default: cores shared out)")
+    device: str = flag("auto", "codec device: auto (cuda:LOCAL_RANK if present), cpu, cuda:N")
+    batch_size: int = flag(4, "equal-length audio windows per codec forward (default: 4)")
+    shard_docs: int = flag(1000, "documents per shard (default: 1000)")
+    max_doc_tokens: int = flag(
+        DEFAULT_MAX_DOC_TOKENS, f"reject a song whose document would be longer (default: {DEFAULT_MAX_DOC_TOKENS:,})"
+    )
+    seed: int = flag(0, "seed of the ICL prompt draws (default: 0)")
+    force: bool = flag(False, "re-encode and re-tokenize everything")
+    progress: bool = flag(True, "no progress bars", flag="--no-progress", action="store_false")
 
     def __post_init__(self) -> None:
         if (self.input is None) == (self.hf_dataset is None):
@@ -262,75 +296,11 @@ def alignment_line(info: dict[str, Any]) -> str:
 
 
 def add_aligner_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--aligner",
-        default=DEFAULT_CTC_MODEL,
-        help=f"{POCKETSPHINX} (English, offline) or a transformers CTC model id or folder, fetched on first use "
-        f"(default: {DEFAULT_CTC_MODEL})",
-    )
-    p.add_argument(
-        "--min-align-score",
-        type=float,
-        default=MIN_SCORE,
-        help=f"reject a song aligned with a lower mean line score (default: {MIN_SCORE})",
-    )
+    add_flags(p, BuildOptions, ("aligner", "min_align_score"))
 
 
 def add_build_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", type=Path, help="a song folder, a folder of song folders, or a songs .jsonl")
-    p.add_argument(
-        "--hf-dataset",
-        help="instead of --input: a Hugging Face audio dataset (hub id, save_to_disk folder or data files folder)",
-    )
-    p.add_argument("--hf-split", default="train", help="the dataset split to read (default: train)")
-    p.add_argument(
-        "--hf-columns",
-        default="",
-        help="KEY=COLUMN,... for mix, vocals, instrumental, lyrics, tags, id (default: same-named columns; mix also 'audio')",
-    )
-    p.add_argument("--out", type=Path, required=True, help="output folder (codes, manifest, shards, mixture)")
-    p.add_argument("--codec", type=Path, required=True, help="converted codec folder (yue-prep convert-codec)")
-    p.add_argument(
-        "--modes",
-        default=",".join(MODES),
-        help=f"comma-separated shard sets to write; icl = icl-dual (default: all: {','.join(MODES)})",
-    )
-    p.add_argument(
-        "--stage2-source",
-        dest="stage2_sources",
-        action="append",
-        choices=("vocal", "inst", "mixture"),
-        help="tracks for stage-2 documents (repeatable; default: vocal and inst, the tracks stage 2 decodes)",
-    )
-    p.add_argument("--tokenizer", default=None, help="YuE tokenizer.model (default: the generated stand-in)")
-    p.add_argument("--tags-file", type=Path, default=None, help="YuE's top_200_tags.json: warn about unusual tags")
-    p.add_argument(
-        "--separate", choices=SEPARATION_METHODS, default="off", help="derive missing stems from the mix (default: off)"
-    )
-    p.add_argument(
-        "--align",
-        action="store_true",
-        help="align plain lyrics.txt to the vocal into lyrics.aligned.lrc beside it (an existing one is used as is)",
-    )
-    add_aligner_args(p)
-    p.add_argument("--workers", type=int, default=1, help="encoding/tokenizing processes per rank (default: 1)")
-    p.add_argument(
-        "--threads", type=int, default=0, help="torch threads per encoding process (default: cores shared out)"
-    )
-    p.add_argument("--device", default="auto", help="codec device: auto (cuda:LOCAL_RANK if present), cpu, cuda:N")
-    p.add_argument(
-        "--batch-size", type=int, default=4, help="equal-length audio windows per codec forward (default: 4)"
-    )
-    p.add_argument("--shard-docs", type=int, default=1000, help="documents per shard (default: 1000)")
-    p.add_argument(
-        "--max-doc-tokens",
-        type=int,
-        default=DEFAULT_MAX_DOC_TOKENS,
-        help=f"reject a song whose document would be longer (default: {DEFAULT_MAX_DOC_TOKENS:,})",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the ICL prompt draws (default: 0)")
-    p.add_argument("--force", action="store_true", help="re-encode and re-tokenize everything")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_flags(p, BuildOptions)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -339,9 +309,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             args,
             BuildOptions,
             hf_columns=parse_columns(args.hf_columns),
-            modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
             stage2_sources=tuple(args.stage2_sources or ("vocal", "inst")),
-            progress=not args.no_progress and show_progress(),
+            progress=args.progress and show_progress(),
         )
         summary, code = run_build(opts)
     except (OSError, ValueError, SeparationUnavailable, FolderBusyError) as e:  # usage and I/O errors
