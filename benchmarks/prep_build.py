@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from data_prep.build import BuildOptions, run_build
-from data_prep.synth_demo import synth_demo
 from yue_train.codec.testing import random_codec
+from yue_train.data.synthetic_audio import synth_demo
 
 
 def time_encode(codec_dir: Path, songs: Path, device: str) -> dict:

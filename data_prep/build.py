@@ -33,23 +33,25 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yue_train
-from data_prep.encode_songs import SongResult, codec_fingerprint, encode_songs
+from data_prep.encode_songs import SongResult, encode_songs
 from data_prep.hf_source import hf_song_specs, parse_columns
 from data_prep.mixture import tokenize_modes, write_mixture
 from data_prep.separate import METHODS as SEPARATION_METHODS
 from data_prep.separate import SeparationUnavailable, check_available
 from data_prep.songs import discover, mark_duplicates
-from data_prep.tags import TopTags, load_top_tags
 from data_prep.transcribe_songs import DEFAULT_WHISPER, GUESSED_LINE, transcription_line
-from yue_train.cli.options import options_from
+from yue_train.cli.options import add_flags, flag, options_from
+from yue_train.codec.folder import codec_fingerprint
 from yue_train.data.folder_lock import FolderBusyError, FolderLock
 from yue_train.data.manifest import DEFAULT_MAX_DOC_TOKENS
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
+from yue_train.data.tags import TopTags, load_top_tags
 from yue_train.lyrics.backends import DEFAULT_CTC_MODEL, MIN_SCORE, POCKETSPHINX
 from yue_train.tokenizer import load_tokenizer
 from yue_train.training.output import note, show_progress
@@ -63,34 +65,76 @@ BUILD_SUMMARY_NAME = "build_summary.json"
 HF_SCRATCH = ".hf-rows"  # under --out: audio of --hf-dataset rows while they are encoded
 
 
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
 @dataclass
 class BuildOptions:
-    input: Path | None  # song folders or a songs .jsonl; None with hf_dataset
-    out: Path
-    codec: Path
-    modes: tuple[str, ...] = MODES
-    stage2_sources: tuple[str, ...] = ("vocal", "inst")
-    tokenizer: str | None = None
-    tags_file: Path | None = None
-    separate: str = "off"
-    workers: int = 1
-    threads: int = 0  # torch threads per encoding process; 0: the CPU cores shared out
-    device: str = "auto"
-    batch_size: int = 4
-    shard_docs: int = 1000
-    max_doc_tokens: int = DEFAULT_MAX_DOC_TOKENS
-    seed: int = 0
-    force: bool = False
-    progress: bool = True
-    hf_dataset: str | None = None  # a Hugging Face dataset (hub id or folder) instead of --input
-    hf_split: str = "train"
-    hf_columns: dict[str, str] = field(default_factory=dict)  # mix/vocals/instrumental/lyrics/tags/id -> column
-    align: bool = False  # align plain lyrics.txt to the vocal (lyrics.aligned.lrc beside it)
-    aligner: str = DEFAULT_CTC_MODEL  # pocketsphinx, or a transformers CTC model id / folder
-    min_align_score: float = MIN_SCORE
-    transcribe: bool = False  # transcribe song folders without lyrics (lyrics.transcribed.lrc in the folder)
-    whisper: str = DEFAULT_WHISPER  # Whisper hub id or folder for transcribe
-    language: str | None = None  # Whisper's language; None: detected
+    out: Path = flag(help="output folder (codes, manifest, shards, mixture)")
+    codec: Path = flag(help="converted codec folder (yue-prep convert-codec)")
+    input: Path | None = flag(None, "a song folder, a folder of song folders, or a songs .jsonl")
+    hf_dataset: str | None = flag(
+        None, "instead of --input: a Hugging Face audio dataset (hub id, save_to_disk folder or data files folder)"
+    )
+    hf_split: str = flag("train", "the dataset split to read (default: train)")
+    hf_columns: dict[str, str] = flag(
+        {},
+        "KEY=COLUMN,... for mix, vocals, instrumental, lyrics, tags, id (default: same-named columns; mix also "
+        "'audio')",
+        type=str,
+        default="",
+    )
+    modes: tuple[str, ...] = flag(
+        MODES,
+        f"comma-separated shard sets to write; icl = icl-dual (default: all: {','.join(MODES)})",
+        type=_comma_list,
+    )
+    stage2_sources: tuple[str, ...] = flag(
+        ("vocal", "inst"),
+        "tracks for stage-2 documents (repeatable; default: vocal and inst, the tracks stage 2 decodes)",
+        flag="--stage2-source",
+        action="append",
+        choices=("vocal", "inst", "mixture"),
+        default=None,
+    )
+    tokenizer: str | None = flag(None, "YuE tokenizer.model (default: the generated stand-in)")
+    tags_file: Path | None = flag(None, "YuE's top_200_tags.json: warn about unusual tags")
+    separate: str = flag("off", "derive missing stems from the mix (default: off)", choices=SEPARATION_METHODS)
+    align: bool = flag(
+        False,
+        "align plain lyrics.txt to the vocal into lyrics.aligned.lrc beside it (an existing one is used as is)",
+    )
+    aligner: str = flag(
+        DEFAULT_CTC_MODEL,
+        f"{POCKETSPHINX} (English, offline) or a transformers CTC model id or folder, fetched on first use "
+        f"(default: {DEFAULT_CTC_MODEL})",
+    )
+    min_align_score: float = flag(
+        MIN_SCORE, f"reject a song aligned with a lower mean line score (default: {MIN_SCORE})"
+    )
+    transcribe: bool = flag(
+        False,
+        "transcribe the vocal of song folders without lyrics with Whisper into lyrics.transcribed.lrc (timed "
+        "lines; [verse]/[chorus] guessed from pauses and repeated lines; an existing one is used as is)",
+    )
+    whisper: str = flag(
+        DEFAULT_WHISPER,
+        f"Whisper weights for --transcribe: hub id or folder, fetched on first use (default: {DEFAULT_WHISPER})",
+        default=None,
+    )
+    language: str | None = flag(None, "the language --transcribe hears, e.g. en, zh (default: detected by Whisper)")
+    workers: int = flag(1, "encoding/tokenizing processes per rank (default: 1)")
+    threads: int = flag(0, "torch threads per encoding process (default: cores shared out)")
+    device: str = flag("auto", "codec device: auto (cuda:LOCAL_RANK if present), cpu, cuda:N")
+    batch_size: int = flag(4, "equal-length audio windows per codec forward (default: 4)")
+    shard_docs: int = flag(1000, "documents per shard (default: 1000)")
+    max_doc_tokens: int = flag(
+        DEFAULT_MAX_DOC_TOKENS, f"reject a song whose document would be longer (default: {DEFAULT_MAX_DOC_TOKENS:,})"
+    )
+    seed: int = flag(0, "seed of the ICL prompt draws (default: 0)")
+    force: bool = flag(False, "re-encode and re-tokenize everything")
+    progress: bool = flag(True, "no progress bars", flag="--no-progress", action="store_false")
 
     def __post_init__(self) -> None:
         if (self.input is None) == (self.hf_dataset is None):
@@ -114,11 +158,6 @@ class BuildOptions:
             raise ValueError("--workers and --batch-size must be >= 1, --threads >= 0")
 
 
-# --------------------------------------------------------------------------------------------------
-# Distribution
-# --------------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Dist:
     rank: int = 0
@@ -133,17 +172,30 @@ class Dist:
 
 def dist_from_env() -> Dist:
     """torchrun's environment; a plain run is rank 0 of 1."""
-    env = os.environ
-    return Dist(
-        rank=int(env.get("RANK", 0)),
-        world=int(env.get("WORLD_SIZE", 1)),
-        local_rank=int(env.get("LOCAL_RANK", 0)),
-        local_world=int(env.get("LOCAL_WORLD_SIZE", 1)),
-    )
+    names = {"RANK": 0, "WORLD_SIZE": 1, "LOCAL_RANK": 0, "LOCAL_WORLD_SIZE": 1}
+    return Dist(*(int(os.environ.get(name, default)) for name, default in names.items()))
+
+
+@contextlib.contextmanager
+def _gloo_group(d: Dist) -> Iterator[None]:
+    """A gloo process group around the encoding stage under torchrun (gloo carries Python objects on CPU and GPU
+    machines alike); every rank has finished with it before any rank tears it down."""
+    if not d.active:
+        yield
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    try:
+        yield
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def _gather(results: list[SongResult], d: Dist) -> list[SongResult]:
-    """Every rank's outcomes on rank 0 (gloo carries Python objects on CPU and GPU machines alike)."""
+    """Every rank's outcomes, on every rank."""
     if not d.active:
         return results
     import torch.distributed as dist
@@ -151,35 +203,6 @@ def _gather(results: list[SongResult], d: Dist) -> list[SongResult]:
     everyone: list[list[SongResult] | None] = [None] * d.world
     dist.all_gather_object(everyone, results)
     return [r for part in everyone for r in (part or [])]
-
-
-# --------------------------------------------------------------------------------------------------
-# Codec
-# --------------------------------------------------------------------------------------------------
-
-
-def check_codec_folder(folder: Path) -> None:
-    """Refuse an official xcodec_mini_infer download (``final_ckpt/*.pth``, ``decoders/*.pth``) with the
-    ``convert-codec`` command that turns it into the converted folder ``--codec`` takes."""
-    if not folder.is_dir() or (folder / "yue_codec.json").is_file():
-        return
-    ckpts = sorted((folder / "final_ckpt").glob("*.pth")) or sorted(folder.glob("*.pth"))
-    if not ckpts:
-        return
-    decoders = {p.name: p for p in (folder / "decoders").glob("*.pth")}
-    cmd = f"yue-prep convert-codec --xcodec-ckpt {ckpts[-1]}"
-    for flag, name in (("--vocal-decoder", "decoder_131000.pth"), ("--inst-decoder", "decoder_151000.pth")):
-        if name in decoders:
-            cmd += f" {flag} {decoders[name]}"
-    raise FileNotFoundError(
-        f"--codec {folder} is an official xcodec_mini_infer folder; convert it once with `{cmd} --out codec/` "
-        "and pass --codec codec/"
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# Manifest
-# --------------------------------------------------------------------------------------------------
 
 
 def write_manifest(path: Path, records: list[dict[str, Any]], codes_hashes: list[str]) -> str:
@@ -192,11 +215,6 @@ def write_manifest(path: Path, records: list[dict[str, Any]], codes_hashes: list
     return hashlib.sha256((text + "\n".join(codes_hashes)).encode("utf-8")).hexdigest()
 
 
-# --------------------------------------------------------------------------------------------------
-# The whole build
-# --------------------------------------------------------------------------------------------------
-
-
 def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any] | None, int]:
     """Build; returns (summary, exit code) on rank 0 and (None, 0) on other ranks. One build at a time may
     write ``opts.out``: rank 0 holds its lock (FolderBusyError for a second build; torchrun then stops the
@@ -207,7 +225,6 @@ def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any]
     top = load_top_tags(opts.tags_file) if opts.tags_file is not None else None
     if opts.tokenizer is not None:
         load_tokenizer(opts.tokenizer)  # before any encoding: a bad tokenizer file is one line, not hours later
-    check_codec_folder(opts.codec)
     codec_fp = codec_fingerprint(opts.codec)
     if opts.out.exists() and not opts.out.is_dir():
         raise FileExistsError(f"--out {opts.out} exists and is not a folder")
@@ -228,25 +245,13 @@ def _build(
         specs = discover(opts.input, exclude=opts.out, transcribe=opts.transcribe)
     mark_duplicates(specs)
 
-    if d.active:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("gloo")
-    try:
-        results = _gather(encode_songs(specs[d.rank :: d.world], opts, codec_fp, top, d), d)
-        if d.active:  # every rank has finished with the group before any rank tears it down
-            import torch.distributed as dist
-
-            dist.barrier()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        with contextlib.suppress(OSError):  # still in use by another rank: that rank removes it
-            scratch.parent.rmdir()
-        if d.active:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+    with _gloo_group(d):
+        try:
+            results = _gather(encode_songs(specs[d.rank :: d.world], opts, codec_fp, top, d), d)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            with contextlib.suppress(OSError):  # still in use by another rank: that rank removes it
+                scratch.parent.rmdir()
     if d.rank != 0:
         return None, EXIT_OK
     encode_s = time.perf_counter() - started
@@ -300,11 +305,6 @@ def _build(
     return summary, EXIT_REJECTED if rejected or tokenize_rejects else EXIT_OK
 
 
-# --------------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------------
-
-
 def alignment_line(info: dict[str, Any]) -> str:
     """One line on a song's lyrics alignment for the terminal."""
     if "score" not in info:
@@ -314,35 +314,11 @@ def alignment_line(info: dict[str, Any]) -> str:
 
 
 def add_aligner_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--aligner",
-        default=DEFAULT_CTC_MODEL,
-        help=f"{POCKETSPHINX} (English, offline) or a transformers CTC model id or folder, fetched on first use "
-        f"(default: {DEFAULT_CTC_MODEL})",
-    )
-    p.add_argument(
-        "--min-align-score",
-        type=float,
-        default=MIN_SCORE,
-        help=f"reject a song aligned with a lower mean line score (default: {MIN_SCORE})",
-    )
+    add_flags(p, BuildOptions, ("aligner", "min_align_score"))
 
 
 def add_transcriber_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--transcribe",
-        action="store_true",
-        help="transcribe the vocal of song folders without lyrics with Whisper into lyrics.transcribed.lrc "
-        "(timed lines; [verse]/[chorus] guessed from pauses and repeated lines; an existing one is used as is)",
-    )
-    p.add_argument(
-        "--whisper",
-        default=None,
-        help=f"Whisper weights for --transcribe: hub id or folder, fetched on first use (default: {DEFAULT_WHISPER})",
-    )
-    p.add_argument(
-        "--language", default=None, help="the language --transcribe hears, e.g. en, zh (default: detected by Whisper)"
-    )
+    add_flags(p, BuildOptions, ("transcribe", "whisper", "language"))
 
 
 def whisper_choice(args: argparse.Namespace) -> str:
@@ -353,61 +329,7 @@ def whisper_choice(args: argparse.Namespace) -> str:
 
 
 def add_build_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", type=Path, help="a song folder, a folder of song folders, or a songs .jsonl")
-    p.add_argument(
-        "--hf-dataset",
-        help="instead of --input: a Hugging Face audio dataset (hub id, save_to_disk folder or data files folder)",
-    )
-    p.add_argument("--hf-split", default="train", help="the dataset split to read (default: train)")
-    p.add_argument(
-        "--hf-columns",
-        default="",
-        help="KEY=COLUMN,... for mix, vocals, instrumental, lyrics, tags, id (default: same-named columns; mix also 'audio')",
-    )
-    p.add_argument("--out", type=Path, required=True, help="output folder (codes, manifest, shards, mixture)")
-    p.add_argument("--codec", type=Path, required=True, help="converted codec folder (yue-prep convert-codec)")
-    p.add_argument(
-        "--modes",
-        default=",".join(MODES),
-        help=f"comma-separated shard sets to write; icl = icl-dual (default: all: {','.join(MODES)})",
-    )
-    p.add_argument(
-        "--stage2-source",
-        dest="stage2_sources",
-        action="append",
-        choices=("vocal", "inst", "mixture"),
-        help="tracks for stage-2 documents (repeatable; default: vocal and inst, the tracks stage 2 decodes)",
-    )
-    p.add_argument("--tokenizer", default=None, help="YuE tokenizer.model (default: the generated stand-in)")
-    p.add_argument("--tags-file", type=Path, default=None, help="YuE's top_200_tags.json: warn about unusual tags")
-    p.add_argument(
-        "--separate", choices=SEPARATION_METHODS, default="off", help="derive missing stems from the mix (default: off)"
-    )
-    p.add_argument(
-        "--align",
-        action="store_true",
-        help="align plain lyrics.txt to the vocal into lyrics.aligned.lrc beside it (an existing one is used as is)",
-    )
-    add_aligner_args(p)
-    add_transcriber_args(p)
-    p.add_argument("--workers", type=int, default=1, help="encoding/tokenizing processes per rank (default: 1)")
-    p.add_argument(
-        "--threads", type=int, default=0, help="torch threads per encoding process (default: cores shared out)"
-    )
-    p.add_argument("--device", default="auto", help="codec device: auto (cuda:LOCAL_RANK if present), cpu, cuda:N")
-    p.add_argument(
-        "--batch-size", type=int, default=4, help="equal-length audio windows per codec forward (default: 4)"
-    )
-    p.add_argument("--shard-docs", type=int, default=1000, help="documents per shard (default: 1000)")
-    p.add_argument(
-        "--max-doc-tokens",
-        type=int,
-        default=DEFAULT_MAX_DOC_TOKENS,
-        help=f"reject a song whose document would be longer (default: {DEFAULT_MAX_DOC_TOKENS:,})",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the ICL prompt draws (default: 0)")
-    p.add_argument("--force", action="store_true", help="re-encode and re-tokenize everything")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_flags(p, BuildOptions)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -416,9 +338,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             args,
             BuildOptions,
             hf_columns=parse_columns(args.hf_columns),
-            modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
             stage2_sources=tuple(args.stage2_sources or ("vocal", "inst")),
-            progress=not args.no_progress and show_progress(),
+            progress=args.progress and show_progress(),
             whisper=whisper_choice(args),
         )
         summary, code = run_build(opts)
@@ -453,15 +374,3 @@ def cmd_build(args: argparse.Namespace) -> int:
     if "error" in summary:
         print(f"yue-prep build: error: {summary['error']} (see {args.out / BUILD_SUMMARY_NAME})", file=sys.stderr)
     return code
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="yue-prep build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_build_args(p)
-    return cmd_build(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

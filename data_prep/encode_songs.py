@@ -21,13 +21,13 @@ from tqdm import tqdm
 
 from data_prep.align_songs import SongAligner, load_vocal
 from data_prep.songs import MAX_STEM_DIFF_S, STEMS, SongError, SongSpec, frame_spans, load_sections, official_record
-from data_prep.tags import TopTags, check_tags
 from data_prep.transcribe_songs import SongTranscriber
-from yue_train.codec.folder import MANIFEST, check_codec_folder
 from yue_train.data.shards import TMP_SUFFIX, write_json_atomic
+from yue_train.data.tags import TopTags, check_tags
 from yue_train.format import codec_layout as cl
 from yue_train.format.bounded_json import JsonFileError, read_json_object
 from yue_train.format.files import check_regular_file
+from yue_train.format.provenance import file_fingerprint
 
 if TYPE_CHECKING:
     from data_prep.build import BuildOptions, Dist
@@ -71,27 +71,6 @@ class SongResult:
     transcription: dict[str, Any] | None = None  # no lyrics: the transcription's file, lines and guessed sections
 
 
-# --------------------------------------------------------------------------------------------------
-# Hashes and per-song outputs
-# --------------------------------------------------------------------------------------------------
-
-
-def file_sha256(path: Path, h: Any | None = None) -> Any:
-    h = h or hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h
-
-
-def codec_fingerprint(folder: Path) -> str:
-    """Hash of the codec's manifest and weights: other weights make other codes."""
-    manifest = check_codec_folder(folder, "--codec") / MANIFEST
-    h = hashlib.sha256(manifest.read_bytes())
-    meta = read_json_object(manifest)
-    return file_sha256(folder / meta.get("xcodec_file", "xcodec.safetensors"), h).hexdigest()
-
-
 def audio_hash(spec: SongSpec, codec_fp: str, separate: str) -> str:
     """Key of a song's codes: build version, codec, and the bytes of each audio input."""
     h = hashlib.sha256(f"yue-prep-build v{BUILD_VERSION} codec {codec_fp} k{N_CODEBOOKS}".encode())
@@ -101,7 +80,7 @@ def audio_hash(spec: SongSpec, codec_fp: str, separate: str) -> str:
             h.update(f"separated by {separate}".encode())
         else:
             try:
-                file_sha256(path, h)
+                file_fingerprint(path, h)
             except FileNotFoundError:
                 raise SongError(f"{role}: file not found: {path}") from None
     return h.hexdigest()
@@ -149,16 +128,6 @@ def write_codes(out: Path, song_id: str, codes: dict[str, np.ndarray], meta: dic
     meta["codes_sha256"] = h.hexdigest()
     write_json_atomic(_meta_path(out, song_id), meta)
     return meta["codes_sha256"]
-
-
-def _clean_tmp(folder: Path) -> None:
-    for p in folder.glob(f"*{TMP_SUFFIX}"):
-        p.unlink()
-
-
-# --------------------------------------------------------------------------------------------------
-# One song (runs in an encoding process)
-# --------------------------------------------------------------------------------------------------
 
 
 class _Worker:
@@ -257,8 +226,8 @@ class _Worker:
             key = audio_hash(spec, self.codec_fp, self.opts.separate)
             meta = None if self.opts.force else cached_meta(self.opts.out, spec.id, key)
             if meta is None:
-                if song_dir(self.opts.out, spec.id).exists():
-                    _clean_tmp(song_dir(self.opts.out, spec.id))  # leftovers of an interrupted write
+                for leftover in song_dir(self.opts.out, spec.id).glob(f"*{TMP_SUFFIX}"):  # of an interrupted write
+                    leftover.unlink()
                 waves = self.load_stems(spec)
                 n_samples = len(waves["mix"])
                 n_frames = self.codec.n_frames(n_samples)
@@ -308,11 +277,6 @@ def _init_worker(opts: BuildOptions, codec_fp: str, top: TopTags | None, device:
 def _process(spec: SongSpec) -> SongResult:
     assert _worker is not None
     return _worker.process(spec)
-
-
-# --------------------------------------------------------------------------------------------------
-# Encoding stage
-# --------------------------------------------------------------------------------------------------
 
 
 def encode_songs(

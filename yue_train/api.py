@@ -126,11 +126,6 @@ def _sampling(base: SamplingConfig | None, options: Mapping[str, Any]) -> Sampli
     return dataclasses.replace(base or SamplingConfig(), **options)
 
 
-# --------------------------------------------------------------------------------------------------
-# Training
-# --------------------------------------------------------------------------------------------------
-
-
 def recipe_config(
     recipe: str = "demo",
     overrides: Mapping[str, Any] | None = None,
@@ -193,11 +188,6 @@ def evaluate(
     opts = {k: dict(v) for k, v in (options or {}).items()}
     result = evaluate_folder(songs, out, names, opts, reference, progress=progress)
     return json.loads(result.eval_json.read_text())
-
-
-# --------------------------------------------------------------------------------------------------
-# Shards
-# --------------------------------------------------------------------------------------------------
 
 
 def build_shards(

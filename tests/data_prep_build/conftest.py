@@ -36,7 +36,7 @@ def tags_file() -> Path:
 @pytest.fixture(scope="session")
 def demo_songs(tmp_path_factory) -> tuple[Path, list[dict]]:
     """Three demo songs (lyric forms: LRC, sections JSON, sections CSV) and their truth."""
-    from data_prep.synth_demo import synth_demo
+    from yue_train.data.synthetic_audio import synth_demo
 
     out = tmp_path_factory.mktemp("demo") / "songs"
     return out, synth_demo(out, 3, seed=0, section_seconds=SECTION_SECONDS)

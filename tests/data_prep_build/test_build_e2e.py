@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from data_prep.build import BUILD_SUMMARY_NAME, MODES, cmd_build
-from data_prep.encode_songs import codec_fingerprint
 from data_prep.mixture import MIXTURE_NAME
 from data_prep.songs import seconds_to_frame, segment_text
 from data_prep.synth_demo import add_synth_demo_args, cmd_synth_demo
 from tests.conftest import FIXTURES
 from tests.data_prep_build.conftest import build_args
+from yue_train.codec.folder import codec_fingerprint
 from yue_train.data.manifest import load_song
 from yue_train.data.shards import iter_documents
 from yue_train.format import codec_layout as cl

@@ -1,10 +1,16 @@
 """The `yue-prep synth-demo` and `yue-prep build` subcommands through the real entry point."""
 
+import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+
+from data_prep.build import MODES, BuildOptions, add_build_args
 from data_prep.cli import main as prep_main
+from yue_train.cli.options import options_from
 
 
 def test_synth_demo_then_build_through_yue_prep(tmp_path, codec_dir, capsys):
@@ -28,3 +34,22 @@ def test_yue_prep_help_lists_every_command():
     ).stdout
     for command in ("synth-demo", "build", "convert-codec", "encode", "tokenize", "inspect", "demo"):
         assert command in out
+
+
+def test_build_flags_are_derived_from_the_options_fields():
+    p = argparse.ArgumentParser()
+    add_build_args(p)
+    argv = ["--out", "o", "--codec", "c", "--input", "i", "--modes", "cot, icl", "--stage2-source", "mixture"]
+    args = p.parse_args([*argv, "--workers", "2", "--align", "--no-progress", "--min-align-score", "0.5"])
+    opts = options_from(args, BuildOptions, hf_columns={}, stage2_sources=tuple(args.stage2_sources))
+    assert (opts.out, opts.codec, opts.input) == (Path("o"), Path("c"), Path("i"))
+    assert opts.modes == ("cot", "icl-dual") and opts.stage2_sources == ("mixture",)
+    assert opts.workers == 2 and opts.align and not opts.progress and opts.min_align_score == 0.5
+
+    defaults = p.parse_args(["--out", "o", "--codec", "c"])
+    assert defaults.modes == MODES and defaults.stage2_sources is None and defaults.hf_columns == ""
+    assert defaults.progress and not defaults.force and defaults.input is None and defaults.tokenizer is None
+    with pytest.raises(SystemExit):  # --out has no default: a required flag
+        p.parse_args(["--codec", "c"])
+    with pytest.raises(SystemExit):
+        p.parse_args(["--out", "o", "--codec", "c", "--separate", "spleeter"])  # choices from the field

@@ -21,6 +21,7 @@ from data_prep.songs import (
     seconds_to_frame,
     segment_text,
 )
+from yue_train.format import codec_layout
 
 
 @pytest.mark.parametrize(
@@ -39,8 +40,9 @@ from data_prep.songs import (
     ],
 )
 def test_time_to_frame_is_the_frame_the_time_falls_in(seconds, frame):
-    # 0.58 * 50 is 28.999999999999996 in floating point: truncating naively would give 28.
-    assert seconds_to_frame(seconds) == frame
+    # 0.58 * 50 is 28.999999999999996 in floating point: truncating naively would give 28. The song reader and
+    # the synthetic songs' official form (codec_layout) agree.
+    assert seconds_to_frame(seconds) == codec_layout.seconds_to_frame(seconds) == frame
 
 
 def test_official_example_boundaries_are_reproduced(reference_example):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from data_prep.tags import TAG_KINDS, check_tags, load_top_tags, tag_kinds
 from yue_train.data.synthetic import TAG_CHOICES
+from yue_train.data.tags import TAG_KINDS, check_tags, load_top_tags, tag_kinds
 
 
 def test_list_groups_tags_by_kind(tags_file):

@@ -27,9 +27,9 @@ def test_two_ranks_build_the_same_shards_as_one_process(tmp_path, demo_songs, co
     assert cmd_build(build_args(songs, one, codec_dir, "--modes", MODES, "--threads", "1")) == 0
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "data_prep.build"]
-    cmd += ["--input", str(songs), "--out", str(two), "--codec", str(codec_dir), "--device", "cpu", "--no-progress"]
-    cmd += ["--modes", MODES, "--threads", "1"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "data_prep.cli"]
+    cmd += ["build", "--input", str(songs), "--out", str(two), "--codec", str(codec_dir), "--device", "cpu"]
+    cmd += ["--no-progress", "--modes", MODES, "--threads", "1"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

@@ -7,7 +7,7 @@ lyric lines, the tags, then the mixture track if asked for. A :class:`SongStyle`
 from. Code tracks are looped motifs: each track repeats a random motif of a few frames, so a tiny model
 learns them within a few hundred steps, and longer motifs over the whole codebook give enough distinct
 codes for the stage-2 chunk filter. ``yue-prep synth-demo`` renders audio for songs drawn without codes
-(:mod:`data_prep.synth_demo`); the others turn songs into :class:`~yue_train.format.song.Song` objects or
+(:mod:`yue_train.data.synthetic_audio`); the others turn songs into :class:`~yue_train.format.song.Song` objects or
 manifest records.
 """
 

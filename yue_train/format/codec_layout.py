@@ -5,6 +5,8 @@ Codebook k, code c -> id ``45334 + 1024 * k + c``. A codes array is ``(n_codeboo
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 CODEC_OFFSET = 45_334
@@ -14,6 +16,15 @@ FRAMES_PER_SECOND = 50
 SAMPLE_RATE = 16_000
 STAGE2_CODEBOOKS = 8
 CODEC_ID_END = CODEC_OFFSET + CODEBOOK_SIZE * N_CODEBOOKS  # exclusive
+# 0.58 * 50 = 28.999999999999996 in floating point: nudge before truncating so decimal times land on
+# the frame they name. 1e-6 frames is far below any timing precision anyone writes.
+_FRAME_EPS = 1e-6
+
+
+def seconds_to_frame(seconds: float) -> int:
+    """The frame a time falls in at 50 frames/s: 0.0 -> 0, 0.019 -> 0, 0.02 -> 1, 10.0 -> 500 (frame k covers
+    [k/50, (k+1)/50) s; the official preprocessing truncates the same way)."""
+    return int(math.floor(seconds * FRAMES_PER_SECOND + _FRAME_EPS))
 
 
 class CodecRangeError(ValueError):

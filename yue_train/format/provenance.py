@@ -61,7 +61,12 @@ def file_fingerprint(path: str | Path, h: Any = None) -> str:
     with Path(path).open("rb") as f:
         while block := f.read(1 << 20):
             h.update(block)
-    return h.hexdigest()
+    return h
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    return hash_file(path, hashlib.sha256()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ class Provenance:
     tokenizer: TokenizerId | None = None
     vocab_size: int | None = None  # ids the tokenizer produces (shards) or the model's embedding rows
     max_token_id: int | None = None  # largest id in the documents (shards)
-    codec: str | None = None  # codec fingerprint (data_prep.encode_songs.codec_fingerprint) when known
+    codec: str | None = None  # codec fingerprint (yue_train.codec.folder.codec_fingerprint) when known
     seq_len: int | None = None  # training row length (checkpoints, models)
     extra: dict[str, Any] = field(default_factory=dict)
 

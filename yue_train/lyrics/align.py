@@ -168,15 +168,8 @@ def align_lines(
     for span in _filler_spans(em, path, trellis.tokens):
         line, score = _classify_span(em, span, token_lines)
         repeat = line is not None and score >= REPEAT_SCORE
-        unmatched.append(
-            Unmatched(
-                span[0] * em.frame_s,
-                span[1] * em.frame_s,
-                "repeat" if repeat else "extra",
-                line if repeat else None,
-                score,
-            )
-        )
+        kind, repeated = ("repeat", line) if repeat else ("extra", None)
+        unmatched.append(Unmatched(span[0] * em.frame_s, span[1] * em.frame_s, kind, repeated, score))
         if repeat and line is not None and lines[line].status == "ok":
             lines[line].status = "repeated"
     return lines, unmatched

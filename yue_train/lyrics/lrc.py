@@ -51,17 +51,8 @@ def to_csv(alignment: Alignment) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
     for ln in alignment.lines:
-        w.writerow(
-            [
-                ln.index + 1,
-                labels.get(ln.block, ""),
-                ln.status,
-                f"{ln.score:.3f}",
-                _fmt(ln.start),
-                _fmt(ln.end),
-                ln.text,
-            ]
-        )
+        times = (_fmt(ln.start), _fmt(ln.end))
+        w.writerow([ln.index + 1, labels.get(ln.block, ""), ln.status, f"{ln.score:.3f}", *times, ln.text])
     for u in alignment.unmatched:
         status = f"repeat of line {u.line + 1}" if u.kind == "repeat" and u.line is not None else "extra singing"
         w.writerow(["", "", status, f"{u.score:.3f}", _fmt(u.start), _fmt(u.end), ""])
