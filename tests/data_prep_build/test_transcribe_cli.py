@@ -98,7 +98,7 @@ def test_a_song_without_lyrics_says_transcribe(tmp_path: Path, capsys) -> None:
 
 def test_transcribe_refuses_dataset_rows_it_cannot_write_beside(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^--transcribe writes lyrics.transcribed.lrc into song folders, which"):
-        BuildOptions(None, tmp_path / "out", tmp_path / "codec", hf_dataset="some/dataset", transcribe=True)
+        BuildOptions(out=tmp_path / "out", codec=tmp_path / "codec", hf_dataset="some/dataset", transcribe=True)
 
 
 def test_missing_whisper_weights_are_named_with_how_to_get_them(tmp_path: Path, capsys) -> None:

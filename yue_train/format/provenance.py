@@ -61,12 +61,7 @@ def file_fingerprint(path: str | Path, h: Any = None) -> str:
     with Path(path).open("rb") as f:
         while block := f.read(1 << 20):
             h.update(block)
-    return h
-
-
-def file_fingerprint(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    return hash_file(path, hashlib.sha256()).hexdigest()
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
