@@ -11,12 +11,19 @@ BIN := $(VENV)/bin
 # lyrics with espeak-ng.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# demucs and openunmix require torchaudio, which has no wheel for the CPU torch above; the separation tests
+# run demucs's own code without it (tests/data_prep_build/demucs_model.py says how), so they are installed
+# here without their dependencies, beside the few of those that demucs's import needs.
+DEMUCS_FOR_TESTS := demucs==4.0.1 openunmix==1.3.0 julius==0.2.8 einops dora-search treetable retrying submitit \
+	cloudpickle
+
 .PHONY: demo test test-fast lint clean-venv test-tools
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps $(DEMUCS_FOR_TESTS)
 	touch $@
 
 demo: $(BIN)/.installed

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from data_prep.separate import DEFAULT_MODEL
 from data_prep.songs import SongError, SongSpec, discover
 from data_prep.transcribe_songs import SongTranscriber
 from yue_train.lyrics.backends import MIN_SCORE
@@ -50,17 +51,17 @@ class AlignOutcome:
 def align_inputs(
     inputs: list[Path], aligner: str, separate: str = "off", device: str = "cpu", force: bool = False,
     min_score: float = MIN_SCORE, transcriber: SongTranscriber | None = None,
+    separation_model: str = DEFAULT_MODEL,
 ) -> list[AlignOutcome]:  # fmt: skip
     """Align the plain lyrics of every song under ``inputs`` (song folders, folders of them, .jsonl manifests),
     and with ``transcriber`` transcribe the song folders that have no lyrics. Songs with timed lyrics are
     reported with an error saying so; the other problems of a song (tags, say) are for ``build`` and do not
     stop its alignment."""
-    from data_prep.separate import DEFAULT_MODEL, DemucsSeparator, check_available
-    from yue_train.data.separation_cache import SeparationCache, default_folder
+    from data_prep.separate import check_available, separation_cache
 
     check_available(separate)
     song_aligner = SongAligner(aligner, device, min_score, force)
-    cache = SeparationCache(default_folder(), DEFAULT_MODEL, lambda: DemucsSeparator(device=device))
+    cache = separation_cache(separation_model, device)
 
     def separator() -> Any:
         return cache

@@ -42,8 +42,9 @@ import yue_train
 from data_prep.encode_songs import SongResult, encode_songs
 from data_prep.hf_source import hf_song_specs, parse_columns
 from data_prep.mixture import tokenize_modes, write_mixture
+from data_prep.separate import DEFAULT_MODEL as DEFAULT_SEPARATION_MODEL
 from data_prep.separate import METHODS as SEPARATION_METHODS
-from data_prep.separate import SeparationUnavailable, check_available
+from data_prep.separate import SeparationUnavailable, check_available, model_identity
 from data_prep.songs import discover, mark_duplicates
 from data_prep.transcribe_songs import DEFAULT_WHISPER, GUESSED_LINE, transcription_line
 from yue_train.cli.options import add_flags, flag, options_from
@@ -101,6 +102,11 @@ class BuildOptions:
     tokenizer: str | None = flag(None, "YuE tokenizer.model (default: the generated stand-in)")
     tags_file: Path | None = flag(None, "YuE's top_200_tags.json: warn about unusual tags")
     separate: str = flag("off", "derive missing stems from the mix (default: off)", choices=SEPARATION_METHODS)
+    separation_model: str = flag(
+        DEFAULT_SEPARATION_MODEL,
+        f"--separate's demucs model: a name, fetched by demucs on first use, or a folder with demucs.json and "
+        f"model.safetensors (default: {DEFAULT_SEPARATION_MODEL})",
+    )
     align: bool = flag(
         False,
         "align plain lyrics.txt to the vocal into lyrics.aligned.lrc beside it (an existing one is used as is)",
@@ -222,6 +228,8 @@ def run_build(opts: BuildOptions, d: Dist | None = None) -> tuple[dict[str, Any]
     d = d or dist_from_env()
     started = time.perf_counter()
     check_available(opts.separate)  # before any work: asking for separation without demucs is fatal
+    if opts.separate != "off":
+        model_identity(opts.separation_model)  # a local model folder that cannot be read is fatal too
     top = load_top_tags(opts.tags_file) if opts.tags_file is not None else None
     if opts.tokenizer is not None:
         load_tokenizer(opts.tokenizer)  # before any encoding: a bad tokenizer file is one line, not hours later
@@ -315,6 +323,10 @@ def alignment_line(info: dict[str, Any]) -> str:
 
 def add_aligner_args(p: argparse.ArgumentParser) -> None:
     add_flags(p, BuildOptions, ("aligner", "min_align_score"))
+
+
+def add_separation_args(p: argparse.ArgumentParser) -> None:
+    add_flags(p, BuildOptions, ("separate", "separation_model"))
 
 
 def add_transcriber_args(p: argparse.ArgumentParser) -> None:

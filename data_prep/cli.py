@@ -136,7 +136,14 @@ def cmd_align(args: argparse.Namespace) -> int:
         whisper = whisper_choice(args)
         transcriber = SongTranscriber(whisper, args.language, args.device, args.force) if args.transcribe else None
         outcomes = align_inputs(
-            args.songs, args.aligner, args.separate, args.device, args.force, args.min_align_score, transcriber
+            args.songs,
+            args.aligner,
+            args.separate,
+            args.device,
+            args.force,
+            args.min_align_score,
+            transcriber,
+            args.separation_model,
         )
     except (OSError, ValueError, SeparationUnavailable) as e:
         print(f"yue-prep align: error: {e}", file=sys.stderr)
@@ -200,8 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, _, help_text) in PASSTHROUGH.items():
         sub.add_parser(name, help=help_text, add_help=False)  # listed here; main() hands them their argv
 
-    from data_prep.build import add_aligner_args, add_build_args, add_transcriber_args, cmd_build
-    from data_prep.separate import METHODS as SEPARATION_METHODS
+    from data_prep.build import add_aligner_args, add_build_args, add_separation_args, add_transcriber_args, cmd_build
     from data_prep.synth_demo import add_synth_demo_args, cmd_synth_demo
 
     p = sub.add_parser("synth-demo", help="write synthetic songs (audio, lyrics, tags)")
@@ -216,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("songs", nargs="+", type=Path, help="song folders, folders of song folders or songs .jsonl")
     add_aligner_args(p)
     add_transcriber_args(p)
-    p.add_argument("--separate", choices=SEPARATION_METHODS, default="off", help="separate the vocal of mix-only songs")
+    add_separation_args(p)
     p.add_argument("--device", default="cpu", help="aligner, Whisper and separation device: cpu, cuda:N (default: cpu)")
     p.add_argument(
         "--force",

@@ -140,6 +140,11 @@ class _Worker:
         self.threads = threads
         self._codec: YueCodec | None = None
         self._separator = None
+        self.separated_by = opts.separate  # what a missing stem's part of the codes' key says
+        if opts.separate != "off":
+            from data_prep.separate import model_identity
+
+            self.separated_by = f"{opts.separate} {model_identity(opts.separation_model)}"
         self._aligner = SongAligner(opts.aligner, device, opts.min_align_score) if opts.align else None
         self._transcriber = SongTranscriber(opts.whisper, opts.language, device) if opts.transcribe else None
 
@@ -157,12 +162,9 @@ class _Worker:
 
     def separator(self):
         if self._separator is None:
-            from data_prep.separate import DEFAULT_MODEL, DemucsSeparator
-            from yue_train.data.separation_cache import SeparationCache, default_folder
+            from data_prep.separate import separation_cache
 
-            self._separator = SeparationCache(
-                default_folder(), DEFAULT_MODEL, lambda: DemucsSeparator(device=self.device)
-            )
+            self._separator = separation_cache(self.opts.separation_model, self.device)
         return self._separator
 
     def load_stems(self, spec: SongSpec) -> dict[str, np.ndarray]:
@@ -223,7 +225,7 @@ class _Worker:
                 )
             if self.top is not None:
                 result.warnings = check_tags(spec.tags, self.top)
-            key = audio_hash(spec, self.codec_fp, self.opts.separate)
+            key = audio_hash(spec, self.codec_fp, self.separated_by)
             meta = None if self.opts.force else cached_meta(self.opts.out, spec.id, key)
             if meta is None:
                 for leftover in song_dir(self.opts.out, spec.id).glob(f"*{TMP_SUFFIX}"):  # of an interrupted write
