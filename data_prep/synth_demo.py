@@ -18,6 +18,11 @@ def add_synth_demo_args(p: argparse.ArgumentParser) -> None:
         "--section-seconds", type=float, default=4.0, help="typical section length; a song has 6 (default: 4.0)"
     )
     p.add_argument("--sample-rate", type=int, default=16_000, help="sample rate of the written WAVs (default: 16000)")
+    p.add_argument(
+        "--mix-only",
+        action="store_true",
+        help="songs as users have them: song.mp3 (the mix), lyrics.lrc and tags.txt, no stems",
+    )
 
 
 def cmd_synth_demo(args: argparse.Namespace) -> int:
@@ -25,7 +30,7 @@ def cmd_synth_demo(args: argparse.Namespace) -> int:
         print("yue-prep synth-demo: error: --n must be >= 1 and --section-seconds > 0", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    songs = synth_demo(args.out, args.n, args.seed, args.section_seconds, args.sample_rate)
+    songs = synth_demo(args.out, args.n, args.seed, args.section_seconds, args.sample_rate, args.mix_only)
     dt = time.perf_counter() - t0
     seconds = sum(s["seconds"] for s in songs)
     print(

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import fixture_file
+from tests.data_prep_build.demucs_model import demucs_importable, save_random_demucs
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -40,6 +41,7 @@ APPENDED = {
     re.compile(r"^yue-train recipe=(?!.*--print-plan)"): TRAIN_OVERRIDES,
     re.compile(r"^yue-infer generate "): "--max-new-tokens 100",
     re.compile(r"^yue-eval --generate "): "--max-new-tokens 100",
+    re.compile(r"^yue-prep build .*--separate demucs"): "--separation-model tiny_htdemucs",
 }
 # What `make -n TARGET` must end with (the README: "`make demo` runs `yue-train recipe=demo`").
 MAKE_TARGETS = {
@@ -184,10 +186,20 @@ def _stand_ins(cwd: Path) -> dict[str, str]:
     for name in ("launch.sh", "benchmarks"):
         (cwd / name).symlink_to(REPO / name)
     _save_tiny_models(cwd / ".hf" / "hub")
+    if not demucs_importable():
+        pytest.skip("demucs is not installed (make test installs it: see the Makefile)")
+    save_random_demucs(cwd / "tiny_htdemucs")
+    # demucs without torchaudio in the commands' processes too (tests/data_prep_build/demucs_model.py)
+    site = cwd / ".site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "from tests.data_prep_build.demucs_model import register_openunmix_without_init\n"
+        "register_openunmix_without_init()\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "HF_", "YUE_TRAIN_"))}
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=str(REPO),
+        PYTHONPATH=f"{REPO}{os.pathsep}{site}",
         HF_HOME=str(cwd / ".hf"),
         HF_HUB_OFFLINE="1",
         WANDB_MODE="offline",

@@ -31,15 +31,23 @@ TINY_HTDEMUCS = {
 }
 
 
-def demucs_importable() -> bool:
-    """True when demucs can be imported here (with ``openunmix`` registered as described above)."""
+def register_openunmix_without_init() -> bool:
+    """Register ``openunmix`` as a bare package over its installed folder (no import of torch or demucs, so
+    it is cheap enough for a ``sitecustomize``); False when openunmix is not installed."""
     spec = importlib.util.find_spec("openunmix")
-    if spec is None or importlib.util.find_spec("demucs") is None:
+    if spec is None:
         return False
     if "openunmix" not in sys.modules:
         package = types.ModuleType("openunmix")
         package.__path__ = list(spec.submodule_search_locations or [])
         sys.modules["openunmix"] = package
+    return True
+
+
+def demucs_importable() -> bool:
+    """True when demucs can be imported here (with ``openunmix`` registered as described above)."""
+    if importlib.util.find_spec("demucs") is None or not register_openunmix_without_init():
+        return False
     try:
         import demucs.apply  # noqa: F401
         import demucs.pretrained  # noqa: F401
@@ -49,7 +57,9 @@ def demucs_importable() -> bool:
 
 
 def save_random_demucs(folder: Path, seed: int = 0, **overrides: object) -> Path:
-    """A random HTDemucs as ``demucs.json`` + ``model.safetensors`` in ``folder``."""
+    """A random HTDemucs as ``demucs.json`` + ``model.safetensors`` in ``folder``. Its stems are noise-like
+and about as loud as the mix, so the tiny codec gives them varied codes (stage-2 documents need 25 distinct
+codebook-0 codes in a 6-second chunk)."""
     import torch
     from demucs.htdemucs import HTDemucs
     from safetensors.torch import save_file
@@ -57,6 +67,10 @@ def save_random_demucs(folder: Path, seed: int = 0, **overrides: object) -> Path
     kwargs = {**TINY_HTDEMUCS, **overrides}
     torch.manual_seed(seed)
     model = HTDemucs(**kwargs)
+    with torch.no_grad():  # twice demucs's initial scale: stems as loud as the mix, not ~20 dB below it
+        for weight in model.parameters():
+            if weight.dim() > 1:
+                weight.mul_(2)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "demucs.json").write_text(json.dumps({"class": "HTDemucs", "kwargs": kwargs}), encoding="utf-8")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))

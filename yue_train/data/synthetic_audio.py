@@ -132,28 +132,35 @@ def lyrics_file(form: str, sections: list[Section]) -> tuple[str, str]:
     return "lyrics.json", json.dumps({"segmented_lyrics": segs}, indent=1) + "\n"
 
 
-def write_song(out: Path, index: int, seed: int, section_seconds: float = 4.0, sample_rate: int = 16_000) -> dict:
+def write_song(
+    out: Path, index: int, seed: int, section_seconds: float = 4.0, sample_rate: int = 16_000, mix_only: bool = False
+) -> dict:
     """Write song ``index`` as a folder under ``out`` (built beside it, then renamed in); returns its truth:
-    id, form, tags and sections with their times and lines, for tests to compare against."""
+    id, form, tags and sections with their times and lines, for tests to compare against. ``mix_only``: the
+    folder a user downloads, ``song.mp3`` + ``lyrics.lrc`` + ``tags.txt``, the stems left for separation."""
     rng = np.random.default_rng([seed, index])
-    form = LYRIC_FORMS[index % len(LYRIC_FORMS)]
+    form = "lrc" if mix_only else LYRIC_FORMS[index % len(LYRIC_FORMS)]
     song = synth_song(rng, f"demo{index:04d}", drawn_plan(rng, section_seconds), AUDIO_STYLE, codes=False)
     song_id, tags = song.id, song.tags
     vocals, inst = synth_stems(rng, song.sections, sample_rate)
     tmp = out / f".tmp-{song_id}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write_audio(tmp / "vocals.wav", vocals, sample_rate)
-    write_audio(tmp / "instrumental.wav", inst, sample_rate)
-    write_audio(tmp / "mix.wav", vocals + inst, sample_rate)
+    if mix_only:
+        write_audio(tmp / "song.mp3", vocals + inst, sample_rate)
+    else:
+        write_audio(tmp / "vocals.wav", vocals, sample_rate)
+        write_audio(tmp / "instrumental.wav", inst, sample_rate)
+        write_audio(tmp / "mix.wav", vocals + inst, sample_rate)
     name, text = lyrics_file(form, song.sections)
     (tmp / name).write_text(text, encoding="utf-8")
     meta: dict = {"id": song_id}
-    if form == "sections-csv":
+    if form == "sections-csv" or mix_only:
         (tmp / "tags.txt").write_text(", ".join(tags) + "\n", encoding="utf-8")
     else:
         meta["tags"] = tags
-    (tmp / "song.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    if not mix_only:
+        (tmp / "song.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     final = out / song_id
     if final.exists():
         shutil.rmtree(final)
@@ -163,9 +170,10 @@ def write_song(out: Path, index: int, seed: int, section_seconds: float = 4.0, s
 
 
 def synth_demo(
-    out: str | Path, n: int, seed: int = 0, section_seconds: float = 4.0, sample_rate: int = 16_000
-) -> list[dict]:
+    out: str | Path, n: int, seed: int = 0, section_seconds: float = 4.0, sample_rate: int = 16_000,
+    mix_only: bool = False,
+) -> list[dict]:  # fmt: skip
     """Songs 0..n-1 as folders under ``out``; returns each one's truth (:func:`write_song`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return [write_song(out, i, seed, section_seconds, sample_rate) for i in range(n)]
+    return [write_song(out, i, seed, section_seconds, sample_rate, mix_only) for i in range(n)]
