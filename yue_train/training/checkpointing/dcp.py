@@ -1,34 +1,20 @@
 """Model and optimizer state through ``torch.distributed.checkpoint`` (DCP): each process writes and reads
-only its own shard, and a checkpoint written by N processes loads under M.
+only its own shard, and a checkpoint written by N processes loads under M (files: :mod:`.layout`).
 
-What goes where (``step-N/``, see :mod:`.layout` for the whole folder):
+- ``dcp/`` holds the *tensors* only: ``model.<name>`` (the trainable parameters for LoRA, the whole model
+  otherwise) and ``optim.<name>.<exp_avg|exp_avg_sq|step>``, from ``torch.distributed.checkpoint.state_dict``
+  without ``full_state_dict``: DTensor shards under FSDP2, replicas (written once) under DDP and ``single``.
+  Loading plans every read against the saved chunks, which is what reshards.
+- ``optimizer_groups.pt``: the optimizer's ``param_groups``, plain data (:mod:`.state_files`). DCP would store
+  these non-tensor values as pickled bytes that its planner loads with ``torch.load(weights_only=False)``;
+  keeping them out of ``dcp/`` means nothing in there can name code.
 
-- ``dcp/``: DCP's ``.metadata`` and ``__R_0.distcp`` files with the *tensors* only: ``model.<name>`` (the
-  trainable parameters for LoRA, the whole model otherwise) and ``optim.<name>.<exp_avg|exp_avg_sq|step>``.
-  The state dicts come from ``torch.distributed.checkpoint.state_dict`` without ``full_state_dict``: under
-  FSDP2 they are DTensors and each process saves its shard; DDP and ``single`` hold replicas, which DCP's
-  planner writes once. Loading plans every read against the saved chunks, which is what reshards
-  (FSDP2 2 -> 1, 1 -> 2, DDP/single <-> FSDP2).
-- ``optimizer_groups.pt``: the optimizer's ``param_groups`` (learning rates, betas, parameter names), plain
-  data written with ``torch.save`` and read through the plain-data allowlist (:mod:`.state_files`). DCP would store these non-tensor
-  values as pickled bytes that its planner loads with ``torch.load(weights_only=False)``; keeping them out
-  of ``dcp/`` means nothing in there can name code, and :func:`read_metadata` refuses a ``.metadata`` that
-  lists such a bytes entry anyway.
-- ``model_config/``: the Hugging Face ``config.json`` (full model) or PEFT ``adapter_config.json`` (LoRA),
-  a few hundred bytes that let a resume, ``trainer.init_from`` or ``yue-train export`` build the module the
-  tensors belong to without a Hugging Face weights folder.
+DCP's ``.metadata`` is a plain pickle (``FileSystemReader.read_metadata`` calls ``pickle.load``); it is read
+through :data:`METADATA_ALLOWLIST` instead (:class:`SafeReader`, also used by :mod:`.verify`), so a planted
+``.metadata`` is refused, naming the file, before anything it names can run.
 
-DCP's ``.metadata`` is a plain pickle (``FileSystemReader.read_metadata`` calls ``pickle.load``). It is read
-here through :data:`METADATA_ALLOWLIST` (:mod:`yue_train.safe_pickle`: plain data and DCP's metadata
-records), so a planted ``.metadata`` is refused, naming the file, before anything it names can run
-(:class:`SafeReader`, also used by :mod:`.verify` to check a checkpoint before resuming).
-
-``yue-train export`` of a checkpoint without Hugging Face weights reads it here (:func:`dcp_model`): the
-module is rebuilt from ``model_config/`` (:func:`.hf_export.saved_module`) and its tensors loaded.
-
-Async save (``trainer.async_save``): :func:`save_async` stages the tensors to CPU memory and writes them in a
-background thread (``dcp.async_save``) on a separate gloo group, so the training loop continues; the caller
-publishes the checkpoint only once the returned future is done.
+Async save (``trainer.async_save``): the tensors are staged to CPU memory and written by a background thread
+(``dcp.async_save``) on a separate gloo group; the caller publishes the checkpoint once the future is done.
 """
 
 from __future__ import annotations
@@ -245,19 +231,11 @@ class _Writer(FileSystemWriter):
         return super().write_data(plan, planner)
 
 
-def load(folder: Path, lm: nn.Module, optimizer: torch.optim.Optimizer | None, trainable_only: bool) -> None:
+def load(folder: Path, lm: nn.Module, optimizer: torch.optim.Optimizer, trainable_only: bool) -> None:
     """Read this process's share of ``folder/dcp`` into the (wrapped) model and optimizer; any world size."""
-    path = folder / DCP_DIR
-    if optimizer is None:
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
-
-        msd = get_model_state_dict(lm, options=_options(trainable_only))
-        _read({"model": msd}, path)
-        set_model_state_dict(lm, msd, options=_options(trainable_only))
-        return
     groups = load_plain(folder / OPTIMIZER_GROUPS)
     tensors, _ = _gather_state(lm, optimizer, trainable_only)
-    _read(tensors, path)
+    _read(tensors, folder / DCP_DIR)
     set_state_dict(
         lm,
         optimizer,
