@@ -39,21 +39,10 @@ def split_verbosity(argv: list[str]) -> tuple[int, list[str]]:
     return (levels.pop() if levels else NORMAL), [a for a in argv if a not in FLAGS]
 
 
-class _BelowLevel(logging.Filter):
-    """Drops records under ``level`` (attached to a library logger before the library configures it)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.level = logging.ERROR
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= self.level
-
-
 # DeepSpeed sets its logger's level and handler (on stdout) when imported; a filter on the logger object
 # outlives that. Its warnings in a normal run are detection chatter ("Setting accelerator to CPU").
-_DEEPSPEED_FILTER = _BelowLevel()
-logging.getLogger("DeepSpeed").addFilter(_DEEPSPEED_FILTER)
+_deepspeed_level = logging.ERROR
+logging.getLogger("DeepSpeed").addFilter(lambda record: record.levelno >= _deepspeed_level)
 
 
 def _quiet_transformers() -> None:
@@ -107,7 +96,7 @@ def set_verbosity(level: int) -> None:
     """Apply an output level to this process (warning filters, library loggers and bars). Under ``QUIET``
     transformers is quieted when it is first imported, not imported for it (commands that never use it,
     such as ``yue-prep tokenize``, stay free of it)."""
-    global _verbosity, _quieted_transformers, _pending_quiet
+    global _verbosity, _quieted_transformers, _pending_quiet, _deepspeed_level
     _verbosity = level
     logging.getLogger("yue_train").setLevel(logging.WARNING if level == QUIET else logging.NOTSET)
     if _pending_quiet is not None:  # a later call in the same process (tests) replaces the earlier one
@@ -128,9 +117,9 @@ def set_verbosity(level: int) -> None:
         _quieted_transformers = False
     if level == VERBOSE:
         warnings.simplefilter("default")
-        _DEEPSPEED_FILTER.level = logging.NOTSET
+        _deepspeed_level = logging.NOTSET
         return
-    _DEEPSPEED_FILTER.level = logging.ERROR
+    _deepspeed_level = logging.ERROR
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     if level == QUIET:
