@@ -9,8 +9,7 @@ recipes list it in their ``defaults`` to share its settings; it is neither liste
 
 Recipes are read with ``yaml.safe_load`` (nothing in them executes) and registered in Hydra's ConfigStore
 as the ``recipe`` group, so Hydra composes ``conf/config.yaml`` + ``recipe=NAME`` + overrides as one
-defaults tree; the composed config is then checked against the typed schema
-(:mod:`yue_train.config.schema`), which rejects unknown keys and wrong types naming the key.
+defaults tree, checked against the typed schema (:mod:`yue_train.config.schema`).
 """
 
 from __future__ import annotations

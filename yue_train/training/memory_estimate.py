@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,19 +147,13 @@ def _step(model: nn.Module, optimizer: torch.optim.Optimizer, spec: StepSpec, ba
     return impl
 
 
-@contextlib.contextmanager
-def _fake_mode(fake: bool, autocast: bool) -> Iterator[None]:
+def _fake_mode(fake: bool, autocast: bool) -> contextlib.AbstractContextManager:
     """Meta tensors, or CPU fake tensors where CPU autocast must see them (meta tensors bypass autocast)."""
-    if not fake:
-        yield
-    elif not autocast:
-        with torch.device("meta"):
-            yield
-    else:
-        from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch._subclasses.fake_tensor import FakeTensorMode
 
-        with FakeTensorMode(allow_non_fake_inputs=True):
-            yield
+    if not fake:
+        return contextlib.nullcontext()
+    return FakeTensorMode(allow_non_fake_inputs=True) if autocast else torch.device("meta")
 
 
 def measure_step(spec: StepSpec, fake: bool = True, steps: int = 2) -> Estimate:

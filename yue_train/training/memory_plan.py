@@ -73,14 +73,12 @@ def plan_memory(
     if setting == "auto" and strategy not in UNSHARDED:
         return MemoryPlan(True, [f"memory: {strategy} shards the state; activation checkpointing on (auto)"])
     without: Estimate | None = None
+    checkpointing = bool(setting)
     if setting == "auto":
         without = measure_step(step_spec(cfg, model_config, micro_batch, False))
         checkpointing = not fits(without.peak_bytes, device_bytes)
-    else:
-        checkpointing = bool(setting)
     chosen = without if without is not None and not checkpointing else None
-    if chosen is None:
-        chosen = measure_step(step_spec(cfg, model_config, micro_batch, checkpointing))
+    chosen = chosen or measure_step(step_spec(cfg, model_config, micro_batch, checkpointing))
     how = "with" if checkpointing else "without"
     line = (
         f"memory: one step estimated at {chosen.peak_gib:.1f} GiB of tensors {how} activation checkpointing"

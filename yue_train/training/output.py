@@ -21,7 +21,6 @@ from tqdm import tqdm
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 FLAGS = {"-q": QUIET, "--quiet": QUIET, "-v": VERBOSE, "--verbose": VERBOSE}
-HELP = "-q/--quiet: errors and the final summary only; -v/--verbose: library warnings and logs too"
 _verbosity = NORMAL
 _quieted_transformers = False
 _HF_LOGGING = "transformers.utils.logging"
