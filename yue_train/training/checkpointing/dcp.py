@@ -39,6 +39,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from transformers import PreTrainedModel
 
 from yue_train.safe_pickle import Allowlist, UnsafeCheckpointError, restricted_load
+from yue_train.training import ranks
 from yue_train.training.checkpointing.hf_export import ExportError, saved_module
 from yue_train.training.checkpointing.layout import DCP_DIR, MODEL_CONFIG_DIR, OPTIMIZER_GROUPS
 from yue_train.training.checkpointing.layout import DCP_METADATA as METADATA
@@ -176,10 +177,6 @@ def _gather_state(lm: nn.Module, optimizer: torch.optim.Optimizer, trainable_onl
     return tensors, osd["param_groups"]
 
 
-def _dist() -> bool:
-    return dist.is_initialized()
-
-
 def save(
     folder: Path,
     lm: nn.Module,
@@ -194,15 +191,15 @@ def save(
     tensors are staged in CPU memory, with a future that completes when the files are written. ``fault``
     runs in the writer before the files (fault injection for tests)."""
     tensors, groups = _gather_state(lm, optimizer, trainable_only)
-    if not _dist() or dist.get_rank() == 0:
+    if ranks.is_main():
         save_plain(groups, folder / OPTIMIZER_GROUPS)
     writer = _Writer(str(folder / DCP_DIR), fault)
     with unwrapped_errors():
         if async_group is None:
-            dcp.save(tensors, storage_writer=writer, no_dist=not _dist())
+            dcp.save(tensors, storage_writer=writer, no_dist=not dist.is_initialized())
             return None
         group = None if async_group == "local" else async_group
-        return dcp.async_save(tensors, storage_writer=writer, process_group=group, no_dist=not _dist())
+        return dcp.async_save(tensors, storage_writer=writer, process_group=group, no_dist=not dist.is_initialized())
 
 
 @contextlib.contextmanager
@@ -245,12 +242,12 @@ def load(folder: Path, lm: nn.Module, optimizer: torch.optim.Optimizer, trainabl
     )
 
 
-def _read(state: dict[str, Any], path: Path, no_dist: bool | None = None) -> None:
+def _read(state: dict[str, Any], path: Path, no_dist: bool = False) -> None:
     problem = storage_problem(path, path.name)  # as on resume: plain metadata, files inside ``path``, ranges in them
     if problem:
         raise CheckpointFileError(f"{path.parent}: {problem}")
     try:
-        dcp.load(state, storage_reader=SafeReader(str(path)), no_dist=not _dist() if no_dist is None else no_dist)
+        dcp.load(state, storage_reader=SafeReader(str(path)), no_dist=no_dist or not dist.is_initialized())
     except (Exception, CheckpointException) as e:  # DCP's per-rank report is long: one line naming the folder
         lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
         raise CheckpointFileError(f"{path}: unreadable ({lines[-1][:200] if lines else type(e).__name__})") from None
@@ -278,8 +275,7 @@ def load_module_weights(folder: Path, module: nn.Module, require_all: bool = Tru
 
 def saved_bytes(folder: Path) -> int:
     """Bytes of DCP data this process wrote into ``folder/dcp`` (its ``__R_*.distcp`` file)."""
-    rank = dist.get_rank() if _dist() else 0
-    return sum(p.stat().st_size for p in (folder / DCP_DIR).glob(f"__{rank}_*.distcp"))
+    return sum(p.stat().st_size for p in (folder / DCP_DIR).glob(f"__{ranks.rank()}_*.distcp"))
 
 
 # ---------------------------------------------------------------------------------------- export

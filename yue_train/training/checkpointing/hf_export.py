@@ -56,15 +56,13 @@ def checkpoint_folder(path: Path) -> Path:
 
 
 def _locate(checkpoint: Path) -> tuple[str, Path]:
-    checkpoint = checkpoint.resolve()
+    checkpoint = checkpoint_folder(checkpoint)
     if (checkpoint / "adapter_config.json").exists():
         return "adapter", checkpoint
     if (checkpoint / HF_ADAPTER_DIR / "adapter_config.json").exists():
         return "adapter", checkpoint / HF_ADAPTER_DIR
     if (checkpoint / HF_MODEL_DIR / "config.json").exists():
         return "model", checkpoint / HF_MODEL_DIR
-    if (checkpoint / CHECKPOINTS / LATEST).exists():
-        return _locate(checkpoint / CHECKPOINTS / LATEST)
     if (checkpoint / MODEL_CONFIG_DIR).is_dir():
         raise ExportError(
             f"{checkpoint}: a training checkpoint without Hugging Face weights (only its sharded state); turn it "
