@@ -16,8 +16,9 @@ import json
 import time
 from pathlib import Path
 
+from yue_train.config.schema import LoraConfig
 from yue_train.models.architectures import architecture_config
-from yue_train.training.memory_estimate import LoraShape, StepSpec, measure_step
+from yue_train.training.memory_estimate import StepSpec, measure_step
 
 ROWS = (
     ("s1_7b", "lora", 8192),
@@ -32,7 +33,7 @@ def estimate_row(model: str, mode: str, seq_len: int, checkpointing: bool = True
     spec = StepSpec(
         architecture_config(f"yue_{model}"),
         seq_len,
-        lora=None if mode == "full" else LoraShape(),
+        lora=None if mode == "full" else LoraConfig(enabled=True),
         qlora=mode == "qlora",
         gradient_checkpointing=checkpointing,
     )

@@ -16,7 +16,7 @@ from tests.conftest import REPO, TEST_RECIPES
 from yue_train.cli.train import main
 from yue_train.config.compose import RECIPES_ENV, available_recipes, compose_config, find_recipes
 from yue_train.training.plan import batch_geometry
-from yue_train.training.validate import ConfigError, validate
+from yue_train.training.validate import ConfigError, check_config, check_data
 
 USER_RECIPES = sorted(
     p.relative_to(REPO / "recipes").with_suffix("").as_posix()
@@ -144,7 +144,7 @@ def test_demo_keeps_one_row_per_step(no_test_recipes):
 def test_released_models_ask_for_the_real_tokenizer(recipe, no_test_recipes):
     cfg = compose_config([f"recipe={recipe}", "data.train=[{path: /nowhere}]"])
     with pytest.raises(ConfigError) as e:
-        validate(cfg)
+        check_data(cfg, check_config(cfg))
     message = str(e.value)
     assert "\n" not in message and message.startswith(f"model.tokenizer: {cfg.model.name} needs the YuE tokenizer")
     assert message.endswith("pass model.tokenizer=/path/to/tokenizer.model")
@@ -155,4 +155,4 @@ def test_the_real_tokenizer_passes(recipe, no_test_recipes, real_tokenizer_path,
     """With the YuE tokenizer.model given, validation gets past the tokenizer (to the missing data)."""
     cfg = compose_config([f"recipe={recipe}", f"model.tokenizer={real_tokenizer_path}", f"data.root={tmp_path}"])
     with pytest.raises(ConfigError, match=r"^data\.train\[0\]\.path: "):
-        validate(cfg)
+        check_data(cfg, check_config(cfg))

@@ -7,15 +7,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from yue_train.config.schema import LoraConfig
 from yue_train.models.architectures import architecture_config
-from yue_train.training.memory_estimate import NF4_BITS_PER_PARAM, LiveBytes, LoraShape, StepSpec, measure_step
+from yue_train.training.memory_estimate import NF4_BITS_PER_PARAM, LiveBytes, StepSpec, measure_step
 
 
 def _spec(mode: str, checkpointing: bool = True) -> StepSpec:
     config = architecture_config(
         "tiny_v512", hidden_size=128, intermediate_size=344, num_hidden_layers=3, num_key_value_heads=4
     )
-    lora = None if mode == "full" else LoraShape(r=8, dropout=0.0)
+    lora = None if mode == "full" else LoraConfig(enabled=True, r=8, dropout=0.0)
     return StepSpec(config, seq_len=1024, lora=lora, qlora=mode == "qlora", gradient_checkpointing=checkpointing)
 
 

@@ -17,7 +17,7 @@ from yue_train.data.shards import SUMMARY_NAME, ShardWriter, shard_paths, write_
 from yue_train.data.train_data import build_train_data
 from yue_train.format.document import Document
 from yue_train.format.roles import Role
-from yue_train.training.plan import PlanError, dataset_size, dataset_tokens, human, plan_phase
+from yue_train.training.plan import PlanError, dataset_size, human, plan_phase
 
 
 def write_dataset(folder: Path, lengths: list[int], docs_per_shard: int = 3, summary: bool = True) -> Path:
@@ -41,19 +41,19 @@ def cfg_of(train: list[dict], **trainer) -> OmegaConf:
 # ----------------------------------------------------------------------------------------- dataset sizes
 def test_dataset_tokens_come_from_summary_json(tmp_path):
     ds = write_dataset(tmp_path / "a", [10, 20, 30, 40, 50])  # shards of 3 + 2 documents
-    assert dataset_tokens({"path": str(ds)}) == 150
+    assert dataset_size({"path": str(ds)}).tokens == 150
     assert dataset_size({"path": str(ds)}).docs == 5
     first = shard_paths(ds)[0]
-    assert dataset_tokens({"path": first}) == 60  # one shard: its line of the folder's summary
-    assert dataset_tokens({"path": str(ds), "tokens": 7}) == 7  # given sizes win
+    assert dataset_size({"path": first}).tokens == 60  # one shard: its line of the folder's summary
+    assert dataset_size({"path": str(ds), "tokens": 7}).tokens == 7  # given sizes win
 
 
 def test_dataset_tokens_unknown_without_summary(tmp_path):
     bare = write_dataset(tmp_path / "bare", [10, 20], summary=False)
-    assert dataset_tokens({"path": str(bare)}) is None
-    assert dataset_tokens({"path": shard_paths(bare)[0]}) is None  # a single .tar, no summary
-    assert dataset_tokens({"path": "https://host/train-{000..009}.tar"}) is None
-    assert dataset_tokens({"path": "https://host/train-{000..009}.tar", "tokens": 1e9}) == 1_000_000_000
+    assert dataset_size({"path": str(bare)}).tokens is None
+    assert dataset_size({"path": shard_paths(bare)[0]}).tokens is None  # a single .tar, no summary
+    assert dataset_size({"path": "https://host/train-{000..009}.tar"}).tokens is None
+    assert dataset_size({"path": "https://host/train-{000..009}.tar", "tokens": 1e9}).tokens == 1_000_000_000
 
 
 # ------------------------------------------------------------------------------------------ rounds
@@ -308,7 +308,7 @@ def test_tiny_chain_plans(tmp_path):
         assert (p.global_batch_size, p.grad_accum, p.seq_len) == (4, 4, 256)
         assert 4 <= p.max_steps <= 6
     assert p1.budget_source == p3.budget_source == "trainer.max_tokens" and p2.budget_source == "rounds"
-    a, b = (dataset_tokens({"path": str(root / "pretrain_tiny_corpus" / n)}) for n in ("cot_a", "cot_b"))
+    a, b = (dataset_size({"path": str(root / "pretrain_tiny_corpus" / n)}).tokens for n in ("cot_a", "cot_b"))
     assert p2.budget_tokens == round(0.25 * a + 0.4 * b)
     assert [d.name for d in p3.datasets] == ["cot_a", "cot_b", "icl"]
     assert all(d.name != "icl" for d in (*p1.datasets, *p2.datasets))

@@ -12,7 +12,7 @@ from data_prep.cli import main as prep_main
 from tests.training.helpers import compose
 from yue_train.cli.train import main as train_main
 from yue_train.format.provenance import PROVENANCE_NAME, YUE_TOKENIZER_SHA256
-from yue_train.training.validate import validate
+from yue_train.training.validate import check_config, check_data
 
 
 def _tokenize(manifest: Path, out: Path, mode: str, tokenizer: Path | None = None) -> Path:
@@ -75,7 +75,8 @@ def test_shards_of_another_tokenizer_are_refused(tmp_path, shards, synthetic_cor
     copy.write_bytes(real_tokenizer_path.read_bytes())
     summary = json.loads((real / "summary.json").read_text())
     assert summary["provenance"]["tokenizer"]["sha256"] == YUE_TOKENIZER_SHA256
-    validate(compose(*_train(tmp_path, "tiny_lora", real, f"model.tokenizer={copy}")))
+    cfg = compose(*_train(tmp_path, "tiny_lora", real, f"model.tokenizer={copy}"))
+    check_data(cfg, check_config(cfg))
 
 
 def test_plan_table_shows_each_datasets_mode(tmp_path, shards, capsys):

@@ -14,7 +14,7 @@ from yue_train.data.packing import IGNORE_INDEX, Packer
 from yue_train.format.document import Document
 from yue_train.format.roles import ROLE_NAMES, Role
 from yue_train.training.forward import PackedForward, check_positions
-from yue_train.training.loss import chunked_loss, role_weight_table
+from yue_train.training.loss import LossSettings, lm_loss, role_weight_table
 
 
 def _doc(ids, role=Role.VOCAL, doc_id="d"):
@@ -98,8 +98,9 @@ def test_labels_shifted_exactly_once_matches_hf_loss():
     batch = Packer(iter([_doc(ids)]), seq_len=64).next_batch(1)
     fwd = PackedForward(model)
     with torch.no_grad():
-        ours = chunked_loss(
-            fwd.hidden_states(batch), fwd.lm_head, batch.labels, batch.target_roles, role_weight_table({}), 16
+        settings = LossSettings("chunked_recompute", 16)
+        ours, _ = lm_loss(
+            fwd.hidden_states(batch), fwd.lm_head, batch.labels, batch.target_roles, role_weight_table({}), settings
         )
         hf = model(input_ids=torch.as_tensor(ids)[None], labels=torch.as_tensor(ids)[None], use_cache=False).loss
     torch.testing.assert_close(ours.weighted / ours.weight_sum, hf.double(), rtol=0, atol=1e-5)
@@ -115,7 +116,8 @@ def test_chunked_loss_matches_full_loss_and_gradients():
 
     def grads_and_loss(chunk):
         model.zero_grad()
-        s = chunked_loss(fwd.hidden_states(batch), fwd.lm_head, batch.labels, batch.target_roles, table, chunk)
+        settings = LossSettings("chunked_recompute", chunk)
+        s, _ = lm_loss(fwd.hidden_states(batch), fwd.lm_head, batch.labels, batch.target_roles, table, settings)
         (s.weighted / s.weight_sum).backward()
         return float((s.weighted / s.weight_sum).detach()), [p.grad.clone() for p in model.parameters()]
 
@@ -137,8 +139,9 @@ def test_role_weights_mask_and_per_role_reports():
     fwd = PackedForward(model)
     with torch.no_grad():
         h = fwd.hidden_states(batch)
-        masked = chunked_loss(
-            h, fwd.lm_head, batch.labels, batch.target_roles, role_weight_table({"prompt_vocal": 0}), 16
+        table = role_weight_table({"prompt_vocal": 0})
+        masked, _ = lm_loss(
+            h, fwd.lm_head, batch.labels, batch.target_roles, table, LossSettings("chunked_recompute", 16)
         )
         ce = _per_token_ce(model, batch)[0]
     vocal = (batch.target_roles[0] == Role.VOCAL) & (batch.labels[0] != IGNORE_INDEX)
@@ -173,7 +176,10 @@ def test_activation_checkpointing_with_lora_gives_the_same_gradients():
             if "lora_B" in n:
                 torch.nn.init.normal_(p, std=0.02)
         fwd = PackedForward(model)
-        s = chunked_loss(fwd.hidden_states(batch), fwd.lm_head, batch.labels, batch.target_roles, role_weight_table({}))
+        settings = LossSettings("chunked_recompute")
+        s, _ = lm_loss(
+            fwd.hidden_states(batch), fwd.lm_head, batch.labels, batch.target_roles, role_weight_table({}), settings
+        )
         (s.weighted / s.weight_sum).backward()
         return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
 

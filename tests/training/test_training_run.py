@@ -25,17 +25,18 @@ def _ov(shards, run_dir, *extra):
 def test_non_finite_loss_is_skipped_counted_and_bounded(random_shards, tmp_path):
     t = Trainer(compose(*_ov(random_shards, tmp_path / "r", "trainer.max_bad_steps=1", "trainer.resume=none"))).setup()
     norm = unwrap(t.strategy.lm).model.norm.weight
+    params, optimizer = t.strategy.trainable_parameters(), t.strategy.optimizer
     t.train_step()
-    before = [p.detach().clone() for p in t.params]
-    exp_avg_before = t.optimizer.state[t.params[0]]["exp_avg"].clone()
+    before = [p.detach().clone() for p in params]
+    exp_avg_before = optimizer.state[params[0]]["exp_avg"].clone()
     saved = norm.data[0].item()
     norm.data[0] = float("nan")  # every hidden state becomes NaN
     m = t.train_step()
     assert math.isnan(m["loss"]) and m["skipped_steps"] == 1 and t.skipped_steps == 1
     norm.data[0] = saved
-    for a, b in zip(before, t.params, strict=True):
+    for a, b in zip(before, params, strict=True):
         assert torch.equal(a, b)  # the bad step changed nothing
-    assert torch.equal(exp_avg_before, t.optimizer.state[t.params[0]]["exp_avg"])
+    assert torch.equal(exp_avg_before, optimizer.state[params[0]]["exp_avg"])
     assert math.isfinite(t.train_step()["loss"])  # training goes on
     norm.data[0] = float("inf")
     with pytest.raises(TrainingError, match="2 steps with non-finite loss"):

@@ -62,16 +62,16 @@ def train_main(overrides: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from yue_train.training.output import VerbosityError, set_verbosity, split_verbosity
+    from yue_train.training.output import apply_verbosity
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    rest = apply_verbosity("yue-train", sys.argv[1:] if argv is None else argv)
+    if rest is None:
+        return 2
     try:
-        level, argv = split_verbosity(argv)
-        extra_dirs, argv = split_recipes_dirs(argv)
-    except (UsageError, VerbosityError) as e:
+        extra_dirs, argv = split_recipes_dirs(rest)
+    except UsageError as e:
         print(f"yue-train: error: {e}", file=sys.stderr)
         return 2
-    set_verbosity(level)
     if extra_dirs:  # through the environment, so chain phases and torchrun workers see them too
         known = [d for d in os.environ.get(RECIPES_ENV, "").split(os.pathsep) if d]
         os.environ[RECIPES_ENV] = os.pathsep.join(known + [d for d in extra_dirs if d not in known])

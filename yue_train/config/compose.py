@@ -9,8 +9,7 @@ recipes list it in their ``defaults`` to share its settings; it is neither liste
 
 Recipes are read with ``yaml.safe_load`` (nothing in them executes) and registered in Hydra's ConfigStore
 as the ``recipe`` group, so Hydra composes ``conf/config.yaml`` + ``recipe=NAME`` + overrides as one
-defaults tree; the composed config is then checked against the typed schema
-(:mod:`yue_train.config.schema`), which rejects unknown keys and wrong types naming the key.
+defaults tree, checked against the typed schema (:mod:`yue_train.config.schema`).
 """
 
 from __future__ import annotations
@@ -52,13 +51,9 @@ def conf_dir() -> Path:
     return _packaged("conf") or _SOURCE_ROOT / "conf"
 
 
-def builtin_recipes_dir() -> Path:
-    return _packaged("recipes") or _SOURCE_ROOT / "recipes"
-
-
 def recipe_dirs(extra: list[str | Path] | None = None) -> list[Path]:
     """The built-in recipes, then ``$YUE_TRAIN_RECIPES_DIR`` entries, then ``extra`` (``--recipes-dir``)."""
-    dirs = [builtin_recipes_dir()]
+    dirs = [_packaged("recipes") or _SOURCE_ROOT / "recipes"]
     dirs += [Path(d) for d in os.environ.get(RECIPES_ENV, "").split(os.pathsep) if d]
     dirs += [Path(d) for d in extra or []]
     for d in dirs[1:]:
@@ -178,16 +173,6 @@ def _read_recipe(recipe: Recipe) -> dict:
     return node
 
 
-def _store(recipe: Recipe, node: dict) -> None:
-    from hydra.core.config_store import ConfigStore
-
-    # Every recipe is a global overlay (its keys are top-level: model, data, trainer, ...), as the
-    # ``# @package _global_`` header of each file says.
-    folder, _, name = recipe.name.rpartition("/")  # recipe=pretrain/phase1_warmup: group recipe/pretrain
-    group = f"recipe/{folder}" if folder else "recipe"
-    ConfigStore.instance().store(group=group, name=name, node=node, package="_global_")
-
-
 def _defaults_named(recipe: Recipe, node: dict, recipes: dict[str, Recipe]) -> list[str]:
     """The recipes that ``node``'s ``defaults`` list builds on (``/recipe/pretrain/_base``, ``tiny``, or a
     name relative to the recipe's own folder); ``override /group: x`` entries name config groups, not recipes."""
@@ -210,7 +195,10 @@ def _defaults_named(recipe: Recipe, node: dict, recipes: dict[str, Recipe]) -> l
 
 def _register_with_defaults(name: str, recipes: dict[str, Recipe]) -> None:
     """Register recipe ``name`` and, transitively, the recipes its ``defaults`` build on; no other recipe
-    file is read (a broken or hostile recipe elsewhere in the folders cannot stop this one)."""
+    file is read (a broken or hostile recipe elsewhere in the folders cannot stop this one). Every recipe is a
+    global overlay (its keys are top-level), as the ``# @package _global_`` header of each file says."""
+    from hydra.core.config_store import ConfigStore
+
     todo, done = [name], set()
     while todo:
         current = todo.pop()
@@ -218,7 +206,9 @@ def _register_with_defaults(name: str, recipes: dict[str, Recipe]) -> None:
             continue
         done.add(current)
         node = _read_recipe(recipes[current])
-        _store(recipes[current], node)
+        folder, _, leaf = current.rpartition("/")  # recipe=pretrain/phase1_warmup: group recipe/pretrain
+        group = f"recipe/{folder}" if folder else "recipe"
+        ConfigStore.instance().store(group=group, name=leaf, node=node, package="_global_")
         todo.extend(_defaults_named(recipes[current], node, recipes))
 
 
@@ -239,11 +229,6 @@ def check_override_depth(overrides: list[str]) -> None:
             )
 
 
-def recipe_of(overrides: list[str]) -> str:
-    names = [o.split("=", 1)[1] for o in overrides if o.startswith("recipe=")]
-    return names[-1] if names else DEFAULT_RECIPE
-
-
 def compose_config(
     overrides: list[str], recipes_dirs: list[str | Path] | None = None, values: Mapping[str, Any] | None = None
 ) -> DictConfig:
@@ -260,7 +245,7 @@ def compose_config(
     check_override_depth(overrides)
     recipes = find_recipes(recipes_dirs, bases=True)
     runnable = ", ".join(sorted(n for n in recipes if not is_base(n)))
-    name = recipe_of(overrides)
+    name = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("recipe=")), DEFAULT_RECIPE)
     if name in recipes and is_base(name):
         raise UsageError(
             f"recipe {name!r} is a base that other recipes build on, not a recipe to run; pick one of: {runnable}"

@@ -281,14 +281,10 @@ class RootConfig:
 
 # ------------------------------------------------------------------------------------------ checks
 def register_schema() -> None:
-    """Put the schema's keys and defaults in Hydra's ConfigStore, where ``conf/config.yaml``'s defaults list
-    finds them.
-
-    Hydra gets :func:`_keys_only` of :class:`RootConfig`: the same keys and defaults, values untyped. Hydra
-    then rejects unknown keys (with their full key) and fills defaults, while every type is checked by
-    :func:`check_schema`, which can name a list entry (``data.train[2].weight``) where OmegaConf's own
-    errors inside a list lose the list's key.
-    """
+    """Put :func:`_keys_only` of :class:`RootConfig` in Hydra's ConfigStore, where ``conf/config.yaml``'s
+    defaults list finds it. Hydra then rejects unknown keys and fills defaults, while every type is checked
+    by :func:`check_schema`, which can name a list entry (``data.train[2].weight``) where OmegaConf's own
+    errors inside a list lose the list's key."""
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name=SCHEMA_NAME, node=_keys_only(RootConfig))

@@ -12,6 +12,7 @@ evaluation uses the same seeds, so the songs of successive steps differ only by 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -107,9 +108,7 @@ class SongEvaluation:
         out = []
         for k in range(n):
             p = base[k % len(base)]
-            out.append(
-                p if k < len(base) else SongPrompt(f"{p.id}-{k // len(base) + 1}", p.genres, p.lyrics, p.reference)
-            )
+            out.append(p if k < len(base) else dataclasses.replace(p, id=f"{p.id}-{k // len(base) + 1}"))
         return out
 
     def _models(self) -> tuple[Any, torch.nn.Module | None, Any]:

@@ -70,17 +70,16 @@ class PackedLossModule(nn.Module):
     gradient reduction there and FSDP2 gathers the root's parameters (embeddings, final norm, ``lm_head``)
     there. The training step calls the decoder and the ``lm_head`` separately (the loss may be chunked),
     so it is this module, whose ``forward`` does both, that gets wrapped. ``lm`` keeps the Hugging Face
-    (or PEFT) parameter names under the ``lm.`` prefix. ``loss`` is a :class:`LossSettings` or a chunk
-    size (then: chunks under activation checkpointing); ``last_impl`` names the implementation the last
+    (or PEFT) parameter names under the ``lm.`` prefix. ``last_impl`` names the implementation the last
     forward used.
     """
 
-    def __init__(self, lm: nn.Module, weight_table: torch.Tensor, loss: LossSettings | int) -> None:
+    def __init__(self, lm: nn.Module, weight_table: torch.Tensor, loss: LossSettings) -> None:
         super().__init__()
         self.lm = lm
         self.packed = PackedForward(lm)
         self.register_buffer("weight_table", weight_table.float(), persistent=False)
-        self.loss = loss if isinstance(loss, LossSettings) else LossSettings("chunked_recompute", int(loss))
+        self.loss = loss
         self.last_impl = ""
 
     def forward(
@@ -91,4 +90,4 @@ class PackedLossModule(nn.Module):
             self.packed.hidden_states(batch), self.packed.lm_head, labels, target_roles, self.weight_table, self.loss
         )
         # A tuple of tensors (not the dataclass) so every wrapper passes it through untouched.
-        return sums.weighted, sums.weight_sum, sums.role_loss, sums.role_correct, sums.role_count
+        return sums.tensors()

@@ -19,7 +19,7 @@ Labels arrive already shifted (see :mod:`yue_train.data.packing`); nothing here 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -42,30 +42,18 @@ class LossSums:
     role_correct: torch.Tensor  # (N_ROLES,) argmax hits
     role_count: torch.Tensor  # (N_ROLES,) label tokens
 
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
     def detached(self) -> LossSums:
-        return LossSums(
-            *(t.detach() for t in (self.weighted, self.weight_sum, self.role_loss, self.role_correct, self.role_count))
-        )
+        return LossSums(*(t.detach() for t in self.tensors()))
 
     def __add__(self, other: LossSums) -> LossSums:
-        return LossSums(
-            self.weighted + other.weighted,
-            self.weight_sum + other.weight_sum,
-            self.role_loss + other.role_loss,
-            self.role_correct + other.role_correct,
-            self.role_count + other.role_count,
-        )
+        return LossSums(*(a + b for a, b in zip(self.tensors(), other.tensors(), strict=True)))
 
     def as_vector(self) -> torch.Tensor:
         """One flat fp64 tensor (for a single all-reduce across ranks)."""
-        parts = [
-            self.weighted.reshape(1),
-            self.weight_sum.reshape(1),
-            self.role_loss,
-            self.role_correct,
-            self.role_count,
-        ]
-        return torch.cat([p.detach().double() for p in parts])
+        return torch.cat([t.detach().double().reshape(-1) for t in self.tensors()])
 
     @classmethod
     def from_vector(cls, v: torch.Tensor) -> LossSums:
@@ -96,7 +84,7 @@ def role_weight_table(role_weights: Mapping[str, float], device: torch.device | 
 
 
 LOSS_IMPLS = ("auto", "full", "chunked", "chunked_recompute", "fused")
-_IMPL_FNS = {
+IMPL_FNS = {
     "full": loss_impls.full_ce,
     "chunked": loss_impls.chunked_ce,
     "chunked_recompute": loss_impls.chunked_recompute_ce,
@@ -170,20 +158,7 @@ def lm_loss(
     if impl == "fused":
         weighted, role_loss, role_correct = loss_impls.fused_ce(lm_head, h, labels, roles, table)
     else:
-        weighted, ce, hits = _IMPL_FNS[impl](lm_head, h, labels, weights, settings.chunk_size)
+        weighted, ce, hits = IMPL_FNS[impl](lm_head, h, labels, weights, settings.chunk_size)
         role_loss = torch.zeros(N_ROLES, device=h.device, dtype=torch.float64).index_add_(0, roles, ce.double())
         role_correct = torch.zeros_like(role_loss).index_add_(0, roles, hits.double())
     return LossSums(weighted, weights.sum().double(), role_loss, role_correct, role_count), impl
-
-
-def chunked_loss(
-    hidden: torch.Tensor,
-    lm_head: nn.Module,
-    labels: torch.Tensor,
-    target_roles: torch.Tensor,
-    weight_table: torch.Tensor,
-    chunk_size: int = 1024,
-    impl: str = "chunked_recompute",
-) -> LossSums:
-    """:func:`lm_loss` with one implementation named (default: chunks under activation checkpointing)."""
-    return lm_loss(hidden, lm_head, labels, target_roles, weight_table, LossSettings(impl, chunk_size))[0]

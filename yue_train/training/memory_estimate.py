@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,26 +39,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
+from yue_train.config.schema import LoraConfig
 from yue_train.models.attention import TORCH_VARLEN
 from yue_train.models.loading import enable_activation_checkpointing
 from yue_train.models.lora import apply_lora
 from yue_train.training.forward import unwrap
-from yue_train.training.loss import LossSettings, choose_impl, role_weight_table
-from yue_train.training.loss_impls import chunked_ce, chunked_recompute_ce, full_ce
+from yue_train.training.loss import IMPL_FNS, LossSettings, choose_impl, role_weight_table
 
 GIB = 2**30
 NF4_BITS_PER_PARAM = 4 + 8 / 64 + 32 / (64 * 256)  # 4-bit codes; 8-bit absmax per 64; fp32 scale per 256 blocks
-_LOSS_FNS = {"full": full_ce, "chunked": chunked_ce, "chunked_recompute": chunked_recompute_ce}
-
-
-@dataclass
-class LoraShape:
-    """The ``cfg.lora`` keys :func:`apply_lora` reads."""
-
-    r: int = 64
-    alpha: float = 32.0
-    dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
 @dataclass
@@ -70,7 +58,7 @@ class StepSpec:
     config: PretrainedConfig
     seq_len: int
     micro_batch: int = 1
-    lora: LoraShape | None = None
+    lora: LoraConfig | None = None
     qlora: bool = False
     gradient_checkpointing: bool = True
     loss: LossSettings = field(default_factory=LossSettings)
@@ -152,26 +140,20 @@ def _step(model: nn.Module, optimizer: torch.optim.Optimizer, spec: StepSpec, ba
         # As on a GPU without liger-kernel (its fused loss would hold less).
         impl = choose_impl(spec.loss, h.shape[0], lm_head, h.shape[-1], torch.device("cpu"))
         weights = role_weight_table({})[torch.zeros(h.shape[0], dtype=torch.long)]
-        weighted, _, _ = _LOSS_FNS[impl](lm_head, h, batch["labels"], weights, spec.loss.chunk_size)
+        weighted, _, _ = IMPL_FNS[impl](lm_head, h, batch["labels"], weights, spec.loss.chunk_size)
     weighted.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return impl
 
 
-@contextlib.contextmanager
-def _fake_mode(fake: bool, autocast: bool) -> Iterator[None]:
+def _fake_mode(fake: bool, autocast: bool) -> contextlib.AbstractContextManager:
     """Meta tensors, or CPU fake tensors where CPU autocast must see them (meta tensors bypass autocast)."""
-    if not fake:
-        yield
-    elif not autocast:
-        with torch.device("meta"):
-            yield
-    else:
-        from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch._subclasses.fake_tensor import FakeTensorMode
 
-        with FakeTensorMode(allow_non_fake_inputs=True):
-            yield
+    if not fake:
+        return contextlib.nullcontext()
+    return FakeTensorMode(allow_non_fake_inputs=True) if autocast else torch.device("meta")
 
 
 def measure_step(spec: StepSpec, fake: bool = True, steps: int = 2) -> Estimate:

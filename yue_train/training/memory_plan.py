@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from transformers import PretrainedConfig
 
+from yue_train.config.schema import LoraConfig
 from yue_train.training.loss import LossSettings
-from yue_train.training.memory_estimate import GIB, Estimate, LoraShape, StepSpec, measure_step
+from yue_train.training.memory_estimate import GIB, Estimate, StepSpec, measure_step
 from yue_train.training.validate import ConfigError
 
 ALLOCATOR_SLACK = 1.10
@@ -45,10 +47,7 @@ def fits(estimate_bytes: int, device_bytes: int) -> bool:
 
 def step_spec(cfg: Any, model_config: PretrainedConfig, micro_batch: int, checkpointing: bool) -> StepSpec:
     """The training step ``cfg`` configures, in the estimator's terms."""
-    lora = None
-    if cfg.lora.enabled:
-        c = cfg.lora
-        lora = LoraShape(int(c.r), float(c.alpha), float(c.dropout), list(c.target_modules))
+    lora = LoraConfig(**OmegaConf.to_container(cfg.lora, resolve=True)) if cfg.lora.enabled else None
     return StepSpec(
         model_config,
         int(cfg.data.seq_len),
@@ -74,14 +73,12 @@ def plan_memory(
     if setting == "auto" and strategy not in UNSHARDED:
         return MemoryPlan(True, [f"memory: {strategy} shards the state; activation checkpointing on (auto)"])
     without: Estimate | None = None
+    checkpointing = bool(setting)
     if setting == "auto":
         without = measure_step(step_spec(cfg, model_config, micro_batch, False))
         checkpointing = not fits(without.peak_bytes, device_bytes)
-    else:
-        checkpointing = bool(setting)
     chosen = without if without is not None and not checkpointing else None
-    if chosen is None:
-        chosen = measure_step(step_spec(cfg, model_config, micro_batch, checkpointing))
+    chosen = chosen or measure_step(step_spec(cfg, model_config, micro_batch, checkpointing))
     how = "with" if checkpointing else "without"
     line = (
         f"memory: one step estimated at {chosen.peak_gib:.1f} GiB of tensors {how} activation checkpointing"

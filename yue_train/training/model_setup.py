@@ -1,9 +1,8 @@
-"""What the trainer trains: the model from where its weights come from, LoRA on it, AdamW and the LR schedule.
+"""What the trainer trains: the model, LoRA on it, AdamW and the LR schedule.
 
 Where the weights come from, in order: a checkpoint the run resumes (its tensors load after the strategy
 wraps the model, so only the module is built here), ``trainer.init_from`` (a Hugging Face folder, or the
-sharded state of a full fine-tuning checkpoint read whole here), else ``cfg.model`` (a pretrained
-folder or a named architecture with random weights drawn from the seed).
+sharded state of a full fine-tuning checkpoint read whole here), else ``cfg.model``.
 """
 
 from __future__ import annotations

@@ -9,19 +9,16 @@ Library progress bars never run over the training bar (:func:`set_library_bars`)
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
 import logging
+import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from importlib.machinery import ModuleSpec
-from types import ModuleType
+from collections.abc import Iterator, Sequence
 
 from tqdm import tqdm
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 FLAGS = {"-q": QUIET, "--quiet": QUIET, "-v": VERBOSE, "--verbose": VERBOSE}
-HELP = "-q/--quiet: errors and the final summary only; -v/--verbose: library warnings and logs too"
 _verbosity = NORMAL
 _quieted_transformers = False
 _HF_LOGGING = "transformers.utils.logging"
@@ -39,64 +36,15 @@ def split_verbosity(argv: list[str]) -> tuple[int, list[str]]:
     return (levels.pop() if levels else NORMAL), [a for a in argv if a not in FLAGS]
 
 
-class _BelowLevel(logging.Filter):
-    """Drops records under ``level`` (attached to a library logger before the library configures it)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.level = logging.ERROR
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= self.level
-
-
 # DeepSpeed sets its logger's level and handler (on stdout) when imported; a filter on the logger object
 # outlives that. Its warnings in a normal run are detection chatter ("Setting accelerator to CPU").
-_DEEPSPEED_FILTER = _BelowLevel()
-logging.getLogger("DeepSpeed").addFilter(_DEEPSPEED_FILTER)
+_deepspeed_level = logging.ERROR
+logging.getLogger("DeepSpeed").addFilter(lambda record: record.levelno >= _deepspeed_level)
 
 
-def _quiet_transformers() -> None:
-    global _quieted_transformers
-    hf_logging = sys.modules[_HF_LOGGING]  # loaded (this runs right after its import, or once it is in)
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()  # transformers' and huggingface_hub's bars
-    _quieted_transformers = True
-
-
-class _AfterImport(importlib.abc.MetaPathFinder):
-    """Calls ``apply`` right after module ``name`` is first executed, then leaves ``sys.meta_path``."""
-
-    def __init__(self, name: str, apply: Callable[[], None]) -> None:
-        self.name, self.apply = name, apply
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> ModuleSpec | None:
-        if fullname != self.name:
-            return None
-        for finder in sys.meta_path:
-            spec = None if finder is self else getattr(finder, "find_spec", lambda *a: None)(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        run = loader.exec_module
-
-        def exec_module(module: ModuleType) -> None:
-            run(module)
-            with contextlib.suppress(ValueError):
-                sys.meta_path.remove(self)
-            self.apply()
-
-        loader.exec_module = exec_module  # type: ignore[method-assign]  # this spec's own loader object
-        return spec
-
-
-_pending_quiet: _AfterImport | None = None
+# Read by transformers and huggingface_hub when they are first imported: how --quiet reaches them without
+# importing them for it (commands that never use them, such as ``yue-prep tokenize``, stay free of them).
+_QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
 def verbosity() -> int:
@@ -104,33 +52,32 @@ def verbosity() -> int:
 
 
 def set_verbosity(level: int) -> None:
-    """Apply an output level to this process (warning filters, library loggers and bars). Under ``QUIET``
-    transformers is quieted when it is first imported, not imported for it (commands that never use it,
-    such as ``yue-prep tokenize``, stay free of it)."""
-    global _verbosity, _quieted_transformers, _pending_quiet
+    """Apply an output level to this process (warning filters, library loggers and bars); under ``QUIET``
+    transformers and huggingface_hub are quieted through :data:`_QUIET_ENV` when not yet imported."""
+    global _verbosity, _quieted_transformers, _deepspeed_level
     _verbosity = level
     logging.getLogger("yue_train").setLevel(logging.WARNING if level == QUIET else logging.NOTSET)
-    if _pending_quiet is not None:  # a later call in the same process (tests) replaces the earlier one
-        with contextlib.suppress(ValueError):
-            sys.meta_path.remove(_pending_quiet)
-        _pending_quiet = None
     if level == QUIET:
         if _HF_LOGGING in sys.modules:
-            _quiet_transformers()
-        else:
-            _pending_quiet = _AfterImport(_HF_LOGGING, _quiet_transformers)
-            sys.meta_path.insert(0, _pending_quiet)
+            sys.modules[_HF_LOGGING].set_verbosity_error()
+            sys.modules[_HF_LOGGING].disable_progress_bar()  # transformers' and huggingface_hub's bars
+        elif "huggingface_hub" in sys.modules:  # its bar setting is read from the environment at import
+            sys.modules["huggingface_hub"].utils.disable_progress_bars()
+        os.environ.update(_QUIET_ENV)
+        _quieted_transformers = True
     elif _quieted_transformers:  # a later call in the same process (tests) undoes --quiet
-        import transformers.utils.logging as hf_logging
-
-        hf_logging.set_verbosity_warning()
-        hf_logging.enable_progress_bar()
+        for name, value in _QUIET_ENV.items():
+            if os.environ.get(name) == value:
+                del os.environ[name]
+        if _HF_LOGGING in sys.modules:
+            sys.modules[_HF_LOGGING].set_verbosity_warning()
+            sys.modules[_HF_LOGGING].enable_progress_bar()
         _quieted_transformers = False
     if level == VERBOSE:
         warnings.simplefilter("default")
-        _DEEPSPEED_FILTER.level = logging.NOTSET
+        _deepspeed_level = logging.NOTSET
         return
-    _DEEPSPEED_FILTER.level = logging.ERROR
+    _deepspeed_level = logging.ERROR
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     if level == QUIET:

@@ -31,13 +31,12 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from yue_train.config.schema import DatasetConfig
+from yue_train.data.shard_reader import SUMMARY_FILES, url_kind
 from yue_train.data.shards import folder_provenance
 from yue_train.format.bounded_json import JsonFileError, read_json_object
 from yue_train.format.bounded_json import field as json_field
 
-REMOTE_PREFIXES = ("http://", "https://", "pipe:", "s3://", "gs://")
 ENTRY_KEYS = tuple(f.name for f in fields(DatasetConfig))
-SUMMARY_FILES = ("summary.json", "demo_corpus.json")  # yue-prep tokenize / pretrain_corpus; the demo corpus
 
 
 class PlanError(ValueError):
@@ -200,7 +199,7 @@ def dataset_size(entry: Any) -> DatasetSize:
     e = _plain(entry)
     found = DatasetSize(None, None)
     paths = e.get("path")
-    if isinstance(paths, str) and paths and not paths.startswith(REMOTE_PREFIXES):
+    if isinstance(paths, str) and paths and url_kind(paths) == "local":
         p = Path(paths)
         if p.is_dir():
             found = _summary_size(p) or found
@@ -215,37 +214,26 @@ def dataset_size(entry: Any) -> DatasetSize:
 def dataset_mode(entry: Any) -> str:
     """The document modes a local dataset's summary records (``cot``, ``icl-dual,icl-vocal``, ``stage2``), or ?."""
     path = _first_path(_plain(entry))
-    if not path or path.startswith(REMOTE_PREFIXES):
+    if not path or url_kind(path) != "local":
         return "?"
     prov = folder_provenance(path)
     return ",".join(prov.modes) if prov is not None and prov.modes else "?"
 
 
-def dataset_tokens(entry: Any) -> int | None:
-    """The dataset's size in tokens: ``tokens`` if given, else the sum of ``n_tokens`` over the shards its
-    folder's ``summary.json`` lists; None when neither is there (URLs, a single .tar with no summary)."""
-    return dataset_size(entry).tokens
-
-
-def count(value: Any, where: str) -> int:
-    """A token or document count as written in YAML or on the command line: 280000000000, 2.8e11, "280e9"."""
+def _number(value: Any, where: str) -> float:
+    """A finite number >= 0 as written in YAML or on the command line: 280000000000, 2.8e11, "280e9"."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise PlanError(f"{where}={value!r} is not a number") from None
     if not math.isfinite(number) or number < 0:
         raise PlanError(f"{where}={value!r} must be a finite number >= 0")
-    return int(round(number))
+    return number
 
 
-def _number(entry: dict[str, Any], key: str, where: str) -> float:
-    try:
-        value = float(entry[key])
-    except (TypeError, ValueError):
-        raise PlanError(f"{where}.{key}={entry[key]!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise PlanError(f"{where}.{key}={entry[key]!r} must be a finite number >= 0")
-    return value
+def count(value: Any, where: str) -> int:
+    """A token or document count: :func:`_number`, rounded."""
+    return int(round(_number(value, where)))
 
 
 def _style(entries: list[dict[str, Any]]) -> str:
@@ -318,7 +306,7 @@ def plan_phase(cfg: Any, world_size: int = 1) -> PhasePlan:
     max_tokens = cfg.trainer.max_tokens
 
     if style == "rounds":
-        rounds = [_number(e, "rounds", f"data.train[{i}]") for i, e in enumerate(entries)]
+        rounds = [_number(e["rounds"], f"data.train[{i}].rounds") for i, e in enumerate(entries)]
         for i, s in enumerate(sizes):
             if s.tokens is None:
                 raise PlanError(
@@ -341,7 +329,9 @@ def plan_phase(cfg: Any, world_size: int = 1) -> PhasePlan:
         weights: list[float | None] = [None] * len(entries)
         given_rounds: list[float | None] = list(rounds)
     else:
-        weights = [_number(e, "weight", f"data.train[{i}]") if "weight" in e else 1.0 for i, e in enumerate(entries)]
+        weights = [
+            _number(e["weight"], f"data.train[{i}].weight") if "weight" in e else 1.0 for i, e in enumerate(entries)
+        ]
         draw = _normalise([w or 0.0 for w in weights], "weights")
         # Expected token share = draw probability x mean document length (when every length is known).
         lengths = [s.tokens / s.docs if s.tokens and s.docs else None for s in sizes]

@@ -11,11 +11,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from yue_train.data.shard_reader import url_kind
 from yue_train.data.shards import folder_provenance
 from yue_train.format.provenance import Provenance, TokenizerId, read_provenance, stages_of_modes
 from yue_train.models.architectures import ARCHITECTURE_STAGES
 
-REMOTE_PREFIXES = ("http://", "https://", "pipe:", "s3://", "gs://")
 _KIND = {
     1: "cot or icl shards (yue-prep tokenize --mode cot|icl)",
     2: "stage2 shards (yue-prep tokenize --mode stage2)",
@@ -42,19 +42,11 @@ def model_stage(model_cfg: Any) -> tuple[int | None, str | None]:
     return (ARCHITECTURE_STAGES.get(str(name)) if name and not path else None), None
 
 
-def _local_items(path: Any) -> list[str]:
-    items = [path] if isinstance(path, str) else list(path or [])
-    return [str(p) for p in items if not str(p).startswith(REMOTE_PREFIXES)]
-
-
 def dataset_records(path: Any) -> list[tuple[str, Provenance]]:
     """(item, record) for each local folder or ``.tar`` of a dataset entry's path that has a record."""
-    out = []
-    for item in _local_items(path):
-        prov = folder_provenance(item)
-        if prov is not None:
-            out.append((item, prov))
-    return out
+    items = [str(p) for p in ([path] if isinstance(path, str) else list(path or []))]
+    records = [(item, folder_provenance(item)) for item in items if url_kind(item) == "local"]
+    return [(item, prov) for item, prov in records if prov is not None]
 
 
 def dataset_problem(

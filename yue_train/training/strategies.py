@@ -3,24 +3,16 @@
 Each strategy wraps the :class:`~yue_train.training.forward.PackedLossModule` with the library that does
 the work (torch DDP, torch FSDP2 ``fully_shard``, DeepSpeed ZeRO) and answers the few calls the training
 loop makes: a micro-batch backward (with gradient sync only on the last micro-batch), clip + optimizer
-step, and full state dicts for checkpoints. The loop itself is the same for all of them.
+step, and state for checkpoints. The loop itself is the same for all of them.
 
 Loss scaling: the loop divides each micro-batch's loss sum by the weight of the *global* batch and
 multiplies by the world size, because every wrapper here averages gradients over ranks. So gradients are
 those of the global-batch mean whatever the number of processes (the 1-process and 2-process runs of
 the same global batch take the same steps; a test checks it).
 
-Checkpoints (see :mod:`.checkpointing.layout` for the folder, :mod:`.checkpointing.dcp` for the files): ``single``/``ddp``/
-``fsdp2`` save model and optimizer state through ``torch.distributed.checkpoint`` (:meth:`Strategy.save_state`):
-each process writes only its shard (FSDP2) or the replicas are written once (DDP, single), keyed by
-parameter name, so the state loads under any world size and strategy among these three without a gather
-on one process. DeepSpeed keeps its own partitioned files (``deepspeed/``, module state included); under
-another number of processes they load through DeepSpeed's universal checkpoint (:mod:`.checkpointing.deepspeed`).
-Whole Hugging Face / PEFT weights (:meth:`Strategy.full_model_state_dict`, a gather on rank 0) are
-written by the trainer only at the end of a phase and every ``trainer.hf_every`` checkpoints.
-Our files and DCP's metadata load through :mod:`yue_train.safe_pickle`'s allowlist; DeepSpeed loads its own
-with its loader, after :func:`~yue_train.training.checkpointing.verify.verify_checkpoint` has checked which
-globals they name.
+Checkpoints: ``single``/``ddp``/``fsdp2`` write DCP (:mod:`.checkpointing.dcp`: each process its shard, loadable
+under any world size among the three); DeepSpeed writes its own partitioned files (:mod:`.checkpointing.deepspeed`,
+converted to its universal checkpoint for another world size).
 """
 
 from __future__ import annotations
@@ -51,6 +43,7 @@ from yue_train.training.checkpointing.deepspeed import (
 )
 from yue_train.training.checkpointing.layout import DEEPSPEED_DIR, MODEL_CONFIG_DIR, SCHEDULER
 from yue_train.training.checkpointing.state_files import CheckpointFileError, load_plain, save_plain
+from yue_train.training.forward import unwrap
 
 STRATEGIES = ("single", "ddp", "fsdp2", "deepspeed")
 
@@ -60,10 +53,6 @@ class DistributedConfigError(ValueError):
 
 
 # ------------------------------------------------------------------------------------ process group
-def launched_world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def init_process_group(strategy: str, device_type: str) -> None:
     """Join the process group torchrun / the DeepSpeed launcher / srun describe in the environment.
 
@@ -72,7 +61,7 @@ def init_process_group(strategy: str, device_type: str) -> None:
     """
     if dist.is_initialized():
         return
-    world = launched_world_size()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     if strategy == "single":
         if world > 1:
             raise DistributedConfigError(
@@ -113,8 +102,6 @@ def destroy_process_group() -> None:
 # ----------------------------------------------------------------------------------------- strategies
 class Strategy:
     """One process, no wrapper (also the base the others extend)."""
-
-    name = "single"
 
     def __init__(self, cfg: Any, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
@@ -180,12 +167,10 @@ class Strategy:
         return grad_norm, bool(stepped)
 
     # state
-    def _options(self, **kw: Any) -> StateDictOptions:
-        return StateDictOptions(full_state_dict=True, cpu_offload=True, **kw)
-
     def full_model_state_dict(self, trainable_only: bool) -> dict[str, torch.Tensor]:
         """The whole model's (or only the trainable) weights on rank 0 (empty elsewhere); a collective."""
-        return get_model_state_dict(self.lm, options=self._options(ignore_frozen_params=trainable_only))
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=trainable_only)
+        return get_model_state_dict(self.lm, options=options)
 
     def save_state(
         self, folder: Path, is_main: bool, trainable_only: bool, async_group: Any = None, fault: Any = None
@@ -206,8 +191,6 @@ class Strategy:
 
 
 class DDPStrategy(Strategy):
-    name = "ddp"
-
     def _wrap_module(self, module: nn.Module) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -222,8 +205,6 @@ class DDPStrategy(Strategy):
 class FSDP2Strategy(Strategy):
     """``torch.distributed.fsdp.fully_shard`` on every decoder layer, then on the whole module."""
 
-    name = "fsdp2"
-
     def _wrap_module(self, module: nn.Module) -> nn.Module:
         from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
@@ -233,7 +214,7 @@ class FSDP2Strategy(Strategy):
             self.autocast_bf16 = False  # the policy casts; no autocast on top
         if self.cfg.cpu_offload:
             kwargs["offload_policy"] = CPUOffloadPolicy()
-        layer_names = set(getattr(_inner_lm(module.lm), "_no_split_modules", None) or ["LlamaDecoderLayer"])
+        layer_names = set(getattr(unwrap(module.lm), "_no_split_modules", None) or ["LlamaDecoderLayer"])
         for sub in module.modules():
             if type(sub).__name__ in layer_names:
                 fully_shard(sub, reshard_after_forward=self.cfg.reshard_after_forward, **kwargs)
@@ -255,8 +236,6 @@ class DeepSpeedStrategy(Strategy):
     converted to DeepSpeed's universal checkpoint and loaded with ``checkpoint.load_universal``, which
     must be in the config before ``deepspeed.initialize``: :meth:`configure` looks at the checkpoint.
     """
-
-    name = "deepspeed"
 
     def __init__(self, cfg: Any, device: torch.device) -> None:
         super().__init__(cfg, device)
@@ -374,10 +353,6 @@ def _gather_frozen(p: nn.Parameter) -> torch.Tensor:
     return p.data
 
 
-def _inner_lm(lm: nn.Module) -> nn.Module:
-    return lm.get_base_model() if hasattr(lm, "get_base_model") else lm
-
-
 def deepspeed_config(
     cfg: Any, micro_batch: int, grad_accum: int, world: int, max_grad_norm: float, bf16: bool
 ) -> dict[str, Any]:
@@ -457,8 +432,6 @@ def check_config(cfg: Any, device_type: str) -> None:
 
 
 def make_strategy(cfg: Any, device: torch.device) -> Strategy:
-    name = cfg.strategy
+    """The strategy ``cfg`` names (checked by :func:`check_config` first)."""
     classes = {"single": Strategy, "ddp": DDPStrategy, "fsdp2": FSDP2Strategy, "deepspeed": DeepSpeedStrategy}
-    if name not in classes:
-        raise DistributedConfigError(f"distributed.strategy={name!r}; choose one of {', '.join(STRATEGIES)}")
-    return classes[name](cfg, device)
+    return classes[cfg.strategy](cfg, device)

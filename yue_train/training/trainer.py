@@ -270,19 +270,6 @@ class Trainer:
         r = self.cfg.trainer.resume
         return Path(str(r)) if r != "auto" else self.run_dir / L.CHECKPOINTS / L.step_name(int(outcome[1]) - 1)
 
-    @property
-    def params(self) -> list[torch.nn.Parameter]:
-        """The trainable parameters (this process's shards under FSDP2)."""
-        return self.strategy.trainable_parameters()
-
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        return self.strategy.optimizer  # type: ignore[return-value]
-
-    @property
-    def scheduler(self) -> Any:
-        return self.strategy.scheduler
-
     # ---------------------------------------------------------------------------------- checkpoints
     def _trainer_state(self) -> dict[str, Any]:
         p = self.plan
@@ -427,7 +414,7 @@ class Trainer:
         dt = time.perf_counter() - t0
         metrics.update(
             step=self.step,
-            lr=self.scheduler.get_last_lr()[0],
+            lr=self.strategy.scheduler.get_last_lr()[0],
             grad_norm=grad_norm,
             tokens=self.tokens_seen,
             tokens_per_s=n_tokens / dt,

@@ -28,14 +28,6 @@ class ConfigError(ValueError):
     """A configuration that cannot train; the message is one line saying what to change."""
 
 
-def validate(cfg: Any) -> PretrainedConfig:
-    """Check ``cfg`` (configs, then its datasets) and return the model config; generated datasets must be
-    written already."""
-    model_config = check_config(cfg)
-    check_data(cfg, model_config)
-    return model_config
-
-
 def check_config(cfg: Any) -> PretrainedConfig:
     """Check what needs no data (configs, a weightless meta-device model) and return the model config."""
     if OmegaConf.is_missing(cfg.model, "tokenizer"):  # the released models' configs leave it to the user

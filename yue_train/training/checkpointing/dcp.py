@@ -1,34 +1,20 @@
 """Model and optimizer state through ``torch.distributed.checkpoint`` (DCP): each process writes and reads
-only its own shard, and a checkpoint written by N processes loads under M.
+only its own shard, and a checkpoint written by N processes loads under M (files: :mod:`.layout`).
 
-What goes where (``step-N/``, see :mod:`.layout` for the whole folder):
+- ``dcp/`` holds the *tensors* only: ``model.<name>`` (the trainable parameters for LoRA, the whole model
+  otherwise) and ``optim.<name>.<exp_avg|exp_avg_sq|step>``, from ``torch.distributed.checkpoint.state_dict``
+  without ``full_state_dict``: DTensor shards under FSDP2, replicas (written once) under DDP and ``single``.
+  Loading plans every read against the saved chunks, which is what reshards.
+- ``optimizer_groups.pt``: the optimizer's ``param_groups``, plain data (:mod:`.state_files`). DCP would store
+  these non-tensor values as pickled bytes that its planner loads with ``torch.load(weights_only=False)``;
+  keeping them out of ``dcp/`` means nothing in there can name code.
 
-- ``dcp/``: DCP's ``.metadata`` and ``__R_0.distcp`` files with the *tensors* only: ``model.<name>`` (the
-  trainable parameters for LoRA, the whole model otherwise) and ``optim.<name>.<exp_avg|exp_avg_sq|step>``.
-  The state dicts come from ``torch.distributed.checkpoint.state_dict`` without ``full_state_dict``: under
-  FSDP2 they are DTensors and each process saves its shard; DDP and ``single`` hold replicas, which DCP's
-  planner writes once. Loading plans every read against the saved chunks, which is what reshards
-  (FSDP2 2 -> 1, 1 -> 2, DDP/single <-> FSDP2).
-- ``optimizer_groups.pt``: the optimizer's ``param_groups`` (learning rates, betas, parameter names), plain
-  data written with ``torch.save`` and read through the plain-data allowlist (:mod:`.state_files`). DCP would store these non-tensor
-  values as pickled bytes that its planner loads with ``torch.load(weights_only=False)``; keeping them out
-  of ``dcp/`` means nothing in there can name code, and :func:`read_metadata` refuses a ``.metadata`` that
-  lists such a bytes entry anyway.
-- ``model_config/``: the Hugging Face ``config.json`` (full model) or PEFT ``adapter_config.json`` (LoRA),
-  a few hundred bytes that let a resume, ``trainer.init_from`` or ``yue-train export`` build the module the
-  tensors belong to without a Hugging Face weights folder.
+DCP's ``.metadata`` is a plain pickle (``FileSystemReader.read_metadata`` calls ``pickle.load``); it is read
+through :data:`METADATA_ALLOWLIST` instead (:class:`SafeReader`, also used by :mod:`.verify`), so a planted
+``.metadata`` is refused, naming the file, before anything it names can run.
 
-DCP's ``.metadata`` is a plain pickle (``FileSystemReader.read_metadata`` calls ``pickle.load``). It is read
-here through :data:`METADATA_ALLOWLIST` (:mod:`yue_train.safe_pickle`: plain data and DCP's metadata
-records), so a planted ``.metadata`` is refused, naming the file, before anything it names can run
-(:class:`SafeReader`, also used by :mod:`.verify` to check a checkpoint before resuming).
-
-``yue-train export`` of a checkpoint without Hugging Face weights reads it here (:func:`dcp_model`): the
-module is rebuilt from ``model_config/`` (:func:`.hf_export.saved_module`) and its tensors loaded.
-
-Async save (``trainer.async_save``): :func:`save_async` stages the tensors to CPU memory and writes them in a
-background thread (``dcp.async_save``) on a separate gloo group, so the training loop continues; the caller
-publishes the checkpoint only once the returned future is done.
+Async save (``trainer.async_save``): the tensors are staged to CPU memory and written by a background thread
+(``dcp.async_save``) on a separate gloo group; the caller publishes the checkpoint once the future is done.
 """
 
 from __future__ import annotations
@@ -53,6 +39,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from transformers import PreTrainedModel
 
 from yue_train.safe_pickle import Allowlist, UnsafeCheckpointError, restricted_load
+from yue_train.training import ranks
 from yue_train.training.checkpointing.hf_export import ExportError, saved_module
 from yue_train.training.checkpointing.layout import DCP_DIR, MODEL_CONFIG_DIR, OPTIMIZER_GROUPS
 from yue_train.training.checkpointing.layout import DCP_METADATA as METADATA
@@ -190,10 +177,6 @@ def _gather_state(lm: nn.Module, optimizer: torch.optim.Optimizer, trainable_onl
     return tensors, osd["param_groups"]
 
 
-def _dist() -> bool:
-    return dist.is_initialized()
-
-
 def save(
     folder: Path,
     lm: nn.Module,
@@ -208,15 +191,15 @@ def save(
     tensors are staged in CPU memory, with a future that completes when the files are written. ``fault``
     runs in the writer before the files (fault injection for tests)."""
     tensors, groups = _gather_state(lm, optimizer, trainable_only)
-    if not _dist() or dist.get_rank() == 0:
+    if ranks.is_main():
         save_plain(groups, folder / OPTIMIZER_GROUPS)
     writer = _Writer(str(folder / DCP_DIR), fault)
     with unwrapped_errors():
         if async_group is None:
-            dcp.save(tensors, storage_writer=writer, no_dist=not _dist())
+            dcp.save(tensors, storage_writer=writer, no_dist=not dist.is_initialized())
             return None
         group = None if async_group == "local" else async_group
-        return dcp.async_save(tensors, storage_writer=writer, process_group=group, no_dist=not _dist())
+        return dcp.async_save(tensors, storage_writer=writer, process_group=group, no_dist=not dist.is_initialized())
 
 
 @contextlib.contextmanager
@@ -245,19 +228,11 @@ class _Writer(FileSystemWriter):
         return super().write_data(plan, planner)
 
 
-def load(folder: Path, lm: nn.Module, optimizer: torch.optim.Optimizer | None, trainable_only: bool) -> None:
+def load(folder: Path, lm: nn.Module, optimizer: torch.optim.Optimizer, trainable_only: bool) -> None:
     """Read this process's share of ``folder/dcp`` into the (wrapped) model and optimizer; any world size."""
-    path = folder / DCP_DIR
-    if optimizer is None:
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
-
-        msd = get_model_state_dict(lm, options=_options(trainable_only))
-        _read({"model": msd}, path)
-        set_model_state_dict(lm, msd, options=_options(trainable_only))
-        return
     groups = load_plain(folder / OPTIMIZER_GROUPS)
     tensors, _ = _gather_state(lm, optimizer, trainable_only)
-    _read(tensors, path)
+    _read(tensors, folder / DCP_DIR)
     set_state_dict(
         lm,
         optimizer,
@@ -267,12 +242,12 @@ def load(folder: Path, lm: nn.Module, optimizer: torch.optim.Optimizer | None, t
     )
 
 
-def _read(state: dict[str, Any], path: Path, no_dist: bool | None = None) -> None:
+def _read(state: dict[str, Any], path: Path, no_dist: bool = False) -> None:
     problem = storage_problem(path, path.name)  # as on resume: plain metadata, files inside ``path``, ranges in them
     if problem:
         raise CheckpointFileError(f"{path.parent}: {problem}")
     try:
-        dcp.load(state, storage_reader=SafeReader(str(path)), no_dist=not _dist() if no_dist is None else no_dist)
+        dcp.load(state, storage_reader=SafeReader(str(path)), no_dist=no_dist or not dist.is_initialized())
     except (Exception, CheckpointException) as e:  # DCP's per-rank report is long: one line naming the folder
         lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
         raise CheckpointFileError(f"{path}: unreadable ({lines[-1][:200] if lines else type(e).__name__})") from None
@@ -300,8 +275,7 @@ def load_module_weights(folder: Path, module: nn.Module, require_all: bool = Tru
 
 def saved_bytes(folder: Path) -> int:
     """Bytes of DCP data this process wrote into ``folder/dcp`` (its ``__R_*.distcp`` file)."""
-    rank = dist.get_rank() if _dist() else 0
-    return sum(p.stat().st_size for p in (folder / DCP_DIR).glob(f"__{rank}_*.distcp"))
+    return sum(p.stat().st_size for p in (folder / DCP_DIR).glob(f"__{ranks.rank()}_*.distcp"))
 
 
 # ---------------------------------------------------------------------------------------- export

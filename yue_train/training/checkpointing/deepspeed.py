@@ -1,22 +1,12 @@
 """DeepSpeed checkpoint files beyond the engine's own save and load: the universal-checkpoint conversion
 that lets a ZeRO run resume under another number of processes, and the fp32 consolidation behind
-``yue-train export``.
+``yue-train export`` (files: :mod:`.layout`).
 
 Both are DeepSpeed's own tools called in-process (``deepspeed.checkpoint.ds_to_universal``,
 ``deepspeed.utils.zero_to_fp32``); written here is only where the files go and the checks around them.
 Those tools and DeepSpeed's loader read every file with ``torch.load(weights_only=False)``, which runs
 whatever a pickle names, so each pickle they will read is scanned first for the globals it names
 (:func:`refuse_unsafe_files`, :data:`ALLOWLIST`): the saved ZeRO files and the converted universal files alike.
-
-Layout: ``deepspeed/state/`` is the engine's checkpoint (tag ``state``): ``mp_rank_00_model_states.pt``
-(module state without frozen parameters, scheduler, counters) and one ``*_optim_states.pt`` per process
-(its partition of the fp32 weights and Adam moments). ``model_config/`` beside it holds the model's
-``config.json`` (full fine-tuning) or ``adapter_config.json`` (LoRA), a few hundred bytes written with
-every save, so an export needs nothing but the checkpoint folder (and, for LoRA, the base the adapter names).
-``yue-train export`` of a save without whole weights (:func:`deepspeed_model`) rebuilds the model from
-``model_config/`` (:func:`.hf_export.saved_module`) around the consolidated weights.
-The universal conversion goes to ``checkpoints/.universal-step-N/`` beside the checkpoint (the checkpoint
-itself stays as its manifest lists it) and is removed once loaded.
 """
 
 from __future__ import annotations

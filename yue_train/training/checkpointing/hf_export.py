@@ -56,15 +56,13 @@ def checkpoint_folder(path: Path) -> Path:
 
 
 def _locate(checkpoint: Path) -> tuple[str, Path]:
-    checkpoint = checkpoint.resolve()
+    checkpoint = checkpoint_folder(checkpoint)
     if (checkpoint / "adapter_config.json").exists():
         return "adapter", checkpoint
     if (checkpoint / HF_ADAPTER_DIR / "adapter_config.json").exists():
         return "adapter", checkpoint / HF_ADAPTER_DIR
     if (checkpoint / HF_MODEL_DIR / "config.json").exists():
         return "model", checkpoint / HF_MODEL_DIR
-    if (checkpoint / CHECKPOINTS / LATEST).exists():
-        return _locate(checkpoint / CHECKPOINTS / LATEST)
     if (checkpoint / MODEL_CONFIG_DIR).is_dir():
         raise ExportError(
             f"{checkpoint}: a training checkpoint without Hugging Face weights (only its sharded state); turn it "
@@ -105,12 +103,19 @@ def saved_module(config_dir: Path, base: str | None, dtype: torch.dtype) -> tupl
     if not adapter_config.is_file():
         config = saved_model_config(config_dir.parent)
         return hub.model_from_config(config, stored_bytes(config_dir.parent), str(config_dir), dtype=dtype), False
-    config = hub.adapter_config(config_dir)
+    config, base_model = _adapter_base(config_dir, base, dtype)
+    return hub.peft_model(base_model, config, str(adapter_config)), True
+
+
+def _adapter_base(folder: Path, base: str | None, dtype: torch.dtype) -> tuple[Any, PreTrainedModel]:
+    """The adapter config of ``folder`` and its base model (``base``, or the one the adapter names); the
+    adapter is checked against the base's config before the base's weights load."""
+    config = hub.adapter_config(folder)
     base_ref = base or config.base_model_name_or_path
     if not base_ref:
-        raise ExportError(f"{adapter_config}: names no base model; pass --base")
-    hub.adapter_config(config_dir, hub.base_width(hub.load_config(base_ref)))  # before the base's weights load
-    return hub.peft_model(hub.load_model(base_ref, dtype=dtype), config, str(adapter_config)), True
+        raise ExportError(f"{folder}: adapter names no base model; pass --base")
+    hub.adapter_config(folder, hub.base_width(hub.load_config(base_ref)))
+    return config, hub.load_model(base_ref, dtype=dtype)
 
 
 def merged_model(
@@ -128,11 +133,7 @@ def merged_model(
         raise
     if kind == "model":
         return hub.load_model(path, dtype=dtype)
-    base_ref = base or hub.adapter_config(path).base_model_name_or_path
-    if not base_ref:
-        raise ExportError(f"{path}: adapter names no base model; pass --base")
-    hub.adapter_config(path, hub.base_width(hub.load_config(base_ref)))  # before the base's weights load
-    base_model = hub.load_model(base_ref, dtype=dtype)
+    _, base_model = _adapter_base(path, base, dtype)
     return hub.load_adapter(base_model, path).merge_and_unload()
 
 

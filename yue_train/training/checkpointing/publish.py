@@ -1,23 +1,12 @@
-"""Run-folder checkpoints: ``checkpoints/step-N/`` written atomically, last K kept, ``latest`` link.
+"""Run-folder checkpoints: ``checkpoints/step-N/`` written atomically, last K kept, ``latest`` link (names:
+:mod:`.layout`).
 
-A checkpoint is written into ``checkpoints/.tmp-step-N/`` and renamed when complete, then ``latest``
-(a symlink, replaced atomically) is pointed at it, then older ones are pruned. A process killed at any
-moment therefore leaves every ``step-N`` folder complete and ``latest`` pointing at one of them; a stray
-``.tmp-*`` folder is ignored and removed by the next save. ``COMPLETE`` is written last inside the temp
-folder as a second guard (a folder renamed by hand without it is not trusted).
-
-Before ``COMPLETE``, ``manifest.json`` records every file's size and xxh3-128 checksum. Resuming
-(:func:`pick_checkpoint`) takes the newest checkpoint that verifies: every listed file present with its
-size and checksum, no file the manifest does not list, JSON/YAML/safetensors headers that parse, and
-every ``.pt`` file naming no callable beyond plain data (:mod:`.verify`). Older ones are tried in
-turn and each skipped one is named with its reason.
-
-The names of every file and folder are :mod:`.layout`'s.
-
-Async save (``trainer.async_save``): the DCP files are written by a background thread into the temp folder
-while training goes on; :func:`publish_checkpoint` (manifest, ``COMPLETE``, rename, ``latest``, pruning)
-runs only after that write has finished, so a process killed during it leaves the previous checkpoint as
-``latest`` and a ``.tmp-step-N`` folder that the next save removes.
+A checkpoint is written into ``checkpoints/.tmp-step-N/``; ``manifest.json`` (:mod:`.verify`) and then
+``COMPLETE`` are added, the folder is renamed, ``latest`` (a symlink, replaced atomically) is pointed at it, and
+older ones are pruned. A process killed at any moment therefore leaves every ``step-N`` folder complete and
+``latest`` pointing at one of them; a stray ``.tmp-*`` folder is removed by the next save. A folder renamed by
+hand without ``COMPLETE`` is not trusted. Resuming (:func:`pick_checkpoint`) takes the newest checkpoint that
+verifies and names each newer one it skipped with its reason.
 """
 
 from __future__ import annotations

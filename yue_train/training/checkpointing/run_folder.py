@@ -1,15 +1,10 @@
 """What a run folder must be before a run writes into it or continues it.
 
-- :func:`find_resume`: the checkpoint ``trainer.resume`` names (``auto``: the newest that verifies, saying
-  which newer ones it skipped and why).
-
-- :func:`check_run_folder`: ``trainer.run_dir`` is new, empty, or a yue-train run folder; a folder of other
-  files (a project folder with its own ``config.yaml``) is refused instead of written over.
-- :func:`config_changes`: the keys whose change would make a resumed run silently continue something else
-  (the model and its architecture, the tokenizer, LoRA, the data and its order, the seed, the loss), compared
-  between the checkpoint's ``config.yaml`` and the new config. The learning rate, the step/token budget,
-  logging, evaluation, checkpoint cadence and the process layout may change freely;
-  ``trainer.allow_config_change`` accepts the listed others (or ``true``: any).
+:func:`config_changes` compares the keys whose change would make a resumed run silently continue something
+else (the model and its architecture, the tokenizer, LoRA, the data and its order, the seed, the loss)
+between the checkpoint's ``config.yaml`` and the new config. The learning rate, the step/token budget,
+logging, evaluation, checkpoint cadence and the process layout may change freely;
+``trainer.allow_config_change`` accepts the listed others (or ``true``: any).
 """
 
 from __future__ import annotations
@@ -58,7 +53,8 @@ class RunFolderError(ValueError):
 
 
 def find_resume(run_dir: Path, resume: Any) -> Path | None:
-    """The checkpoint to resume from, or None (start over); :class:`RunFolderError` when none can be."""
+    """The checkpoint ``trainer.resume`` names (``auto``: the newest that verifies, saying which newer ones it
+    skipped and why), or None (start over); :class:`RunFolderError` when none can be."""
     if resume in (None, False, "none", "never"):
         return None
     if resume == "auto":
@@ -81,6 +77,8 @@ def find_resume(run_dir: Path, resume: Any) -> Path | None:
 
 
 def check_run_folder(run_dir: Path) -> None:
+    """``run_dir`` is new, empty, or a yue-train run folder; a folder of other files (a project folder with its
+    own ``config.yaml``) is refused instead of written over."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         return

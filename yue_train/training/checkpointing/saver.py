@@ -1,16 +1,16 @@
 """When a checkpoint becomes visible: the temp folder, the (possibly background) write, the atomic publish.
 
-:class:`Saver` runs the steps around the trainer's ``_write_checkpoint`` on every process: the main process
-makes room and creates ``.tmp-step-N`` while the others wait; then every process writes its files. A
-synchronous save publishes at once (:func:`~.publish.publish_checkpoint` on the main process, between
-barriers). An async save (``trainer.async_save``) returns once DCP has staged the tensors in CPU memory; the
-main process publishes when the background write's future is done, checked at each step boundary
-(:meth:`Saver.poll`), and every process waits for it before the next save, at the end of a phase and on
-SIGTERM (:meth:`Saver.wait`). The background write's collectives run on their own gloo group, created once
-here, so they never interleave with the training loop's collectives on the default group.
+:class:`Saver` runs on every process around the trainer's ``_write_checkpoint``: the main process makes room
+and creates ``.tmp-step-N`` while the others wait; every process writes its files; a synchronous save then
+publishes at once (:func:`~.publish.publish_checkpoint`, between barriers). An async save
+(``trainer.async_save``) returns once DCP has staged the tensors in CPU memory and is published when the
+background write is done: checked at each step boundary (:meth:`Saver.poll`) and waited for before the next
+save, at the end of a phase and on SIGTERM (:meth:`Saver.wait`). A process killed during the write leaves
+the previous checkpoint as ``latest``. The background write's collectives run on their own gloo group so they
+never interleave with the training loop's.
 
-Each save records how long it held the training loop (``blocking_s``) and how many bytes this process's
-DCP file has (``bytes``): :attr:`Saver.log`, in the run summary as ``checkpoint_saves``.
+:attr:`Saver.log` (the run summary's ``checkpoint_saves``) records per save how long it held the training
+loop (``blocking_s``) and the bytes of this process's DCP file (``bytes``).
 """
 
 from __future__ import annotations
