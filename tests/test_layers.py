@@ -193,3 +193,16 @@ def test_the_format_loads_neither_torch_nor_webdataset(module):
     code = f"import sys, {module}; print(' '.join(m for m in ('torch', 'webdataset') if m in sys.modules))"
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert res.stdout.strip() == ""
+
+
+def test_checkpoint_folder_names_are_written_once():
+    """``model_config``, the folder by which generation recognises a training checkpoint, is spelled out only
+    in the low module both training and generation import (no bare copy a rename would miss)."""
+    owner = "yue_train.format.checkpoint_names"
+    spelled = sorted(
+        m
+        for m, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and node.value == "model_config"
+    )
+    assert spelled == [owner]
