@@ -7,7 +7,8 @@
         .tmp-step-N/                  a checkpoint being written (removed by the next save)
         .universal-step-N/            DeepSpeed's universal form while a resume loads it (then removed)
         step-N/
-            trainer_state.json        format_version, step, tokens, world size, checkpoint_format, hf_weights
+            trainer_state.json        format_version, step, tokens (trained, row, padding), world size, checkpoint_format,
+                                      hf_weights
             config.yaml               the resolved config
             yue_provenance.json       stage, tokenizer, vocabulary, data
             data.pt                   the global data position (plain data)
