@@ -1,13 +1,17 @@
 """The run summary's ``tokens_explained`` line: the rows' tokens = tokens_seen + padding + documents' last
-tokens, each number counted again here from the planner's rows of the shared trained run."""
+tokens, each number counted again here from the planner's rows of the shared trained run; and the padding
+count of one collated batch, by hand."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
+import torch
 from omegaconf import OmegaConf
 
 from tests.training.conftest import SUMMARY, TRAINED_STEPS
+from yue_train.data.packing import IGNORE_INDEX, PackedDoc, collate
 from yue_train.data.train_data import build_train_data
 from yue_train.training.plan import plan_phase, tokens_explained
 
@@ -34,3 +38,12 @@ def test_the_summary_says_where_the_row_tokens_went(trained, tmp_path):
     assert line == tokens_explained(plan, TRAINED_STEPS, row_tokens, summary["tokens_seen"], padding)
     assert line.startswith(f"tokens_seen {summary['tokens_seen']:,} = {row_tokens:,} tokens in {TRAINED_STEPS} steps")
     assert f" - {padding:,} padding at row ends - {ends:,} documents' last tokens" in line
+
+
+def test_a_batch_counts_row_end_padding_and_fillers_of_bad_documents():
+    """A 10-token row: a 5-token document, 3 filler tokens in place of a bad one, 2 of padding at the end."""
+    ids = np.arange(1, 6)
+    labels = np.append(ids[1:], IGNORE_INDEX)  # the last token predicts nothing
+    batch = collate([([PackedDoc(ids, labels, np.zeros(5, np.int64)), PackedDoc.padding(3)], 2)], 10)
+    assert (batch.n_padding, batch.n_label_tokens) == (5, 4)  # 10 = 4 trained + 5 padding + 1 document end
+    assert batch.to(torch.device("cpu")).n_padding == 5
