@@ -76,11 +76,17 @@ def test_stage1_bar_counts_each_sections_tokens(capsys, every_update, synth_toke
 
 
 @pytest.fixture(scope="module")
-def codec(tmp_path_factory):
-    from yue_train.codec.model import ChunkPlan, YueCodec
+def codec_folder(tmp_path_factory):
     from yue_train.codec.testing import random_codec
 
-    codec = YueCodec.from_folder(random_codec(tmp_path_factory.mktemp("codec")), device="cpu")
+    return random_codec(tmp_path_factory.mktemp("codec"))
+
+
+@pytest.fixture(scope="module")
+def codec(codec_folder):
+    from yue_train.codec.model import ChunkPlan, YueCodec
+
+    codec = YueCodec.from_folder(codec_folder, device="cpu")
     codec.chunk = ChunkPlan(chunk_frames=20, context_frames=4)  # windows of 0.4 s: several per wave
     return codec
 
@@ -113,3 +119,39 @@ def test_a_build_shows_each_songs_encoding_bar(codec, capsys, every_update, tmp_
     seconds = [float(m.group(1)) for m in map(AUDIO.search, drawn) if m]
     assert seconds[0] == 0.0 and seconds[-1] == 3.0  # 3 waves x 50 frames
     assert len(set(seconds)) == 1 + 3 * 3  # 3 windows (20 + 20 + 10 frames) per wave, one move each
+
+
+def test_encoding_files_shows_one_bar_over_all_their_audio(codec, capsys, every_update, tmp_path):
+    """``yue-prep encode``: the bar's total grows by each file's length as it is read, and the bar moves
+    per window (20 frames here) to the sum of the files' lengths."""
+    import soundfile as sf
+
+    from yue_train.codec.batch import encode_files, jobs_from_paths
+
+    rng = np.random.default_rng(2)
+    paths = []
+    for name, n in (("a", 16000), ("b", 8000)):  # 50 and 25 frames: windows of 20+20+10 and 20+5
+        paths.append(tmp_path / f"{name}.wav")
+        sf.write(paths[-1], (0.3 * rng.standard_normal(n)).astype(np.float32), 16000)
+    results = encode_files(codec, jobs_from_paths(paths, tmp_path / "out"), batch_size=1, progress=True)
+    assert [r.status for r in results] == ["ok", "ok"]
+    drawn = [m.groups() for m in map(AUDIO.search, _drawn(capsys.readouterr().err)) if m]
+    assert drawn[-1] == ("1.50", "1.50")
+    assert {t for _, t in drawn} == {"0.00", "1.00", "1.50"}  # nothing read yet, then file a, then file b
+    assert len({n for n, _ in drawn}) == 1 + 5  # one move per window
+
+
+def test_quiet_yue_prep_encode_draws_no_bar(codec_folder, capsys, tmp_path):
+    import soundfile as sf
+
+    from data_prep.cli import main
+    from yue_train.training.output import NORMAL, set_verbosity
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, (0.3 * np.random.default_rng(3).standard_normal(8000)).astype(np.float32), 16000)
+    try:
+        for flags, out in (([], "drawn"), (["-q"], "quiet")):
+            assert main([*flags, "encode", "--codec", str(codec_folder), "--out", str(tmp_path / out), str(wav)]) == 0
+            assert ("s of audio" in capsys.readouterr().err) == (out == "drawn")
+    finally:
+        set_verbosity(NORMAL)
