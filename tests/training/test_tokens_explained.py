@@ -45,5 +45,6 @@ def test_a_batch_counts_row_end_padding_and_fillers_of_bad_documents():
     ids = np.arange(1, 6)
     labels = np.append(ids[1:], IGNORE_INDEX)  # the last token predicts nothing
     batch = collate([([PackedDoc(ids, labels, np.zeros(5, np.int64)), PackedDoc.padding(3)], 2)], 10)
-    assert (batch.n_padding, batch.n_label_tokens) == (5, 4)  # 10 = 4 trained + 5 padding + 1 document end
+    labelled = int((batch.labels != IGNORE_INDEX).sum())
+    assert (batch.n_padding, labelled) == (5, 4)  # 10 = 4 trained + 5 padding + 1 document end
     assert batch.to(torch.device("cpu")).n_padding == 5
