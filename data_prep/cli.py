@@ -270,6 +270,8 @@ def _passthrough(name: str, argv: list[str]) -> int:
     import importlib
 
     module, func, _ = PASSTHROUGH[name]
+    if name == "encode" and not show_progress():  # -q: no bar (the codec's parser cannot see the verbosity)
+        argv = [*argv, "--no-progress"]
     return getattr(importlib.import_module(module), func)(argv)
 
 

@@ -134,8 +134,17 @@ class _Worker:
     """What an encoding process holds: the codec (loaded on first use, once), options, tag list, separator.
     A process whose songs all have their codes already never loads the codec, nor torch."""
 
-    def __init__(self, opts: BuildOptions, codec_fp: str, top: TopTags | None, device: str, threads: int) -> None:
+    def __init__(
+        self,
+        opts: BuildOptions,
+        codec_fp: str,
+        top: TopTags | None,
+        device: str,
+        threads: int,
+        bar_line: int | None = None,
+    ) -> None:
         self.opts, self.codec_fp, self.top = opts, codec_fp, top
+        self.bar_line = bar_line  # the terminal line of each song's encoding bar; None: no such bar
         self.device = device
         self.threads = threads
         self._codec: YueCodec | None = None
@@ -206,6 +215,15 @@ class _Worker:
             spec, lambda rate: load_vocal(spec, rate, self.opts.separate, self.separator, "transcribe")
         )
 
+    def encode(self, waves: list[np.ndarray], song_id: str) -> list[np.ndarray]:
+        """The codes of one song's waves, with a bar that moves per encoded window (a minute of audio each)."""
+        from yue_train.progress import audio_bar
+
+        frames = sum(self.codec.n_frames(len(w)) for w in waves)
+        enabled = self.bar_line is not None
+        with audio_bar(frames, f"encode {song_id}", enabled, leave=False, position=self.bar_line) as bar:
+            return self.codec.encode_many(waves, N_CODEBOOKS, self.opts.batch_size, advance=bar.update)
+
     def process(self, spec: SongSpec) -> SongResult:
         result = SongResult(spec.index, spec.id, spec.source, "rejected")
         try:
@@ -236,9 +254,7 @@ class _Worker:
                 # Fail on timings before spending the encode.
                 frame_spans(sections, n_frames, n_samples / SAMPLE_RATE)
                 try:
-                    mix, vocals, inst = self.codec.encode_many(
-                        [waves["mix"], waves["vocals"], waves["instrumental"]], N_CODEBOOKS, self.opts.batch_size
-                    )
+                    mix, vocals, inst = self.encode([waves["mix"], waves["vocals"], waves["instrumental"]], spec.id)
                 except (ValueError, RuntimeError) as e:  # one unencodable song must not end a long build
                     raise SongError(f"encoding failed: {type(e).__name__}: {e}") from None
                 meta = {"id": spec.id, "input_hash": key, "n_samples": n_samples, "n_frames": n_frames}
@@ -271,9 +287,11 @@ class _Worker:
 _worker: _Worker | None = None
 
 
-def _init_worker(opts: BuildOptions, codec_fp: str, top: TopTags | None, device: str, threads: int) -> None:
+def _init_worker(
+    opts: BuildOptions, codec_fp: str, top: TopTags | None, device: str, threads: int, bar_line: int | None = None
+) -> None:
     global _worker
-    _worker = _Worker(opts, codec_fp, top, device, threads)
+    _worker = _Worker(opts, codec_fp, top, device, threads, bar_line)
 
 
 def _process(spec: SongSpec) -> SongResult:
@@ -284,7 +302,8 @@ def _process(spec: SongSpec) -> SongResult:
 def encode_songs(
     specs: list[SongSpec], opts: BuildOptions, codec_fp: str, top: TopTags | None, d: Dist
 ) -> list[SongResult]:
-    """This rank's songs, through ``opts.workers`` processes, with a songs/s and audio-hours/s bar."""
+    """This rank's songs, through ``opts.workers`` processes, with a songs/s and audio-hours/s bar. Songs
+    encoded in this process (one worker) also get a bar of their own under it, moving per encoded window."""
     device = opts.device
     if device == "auto":  # only `auto` needs torch; a rebuild that encodes nothing stays torch-free otherwise
         from yue_train.devices import resolve_device
@@ -305,7 +324,8 @@ def encode_songs(
             )
             it = pool.imap(_process, specs, chunksize=1)
         else:
-            _init_worker(opts, codec_fp, top, device, threads)
+            # A song's bar goes below every rank's songs bar (lines 0 .. local_world - 1).
+            _init_worker(opts, codec_fp, top, device, threads, d.local_world + d.local_rank if opts.progress else None)
             it = map(_process, specs)
         for r in it:
             results.append(r)

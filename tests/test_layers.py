@@ -1,8 +1,8 @@
 """The import graph of the package: no cycles between modules and no import from a lower layer to a higher one.
 
-Layers, lowest first: {format, devices, errors, safe_pickle} < tokenizer < {data, codec, lyrics, models} < {config, generation,
-evaluation} < training < {cli, api} < {data_prep, inference}: the command-line folders wrap the library, and no ``yue_train``
-module imports them (:func:`test_the_library_imports_no_cli_folder`). The package's own ``__init__`` imports nothing
+Layers, lowest first: {format, devices, errors, safe_pickle, progress} < tokenizer < {data, codec, lyrics, models}
+< {config, generation, evaluation} < training < {cli, api} < {data_prep, inference}: the command-line folders wrap the
+library, and no ``yue_train`` module imports them (:func:`test_the_library_imports_no_cli_folder`). The package's own ``__init__`` imports nothing
 of the project (it runs on every import) and so sits below them all. Every ``import`` counts, at
 module level and inside functions; imports under ``if TYPE_CHECKING:`` do not run and are skipped, as are
 ``importlib.import_module`` calls (the package's lazy ``__getattr__``)."""
@@ -25,6 +25,7 @@ LAYERS = {  # module prefix -> rank; the longest matching prefix wins
     "yue_train.devices": 0,
     "yue_train.errors": 0,
     "yue_train.safe_pickle": 0,
+    "yue_train.progress": 0,
     "yue_train.tokenizer": 1,
     "yue_train.data": 2,
     "yue_train.codec": 2,
@@ -193,3 +194,16 @@ def test_the_format_loads_neither_torch_nor_webdataset(module):
     code = f"import sys, {module}; print(' '.join(m for m in ('torch', 'webdataset') if m in sys.modules))"
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert res.stdout.strip() == ""
+
+
+def test_checkpoint_folder_names_are_written_once():
+    """``model_config``, the folder by which generation recognises a training checkpoint, is spelled out only
+    in the low module both training and generation import (no bare copy a rename would miss)."""
+    owner = "yue_train.format.checkpoint_names"
+    spelled = sorted(
+        m
+        for m, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and node.value == "model_config"
+    )
+    assert spelled == [owner]

@@ -93,12 +93,13 @@ class YuE:
         n_sections: int | None = None,
         sampling: SamplingConfig | None = None,
         stage2_batch_size: int = 16,
-        progress: bool = False,
+        progress: bool = True,
         **sampling_options: Any,
     ) -> list[GeneratedSong]:
         """``n_songs`` songs (seeds ``seed``, ``seed + 1``, ...) for genre tags and ``[label]``-sectioned
         lyrics. ``sampling_options`` set fields of :class:`~yue_train.generation.sampling.SamplingConfig`
-        (``max_new_tokens``, ``temperature``, ``top_p``, ``guidance_first``, ...)."""
+        (``max_new_tokens``, ``temperature``, ``top_p``, ``guidance_first``, ...). ``progress``: bars on
+        stderr that count stage 1's tokens and stage 2's seconds of audio as they are made."""
         sampling = _sampling(sampling, sampling_options)
         check_generation_numbers(sampling, n_songs, seed, n_sections, stage2_batch_size, dash=False)
         if reference is not None:

@@ -375,7 +375,14 @@ def _checkpoint(folder: Path, state: object | str, manifest: object | str | None
     return folder
 
 
-GOOD_STATE = {"format_version": 1, "step": 3, "tokens_seen": 100, "skipped_steps": 0}
+GOOD_STATE = {
+    "format_version": 1,
+    "step": 3,
+    "tokens_seen": 100,
+    "row_tokens": 120,
+    "padding_tokens": 15,
+    "skipped_steps": 0,
+}
 STATE_CASES = {
     "step-negative": ({**GOOD_STATE, "step": -1}, "step=-1"),
     "step-float": ({**GOOD_STATE, "step": 2.5}, "step=2.5"),
@@ -384,6 +391,8 @@ STATE_CASES = {
     "step-nan": ('{"format_version": 1, "step": NaN, "tokens_seen": 1, "skipped_steps": 0}', "damaged"),
     "step-inf": ('{"format_version": 1, "step": 1e999, "tokens_seen": 1, "skipped_steps": 0}', "damaged"),
     "tokens-missing": ({"format_version": 1, "step": 3, "skipped_steps": 0}, "no 'tokens_seen'"),
+    "padding-missing": ({k: v for k, v in GOOD_STATE.items() if k != "padding_tokens"}, "no 'padding_tokens'"),
+    "rows-float": ({**GOOD_STATE, "row_tokens": 1.5}, "row_tokens=1.5"),
     "skipped-negative": ({**GOOD_STATE, "skipped_steps": -2}, "skipped_steps=-2"),
     "world-zero-string": ({**GOOD_STATE, "world_size": "2"}, "world_size='2'"),
     "roles-list": ({**GOOD_STATE, "role_tokens": [1, 2]}, "role_tokens"),

@@ -13,6 +13,7 @@ import numpy as np
 
 from yue_train.codec.audio_io import AudioError, load_audio
 from yue_train.codec.model import YueCodec
+from yue_train.progress import audio_bar
 
 log = logging.getLogger(__name__)
 
@@ -87,24 +88,29 @@ def encode_files(
     files_per_group: int = 8,
     allow_silent: bool = False,
     overwrite: bool = False,
+    progress: bool = False,
 ) -> list[EncodeResult]:
     """Encode each job's audio to ``(n_codebooks, frames)`` int16 codes. A file that cannot be read or
-    encoded is reported (``status="error"``) and the rest go on."""
+    encoded is reported (``status="error"``) and the rest go on. ``progress``: a bar on stderr over the
+    seconds of audio read so far (its total grows as files are read), moving per encoded window."""
     results: list[EncodeResult] = []
     pending: list[tuple[EncodeJob, np.ndarray]] = []
+    bar = audio_bar(0, "encode", progress)
 
     def flush() -> None:
         if not pending:
             return
         waves = [w for _, w in pending]
+        done = bar.n
         try:
-            all_codes = codec.encode_many(waves, n_codebooks, batch_size)
+            all_codes = codec.encode_many(waves, n_codebooks, batch_size, advance=bar.update)
         except Exception:  # isolate the culprit: one file at a time
-            all_codes = []
+            bar.n, all_codes = done, []
             for job, wave in pending:
                 try:
-                    all_codes.append(codec.encode(wave, n_codebooks))
+                    all_codes.append(codec.encode_many([wave], n_codebooks, advance=bar.update)[0])
                 except Exception as e:  # noqa: BLE001 - reported, not swallowed
+                    bar.total -= codec.n_frames(len(wave))
                     all_codes.append(f"{job.audio}: encoding failed ({type(e).__name__}: {e})")
         for (job, wave), codes in zip(pending, all_codes, strict=True):
             if isinstance(codes, str):
@@ -129,9 +135,12 @@ def encode_files(
             log.error("%s", e)
             continue
         pending.append((job, wave))
+        bar.total += codec.n_frames(len(wave))
+        bar.refresh()
         if len(pending) >= files_per_group:
             flush()
     flush()
+    bar.close()
     return results
 
 

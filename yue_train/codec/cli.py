@@ -130,6 +130,7 @@ def encode_parser(prog: str = "yue-prep encode") -> argparse.ArgumentParser:
     p.add_argument("--allow-silent", action="store_true", help="encode silent files instead of reporting them")
     p.add_argument("--overwrite", action="store_true", help="re-encode files whose .npy exists")
     p.add_argument("--report", type=Path, help="JSON report path (default OUT/encode_report.json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (-q implies it)")
     return p
 
 
@@ -161,6 +162,7 @@ def encode_main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         allow_silent=args.allow_silent,
         overwrite=args.overwrite,
+        progress=not args.no_progress,
     )
     wall = time.perf_counter() - t0
     report = write_report(results, args.report or args.out / "encode_report.json", wall)

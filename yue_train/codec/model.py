@@ -30,6 +30,7 @@ from yue_train.devices import resolve_device
 from yue_train.format import codec_layout as cl
 from yue_train.format.bounded_json import field as json_field
 from yue_train.format.bounded_json import read_json_object
+from yue_train.progress import Advance
 
 FOLDER_FORMAT = "yue-codec"
 FOLDER_VERSION = 1
@@ -181,12 +182,15 @@ class YueCodec:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             return self.model.encode(x, bandwidth=bandwidth, return_dict=False)
 
-    def encode_many(self, waves: Sequence[np.ndarray], n_codebooks: int = 1, batch_size: int = 4) -> list[np.ndarray]:
+    def encode_many(
+        self, waves: Sequence[np.ndarray], n_codebooks: int = 1, batch_size: int = 4, advance: Advance | None = None
+    ) -> list[np.ndarray]:
         """Codes ``(n_codebooks, frames)`` int16 of each 16 kHz mono wave.
 
         Every wave is cut into windows (see :class:`ChunkPlan`); windows of equal length, from any wave, share
         a forward pass. Unequal ones never do: HuBERT's first layer normalises over time, so padding would
-        change the codes.
+        change the codes. ``advance(n)`` is called after every forward pass with the frames its windows gave
+        (the calls add up to all the waves' frames), for a progress bar.
         """
         bandwidth = self.bandwidth_for(n_codebooks)
         jobs: dict[int, list[tuple[int, tuple[int, int, int, int]]]] = {}
@@ -215,6 +219,8 @@ class YueCodec:
                     if piece.shape[1] != k1 - k0:  # cannot happen if n_frames() is right; never pad silently
                         raise RuntimeError(f"window {w0}..{_w1} gave {c.shape[1]} frames, expected {k1 - w0}")
                     out[i][:, k0:k1] = piece
+                if advance is not None:
+                    advance(sum(k1 - k0 for _i, (_w0, _w1, k0, k1) in group))
         return out
 
     def encode(self, wave: np.ndarray, n_codebooks: int = 1) -> np.ndarray:

@@ -78,6 +78,7 @@ class PackedDoc:
     input_ids: np.ndarray
     labels: np.ndarray
     target_roles: np.ndarray
+    filler: bool = False  # padding in a document's place (a bad document found when read)
 
     @classmethod
     def from_document(cls, doc: Document) -> PackedDoc:
@@ -91,13 +92,16 @@ class PackedDoc:
     @classmethod
     def padding(cls, n: int) -> PackedDoc:
         """``n`` padding tokens: nothing predicted."""
-        return cls(np.full(n, PAD_ID, dtype=np.int64), np.full(n, IGNORE_INDEX, dtype=np.int64), np.zeros(n, np.int64))
+        ids, labels = np.full(n, PAD_ID, dtype=np.int64), np.full(n, IGNORE_INDEX, dtype=np.int64)
+        return cls(ids, labels, np.zeros(n, np.int64), filler=True)
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
     def piece(self, start: int, stop: int) -> PackedDoc:
-        return PackedDoc(self.input_ids[start:stop], self.labels[start:stop], self.target_roles[start:stop])
+        return PackedDoc(
+            self.input_ids[start:stop], self.labels[start:stop], self.target_roles[start:stop], self.filler
+        )
 
 
 @dataclass
@@ -107,9 +111,11 @@ class Batch:
     labels: torch.Tensor  # (B, L) int64, already shifted; IGNORE_INDEX where nothing is predicted
     target_roles: torch.Tensor  # (B, L) int64, role of each label token
     n_docs: int = 0
+    n_padding: int = 0  # positions that hold no document: row ends, and fillers in place of bad documents
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(*(t.to(device, non_blocking=True) for t in self.tensors()), n_docs=self.n_docs)
+        tensors = (t.to(device, non_blocking=True) for t in self.tensors())
+        return Batch(*tensors, n_docs=self.n_docs, n_padding=self.n_padding)
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return self.input_ids, self.position_ids, self.labels, self.target_roles
@@ -190,11 +196,13 @@ def collate(rows: list[tuple[list[PackedDoc], int]], seq_len: int) -> Batch:
     pos = np.zeros((n, seq_len), dtype=np.int64)
     labels = np.full((n, seq_len), IGNORE_INDEX, dtype=np.int64)
     roles = np.zeros((n, seq_len), dtype=np.int64)
-    n_docs = 0
+    n_docs = n_padding = 0
     for r, (pieces, pad) in enumerate(rows):
         at = 0
+        n_padding += pad
         for piece in pieces:
             k = len(piece)
+            n_padding += k if piece.filler else 0
             ids[r, at : at + k] = piece.input_ids
             pos[r, at : at + k] = np.arange(k)
             labels[r, at : at + k] = piece.labels
@@ -204,7 +212,7 @@ def collate(rows: list[tuple[list[PackedDoc], int]], seq_len: int) -> Batch:
         # Padding is its own "document" (positions from 0) so it never joins the last real one.
         pos[r, at:] = np.arange(pad)
     t = torch.from_numpy
-    return Batch(t(ids), t(pos), t(labels), t(roles), n_docs=n_docs)
+    return Batch(t(ids), t(pos), t(labels), t(roles), n_docs=n_docs, n_padding=n_padding)
 
 
 def _eval_docs(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from yue_train.codec.folder import check_codec_folder
 from yue_train.errors import first_line
 from yue_train.format import codec_layout as cl
+from yue_train.format.checkpoint_names import HF_ADAPTER_DIR, HF_MODEL_DIR, MODEL_CONFIG_DIR
 from yue_train.format.files import SpecialFileError, check_regular_file
 from yue_train.generation.prompts import read_text_file
 from yue_train.generation.provenance import check_records
@@ -76,9 +77,9 @@ class CheckedInputs:
 def check_model_ref(flag: str, ref: str) -> None:
     """A model or adapter is a local folder or a hub id (``org/name``); anything else is a missing folder."""
     path = Path(ref)
-    ckpt = path.parent if path.name in ("model", "adapter") else path
+    ckpt = path.parent if path.name in (HF_MODEL_DIR, HF_ADAPTER_DIR) else path
     hf = (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
-    if (ckpt / "model_config").is_dir() and not hf:  # the small config files every training checkpoint has
+    if (ckpt / MODEL_CONFIG_DIR).is_dir() and not hf:  # the small config files every training checkpoint has
         raise GenerateInputError(
             f"{flag} {ref}: a training checkpoint without Hugging Face weights (only its sharded state); "
             f"run `yue-train export {ckpt} OUT` and give OUT"

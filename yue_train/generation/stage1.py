@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from yue_train.format import vocab
 from yue_train.format.sequences import DocBuilder
 from yue_train.generation.cache_api import compiled_step, forward_step, static_cache
 from yue_train.generation.sampling import FullVocabSampler, SamplingConfig, Stage1Sampler
+from yue_train.progress import Advance, token_bar
 
 
 def context_window(model: torch.nn.Module) -> int:
@@ -57,10 +57,12 @@ def generate_section(
     guidance: float,
     generator: torch.Generator | None = None,
     sampler: type[Stage1Sampler] | type[FullVocabSampler] = Stage1Sampler,
+    advance: Advance | None = None,
 ) -> torch.Tensor:
     """Generate one section after ``context`` (1-D ids ending in ``<SOA> <xcodec>``); returns the new ids,
     ending in ``<EOA>`` (appended when the budget runs out, as the released code does). ``sampler``:
-    :class:`FullVocabSampler` runs the full-vocabulary reference pipeline instead (tests, benchmarks)."""
+    :class:`FullVocabSampler` runs the full-vocabulary reference pipeline instead (tests, benchmarks).
+    ``advance(1)`` is called for every token sampled (a progress bar's ``update``)."""
     device = next(model.parameters()).device
     context = context.to(device)
     n = context.shape[0]
@@ -88,6 +90,8 @@ def generate_section(
     for step in range(cfg.max_new_tokens):
         token = picker.next_token(logits[:1], logits[1:] if use_cfg else None, step, guidance, generator)  # (1,)
         generated.append(token)
+        if advance is not None:
+            advance(1)
         if step + 1 == cfg.max_new_tokens:
             break
         if (step + 1) % check_every == 0 and bool((torch.cat(generated[-check_every:]) == vocab.EOA).any()):
@@ -123,7 +127,8 @@ def generate_stage1(
 
     Continuation: pass the ids of an earlier song as ``history`` and no ``first``; each section in
     ``following`` is then appended to it (the released guidance for later sections applies).
-    ``model_window`` defaults to the model config's :func:`context_window`.
+    ``model_window`` defaults to the model config's :func:`context_window`. ``progress``: a bar on stderr
+    that counts each section's tokens as they are sampled.
     """
     if (first is None) == (history is None):
         raise ValueError("give either a first-section prompt or the history of a song to continue")
@@ -134,16 +139,20 @@ def generate_stage1(
     else:
         sequence, prompts = torch.as_tensor(history, dtype=torch.long), list(following)
     result = Stage1Result(ids=np.zeros(0, dtype=np.int64))
-    for i, prompt in enumerate(tqdm(prompts, desc="stage 1", unit="section", disable=not progress)):
-        if prompt is not None:
-            sequence = torch.cat([sequence, torch.as_tensor(prompt.ids, dtype=torch.long)])
-        context, truncated = window(sequence, cfg.max_new_tokens, model_window)
-        started = time.perf_counter()
-        guidance = cfg.guidance_first if (i == 0 and first is not None) else cfg.guidance_rest
-        new = generate_section(model, context, cfg, guidance, generator)
-        # A section that ran out of budget has max_new_tokens sampled ids plus the appended <EOA>.
-        ended = len(new) <= cfg.max_new_tokens
-        result.sections.append(SectionStats(len(context), len(new), time.perf_counter() - started, truncated, ended))
-        sequence = torch.cat([sequence, new])
+    with token_bar(f"stage 1 section 1/{len(prompts)}", progress) as bar:
+        for i, prompt in enumerate(prompts):
+            bar.set_description_str(f"stage 1 section {i + 1}/{len(prompts)}", refresh=False)
+            if prompt is not None:
+                sequence = torch.cat([sequence, torch.as_tensor(prompt.ids, dtype=torch.long)])
+            context, truncated = window(sequence, cfg.max_new_tokens, model_window)
+            started = time.perf_counter()
+            guidance = cfg.guidance_first if (i == 0 and first is not None) else cfg.guidance_rest
+            new = generate_section(model, context, cfg, guidance, generator, advance=bar.update)
+            # A section that ran out of budget has max_new_tokens sampled ids plus the appended <EOA>.
+            ended = len(new) <= cfg.max_new_tokens
+            result.sections.append(
+                SectionStats(len(context), len(new), time.perf_counter() - started, truncated, ended)
+            )
+            sequence = torch.cat([sequence, new])
     result.ids = sequence.numpy()
     return result

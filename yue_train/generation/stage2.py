@@ -14,11 +14,11 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from yue_train.format import codec_layout as cl
 from yue_train.format import sequences as seq
 from yue_train.generation.cache_api import forward_step
+from yue_train.progress import Advance, audio_bar
 
 
 def _codebook_mask(vocab_size: int, k: int, device: torch.device) -> torch.Tensor:
@@ -39,8 +39,9 @@ def chunk_prompt(cb0_codes: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def generate_chunks(model: torch.nn.Module, cb0: torch.Tensor) -> torch.Tensor:
-    """Greedy stage 2 for a batch of equal-length chunks: (B, T) codebook-0 codes -> (B, 8, T) codes."""
+def generate_chunks(model: torch.nn.Module, cb0: torch.Tensor, advance: Advance | None = None) -> torch.Tensor:
+    """Greedy stage 2 for a batch of equal-length chunks: (B, T) codebook-0 codes -> (B, 8, T) codes.
+    ``advance(B)`` is called after every frame step (B frames done, one per chunk)."""
     device = next(model.parameters()).device
     cb0 = cb0.to(device)
     batch, n_frames = cb0.shape
@@ -64,6 +65,8 @@ def generate_chunks(model: torch.nn.Module, cb0: torch.Tensor) -> torch.Tensor:
                 logits, cache = forward_step(model, token, cache)
             else:
                 pending = token
+        if advance is not None:
+            advance(batch)
     return out.cpu()
 
 
@@ -76,7 +79,8 @@ def generate_stage2(
 ) -> list[np.ndarray]:
     """Codebook-0 codes of several tracks ((T,) or (1, T) each) -> their (8, T) codes.
 
-    Chunks of equal length from every track are batched together (at most ``batch_size`` rows)."""
+    Chunks of equal length from every track are batched together (at most ``batch_size`` rows).
+    ``progress``: a bar on stderr over all tracks' frames (as seconds of audio), advanced every frame step."""
     rows = [np.asarray(t).reshape(-1) for t in tracks]
     groups: dict[int, list[tuple[int, int, int]]] = defaultdict(list)  # chunk length -> (track, start, end)
     for t, codes in enumerate(rows):
@@ -88,11 +92,12 @@ def generate_stage2(
         for length, items in groups.items()
         for i in range(0, len(items), batch_size)
     ]
-    for _, items in tqdm(jobs, desc="stage 2", unit="batch", disable=not progress):
-        cb0 = torch.as_tensor(np.stack([rows[t][s:e] for t, s, e in items]), dtype=torch.long)
-        codes = generate_chunks(model, cb0).numpy()
-        for (t, s, e), c in zip(items, codes, strict=True):
-            outputs[t][:, s:e] = c
+    with audio_bar(sum(len(r) for r in rows), "stage 2", progress) as bar:
+        for _, items in jobs:
+            cb0 = torch.as_tensor(np.stack([rows[t][s:e] for t, s, e in items]), dtype=torch.long)
+            codes = generate_chunks(model, cb0, bar.update).numpy()
+            for (t, s, e), c in zip(items, codes, strict=True):
+                outputs[t][:, s:e] = c
     return outputs
 
 

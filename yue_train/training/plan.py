@@ -379,3 +379,20 @@ def plan_phase(cfg: Any, world_size: int = 1) -> PhasePlan:
         max_steps=max_steps,
         name=str(OmegaConf.select(cfg, "recipe_name", default="", throw_on_missing=False) or ""),
     )
+
+
+def tokens_explained(
+    plan: PhasePlan, steps: int, row_tokens: int, tokens_seen: int, padding: int, bad_docs: int = 0
+) -> str:
+    """One line saying where the ``row_tokens`` positions of ``steps`` steps' rows went: ``tokens_seen``
+    (positions with a label: what the loss trains on), ``padding`` (positions that held no document) and,
+    the rest, the last token of every document, which has no next token to predict. The plan's budget
+    counts row positions, so a phase that ran to its end has ``row_tokens`` = the budget rounded up to
+    whole steps."""
+    ends = row_tokens - tokens_seen - padding
+    where = "row ends" + (f" and in place of {bad_docs:,} bad documents" if bad_docs else "")
+    return (
+        f"tokens_seen {tokens_seen:,} = {row_tokens:,} tokens in {steps:,} steps' rows (planned "
+        f"{human(plan.budget_tokens)}) - {padding:,} padding at {where} - {ends:,} documents' last tokens "
+        "(nothing follows them to predict)"
+    )

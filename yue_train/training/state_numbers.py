@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-COUNTS = ("step", "tokens_seen", "skipped_steps")
+COUNTS = ("step", "tokens_seen", "row_tokens", "padding_tokens", "skipped_steps")
 OPTIONAL_COUNTS = ("world_size", "global_batch_size")
 GROUP_NUMBERS = ("lr", "initial_lr", "eps", "weight_decay")
 MAX_COUNT = 1 << 62

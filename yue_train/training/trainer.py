@@ -63,7 +63,7 @@ from yue_train.training.model_setup import (
     seed_all,
 )
 from yue_train.training.output import note
-from yue_train.training.plan import batch_geometry, plan_phase
+from yue_train.training.plan import batch_geometry, plan_phase, tokens_explained
 from yue_train.training.provenance import run_provenance
 from yue_train.training.state_numbers import optimizer_problem
 from yue_train.training.strategies import DeepSpeedStrategy, init_process_group, make_strategy
@@ -107,6 +107,8 @@ class Trainer:
         # every record of the config keeps ${oc.env:...} expressions, not the values (yue_train.config.recorded)
         self.resolved = redact(OmegaConf.to_container(cfg, resolve=True), self.env_values)
         self.step = self.tokens_seen = self.skipped_steps = 0
+        # Every position of the rows trained on, and those that held no document (see tokens_explained).
+        self.row_tokens = self.padding_tokens = 0
         self.role_tokens = np.zeros(N_ROLES, dtype=np.int64)  # label tokens per target role, cumulative
         self.data: TrainData | None = None
         self._eval_set: list[Batch] | None = None
@@ -276,6 +278,8 @@ class Trainer:
         return {
             "step": self.step,
             "tokens_seen": self.tokens_seen,
+            "row_tokens": self.row_tokens,
+            "padding_tokens": self.padding_tokens,
             "skipped_steps": self.skipped_steps,
             "role_tokens": {ROLE_NAMES[i]: int(n) for i, n in enumerate(self.role_tokens) if n},
             "world_size": self.world,
@@ -332,6 +336,7 @@ class Trainer:
     def _load_state(self, ckpt: Path) -> None:
         state = read_trainer_state(ckpt)
         self.step, self.tokens_seen, self.skipped_steps = state["step"], state["tokens_seen"], state["skipped_steps"]
+        self.row_tokens, self.padding_tokens = state["row_tokens"], state["padding_tokens"]
         by_name = {name: i for i, name in ROLE_NAMES.items()}
         for name, n in state["role_tokens"].items():
             self.role_tokens[by_name[name]] = n
@@ -365,19 +370,21 @@ class Trainer:
         batch = batch.to(self.device)
         return LossSums(*self.strategy.forward(*batch.tensors()))
 
-    def _label_weight(self, batches: list[Batch]) -> tuple[float, np.ndarray]:
-        """Loss-weight sum and per-role label-token counts of the global batch, from this process's
-        ``batches`` and one small all-reduce (which also says whether any process met a bad document)."""
+    def _label_weight(self, batches: list[Batch]) -> tuple[float, np.ndarray, int]:
+        """Loss-weight sum, per-role label-token counts and padding positions of the global batch, from this
+        process's ``batches`` and one small all-reduce (which also says whether any process met a bad
+        document)."""
         table = self.weight_table
         total, counts = 0.0, np.zeros(N_ROLES, dtype=np.int64)
         for b in batches:
             roles = b.target_roles[b.labels != IGNORE_INDEX]
             total += float(table[roles].double().sum())
             counts += np.bincount(roles.numpy(), minlength=N_ROLES)
-        mine = torch.tensor([total, len(self.data.step_bad), *counts.tolist()], dtype=torch.float64)
+        padding = sum(b.n_padding for b in batches)
+        mine = torch.tensor([total, len(self.data.step_bad), padding, *counts.tolist()], dtype=torch.float64)
         sums = ranks.all_reduce_sum(mine.to(self.device)).cpu()
         self.data.sync_bad_docs(bool(sums[1] > 0))  # every process then holds the same bad-document log
-        return float(sums[0]), sums[2:].to(torch.int64).numpy()
+        return float(sums[0]), sums[3:].to(torch.int64).numpy(), int(sums[2])
 
     def train_step(self) -> dict[str, Any]:
         """One optimizer step over the global batch; returns the step's metrics (the same on every process)."""
@@ -385,7 +392,7 @@ class Trainer:
         mine = self.data.next_step()  # this process's micro-batches of the global batch
         # The loss is normalised by the weight of the whole global batch, so every label token counts the
         # same however tokens fall into micro-batches and processes (and whatever the world size).
-        denom, counts = self._label_weight(mine)
+        denom, counts, padding = self._label_weight(mine)
         denom = max(denom, 1e-12)
         total: LossSums | None = None
         for i, b in enumerate(mine):
@@ -403,6 +410,8 @@ class Trainer:
         self.step += 1
         n_tokens = int(counts.sum())
         self.tokens_seen += n_tokens
+        self.padding_tokens += padding
+        self.row_tokens += self.plan.tokens_per_step
         self.role_tokens += counts
         if not stepped:
             self.skipped_steps += 1
@@ -541,6 +550,9 @@ class Trainer:
             "skipped_steps": self.skipped_steps,
             "skipped_docs": self.data.bad_docs.count,
             "tokens_seen": self.tokens_seen,
+            "tokens_explained": tokens_explained(
+                self.plan, self.step, self.row_tokens, self.tokens_seen, self.padding_tokens, self.data.bad_docs.count
+            ),
             "world_size": self.world,
             "global_batch_size": self.plan.global_batch_size,
             "init_from": str(self.init_from) if self.init_from else None,

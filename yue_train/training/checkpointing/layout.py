@@ -7,7 +7,8 @@
         .tmp-step-N/                  a checkpoint being written (removed by the next save)
         .universal-step-N/            DeepSpeed's universal form while a resume loads it (then removed)
         step-N/
-            trainer_state.json        format_version, step, tokens, world size, checkpoint_format, hf_weights
+            trainer_state.json        format_version, step, tokens (trained, row, padding), world size, checkpoint_format,
+                                      hf_weights
             config.yaml               the resolved config
             yue_provenance.json       stage, tokenizer, vocabulary, data
             data.pt                   the global data position (plain data)
@@ -23,12 +24,17 @@
             COMPLETE                  the step, written last
 
 The DCP format is :mod:`.dcp`, DeepSpeed's :mod:`.deepspeed`, the atomic publish :mod:`.publish`, the checks
-before a resume :mod:`.verify`, the Hugging Face export :mod:`.hf_export`.
+before a resume :mod:`.verify`, the Hugging Face export :mod:`.hf_export`. The names generation reads too
+(``model_config/``, ``model/``, ``adapter/``) are defined in :mod:`yue_train.format.checkpoint_names`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from yue_train.format.checkpoint_names import HF_ADAPTER_DIR as HF_ADAPTER_DIR
+from yue_train.format.checkpoint_names import HF_MODEL_DIR as HF_MODEL_DIR
+from yue_train.format.checkpoint_names import MODEL_CONFIG_DIR as MODEL_CONFIG_DIR
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -40,14 +46,11 @@ DCP_FORMAT, DEEPSPEED_FORMAT = "dcp", "deepspeed"  # trainer_state.json "checkpo
 CONFIG = "config.yaml"
 DATA_STATE = "data.pt"
 SCHEDULER = "scheduler.pt"
-MODEL_CONFIG_DIR = "model_config"
 DCP_DIR = "dcp"
 DCP_METADATA = ".metadata"
 OPTIMIZER_GROUPS = "optimizer_groups.pt"
 DEEPSPEED_DIR = "deepspeed"
 DEEPSPEED_TAG = "state"  # the DeepSpeed engine's checkpoint tag: deepspeed/state/
-HF_MODEL_DIR = "model"
-HF_ADAPTER_DIR = "adapter"
 TMP_PREFIX = ".tmp-"
 UNIVERSAL_PREFIX = ".universal-"
 
