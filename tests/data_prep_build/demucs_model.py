@@ -58,8 +58,8 @@ def demucs_importable() -> bool:
 
 def save_random_demucs(folder: Path, seed: int = 0, **overrides: object) -> Path:
     """A random HTDemucs as ``demucs.json`` + ``model.safetensors`` in ``folder``. Its stems are noise-like
-and about as loud as the mix, so the tiny codec gives them varied codes (stage-2 documents need 25 distinct
-codebook-0 codes in a 6-second chunk)."""
+    and about as loud as the mix, so the tiny codec gives them varied codes (stage-2 documents need 25 distinct
+    codebook-0 codes in a 6-second chunk)."""
     import torch
     from demucs.htdemucs import HTDemucs
     from safetensors.torch import save_file
