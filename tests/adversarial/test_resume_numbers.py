@@ -63,7 +63,7 @@ PLAIN_CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(PLAIN_CASES))
-def test_a_damaged_state_number_makes_resume_fall_back(name, run):
+def test_a_damaged_state_number_makes_resume_fall_back(name, run):  # noqa: F811
     rel, change, expected = PLAIN_CASES[name]
     _edit_plain(run / CHECKPOINTS / "step-4", rel, change)
     chosen, skipped = pick_checkpoint(run)
@@ -91,7 +91,7 @@ def _set_dcp_steps(ckpt: Path, value: float) -> None:
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -1.0, 1e9])
-def test_a_damaged_optimizer_step_makes_resume_fall_back(value, run):
+def test_a_damaged_optimizer_step_makes_resume_fall_back(value, run):  # noqa: F811
     _set_dcp_steps(run / CHECKPOINTS / "step-4", value)
     chosen, skipped = pick_checkpoint(run)
     assert chosen == run / CHECKPOINTS / "step-2", skipped
