@@ -484,12 +484,40 @@ def _resolve_lyrics(
         )
 
 
+FOLLOW_HINT = "pass --follow-symlinks to read files outside --input"
+
+
+def _outside(path: Path, root: Path, what: str) -> str | None:
+    """The problem of ``path`` (a file a song reads) when it resolves to a place outside ``root``."""
+    resolved = path.resolve()
+    if resolved.is_relative_to(root.resolve()):
+        return None
+    return f"{what} {path} leads outside --input {root} (to {resolved}); {FOLLOW_HINT}"
+
+
+def _outside_files(data: dict[str, Any], base: Path, found: dict[str, Path | None], root: Path) -> str | None:
+    """The first file a song folder's song would read (found by name, or named in its song.json) outside ``root``."""
+    named = {k: base / v for k in ("mix", *STEMS, "lyrics") if isinstance(v := data.get(k), str) and v}
+    for key, path in {**{k: v for k, v in found.items() if v is not None}, **named}.items():
+        problem = _outside(path, root, key)
+        if problem:
+            return problem
+    return None
+
+
 def resolve_spec(
-    index: int, data: dict[str, Any], base: Path, source: str, folder: Path | None, transcribe: bool = False
+    index: int,
+    data: dict[str, Any],
+    base: Path,
+    source: str,
+    folder: Path | None,
+    transcribe: bool = False,
+    confine_to: Path | None = None,
 ) -> SongSpec:
     """Fill a SongSpec from song.json / manifest keys, then (for folders) from the conventional file names.
     Every problem of the song is found, and ``error`` lists them all (one run shows the user everything).
-    ``transcribe``: a song folder without lyrics is no problem (its vocal will be transcribed)."""
+    ``transcribe``: a song folder without lyrics is no problem (its vocal will be transcribed).
+    ``confine_to``: the song is refused, nothing of it read, when a file it names leads outside that folder."""
     default_id = folder.name if folder is not None else None
     sid = data.get("id", default_id)
     spec = SongSpec(index=index, id=str(sid) if sid is not None else f"#{index}", source=source)
@@ -505,6 +533,9 @@ def resolve_spec(
                 found[key] = _find_one(folder, names)
             except SongError as e:
                 problems.append(str(e))
+    if confine_to is not None and (outside := _outside_files(data, base, found, confine_to)):
+        spec.error = outside
+        return spec
     steps = [
         lambda: _resolve_audio(spec, data, base, found),
         *(lambda stem=stem: _resolve_stem(spec, stem, data, base, found) for stem in STEMS),
@@ -516,6 +547,9 @@ def resolve_spec(
             step()
         except SongError as e:
             problems.append(str(e))
+    resolved = [*spec.input_files(), spec.plain_lyrics] if confine_to is not None else []
+    if outside := next((x for p in resolved if p is not None and (x := _outside(p, confine_to, "file"))), None):
+        problems = [outside]  # the lyrics beside (lyrics.aligned.lrc) are found only now
     if problems:
         spec.error = "; ".join(problems)
     return spec
@@ -550,9 +584,15 @@ SONG_LAYOUT = (
 )
 
 
-def discover(input_path: str | Path, exclude: Path | None = None, transcribe: bool = False) -> list[SongSpec]:
+def discover(
+    input_path: str | Path, exclude: Path | None = None, transcribe: bool = False, follow_symlinks: bool = False
+) -> list[SongSpec]:
     """SongSpecs of a song folder, a folder of song folders (sorted by name) or a JSONL manifest; ``transcribe``:
-    song folders without lyrics are kept for transcription."""
+    song folders without lyrics are kept for transcription.
+
+    A song of a folder input reads only files under that folder: a song folder or file that is a symlink
+    leading out of it, or a song.json path outside it, makes the song rejected with the reason, unless
+    ``follow_symlinks``. The walk is one level deep, so a link back to a parent cannot make it loop."""
     path = Path(input_path)
     if path.is_file():
         if path.suffix.lower() != ".jsonl":
@@ -575,6 +615,10 @@ def discover(input_path: str | Path, exclude: Path | None = None, transcribe: bo
         if folder.name.startswith(".") or (excl is not None and folder.resolve() == excl):
             continue
         index = len(specs)
+        outside = None if follow_symlinks else _outside(folder, path, "song folder")
+        if outside is not None:
+            specs.append(SongSpec(index, folder.name, str(folder), error=outside))
+            continue
         if not _is_song_folder(folder):
             specs.append(
                 SongSpec(
@@ -590,7 +634,8 @@ def discover(input_path: str | Path, exclude: Path | None = None, transcribe: bo
         except SongError as e:
             specs.append(SongSpec(index, folder.name, str(folder), error=str(e)))
             continue
-        specs.append(resolve_spec(index, data, folder, str(folder), folder, transcribe))
+        confine = None if follow_symlinks else path
+        specs.append(resolve_spec(index, data, folder, str(folder), folder, transcribe, confine))
     return specs
 
 
