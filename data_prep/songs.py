@@ -47,7 +47,7 @@ from typing import Any
 from yue_train.format import codec_layout as cl
 from yue_train.format.bounded_json import JsonFileError, read_json
 from yue_train.format.bounded_json import loads as json_loads
-from yue_train.format.files import check_regular_file, read_bytes_capped
+from yue_train.format.files import read_bytes_capped
 from yue_train.lyrics.paths import aligned_lrc_path, transcribed_lrc_path
 
 AUDIO_TYPES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".webm")
@@ -401,10 +401,10 @@ def _audio_path(value: Any, base: Path, what: str) -> Path:
 
 
 def _read_text(path: Path, what: str) -> str:
-    """A small UTF-8 text file of a song (checked to be a regular file first: a FIFO would block)."""
+    """A small UTF-8 text file of a song (checked to be a regular file first: a FIFO would block; at most
+    ``MAX_LYRICS_BYTES``, checked before reading)."""
     try:
-        check_regular_file(path, what)
-        return path.read_text(encoding="utf-8")
+        return read_bytes_capped(path, what, MAX_LYRICS_BYTES).decode("utf-8")
     except UnicodeDecodeError as e:
         raise SongError(f"{what}: {path.name} is not UTF-8 text ({e.reason})") from None
     except (OSError, ValueError) as e:
