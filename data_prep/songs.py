@@ -54,6 +54,7 @@ AUDIO_TYPES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif",
 LYRICS_TYPES = (".lrc", ".json", ".csv")
 PLAIN_TYPES = (".txt",)  # plain lyrics: no times until aligned
 MAX_LYRICS_BYTES = 1 << 20  # a song's lyrics file: a few KB
+MAX_TIME_S = 100 * 3600  # a time in lyrics past this is damage (and 1e308 s would overflow a frame index)
 STEMS = ("vocals", "instrumental")
 # Sections whose label says "no singing" may have empty lyrics; every other section must have words.
 INSTRUMENTAL_LABELS = frozenset(
@@ -78,6 +79,7 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _LABEL_RE = re.compile(r"^\[([A-Za-z][A-Za-z0-9 _-]*)\]")
 _LRC_TIME_RE = re.compile(r"\[(\d{1,3}):(\d{1,2}(?:[.:]\d{1,3})?)\]")
 _LRC_NEGATIVE_RE = re.compile(r"\[\s*-\s*\d+\s*:")  # [-00:05.00]: before the song starts
+_LRC_TIMELIKE_RE = re.compile(r"\[\s*\d[^\]]*:[^\]]*\]")  # [1:2:3:4], [9999999:00]: not a time we read
 _LRC_META_RE = re.compile(r"^\[[A-Za-z]+:[^\]]*\]$")  # [ti:Title], [ar:Artist], [length:03:20]
 
 
@@ -164,6 +166,8 @@ def parse_time(value: Any, where: str) -> float:
         raise SongError(f"{where}: time {value!r} is missing or not a number")
     if not math.isfinite(t) or t < 0:
         raise SongError(f"{where}: time {value!r} is negative or not finite")
+    if t > MAX_TIME_S:
+        raise SongError(f"{where}: time {value!r} is past {MAX_TIME_S:,} s, longer than any song")
     return t
 
 
@@ -233,10 +237,13 @@ def parse_sections(rows: Any, where: str) -> list[Section]:
 def parse_sections_csv(text: str, where: str) -> list[Section]:
     reader = csv.DictReader(io.StringIO(text))
     need = {"start", "end", "label"}
-    header = {h.strip().lower() for h in reader.fieldnames or []}
-    if not need <= header:
-        raise SongError(f"{where}: CSV header must have start,end,label[,lyrics]; got {reader.fieldnames}")
-    rows = [{(k or "").strip().lower(): v for k, v in row.items()} for row in reader]
+    try:
+        header = {h.strip().lower() for h in reader.fieldnames or []}
+        if not need <= header:
+            raise SongError(f"{where}: CSV header must have start,end,label[,lyrics]; got {reader.fieldnames}")
+        rows = [{(k or "").strip().lower(): v for k, v in row.items()} for row in reader]
+    except csv.Error as e:  # a field over csv's limit, a NUL byte
+        raise SongError(f"{where}: not a readable CSV ({e})") from None
     return parse_sections(rows, where)
 
 
@@ -257,6 +264,8 @@ def parse_lrc(text: str, where: str) -> list[Section]:
             raise SongError(f"{where}:{line_no}: a line with {len(times)} timestamps; write repeated lines out")
         if _LRC_NEGATIVE_RE.match(line):
             raise SongError(f"{where}:{line_no}: a negative timestamp; times count from the start of the song (0:00)")
+        if bad := _LRC_TIMELIKE_RE.match(line):  # it would become lyric text
+            raise SongError(f"{where}:{line_no}: timestamp {bad.group(0)[:40]} is not [mm:ss.xx] (at most 999 minutes)")
         t = times[0] if times else None
         marker = _LABEL_RE.fullmatch(line)
         if marker:
@@ -369,6 +378,8 @@ def frame_spans(sections: list[Section], n_frames: int, duration_s: float) -> li
                 f"section {i} [{s.label}] ends at {end_desc} (frame {fe}), beyond the audio: {duration_s:.2f} s = "
                 f"{n_frames} frames"
             )
+        if fe < fs:
+            raise SongError(f"section {i} [{s.label}] ends at {end_desc} (frame {fe}), before it starts (frame {fs})")
         spans.append((fs, min(fe, n_frames)))
     return spans
 

@@ -95,6 +95,8 @@ class SeparationCache:
         self.misses += 1
         vocals, accompaniment = self._separator.separate(str(path), sample_rate)
         self.folder.mkdir(parents=True, exist_ok=True)
+        if entry.is_dir() and not entry.is_symlink():  # a folder in the entry's place: nothing to cache into
+            return vocals, accompaniment
         fd, tmp = tempfile.mkstemp(prefix=f"{entry.stem}.", suffix=".tmp.npz", dir=self.folder)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -119,5 +121,6 @@ class SeparationCache:
                     return vocals, accompaniment
                 problem = "holds NaN or infinite samples"
         print(f"separation cache: {entry} is damaged ({problem}); separating again", file=sys.stderr)
-        entry.unlink(missing_ok=True)
+        if entry.is_symlink() or not entry.is_dir():
+            entry.unlink(missing_ok=True)
         return None
