@@ -136,3 +136,19 @@ def test_an_explicit_resume_of_a_damaged_checkpoint_is_one_line(random_shards, r
     with pytest.raises(RunFolderError, match=r"scheduler.pt is damaged \(scheduler base_lrs\[0\]=inf\)") as e:
         run_training(compose(*overrides))
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("rel", ["rng_rank0.pt", "dcp/__0_0.distcp", "model_config"])
+def test_a_symlink_inside_a_checkpoint_makes_resume_fall_back(rel, run, tmp_path):  # noqa: F811
+    """A save writes no links: one leading out of the checkpoint (here to a copy of the same bytes, the
+    manifest still true) is refused before anything is read through it."""
+    import shutil
+
+    ckpt = run / CHECKPOINTS / "step-4"
+    outside = tmp_path / "outside" / Path(rel).name
+    outside.parent.mkdir()
+    shutil.move(ckpt / rel, outside)
+    (ckpt / rel).symlink_to(outside)
+    chosen, skipped = pick_checkpoint(run)
+    assert chosen == run / CHECKPOINTS / "step-2"
+    assert skipped == [f"step-4 ({rel} is a symlink (to {outside}); refused)"]

@@ -15,6 +15,7 @@ makes resume fall back to the checkpoint before it like any other damage.
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -99,6 +100,9 @@ def verify_checkpoint(folder: Path, step: int | None = None) -> str | None:
         int(marker.read_text().strip())
     except (ValueError, UnicodeDecodeError):
         return "COMPLETE is damaged"
+    link = next((p for p in folder.rglob("*") if p.is_symlink()), None)
+    if link is not None:  # a save writes none: reading through one would read outside the checkpoint
+        return f"{link.relative_to(folder).as_posix()} is a symlink (to {os.readlink(link)}); refused"
     manifest = folder / MANIFEST
     if not manifest.is_file():
         return f"{MANIFEST} is missing"
