@@ -24,11 +24,11 @@ def load_vocal(
 ) -> np.ndarray:
     """The vocal to align lyrics to (or to transcribe: ``purpose`` says which, for the message when there is
     none): the stem, else separated from the mix (``separator()``) when separation is on."""
-    from yue_train.codec.audio_io import AudioError, load_audio
+    from yue_train.codec.audio_io import MAX_SONG_SECONDS, AudioError, load_audio
 
     try:
         if spec.stems["vocals"] is not None:
-            return load_audio(spec.stems["vocals"], sample_rate, allow_silent=True)
+            return load_audio(spec.stems["vocals"], sample_rate, allow_silent=True, max_seconds=MAX_SONG_SECONDS)
     except AudioError as e:
         raise SongError(str(e)) from None
     if separate == "off":

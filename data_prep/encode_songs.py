@@ -177,15 +177,15 @@ class _Worker:
         return self._separator
 
     def load_stems(self, spec: SongSpec) -> dict[str, np.ndarray]:
-        from yue_train.codec.audio_io import AudioError, load_audio
+        from yue_train.codec.audio_io import MAX_SONG_SECONDS, AudioError, load_audio
 
         assert spec.mix is not None
         try:
-            waves = {"mix": load_audio(spec.mix, SAMPLE_RATE)}
+            waves = {"mix": load_audio(spec.mix, SAMPLE_RATE, max_seconds=MAX_SONG_SECONDS)}
             # A stem may be silent (an instrumental song's vocals); the mix may not.
             for stem, path in spec.stems.items():
                 if path is not None:
-                    waves[stem] = load_audio(path, SAMPLE_RATE, allow_silent=True)
+                    waves[stem] = load_audio(path, SAMPLE_RATE, allow_silent=True, max_seconds=MAX_SONG_SECONDS)
         except AudioError as e:
             raise SongError(str(e)) from None
         missing = [s for s in STEMS if s not in waves]

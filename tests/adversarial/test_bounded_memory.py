@@ -144,6 +144,32 @@ def test_a_two_hour_voice_target_is_one_line(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_a_two_hour_reference_prompt_is_one_line(tmp_path):
+    from types import SimpleNamespace
+
+    from yue_train.generation.prompts import PromptInputError
+    from yue_train.generation.reference import Reference, reference_ids
+
+    codec = SimpleNamespace(config=SimpleNamespace(sample_rate=16_000), encode=lambda *a, **k: pytest.fail("encoded"))
+    ref = Reference(mix=str(sparse_wav(tmp_path / "ref.wav", TWO_HOURS)))
+    with pytest.raises(PromptInputError, match=r"ref\.wav: 7,200 s of audio, longer than the 1,200 s") as e:
+        reference_ids(ref, codec)
+    assert "\n" not in str(e.value)
+
+
+def test_yue_prep_align_refuses_a_two_hour_vocal_in_one_line(tmp_path, capsys):
+    from data_prep.cli import main as prep_main
+
+    song = tmp_path / "songs" / "a"
+    sparse_wav(song / "vocals.wav", TWO_HOURS)
+    sparse_wav(song / "mix.wav", 1)
+    (song / "lyrics.txt").write_text("[verse]\nla la\n")
+    (song / "tags.txt").write_text("pop")
+    assert prep_main(["align", str(tmp_path / "songs"), "--aligner", "pocketsphinx"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "a: not aligned: " in err and "vocals.wav: 7,200 s of audio" in err, err
+
+
 # ------------------------------------------------------------------------------------------ pickles
 class _Call:
     """Pickles as one call of ``func`` with ``args`` (a REDUCE opcode): what a planted file can do."""

@@ -21,6 +21,9 @@ import soundfile as sf
 import soxr
 
 BLOCK_FRAMES = 1 << 18
+# The longest audio a song's readers take (evaluation, build, alignment, separation, reference prompts): 20
+# minutes at 16 kHz is 77 MB per wave, and a step holds a few waves' worth (resampled, as float64, stems).
+MAX_SONG_SECONDS = 20 * 60
 SILENCE_PEAK = 1e-5  # -100 dBFS: below this the file holds no usable signal
 
 

@@ -1,15 +1,15 @@
 """Small audio helpers shared by the metrics: choosing the stem, resampling, frame loudness, and the longest
-audio the evaluation reads (:data:`MAX_SONG_SECONDS`; longer files are refused before they are decoded)."""
+audio the evaluation reads (:data:`MAX_SONG_SECONDS`, from :mod:`yue_train.codec.audio_io`; longer files are
+refused before they are decoded)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from yue_train.codec.audio_io import MAX_SONG_SECONDS
 from yue_train.evaluation.metrics.base import SongAudio
 
-# The longest audio scored: 20 minutes at 16 kHz is 77 MB per wave, and a metric holds a few waves' worth
-# (CLAP resamples to 48 kHz, the pitch tracker to float64), so memory stays bounded however long a file is.
-MAX_SONG_SECONDS = 20 * 60
+__all__ = ["MAX_SONG_SECONDS", "frame_signal", "resample", "vocal_or_mix"]
 
 
 def vocal_or_mix(song: SongAudio) -> tuple[np.ndarray, str]:
