@@ -1,15 +1,10 @@
-"""Small audio helpers shared by the metrics: choosing the stem, resampling, frame loudness, and the longest
-audio the evaluation reads (:data:`MAX_SONG_SECONDS`, from :mod:`yue_train.codec.audio_io`; longer files are
-refused before they are decoded)."""
+"""Small audio helpers shared by the metrics: choosing the stem, resampling, frame loudness."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from yue_train.codec.audio_io import MAX_SONG_SECONDS
 from yue_train.evaluation.metrics.base import SongAudio
-
-__all__ = ["MAX_SONG_SECONDS", "frame_signal", "resample", "vocal_or_mix"]
 
 
 def vocal_or_mix(song: SongAudio) -> tuple[np.ndarray, str]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from yue_train.evaluation.metrics import register
-from yue_train.evaluation.metrics.audio import MAX_SONG_SECONDS, resample, vocal_or_mix
+from yue_train.evaluation.metrics.audio import resample, vocal_or_mix
 from yue_train.evaluation.metrics.base import MetricError, MetricResult, SongAudio, SongMetric
 
 RATE = 16000
@@ -43,7 +43,7 @@ def _import_resemblyzer() -> Any:
 def read_wave(path: Path) -> tuple[np.ndarray, int]:
     """Mono float32 samples of an audio file at 16 kHz (read in blocks; at most ``MAX_SONG_SECONDS``), and
     that rate."""
-    from yue_train.codec.audio_io import AudioError, load_audio
+    from yue_train.codec.audio_io import MAX_SONG_SECONDS, AudioError, load_audio  # soundfile: when a target is read
 
     try:
         return load_audio(path, RATE, allow_silent=True, max_seconds=MAX_SONG_SECONDS), RATE
