@@ -59,6 +59,18 @@ PLAIN_CASES = {
     "last-epoch-negative": (SCHEDULER, _sched("last_epoch", -3), "last_epoch=-3 is not a step count"),
     "last-epoch-huge": (SCHEDULER, _sched("last_epoch", 10**12), "last_epoch=1000000000000"),
     "last-epoch-float": (SCHEDULER, _sched("last_epoch", 2.5), "last_epoch=2.5"),
+    "rng-python-string": ("rng_rank0.pt", lambda r: r.__setitem__("python", "x"), "rng_rank0.pt is damaged ("),
+    "rng-numpy-missing": ("rng_rank0.pt", lambda r: r.__setitem__("numpy", {}), "rng_rank0.pt is damaged (KeyError"),
+    "rng-torch-short": (
+        "rng_rank0.pt",
+        lambda r: r.__setitem__("torch", torch.zeros(3, dtype=torch.uint8)),
+        "rng_rank0.pt is damaged (",
+    ),
+    "rng-torch-float": (
+        "rng_rank0.pt",
+        lambda r: r.__setitem__("torch", torch.zeros(5056)),
+        "must be a torch.ByteTensor",
+    ),
 }
 
 
@@ -66,9 +78,11 @@ PLAIN_CASES = {
 def test_a_damaged_state_number_makes_resume_fall_back(name, run):  # noqa: F811
     rel, change, expected = PLAIN_CASES[name]
     _edit_plain(run / CHECKPOINTS / "step-4", rel, change)
+    before = torch.get_rng_state()
     chosen, skipped = pick_checkpoint(run)
     assert chosen == run / CHECKPOINTS / "step-2", skipped
     assert len(skipped) == 1 and skipped[0].startswith(f"step-4 ({rel} is damaged (") and expected in skipped[0]
+    assert torch.equal(torch.get_rng_state(), before)  # checking the RNG states put this process's back
 
 
 def _set_dcp_steps(ckpt: Path, value: float) -> None:

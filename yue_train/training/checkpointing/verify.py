@@ -35,7 +35,7 @@ from yue_train.training.checkpointing.layout import (
     SCHEDULER,
     TRAINER_STATE,
 )
-from yue_train.training.checkpointing.state_files import CheckpointFileError, load_plain
+from yue_train.training.checkpointing.state_files import CheckpointFileError, load_plain, rng_state, set_rng_state
 from yue_train.training.state_numbers import (
     param_groups_problem,
     scheduler_state_problem,
@@ -166,6 +166,10 @@ def _saved_numbers_problem(folder: Path, step: int) -> str | None:
             problem = str(e).split(": ", 1)[-1][:160]
         if problem:
             return f"{name} is damaged ({problem})"
+    for path in sorted(folder.glob("rng_rank*.pt")):
+        problem = _rng_problem(path)
+        if problem:
+            return f"{path.name} is damaged ({problem})"
     if (folder / DCP_DIR).is_dir():
         try:
             problem = step_counts_problem(optimizer_steps(folder / DCP_DIR), step)
@@ -173,6 +177,21 @@ def _saved_numbers_problem(folder: Path, step: int) -> str | None:
             problem = str(e).split(": ", 1)[-1][:160]
         if problem:
             return f"{DCP_DIR} optimizer state is damaged ({problem})"
+    return None
+
+
+def _rng_problem(path: Path) -> str | None:
+    """Why the RNG states in ``path`` cannot be set, found by setting them (this process's own states are put
+    back after): a resume would fail on them after loading everything else."""
+    mine = rng_state()
+    try:
+        set_rng_state(load_plain(path))
+    except CheckpointFileError as e:
+        return str(e).split(": ", 1)[-1][:160]
+    except Exception as e:  # noqa: BLE001 (any state the generators refuse)
+        return f"{type(e).__name__}: {str(e).strip()[:120]}"
+    finally:
+        set_rng_state(mine)
     return None
 
 
