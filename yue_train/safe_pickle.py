@@ -233,17 +233,25 @@ class Allowlist:
                 raise allow.refusal(source, qualname)
 
             # torch.load sets this to its storage loader, which compares the storage type it is given
-            # with ``torch.UntypedStorage``: it gets the real class, not the guard.
+            # with ``torch.UntypedStorage``: it gets the real class, not the guard. Kept on the instance
+            # (where Pythons that look the loader up at each call find it) and, where the C Unpickler has
+            # a slot for it (3.11), set there too.
             @property
             def persistent_load(self) -> Any:
-                return pickle.Unpickler.persistent_load.__get__(self)  # type: ignore[attr-defined]
+                try:
+                    return self.__dict__["_persistent_load"]
+                except KeyError:
+                    raise AttributeError("persistent_load") from None
 
             @persistent_load.setter
             def persistent_load(self, load: Any) -> None:
                 def unwrapped(pid: Any) -> Any:
                     return load(tuple(_real(v) for v in pid) if isinstance(pid, tuple) else pid)
 
-                pickle.Unpickler.persistent_load.__set__(self, unwrapped)  # type: ignore[attr-defined]
+                self.__dict__["_persistent_load"] = unwrapped
+                slot = pickle.Unpickler.__dict__.get("persistent_load")
+                if hasattr(slot, "__set__"):
+                    slot.__set__(self, unwrapped)
 
         return RestrictedUnpickler
 
