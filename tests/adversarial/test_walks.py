@@ -162,3 +162,32 @@ def test_training_over_a_shard_symlinked_out_is_one_line(shards, tmp_path, capsy
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("yue-train: error: "), err
     assert "outside its shard folder" in err
+
+
+# ------------------------------------------------------------------------------------------ yue-eval --reference
+def _wav(path: Path) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, (0.3 * np.sin(np.arange(8000) / 10)).astype(np.float32), 16_000)
+    return path
+
+
+def test_yue_eval_reference_reads_nothing_outside_without_the_flag(tmp_path, capsys):
+    from inference.evaluate import main as eval_main
+
+    _wav(tmp_path / "songs" / "a.wav")
+    outside = _wav(tmp_path / "elsewhere" / "private.wav")
+    ref = tmp_path / "ref"
+    _wav(ref / "r.wav")
+    (ref / "loop").symlink_to(ref)  # walked once
+    (ref / "p.wav").symlink_to(outside)
+    args = [str(tmp_path / "songs"), "--reference", str(ref), "--metrics", "structure", "--out", str(tmp_path / "o"),
+            "--no-progress"]  # fmt: skip
+    assert eval_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("yue-eval: error: ") and err.count("\n") == 1, err
+    assert "p.wav leads outside the songs folder" in err and "--follow-symlinks" in err
+    assert not (tmp_path / "o").exists()
+    assert eval_main([*args, "--follow-symlinks"]) == 0
