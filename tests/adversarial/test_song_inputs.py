@@ -83,7 +83,7 @@ TAGS_FILE_CASES = {
 
 @pytest.mark.parametrize("name", sorted(TAGS_FILE_CASES))
 def test_a_malformed_tags_file_is_one_line_naming_it(name, tmp_path):
-    from data_prep.tags import load_top_tags
+    from yue_train.data.tags import load_top_tags
 
     text, expected = TAGS_FILE_CASES[name]
     path = tmp_path / "top_200_tags.json"
@@ -94,7 +94,7 @@ def test_a_malformed_tags_file_is_one_line_naming_it(name, tmp_path):
 
 
 def test_a_huge_tags_file_is_refused_unread(tmp_path):
-    from data_prep.tags import load_top_tags
+    from yue_train.data.tags import load_top_tags
 
     path = tmp_path / "top_200_tags.json"
     with open(path, "w+b") as f:
