@@ -24,11 +24,11 @@ def load_vocal(
 ) -> np.ndarray:
     """The vocal to align lyrics to (or to transcribe: ``purpose`` says which, for the message when there is
     none): the stem, else separated from the mix (``separator()``) when separation is on."""
-    from yue_train.codec.audio_io import AudioError, load_audio
+    from yue_train.codec.audio_io import MAX_SONG_SECONDS, AudioError, load_audio
 
     try:
         if spec.stems["vocals"] is not None:
-            return load_audio(spec.stems["vocals"], sample_rate, allow_silent=True)
+            return load_audio(spec.stems["vocals"], sample_rate, allow_silent=True, max_seconds=MAX_SONG_SECONDS)
     except AudioError as e:
         raise SongError(str(e)) from None
     if separate == "off":
@@ -51,7 +51,7 @@ class AlignOutcome:
 def align_inputs(
     inputs: list[Path], aligner: str, separate: str = "off", device: str = "cpu", force: bool = False,
     min_score: float = MIN_SCORE, transcriber: SongTranscriber | None = None,
-    separation_model: str = DEFAULT_MODEL,
+    separation_model: str = DEFAULT_MODEL, follow_symlinks: bool = False,
 ) -> list[AlignOutcome]:  # fmt: skip
     """Align the plain lyrics of every song under ``inputs`` (song folders, folders of them, .jsonl manifests),
     and with ``transcriber`` transcribe the song folders that have no lyrics. Songs with timed lyrics are
@@ -68,7 +68,7 @@ def align_inputs(
 
     outcomes = []
     for path in inputs:
-        for spec in discover(path, transcribe=transcriber is not None):
+        for spec in discover(path, transcribe=transcriber is not None, follow_symlinks=follow_symlinks):
             if transcriber is not None and spec.transcript_lrc is not None:
                 try:
                     info = transcriber.transcribe(

@@ -141,6 +141,9 @@ class BuildOptions:
     seed: int = flag(0, "seed of the ICL prompt draws (default: 0)")
     force: bool = flag(False, "re-encode and re-tokenize everything")
     progress: bool = flag(True, "no progress bars", flag="--no-progress", action="store_false")
+    follow_symlinks: bool = flag(
+        False, "read song folders and files that symlinks (or song.json paths) lead to outside --input"
+    )
 
     def __post_init__(self) -> None:
         if (self.input is None) == (self.hf_dataset is None):
@@ -250,7 +253,7 @@ def _build(
         specs = hf_song_specs(opts.hf_dataset, opts.hf_columns, scratch, opts.hf_split, lambda i: i % d.world == d.rank)
     else:
         assert opts.input is not None
-        specs = discover(opts.input, exclude=opts.out, transcribe=opts.transcribe)
+        specs = discover(opts.input, exclude=opts.out, transcribe=opts.transcribe, follow_symlinks=opts.follow_symlinks)
     mark_duplicates(specs)
 
     with _gloo_group(d):

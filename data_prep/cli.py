@@ -144,6 +144,7 @@ def cmd_align(args: argparse.Namespace) -> int:
             args.min_align_score,
             transcriber,
             args.separation_model,
+            args.follow_symlinks,
         )
     except (OSError, ValueError, SeparationUnavailable) as e:
         print(f"yue-prep align: error: {e}", file=sys.stderr)
@@ -230,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="align (transcribe) again over an existing lyrics.aligned.lrc (.transcribed)",
     )
     p.epilog = "Exit codes: 0 every song aligned or transcribed (or its file kept), 3 some songs not, 2 fatal error."
+    p.add_argument("--follow-symlinks", action="store_true", help="read song files that symlinks lead to elsewhere")
     p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("tokenize", help="manifest -> token shards", description=cmd_tokenize.__doc__)

@@ -95,7 +95,9 @@ def _meta_path(out: Path, song_id: str) -> Path:
 
 
 def cached_meta(out: Path, song_id: str, key: str) -> dict[str, Any] | None:
-    """The codes' metadata if complete codes for exactly these inputs are on disk."""
+    """The codes' metadata if complete codes for exactly these inputs are on disk: lengths that are counts,
+    and code files (not symlinks) whose bytes hash to the ``codes_sha256`` the metadata records; otherwise
+    None, and the song is encoded again."""
     path = _meta_path(out, song_id)
     try:
         meta = read_json_object(path)
@@ -103,10 +105,17 @@ def cached_meta(out: Path, song_id: str, key: str) -> dict[str, Any] | None:
         return None
     if meta.get("input_hash") != key:
         return None
+    counts = [meta.get(k) for k in ("n_samples", "n_frames", "sample_rate")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        return None  # damaged: encode again rather than record wrong lengths
     folder = song_dir(out, song_id)
-    if not all((folder / name.format(id=song_id)).is_file() for name in CODE_FILES.values()):
+    files = [folder / name.format(id=song_id) for name in CODE_FILES.values()]
+    if not all(f.is_file() and not f.is_symlink() for f in files):
         return None
-    return meta
+    h = hashlib.sha256()  # the codes must be the bytes the metadata vouches for (a few MB at most)
+    for f in files:
+        h.update(f.read_bytes())
+    return meta if meta.get("codes_sha256") == h.hexdigest() else None
 
 
 def write_codes(out: Path, song_id: str, codes: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
@@ -177,15 +186,15 @@ class _Worker:
         return self._separator
 
     def load_stems(self, spec: SongSpec) -> dict[str, np.ndarray]:
-        from yue_train.codec.audio_io import AudioError, load_audio
+        from yue_train.codec.audio_io import MAX_SONG_SECONDS, AudioError, load_audio
 
         assert spec.mix is not None
         try:
-            waves = {"mix": load_audio(spec.mix, SAMPLE_RATE)}
+            waves = {"mix": load_audio(spec.mix, SAMPLE_RATE, max_seconds=MAX_SONG_SECONDS)}
             # A stem may be silent (an instrumental song's vocals); the mix may not.
             for stem, path in spec.stems.items():
                 if path is not None:
-                    waves[stem] = load_audio(path, SAMPLE_RATE, allow_silent=True)
+                    waves[stem] = load_audio(path, SAMPLE_RATE, allow_silent=True, max_seconds=MAX_SONG_SECONDS)
         except AudioError as e:
             raise SongError(str(e)) from None
         missing = [s for s in STEMS if s not in waves]

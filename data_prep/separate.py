@@ -153,10 +153,10 @@ class DemucsSeparator:
         import torch
         from demucs.apply import apply_model
 
-        from yue_train.codec.audio_io import load_audio
+        from yue_train.codec.audio_io import MAX_SONG_SECONDS, load_audio
 
         sr = int(self.model.samplerate)
-        mono = load_audio(path, sr)
+        mono = load_audio(path, sr, max_seconds=MAX_SONG_SECONDS)
         # demucs models take stereo; a mono file is the same signal on both channels.
         wav = torch.from_numpy(np.stack([mono, mono]))[None].to(self.device)
         ref = wav.mean(1, keepdim=True)

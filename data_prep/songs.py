@@ -47,13 +47,14 @@ from typing import Any
 from yue_train.format import codec_layout as cl
 from yue_train.format.bounded_json import JsonFileError, read_json
 from yue_train.format.bounded_json import loads as json_loads
-from yue_train.format.files import check_regular_file, read_bytes_capped
+from yue_train.format.files import read_bytes_capped
 from yue_train.lyrics.paths import aligned_lrc_path, transcribed_lrc_path
 
 AUDIO_TYPES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".webm")
 LYRICS_TYPES = (".lrc", ".json", ".csv")
 PLAIN_TYPES = (".txt",)  # plain lyrics: no times until aligned
 MAX_LYRICS_BYTES = 1 << 20  # a song's lyrics file: a few KB
+MAX_TIME_S = 100 * 3600  # a time in lyrics past this is damage (and 1e308 s would overflow a frame index)
 STEMS = ("vocals", "instrumental")
 # Sections whose label says "no singing" may have empty lyrics; every other section must have words.
 INSTRUMENTAL_LABELS = frozenset(
@@ -78,6 +79,7 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _LABEL_RE = re.compile(r"^\[([A-Za-z][A-Za-z0-9 _-]*)\]")
 _LRC_TIME_RE = re.compile(r"\[(\d{1,3}):(\d{1,2}(?:[.:]\d{1,3})?)\]")
 _LRC_NEGATIVE_RE = re.compile(r"\[\s*-\s*\d+\s*:")  # [-00:05.00]: before the song starts
+_LRC_TIMELIKE_RE = re.compile(r"\[\s*\d[^\]]*:[^\]]*\]")  # [1:2:3:4], [9999999:00]: not a time we read
 _LRC_META_RE = re.compile(r"^\[[A-Za-z]+:[^\]]*\]$")  # [ti:Title], [ar:Artist], [length:03:20]
 
 
@@ -164,6 +166,8 @@ def parse_time(value: Any, where: str) -> float:
         raise SongError(f"{where}: time {value!r} is missing or not a number")
     if not math.isfinite(t) or t < 0:
         raise SongError(f"{where}: time {value!r} is negative or not finite")
+    if t > MAX_TIME_S:
+        raise SongError(f"{where}: time {value!r} is past {MAX_TIME_S:,} s, longer than any song")
     return t
 
 
@@ -233,10 +237,13 @@ def parse_sections(rows: Any, where: str) -> list[Section]:
 def parse_sections_csv(text: str, where: str) -> list[Section]:
     reader = csv.DictReader(io.StringIO(text))
     need = {"start", "end", "label"}
-    header = {h.strip().lower() for h in reader.fieldnames or []}
-    if not need <= header:
-        raise SongError(f"{where}: CSV header must have start,end,label[,lyrics]; got {reader.fieldnames}")
-    rows = [{(k or "").strip().lower(): v for k, v in row.items()} for row in reader]
+    try:
+        header = {h.strip().lower() for h in reader.fieldnames or []}
+        if not need <= header:
+            raise SongError(f"{where}: CSV header must have start,end,label[,lyrics]; got {reader.fieldnames}")
+        rows = [{(k or "").strip().lower(): v for k, v in row.items()} for row in reader]
+    except csv.Error as e:  # a field over csv's limit, a NUL byte
+        raise SongError(f"{where}: not a readable CSV ({e})") from None
     return parse_sections(rows, where)
 
 
@@ -257,6 +264,8 @@ def parse_lrc(text: str, where: str) -> list[Section]:
             raise SongError(f"{where}:{line_no}: a line with {len(times)} timestamps; write repeated lines out")
         if _LRC_NEGATIVE_RE.match(line):
             raise SongError(f"{where}:{line_no}: a negative timestamp; times count from the start of the song (0:00)")
+        if bad := _LRC_TIMELIKE_RE.match(line):  # it would become lyric text
+            raise SongError(f"{where}:{line_no}: timestamp {bad.group(0)[:40]} is not [mm:ss.xx] (at most 999 minutes)")
         t = times[0] if times else None
         marker = _LABEL_RE.fullmatch(line)
         if marker:
@@ -369,6 +378,8 @@ def frame_spans(sections: list[Section], n_frames: int, duration_s: float) -> li
                 f"section {i} [{s.label}] ends at {end_desc} (frame {fe}), beyond the audio: {duration_s:.2f} s = "
                 f"{n_frames} frames"
             )
+        if fe < fs:
+            raise SongError(f"section {i} [{s.label}] ends at {end_desc} (frame {fe}), before it starts (frame {fs})")
         spans.append((fs, min(fe, n_frames)))
     return spans
 
@@ -401,10 +412,10 @@ def _audio_path(value: Any, base: Path, what: str) -> Path:
 
 
 def _read_text(path: Path, what: str) -> str:
-    """A small UTF-8 text file of a song (checked to be a regular file first: a FIFO would block)."""
+    """A small UTF-8 text file of a song (checked to be a regular file first: a FIFO would block; at most
+    ``MAX_LYRICS_BYTES``, checked before reading)."""
     try:
-        check_regular_file(path, what)
-        return path.read_text(encoding="utf-8")
+        return read_bytes_capped(path, what, MAX_LYRICS_BYTES).decode("utf-8")
     except UnicodeDecodeError as e:
         raise SongError(f"{what}: {path.name} is not UTF-8 text ({e.reason})") from None
     except (OSError, ValueError) as e:
@@ -484,12 +495,40 @@ def _resolve_lyrics(
         )
 
 
+FOLLOW_HINT = "pass --follow-symlinks to read files outside --input"
+
+
+def _outside(path: Path, root: Path, what: str) -> str | None:
+    """The problem of ``path`` (a file a song reads) when it resolves to a place outside ``root``."""
+    resolved = path.resolve()
+    if resolved.is_relative_to(root.resolve()):
+        return None
+    return f"{what} {path} leads outside --input {root} (to {resolved}); {FOLLOW_HINT}"
+
+
+def _outside_files(data: dict[str, Any], base: Path, found: dict[str, Path | None], root: Path) -> str | None:
+    """The first file a song folder's song would read (found by name, or named in its song.json) outside ``root``."""
+    named = {k: base / v for k in ("mix", *STEMS, "lyrics") if isinstance(v := data.get(k), str) and v}
+    for key, path in {**{k: v for k, v in found.items() if v is not None}, **named}.items():
+        problem = _outside(path, root, key)
+        if problem:
+            return problem
+    return None
+
+
 def resolve_spec(
-    index: int, data: dict[str, Any], base: Path, source: str, folder: Path | None, transcribe: bool = False
+    index: int,
+    data: dict[str, Any],
+    base: Path,
+    source: str,
+    folder: Path | None,
+    transcribe: bool = False,
+    confine_to: Path | None = None,
 ) -> SongSpec:
     """Fill a SongSpec from song.json / manifest keys, then (for folders) from the conventional file names.
     Every problem of the song is found, and ``error`` lists them all (one run shows the user everything).
-    ``transcribe``: a song folder without lyrics is no problem (its vocal will be transcribed)."""
+    ``transcribe``: a song folder without lyrics is no problem (its vocal will be transcribed).
+    ``confine_to``: the song is refused, nothing of it read, when a file it names leads outside that folder."""
     default_id = folder.name if folder is not None else None
     sid = data.get("id", default_id)
     spec = SongSpec(index=index, id=str(sid) if sid is not None else f"#{index}", source=source)
@@ -505,6 +544,9 @@ def resolve_spec(
                 found[key] = _find_one(folder, names)
             except SongError as e:
                 problems.append(str(e))
+    if confine_to is not None and (outside := _outside_files(data, base, found, confine_to)):
+        spec.error = outside
+        return spec
     steps = [
         lambda: _resolve_audio(spec, data, base, found),
         *(lambda stem=stem: _resolve_stem(spec, stem, data, base, found) for stem in STEMS),
@@ -516,6 +558,9 @@ def resolve_spec(
             step()
         except SongError as e:
             problems.append(str(e))
+    resolved = [*spec.input_files(), spec.plain_lyrics] if confine_to is not None else []
+    if outside := next((x for p in resolved if p is not None and (x := _outside(p, confine_to, "file"))), None):
+        problems = [outside]  # the lyrics beside (lyrics.aligned.lrc) are found only now
     if problems:
         spec.error = "; ".join(problems)
     return spec
@@ -550,9 +595,15 @@ SONG_LAYOUT = (
 )
 
 
-def discover(input_path: str | Path, exclude: Path | None = None, transcribe: bool = False) -> list[SongSpec]:
+def discover(
+    input_path: str | Path, exclude: Path | None = None, transcribe: bool = False, follow_symlinks: bool = False
+) -> list[SongSpec]:
     """SongSpecs of a song folder, a folder of song folders (sorted by name) or a JSONL manifest; ``transcribe``:
-    song folders without lyrics are kept for transcription."""
+    song folders without lyrics are kept for transcription.
+
+    A song of a folder input reads only files under that folder: a song folder or file that is a symlink
+    leading out of it, or a song.json path outside it, makes the song rejected with the reason, unless
+    ``follow_symlinks``. The walk is one level deep, so a link back to a parent cannot make it loop."""
     path = Path(input_path)
     if path.is_file():
         if path.suffix.lower() != ".jsonl":
@@ -575,6 +626,10 @@ def discover(input_path: str | Path, exclude: Path | None = None, transcribe: bo
         if folder.name.startswith(".") or (excl is not None and folder.resolve() == excl):
             continue
         index = len(specs)
+        outside = None if follow_symlinks else _outside(folder, path, "song folder")
+        if outside is not None:
+            specs.append(SongSpec(index, folder.name, str(folder), error=outside))
+            continue
         if not _is_song_folder(folder):
             specs.append(
                 SongSpec(
@@ -590,7 +645,8 @@ def discover(input_path: str | Path, exclude: Path | None = None, transcribe: bo
         except SongError as e:
             specs.append(SongSpec(index, folder.name, str(folder), error=str(e)))
             continue
-        specs.append(resolve_spec(index, data, folder, str(folder), folder, transcribe))
+        confine = None if follow_symlinks else path
+        specs.append(resolve_spec(index, data, folder, str(folder), folder, transcribe, confine))
     return specs
 
 

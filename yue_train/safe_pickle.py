@@ -17,6 +17,12 @@ use it, so each reader checks the same list:
 add what their files hold beyond that (DCP's metadata records, DeepSpeed's loss scaler, the official codec
 snapshot's omegaconf objects as inert data). Written by hand because torch's ``weights_only`` allowlist
 cannot stub a whole module's classes as data and has no way to check a file without loading it.
+
+Sizes are bounded by the file: a few permitted names allocate by a number they are given (``bytes(n)``,
+``bytearray(n)``, ``torch.Tensor(n)``, a storage class, ``_rebuild_from_type_v2`` calling one of them), so a
+44-byte pickle could ask for gigabytes. The Unpickler hands these out as :class:`_SizeGuard`s that refuse
+(:class:`OversizedPickleError`) a size larger than the file holds; ``_codecs.encode`` (how protocol 2
+stores bytes) takes text only, so bytes-to-bytes codecs cannot be chained to double a value at each step.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     def __init__(self, message: str, qualname: str) -> None:
         super().__init__(message)
         self.qualname = qualname
+
+
+class OversizedPickleError(pickle.UnpicklingError):
+    """A permitted constructor called with a size larger than the file being read holds."""
 
 
 class CheckpointReadError(ValueError):
@@ -73,6 +83,71 @@ def _plain_data() -> frozenset[str]:
 
 
 PLAIN_DATA = _plain_data()
+
+
+# Permitted names that allocate by a number they are given; the Unpickler returns them wrapped in a _SizeGuard.
+_SIZED = frozenset(
+    {"builtins.bytes", "builtins.bytearray", "torch.Tensor", "torch.nn.parameter.Parameter"}
+    | {f"{s.__module__}.{s.__name__}" for s in torch._storage_classes}
+)
+
+
+def _claimed(real: Any, args: tuple, kwargs: dict) -> int:
+    """The number of entries a call of constructor ``real`` asks for: bytes/bytearray take a count as
+    their first argument; tensor and storage types take sizes as integers or sequences of integers."""
+    if real in (bytes, bytearray):
+        return args[0] if args and isinstance(args[0], int) else 0
+    claimed, sized = 1, False
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and not isinstance(value, bool):
+            claimed, sized = claimed * value, True
+        elif isinstance(value, (tuple, list)) and value and all(isinstance(v, int) for v in value):
+            for v in value:
+                claimed *= v
+            sized = True
+    return claimed if sized else 0
+
+
+class _SizeGuard:
+    """A permitted constructor (``real``) that refuses a size beyond ``limit`` (the file's bytes)."""
+
+    def __init__(self, real: Any, qualname: str, limit: int, source: str) -> None:
+        self.real, self.qualname, self.limit, self.source = real, qualname, limit, source
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        claimed = _claimed(self.real, args, kwargs)
+        if abs(claimed) > self.limit:
+            raise OversizedPickleError(
+                f"{self.source}: {self.qualname}() is asked for {claimed:,} entries, more than the file's "
+                f"{self.limit:,} bytes can hold; refused (damaged or planted)"
+            )
+        return self.real(*args, **kwargs)
+
+
+def _real(value: Any) -> Any:
+    return value.real if isinstance(value, _SizeGuard) else value
+
+
+def _text_encode(source: str) -> Any:
+    import _codecs
+
+    def encode(obj: Any, *args: Any) -> Any:
+        if not isinstance(obj, str):
+            raise OversizedPickleError(f"{source}: _codecs.encode of a {type(obj).__name__}, not text; refused")
+        return _codecs.encode(obj, *args)
+
+    return encode
+
+
+def _rebuild_from_type(source: str) -> Any:
+    """``torch._tensor._rebuild_from_type_v2`` with its type argument unwrapped (torch compares and
+    subclasses it) and its constructor argument left guarded (torch calls it with the pickle's args)."""
+    from torch._tensor import _rebuild_from_type_v2
+
+    def rebuild(func: Any, new_type: Any, args: Any, state: Any) -> Any:
+        return _rebuild_from_type_v2(func, _real(new_type), args, state)
+
+    return rebuild
 
 
 def _normalise(module: str, name: str) -> tuple[str, str]:
@@ -138,7 +213,8 @@ class Allowlist:
             qualname,
         )
 
-    def unpickler(self, source: str) -> type[pickle.Unpickler]:
+    def unpickler(self, source: str, limit: int) -> type[pickle.Unpickler]:
+        """An Unpickler of ``source`` whose constructors allocate at most ``limit`` (its size in bytes)."""
         allow = self
 
         class RestrictedUnpickler(pickle.Unpickler):
@@ -146,24 +222,50 @@ class Allowlist:
                 module, name = _normalise(module, name)
                 qualname = f"{module}.{name}"
                 if qualname in allow.names:
-                    return super().find_class(module, name)
+                    if qualname == "_codecs.encode":
+                        return _text_encode(source)
+                    if qualname == "torch._tensor._rebuild_from_type_v2":
+                        return _rebuild_from_type(source)
+                    found = super().find_class(module, name)
+                    return _SizeGuard(found, qualname, limit, source) if qualname in _SIZED else found
                 if allow._is_inert(module, qualname):
                     return type(f"Inert_{name}", (InertObject,), {"_qualname": qualname})
                 raise allow.refusal(source, qualname)
+
+            # torch.load sets this to its storage loader, which compares the storage type it is given
+            # with ``torch.UntypedStorage``: it gets the real class, not the guard. Kept on the instance
+            # (where Pythons that look the loader up at each call find it) and, where the C Unpickler has
+            # a slot for it (3.11), set there too.
+            @property
+            def persistent_load(self) -> Any:
+                try:
+                    return self.__dict__["_persistent_load"]
+                except KeyError:
+                    raise AttributeError("persistent_load") from None
+
+            @persistent_load.setter
+            def persistent_load(self, load: Any) -> None:
+                def unwrapped(pid: Any) -> Any:
+                    return load(tuple(_real(v) for v in pid) if isinstance(pid, tuple) else pid)
+
+                self.__dict__["_persistent_load"] = unwrapped
+                slot = pickle.Unpickler.__dict__.get("persistent_load")
+                if hasattr(slot, "__set__"):
+                    slot.__set__(self, unwrapped)
 
         return RestrictedUnpickler
 
 
 def restricted_load(data: bytes, allow: Allowlist, source: str) -> Any:
     """A plain pickle through ``allow``."""
-    return allow.unpickler(source)(io.BytesIO(data)).load()
+    return allow.unpickler(source, len(data))(io.BytesIO(data)).load()
 
 
-def _pickle_module(allow: Allowlist, source: str) -> Any:
+def _pickle_module(allow: Allowlist, source: str, limit: int) -> Any:
     """A stand-in for the ``pickle`` module (``torch.load`` subclasses its Unpickler)."""
 
     class Module:
-        Unpickler = allow.unpickler(source)
+        Unpickler = allow.unpickler(source, limit)
         UnpicklingError = pickle.UnpicklingError
         __name__ = "yue_restricted_pickle"
 
@@ -179,11 +281,13 @@ def restricted_torch_load(path: str | Path, allow: Allowlist = Allowlist(), map_
     path = Path(path)
     if not path.is_file():
         raise CheckpointReadError(f"{path}: missing")
-    module = _pickle_module(allow, str(path))
+    module = _pickle_module(allow, str(path), path.stat().st_size)
     try:
         return torch.load(path, map_location=map_location, pickle_module=module, weights_only=False)
     except UnsafeCheckpointError:
         raise
+    except OversizedPickleError as e:
+        raise CheckpointReadError(str(e)) from None
     except Exception as e:  # noqa: BLE001 (a damaged file: absurd lengths, opcodes out of order, no zip, ...)
         raise CheckpointReadError(f"{path}: unreadable ({type(e).__name__}: {str(e)[:200]})") from e
 

@@ -128,7 +128,8 @@ def test_interrupted_code_write_leaves_no_valid_metadata(tmp_path, monkeypatch):
     """A crash between the code files: the metadata (the 'complete' mark) is gone, so the song is redone."""
     out = tmp_path / "out"
     codes = {k: np.zeros((8, 10), np.int16) for k in build_mod.CODE_FILES}
-    build_mod.write_codes(out, "s", codes, {"input_hash": "h1"})
+    lengths = {"n_samples": 1600, "n_frames": 5, "sample_rate": 16_000}  # what a build records beside the hash
+    build_mod.write_codes(out, "s", codes, {"input_hash": "h1", **lengths})
     assert build_mod.cached_meta(out, "s", "h1") is not None
 
     real_replace, calls = build_mod.os.replace, []
@@ -141,6 +142,6 @@ def test_interrupted_code_write_leaves_no_valid_metadata(tmp_path, monkeypatch):
 
     monkeypatch.setattr(build_mod.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
-        build_mod.write_codes(out, "s", codes, {"input_hash": "h2"})
+        build_mod.write_codes(out, "s", codes, {"input_hash": "h2", **lengths})
     monkeypatch.undo()
     assert build_mod.cached_meta(out, "s", "h1") is None and build_mod.cached_meta(out, "s", "h2") is None

@@ -204,7 +204,8 @@ def _some(names: list[str]) -> str:
 
 def shard_paths(path: str | Path) -> list[str]:
     """The ``*.tar`` shards of a shard folder in name order (a single ``.tar`` path is returned as is).
-    The folder's list must match its summary's (:class:`ShardError` otherwise)."""
+    The folder's list must match its summary's, and no shard may be a symlink leading out of the folder
+    (:class:`ShardError` otherwise)."""
     p = Path(path)
     if p.is_file():
         return [str(p)]
@@ -213,6 +214,13 @@ def shard_paths(path: str | Path) -> list[str]:
     paths = sorted(str(x) for x in p.glob("*.tar"))
     if not paths:
         raise FileNotFoundError(f"{p} holds no .tar shards (run `yue-prep tokenize` to write some)")
+    root = p.resolve()
+    outside = next((x for x in paths if not Path(x).resolve().is_relative_to(root)), None)
+    if outside is not None:  # shards are read only from the folders the config names
+        raise ShardError(
+            f"{outside} is a symlink to {Path(outside).resolve()}, outside its shard folder {p}; name the folder "
+            "that holds that shard in data.train instead"
+        )
     _check_listing(p, paths)
     return paths
 

@@ -4,9 +4,11 @@ the build warns and never rejects for them."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from yue_train.format.bounded_json import read_json
+
+MAX_TAGS_FILE_BYTES = 4 << 20  # top_200_tags.json is ~20 KB
 TAG_KINDS = ("genre", "instrument", "mood", "gender", "timbre")
 _EXAMPLES = {
     "genre": "pop, rock, jazz",
@@ -22,21 +24,22 @@ TopTags = dict[str, set[str]]
 def load_top_tags(source: str | Path | dict[str, list[str]]) -> TopTags:
     """``{kind: {lower-cased tag}}`` from the json file (or its parsed content); the file lists tags in
     several casings ("Pop", "pop"), so matching is case-insensitive."""
+    where = "tags file"
     if isinstance(source, dict):
         data = source
     else:
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"--tags-file {path}: not found (YuE's top_200_tags.json)")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--tags-file {path}: not valid JSON ({e.msg})") from None
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise ValueError("tags file must map each tag kind to a list of tags (as top_200_tags.json does)")
+        where = f"--tags-file {path}"
+        data = read_json(path, "--tags-file", MAX_TAGS_FILE_BYTES)  # JsonFileError (a ValueError): one line
+    if not isinstance(data, dict) or not all(
+        isinstance(v, list) and all(isinstance(t, str) for t in v) for v in data.values()
+    ):
+        raise ValueError(f"{where} must map each tag kind to a list of tags (as top_200_tags.json does)")
     unknown = set(data) - set(TAG_KINDS)
     if unknown:
-        raise ValueError(f"tags file has unknown kinds {sorted(unknown)}; expected {', '.join(TAG_KINDS)}")
+        raise ValueError(f"{where} has unknown kinds {sorted(unknown)}; expected {', '.join(TAG_KINDS)}")
     return {kind: {str(t).strip().lower() for t in data.get(kind, [])} for kind in TAG_KINDS}
 
 

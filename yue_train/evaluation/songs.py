@@ -8,7 +8,8 @@ the files as they are (the 44.1 kHz mix when the codec has upsamplers).
 Confinement: every file read lies under the songs folder the user named. A ``report.json`` entry's ``dir``
 and file names are resolved and must stay inside it; a symlink whose target lies outside is refused (one
 line) unless ``follow_symlinks`` is set, and a walk visits each folder once, so links back to a parent
-cannot make it loop."""
+cannot make it loop. Audio longer than :data:`~yue_train.codec.audio_io.MAX_SONG_SECONDS` is refused in one
+line naming the file, before it is decoded."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from yue_train.codec.audio_io import AudioError, load_audio
+from yue_train.codec.audio_io import MAX_SONG_SECONDS, AudioError, load_audio
 from yue_train.evaluation.metrics.base import SongAudio
 from yue_train.format.bounded_json import JsonFileError, read_json_object
 from yue_train.format.bounded_json import field as json_field
@@ -64,7 +65,7 @@ class LoadedSong:
 
 def _load(path: Path) -> np.ndarray:
     try:
-        return load_audio(path, SAMPLE_RATE, allow_silent=True)
+        return load_audio(path, SAMPLE_RATE, allow_silent=True, max_seconds=MAX_SONG_SECONDS)
     except AudioError as e:
         raise SongLoadError(str(e)) from None
 

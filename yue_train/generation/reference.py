@@ -60,13 +60,13 @@ def _codes(value: AudioOrCodes, what: str, codec: Any) -> np.ndarray:
         return value
     if codec is None:
         raise PromptInputError(f"reference {what}: audio needs a codec (YuE.from_pretrained(..., codec=...))")
-    from yue_train.codec.audio_io import AudioError, check_wave, load_audio
+    from yue_train.codec.audio_io import MAX_SONG_SECONDS, AudioError, check_wave, load_audio
 
     try:
         if isinstance(value, np.ndarray):
             wave = check_wave(value, f"reference {what}")
         else:
-            wave = load_audio(value, codec.config.sample_rate)
+            wave = load_audio(value, codec.config.sample_rate, max_seconds=MAX_SONG_SECONDS)
     except AudioError as e:
         raise PromptInputError(str(e)) from None
     return codec.encode(wave, n_codebooks=1)

@@ -41,14 +41,14 @@ def _import_resemblyzer() -> Any:
 
 
 def read_wave(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 samples and the sample rate of an audio file."""
-    import soundfile
+    """Mono float32 samples of an audio file at 16 kHz (read in blocks; at most ``MAX_SONG_SECONDS``), and
+    that rate."""
+    from yue_train.codec.audio_io import MAX_SONG_SECONDS, AudioError, load_audio  # soundfile: when a target is read
 
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError) as exc:
-        raise MetricError(f"cannot read audio file {path}: {exc}".replace("\n", " ")) from exc
-    return data.mean(axis=1), int(rate)
+        return load_audio(path, RATE, allow_silent=True, max_seconds=MAX_SONG_SECONDS), RATE
+    except AudioError as exc:
+        raise MetricError(f"cannot read audio file {exc}".replace("\n", " ")) from None
 
 
 @register("voice_similarity")

@@ -38,7 +38,7 @@ from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 from transformers import PreTrainedModel
 
-from yue_train.safe_pickle import Allowlist, UnsafeCheckpointError, restricted_load
+from yue_train.safe_pickle import Allowlist, OversizedPickleError, UnsafeCheckpointError, restricted_load
 from yue_train.training import ranks
 from yue_train.training.checkpointing.hf_export import ExportError, saved_module
 from yue_train.training.checkpointing.layout import DCP_DIR, MODEL_CONFIG_DIR, OPTIMIZER_GROUPS
@@ -71,6 +71,8 @@ def read_metadata(folder: Path) -> dcp_md.Metadata:
         meta = restricted_load(path.read_bytes(), METADATA_ALLOWLIST, str(path))
     except UnsafeCheckpointError as e:
         raise refused(path, [e.qualname]) from None
+    except OversizedPickleError as e:
+        raise CheckpointFileError(str(e)) from None
     except Exception as e:  # noqa: BLE001 (any damage: one line naming the file)
         raise CheckpointFileError(f"{path}: unreadable ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(meta, dcp_md.Metadata) or not isinstance(meta.state_dict_metadata, dict):
@@ -251,6 +253,21 @@ def _read(state: dict[str, Any], path: Path, no_dist: bool = False) -> None:
     except (Exception, CheckpointException) as e:  # DCP's per-rank report is long: one line naming the folder
         lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
         raise CheckpointFileError(f"{path}: unreadable ({lines[-1][:200] if lines else type(e).__name__})") from None
+
+
+def optimizer_steps(folder: Path) -> dict[str, float]:
+    """The per-parameter ``step`` counts (``optim.<name>.step`` scalars) of DCP folder ``folder``, read
+    alone (none of the moments), by entry name: what verification checks before a resume loads them."""
+    meta = read_metadata(folder)
+    wanted = {
+        k: torch.empty((), dtype=v.properties.dtype)
+        for k, v in meta.state_dict_metadata.items()
+        if k.startswith("optim.") and k.endswith(".step")
+        and isinstance(v, dcp_md.TensorStorageMetadata) and len(v.size) == 0
+    }  # fmt: skip
+    if wanted:
+        _read(wanted, Path(folder), no_dist=True)
+    return {k: float(v) for k, v in wanted.items()}
 
 
 def load_module_weights(folder: Path, module: nn.Module, require_all: bool = True) -> None:

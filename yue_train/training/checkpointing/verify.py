@@ -7,12 +7,15 @@ read no tensor data except to checksum it: ``.pt`` files are scanned for the glo
 (:func:`yue_train.safe_pickle.refused_globals`, which parses and runs nothing), and any name outside plain
 data (and DeepSpeed's records, :data:`.deepspeed.ALLOWLIST`) refuses the checkpoint before anything loads
 it. DCP's ``dcp/.metadata`` (a pickle) is read through an allowlist, and every tensor range it lists must lie inside its ``.distcp`` file
-(:func:`.dcp.storage_problem`).
+(:func:`.dcp.storage_problem`). The learning rates and step counts of the optimizer groups and the
+scheduler must be finite and in range (:mod:`yue_train.training.state_numbers`), so a damaged state file
+makes resume fall back to the checkpoint before it like any other damage.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,10 +24,24 @@ import yaml
 
 from yue_train.format.bounded_json import JsonFileError, read_json_object
 from yue_train.safe_pickle import refused_globals
-from yue_train.training.checkpointing.dcp import storage_problem
+from yue_train.training.checkpointing.dcp import optimizer_steps, storage_problem
 from yue_train.training.checkpointing.deepspeed import ALLOWLIST
-from yue_train.training.checkpointing.layout import DCP_DIR, FORMAT_VERSION, MANIFEST, MARKER, TRAINER_STATE
-from yue_train.training.state_numbers import trainer_state_problem
+from yue_train.training.checkpointing.layout import (
+    DCP_DIR,
+    FORMAT_VERSION,
+    MANIFEST,
+    MARKER,
+    OPTIMIZER_GROUPS,
+    SCHEDULER,
+    TRAINER_STATE,
+)
+from yue_train.training.checkpointing.state_files import CheckpointFileError, load_plain, rng_state, set_rng_state
+from yue_train.training.state_numbers import (
+    param_groups_problem,
+    scheduler_state_problem,
+    step_counts_problem,
+    trainer_state_problem,
+)
 
 ALGORITHM = "xxh3_128"
 _CHUNK = 16 * 2**20
@@ -83,6 +100,9 @@ def verify_checkpoint(folder: Path, step: int | None = None) -> str | None:
         int(marker.read_text().strip())
     except (ValueError, UnicodeDecodeError):
         return "COMPLETE is damaged"
+    link = next((p for p in folder.rglob("*") if p.is_symlink()), None)
+    if link is not None:  # a save writes none: reading through one would read outside the checkpoint
+        return f"{link.relative_to(folder).as_posix()} is a symlink (to {os.readlink(link)}); refused"
     manifest = folder / MANIFEST
     if not manifest.is_file():
         return f"{MANIFEST} is missing"
@@ -126,6 +146,52 @@ def verify_checkpoint(folder: Path, step: int | None = None) -> str | None:
         return f"{TRAINER_STATE} has format_version {version}; this yue-train reads version {FORMAT_VERSION}"
     if step is not None and saved != step:
         return f"{TRAINER_STATE} says step {saved}, the folder step {step}"
+    return _saved_numbers_problem(folder, saved)
+
+
+def _saved_numbers_problem(folder: Path, step: int) -> str | None:
+    """The learning rates and step counts of the DCP format's ``optimizer_groups.pt``, ``scheduler.pt`` and
+    per-parameter optimizer steps, checked before a resume loads them: a NaN rate would train on and save
+    NaN weights."""
+    checks = {
+        OPTIMIZER_GROUPS: lambda value: param_groups_problem(value, "saved optimizer"),
+        SCHEDULER: lambda value: scheduler_state_problem(value, step),
+    }
+    for name, check in checks.items():
+        if not (folder / name).is_file():
+            continue
+        try:
+            problem = check(load_plain(folder / name))
+        except CheckpointFileError as e:
+            problem = str(e).split(": ", 1)[-1][:160]
+        if problem:
+            return f"{name} is damaged ({problem})"
+    for path in sorted(folder.glob("rng_rank*.pt")):
+        problem = _rng_problem(path)
+        if problem:
+            return f"{path.name} is damaged ({problem})"
+    if (folder / DCP_DIR).is_dir():
+        try:
+            problem = step_counts_problem(optimizer_steps(folder / DCP_DIR), step)
+        except CheckpointFileError as e:
+            problem = str(e).split(": ", 1)[-1][:160]
+        if problem:
+            return f"{DCP_DIR} optimizer state is damaged ({problem})"
+    return None
+
+
+def _rng_problem(path: Path) -> str | None:
+    """Why the RNG states in ``path`` cannot be set, found by setting them (this process's own states are put
+    back after): a resume would fail on them after loading everything else."""
+    mine = rng_state()
+    try:
+        set_rng_state(load_plain(path))
+    except CheckpointFileError as e:
+        return str(e).split(": ", 1)[-1][:160]
+    except Exception as e:  # noqa: BLE001 (any state the generators refuse)
+        return f"{type(e).__name__}: {str(e).strip()[:120]}"
+    finally:
+        set_rng_state(mine)
     return None
 
 
