@@ -35,8 +35,6 @@ frame floor(50 t) (the official preprocessing truncates the same way).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import re
@@ -45,78 +43,33 @@ from pathlib import Path
 from typing import Any
 
 from yue_train.format import codec_layout as cl
-from yue_train.format.bounded_json import JsonFileError, read_json
-from yue_train.format.bounded_json import loads as json_loads
 from yue_train.format.files import read_bytes_capped
-from yue_train.lyrics.paths import aligned_lrc_path, transcribed_lrc_path
+from yue_train.lyrics.forms import MAX_LYRICS_BYTES, Section, SongError, is_instrumental
+from yue_train.lyrics.song_lyrics import (
+    FOLDER_NAMES,
+    MIX_NAMES,
+    LyricsSource,
+    find_named,
+    is_song_folder,
+    lyrics_source,
+    read_sections,
+    read_song_json,
+)
 
 AUDIO_TYPES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".webm")
-LYRICS_TYPES = (".lrc", ".json", ".csv")
-PLAIN_TYPES = (".txt",)  # plain lyrics: no times until aligned
-MAX_LYRICS_BYTES = 1 << 20  # a song's lyrics file: a few KB
-MAX_TIME_S = 100 * 3600  # a time in lyrics past this is damage (and 1e308 s would overflow a frame index)
 STEMS = ("vocals", "instrumental")
-# Sections whose label says "no singing" may have empty lyrics; every other section must have words.
-INSTRUMENTAL_LABELS = frozenset(
-    {"intro", "outro", "inst", "instrumental", "interlude", "break", "solo", "silence", "end", "pause"}
-)
 MAX_STEM_DIFF_S = 0.2  # stems longer apart than this are not the same song's stems
 END_TOLERANCE_S = 0.1  # a section may end this far past the audio (rounding in hand-made timings); clamped
 # 0.58 * 50 = 28.999999999999996 in floating point: nudge before truncating so decimal times land on
 # the frame they name. 1e-6 frames is far below any timing precision anyone writes.
 _FRAME_EPS = 1e-6
 
-MIX_NAMES = ("mix", "mixture", "song")
-# The file names (stems, case-insensitive) a song folder's files are found by.
-FOLDER_NAMES = {
-    "mix": MIX_NAMES,
-    "vocals": ("vocals", "vocal"),
-    "instrumental": ("instrumental", "inst", "accompaniment"),
-    "lyrics": ("lyrics", "sections"),
-    "tags": ("tags",),
-}
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_LABEL_RE = re.compile(r"^\[([A-Za-z][A-Za-z0-9 _-]*)\]")
-_LRC_TIME_RE = re.compile(r"\[(\d{1,3}):(\d{1,2}(?:[.:]\d{1,3})?)\]")
-_LRC_NEGATIVE_RE = re.compile(r"\[\s*-\s*\d+\s*:")  # [-00:05.00]: before the song starts
-_LRC_TIMELIKE_RE = re.compile(r"\[\s*\d[^\]]*:[^\]]*\]")  # [1:2:3:4], [9999999:00]: not a time we read
-_LRC_META_RE = re.compile(r"^\[[A-Za-z]+:[^\]]*\]$")  # [ti:Title], [ar:Artist], [length:03:20]
-
-
-class SongError(ValueError):
-    """A song that cannot be built; the message says why (it goes to the build summary)."""
 
 
 def seconds_to_frame(seconds: float) -> int:
     """The frame a time falls in at 50 frames/s: 0.0 -> 0, 0.019 -> 0, 0.02 -> 1, 10.0 -> 500."""
     return int(math.floor(seconds * cl.FRAMES_PER_SECOND + _FRAME_EPS))
-
-
-def segment_text(label: str, lyrics: str) -> str:
-    """The official ``line_content`` of a section: ``"[label]\\n<lines>\\n\\n"`` (``"[label]\\n\\n"`` if empty)."""
-    body = lyrics.strip()
-    return f"[{label}]\n{body}\n\n" if body else f"[{label}]\n\n"
-
-
-def is_instrumental(label: str) -> bool:
-    return label.strip().lower() in INSTRUMENTAL_LABELS
-
-
-@dataclass(frozen=True)
-class Section:
-    """A labelled span of a song. Times in seconds (forms b, c) or frames (form a); ``end`` None = audio end."""
-
-    label: str
-    lyrics: str
-    start: float | None = None
-    end: float | None = None
-    frame_start: int | None = None
-    frame_end: int | None = None
-    line_content: str | None = None  # form (a): the official text, kept verbatim
-
-    @property
-    def text(self) -> str:
-        return self.line_content if self.line_content is not None else segment_text(self.label, self.lyrics)
 
 
 @dataclass
@@ -138,199 +91,6 @@ class SongSpec:
     def input_files(self) -> list[Path]:
         files = [self.mix, *self.stems.values(), self.lyrics_file]
         return [p for p in files if p is not None]
-
-
-# --------------------------------------------------------------------------------------------------
-# Lyrics parsing
-# --------------------------------------------------------------------------------------------------
-
-
-def parse_time(value: Any, where: str) -> float:
-    """Seconds from a number or an ``[hh:]mm:ss[.xx]`` string."""
-    if isinstance(value, bool):
-        raise SongError(f"{where}: time {value!r} is not a number")
-    if isinstance(value, (int, float)):
-        t = float(value)
-    elif isinstance(value, str) and value.strip():
-        parts = value.strip().split(":")
-        try:
-            nums = [float(p) for p in parts]
-        except ValueError:
-            raise SongError(f"{where}: time {value!r} is not seconds or mm:ss.xx") from None
-        if len(nums) > 3:
-            raise SongError(f"{where}: time {value!r} is not seconds or mm:ss.xx")
-        t = 0.0
-        for n in nums:
-            t = t * 60 + n
-    else:
-        raise SongError(f"{where}: time {value!r} is missing or not a number")
-    if not math.isfinite(t) or t < 0:
-        raise SongError(f"{where}: time {value!r} is negative or not finite")
-    if t > MAX_TIME_S:
-        raise SongError(f"{where}: time {value!r} is past {MAX_TIME_S:,} s, longer than any song")
-    return t
-
-
-def _label_of(line_content: str, where: str) -> tuple[str, str]:
-    m = _LABEL_RE.match(line_content.lstrip())
-    if not m:
-        raise SongError(f"{where}: line_content does not start with a [label] (got {line_content[:30]!r})")
-    return m.group(1), line_content.lstrip()[m.end() :]
-
-
-def parse_official(data: Any, where: str) -> list[Section]:
-    """Form (a): ``{"segmented_lyrics": [...]}``, ``{"splitted_lyrics": {...}}`` or the bare list."""
-    if isinstance(data, dict) and "splitted_lyrics" in data:
-        data = data["splitted_lyrics"]
-    if isinstance(data, dict):
-        data = data.get("segmented_lyrics")
-    if not isinstance(data, list) or not data:
-        raise SongError(f"{where}: segmented_lyrics is missing or empty")
-    out = []
-    for i, seg in enumerate(data):
-        w = f"{where}: segment {i}"
-        if not isinstance(seg, dict):
-            raise SongError(f"{w} is not an object")
-        content = seg.get("line_content")
-        if not isinstance(content, str):
-            raise SongError(f"{w}: line_content is missing or not text")
-        fs, fe = seg.get("codec_frame_start"), seg.get("codec_frame_end")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (fs, fe)):
-            raise SongError(f"{w}: codec_frame_start/codec_frame_end must be integers")
-        label, lyrics = _label_of(content, w)
-        out.append(Section(label, lyrics.strip(), frame_start=fs, frame_end=fe, line_content=content))
-    return out
-
-
-def _section_from_fields(row: dict[str, Any], where: str, last: bool) -> Section:
-    label = row.get("label")
-    if not isinstance(label, str) or not _LABEL_RE.match(f"[{label.strip()}]"):
-        raise SongError(f"{where}: label {label!r} is missing or not a word like verse/chorus")
-    lyrics = row.get("lyrics", "")
-    if lyrics is None:
-        lyrics = ""
-    if isinstance(lyrics, list):
-        lyrics = "\n".join(str(x) for x in lyrics)
-    if not isinstance(lyrics, str):
-        raise SongError(f"{where}: lyrics must be text or a list of lines")
-    start = parse_time(row.get("start"), f"{where} start")
-    raw_end = row.get("end")
-    # The last section may leave its end open (= the audio's end); any other needs one.
-    end = None if last and raw_end in (None, "") else parse_time(raw_end, f"{where} end")
-    return Section(label.strip(), lyrics.strip(), start=start, end=end)
-
-
-def parse_sections(rows: Any, where: str) -> list[Section]:
-    """Form (b) after loading: a list of ``{start, end, label, lyrics}``."""
-    if isinstance(rows, dict) and "sections" in rows:
-        rows = rows["sections"]
-    if not isinstance(rows, list) or not rows:
-        raise SongError(f"{where}: no sections (expected a list of {{start, end, label, lyrics}})")
-    out = []
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise SongError(f"{where}: section {i} is not an object")
-        out.append(_section_from_fields(row, f"{where}: section {i}", last=i == len(rows) - 1))
-    return out
-
-
-def parse_sections_csv(text: str, where: str) -> list[Section]:
-    reader = csv.DictReader(io.StringIO(text))
-    need = {"start", "end", "label"}
-    try:
-        header = {h.strip().lower() for h in reader.fieldnames or []}
-        if not need <= header:
-            raise SongError(f"{where}: CSV header must have start,end,label[,lyrics]; got {reader.fieldnames}")
-        rows = [{(k or "").strip().lower(): v for k, v in row.items()} for row in reader]
-    except csv.Error as e:  # a field over csv's limit, a NUL byte
-        raise SongError(f"{where}: not a readable CSV ({e})") from None
-    return parse_sections(rows, where)
-
-
-def parse_lrc(text: str, where: str) -> list[Section]:
-    """Form (c). Lines before the first marker, markers with no time at all, and lines with several
-    timestamps (LRC's shorthand for repeats: the section they belong to would be ambiguous) are errors."""
-    sections: list[dict[str, Any]] = []
-    end_time: float | None = None
-    for line_no, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or (_LRC_META_RE.match(line) and not _LRC_TIME_RE.match(line)):
-            continue
-        times = []
-        while m := _LRC_TIME_RE.match(line):
-            times.append(int(m.group(1)) * 60 + float(m.group(2).replace(":", ".")))
-            line = line[m.end() :].lstrip()
-        if len(times) > 1:
-            raise SongError(f"{where}:{line_no}: a line with {len(times)} timestamps; write repeated lines out")
-        if _LRC_NEGATIVE_RE.match(line):
-            raise SongError(f"{where}:{line_no}: a negative timestamp; times count from the start of the song (0:00)")
-        if bad := _LRC_TIMELIKE_RE.match(line):  # it would become lyric text
-            raise SongError(f"{where}:{line_no}: timestamp {bad.group(0)[:40]} is not [mm:ss.xx] (at most 999 minutes)")
-        t = times[0] if times else None
-        marker = _LABEL_RE.fullmatch(line)
-        if marker:
-            label = marker.group(1).strip()
-            if label.lower() == "end":
-                if t is None:
-                    raise SongError(f"{where}:{line_no}: [end] needs a timestamp")
-                end_time = t
-                continue
-            sections.append({"label": label, "start": t, "lines": [], "line": line_no})
-            continue
-        if not sections:
-            if not (line and times):
-                continue
-            sections.append({"label": "verse", "start": t, "lines": [], "line": line_no})
-        current = sections[-1]
-        if current["start"] is None and t is not None:
-            current["start"] = t
-        if line:
-            current["lines"].append(line)
-    if not sections:
-        raise SongError(
-            f"{where}: no [verse]/[chorus]-style section markers and no timed lines (plain lyrics without times "
-            "go in lyrics.txt and are aligned with --align)"
-        )
-    out = []
-    for i, s in enumerate(sections):
-        if s["start"] is None:
-            raise SongError(f"{where}:{s['line']}: section [{s['label']}] has no time (no timestamp and no timed line)")
-        end = sections[i + 1]["start"] if i + 1 < len(sections) else end_time
-        out.append(Section(s["label"], "\n".join(s["lines"]), start=s["start"], end=end))
-    return out
-
-
-def load_lyrics_file(path: Path) -> list[Section]:
-    suffix = path.suffix.lower()
-    if suffix not in LYRICS_TYPES:
-        raise SongError(
-            f"lyrics: unknown file type {suffix or '(none)'!r} of {path.name} (use {', '.join(LYRICS_TYPES)})"
-        )
-    try:
-        text = read_bytes_capped(path, "lyrics", MAX_LYRICS_BYTES).decode("utf-8-sig")
-    except FileNotFoundError:
-        raise SongError(f"lyrics: file not found: {path}") from None
-    except UnicodeDecodeError as e:
-        raise SongError(f"lyrics: {path.name} is not UTF-8 text ({e.reason})") from None
-    except (OSError, ValueError) as e:
-        raise SongError(str(e)) from None
-    if suffix == ".lrc":
-        return parse_lrc(text, path.name)
-    if suffix == ".csv":
-        return parse_sections_csv(text, path.name)
-    try:
-        data = json_loads(text, f"lyrics: {path.name}")
-    except JsonFileError as e:
-        raise SongError(str(e)) from None
-    return parse_inline(data, path.name)
-
-
-def parse_inline(data: Any, where: str) -> list[Section]:
-    """JSON lyrics of form (a) or (b), told apart by their keys."""
-    is_official = isinstance(data, dict) and ("segmented_lyrics" in data or "splitted_lyrics" in data)
-    if isinstance(data, list) and data and isinstance(data[0], dict) and "line_content" in data[0]:
-        is_official = True
-    return parse_official(data, where) if is_official else parse_sections(data, where)
 
 
 def check_lyrics(sections: list[Section]) -> None:
@@ -387,16 +147,6 @@ def frame_spans(sections: list[Section], n_frames: int, duration_s: float) -> li
 # --------------------------------------------------------------------------------------------------
 # Discovery: folders / manifest -> SongSpec
 # --------------------------------------------------------------------------------------------------
-
-
-def _find_one(folder: Path, stems: tuple[str, ...]) -> Path | None:
-    # Any non-folder entry counts (a FIFO too): the song is then refused for what the entry is, not as missing.
-    found = sorted(
-        p for p in folder.iterdir() if not p.is_dir() and p.stem.lower() in stems and p.name.lower() != "song.json"
-    )
-    if len(found) > 1:
-        raise SongError(f"several candidates for {stems[0]}: {', '.join(p.name for p in found)}; name one in song.json")
-    return found[0] if found else None
 
 
 def _audio_path(value: Any, base: Path, what: str) -> Path:
@@ -462,37 +212,9 @@ def _resolve_lyrics(
     folder: Path | None,
     transcribe: bool,
 ) -> None:
-    inline = [k for k in ("sections", "segmented_lyrics", "splitted_lyrics") if k in data]
-    if inline:
-        spec.inline_lyrics = {k: data[k] for k in inline}
-        return
-    lyr = data.get("lyrics", found.get("lyrics") and found["lyrics"].name)  # type: ignore[union-attr]
-    if lyr is None:
-        if folder is not None and (transcribe or transcribed_lrc_path(folder).is_file()):
-            spec.transcript_lrc = transcribed_lrc_path(folder)
-            spec.lyrics_file = spec.transcript_lrc if spec.transcript_lrc.is_file() else None
-            return
-        how = (
-            "or pass --transcribe to transcribe the vocal" if folder is not None else "--transcribe needs a song folder"
-        )
-        raise SongError(
-            f"no lyrics (lyrics.txt, lyrics.lrc, lyrics.json or sections.csv, or 'lyrics' in song.json; {how})"
-        )
-    if not isinstance(lyr, str):
-        raise SongError("'lyrics' must be a file path (put inline lyrics under 'sections')")
-    path = Path(lyr)
-    path = path if path.is_absolute() else base / path
-    if path.suffix.lower() in PLAIN_TYPES:
-        spec.plain_lyrics = path
-        aligned = aligned_lrc_path(path)
-        spec.lyrics_file = aligned if aligned.is_file() else None
-        return
-    spec.lyrics_file = path
-    if path.suffix.lower() not in LYRICS_TYPES:
-        raise SongError(
-            f"lyrics: unknown file type {path.suffix or '(none)'!r} of {path.name} "
-            f"(use {', '.join(LYRICS_TYPES + PLAIN_TYPES)})"
-        )
+    source = lyrics_source(data, base, found.get("lyrics"), folder, transcribe)
+    spec.inline_lyrics, spec.lyrics_file, spec.plain_lyrics = source.inline, source.file, source.plain
+    spec.transcript_lrc = source.transcript
 
 
 FOLLOW_HINT = "pass --follow-symlinks to read files outside --input"
@@ -541,7 +263,7 @@ def resolve_spec(
     if folder is not None:
         for key, names in FOLDER_NAMES.items():
             try:
-                found[key] = _find_one(folder, names)
+                found[key] = find_named(folder, names)
             except SongError as e:
                 problems.append(str(e))
     if confine_to is not None and (outside := _outside_files(data, base, found, confine_to)):
@@ -566,29 +288,6 @@ def resolve_spec(
     return spec
 
 
-def _read_song_json(folder: Path) -> dict[str, Any]:
-    path = folder / "song.json"
-    if not path.exists():
-        return {}
-    try:
-        data = read_json(path, "song.json", MAX_LYRICS_BYTES)
-    except JsonFileError as e:
-        raise SongError(str(e)) from None
-    except (OSError, ValueError) as e:
-        raise SongError(str(e)) from None
-    if not isinstance(data, dict):
-        raise SongError("song.json must hold a JSON object")
-    return data
-
-
-def _is_song_folder(folder: Path) -> bool:
-    return (folder / "song.json").exists() or any(_is_mix_name(p) for p in folder.iterdir())
-
-
-def _is_mix_name(path: Path) -> bool:
-    return path.stem.lower() in MIX_NAMES and path.name.lower() != "song.json"
-
-
 SONG_LAYOUT = (
     "each song is a folder with its mix (mix.* or song.*, e.g. song.mp3), lyrics (lyrics.txt, lyrics.lrc, ...) "
     "and tags.txt; vocals.* and instrumental.* stems optional"
@@ -611,7 +310,7 @@ def discover(
         return _from_manifest(path)
     if not path.is_dir():
         raise FileNotFoundError(f"--input {path}: no such folder or manifest")
-    folders = [path] if _is_song_folder(path) else sorted(p for p in path.iterdir() if p.is_dir())
+    folders = [path] if is_song_folder(path) else sorted(p for p in path.iterdir() if p.is_dir())
     if not folders:
         audio = sorted(p.name for p in path.iterdir() if p.suffix.lower() in AUDIO_TYPES)
         what = (
@@ -630,7 +329,7 @@ def discover(
         if outside is not None:
             specs.append(SongSpec(index, folder.name, str(folder), error=outside))
             continue
-        if not _is_song_folder(folder):
+        if not is_song_folder(folder):
             specs.append(
                 SongSpec(
                     index,
@@ -641,7 +340,7 @@ def discover(
             )
             continue
         try:
-            data = _read_song_json(folder)
+            data = read_song_json(folder)
         except SongError as e:
             specs.append(SongSpec(index, folder.name, str(folder), error=str(e)))
             continue
@@ -684,20 +383,8 @@ def mark_duplicates(specs: list[SongSpec]) -> None:
 
 
 def load_sections(spec: SongSpec) -> list[Section]:
-    if spec.lyrics_file is None and spec.transcript_lrc is not None:
-        raise SongError("no lyrics: transcribe the vocal with --transcribe, or add lyrics.txt or timed lyrics")
-    if spec.lyrics_file is None and spec.plain_lyrics is not None:
-        raise SongError(
-            f"{spec.plain_lyrics.name} has no times: align it to the vocal with --align "
-            f"(or `yue-prep align {spec.plain_lyrics.parent}`), or give timed lyrics (LRC, sections)"
-        )
-    if spec.inline_lyrics is not None:
-        inline = spec.inline_lyrics
-        data = inline.get("sections", inline)
-        sections = parse_inline(data, "song.json lyrics")
-    else:
-        assert spec.lyrics_file is not None
-        sections = load_lyrics_file(spec.lyrics_file)
+    source = LyricsSource(spec.inline_lyrics, spec.lyrics_file, spec.plain_lyrics, spec.transcript_lrc)
+    sections = read_sections(source)
     check_lyrics(sections)
     return sections
 

@@ -335,7 +335,7 @@ LRC_CASES = {
 
 @pytest.mark.parametrize("name", sorted(LRC_CASES))
 def test_a_negative_lrc_timestamp_is_refused(name):
-    from data_prep.songs import SongError, parse_lrc
+    from yue_train.lyrics.forms import SongError, parse_lrc
 
     with pytest.raises(SongError, match="negative timestamp") as e:
         parse_lrc(LRC_CASES[name], "song.lrc")

@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 
 from data_prep.cli import main
-from data_prep.songs import load_lyrics_file
 from tests.lyrics.espeak_song import LYRICS, RATE, espeak_available, espeak_song
+from yue_train.lyrics.forms import load_lyrics_file
 
 pytest.importorskip("pocketsphinx", reason="the pocketsphinx backend needs `pip install pocketsphinx` (align extra)")
 

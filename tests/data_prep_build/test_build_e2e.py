@@ -12,7 +12,7 @@ import pytest
 
 from data_prep.build import BUILD_SUMMARY_NAME, MODES, cmd_build
 from data_prep.mixture import MIXTURE_NAME
-from data_prep.songs import seconds_to_frame, segment_text
+from data_prep.songs import seconds_to_frame
 from data_prep.synth_demo import add_synth_demo_args, cmd_synth_demo
 from tests.conftest import FIXTURES
 from tests.data_prep_build.conftest import build_args
@@ -22,6 +22,7 @@ from yue_train.data.shards import iter_documents
 from yue_train.format import codec_layout as cl
 from yue_train.format.parsing import parse_stage2_output
 from yue_train.format.roles import Role
+from yue_train.lyrics.forms import segment_text
 
 TAGS = FIXTURES / "yue" / "top_200_tags.json"
 

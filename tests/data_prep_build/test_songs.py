@@ -7,21 +7,16 @@ import json
 import pytest
 
 from data_prep.songs import (
-    Section,
-    SongError,
     check_lyrics,
     discover,
     frame_spans,
-    load_lyrics_file,
     load_sections,
     mark_duplicates,
     official_record,
-    parse_lrc,
-    parse_sections_csv,
     seconds_to_frame,
-    segment_text,
 )
 from yue_train.format import codec_layout
+from yue_train.lyrics.forms import Section, SongError, load_lyrics_file, parse_lrc, parse_sections_csv, segment_text
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from data_prep.songs import check_lyrics, parse_lrc
+from data_prep.songs import check_lyrics
 from tests.lyrics.synthetic import FRAME_S, SyntheticAligner, SyntheticVocal
 from tests.lyrics.test_align_core import LINES
+from yue_train.lyrics.forms import parse_lrc
 from yue_train.lyrics.song_folder import align_folder
 
 ALIGNED_LRC, ALIGNMENT_CSV = "lyrics.aligned.lrc", "lyrics.alignment.csv"

@@ -27,6 +27,15 @@ from yue_train.format.bounded_json import JsonFileError, read_json_object
 from yue_train.format.bounded_json import field as json_field
 from yue_train.format.files import read_text_capped
 from yue_train.format.npy import load_npy
+from yue_train.lyrics.forms import SongError
+from yue_train.lyrics.song_lyrics import (
+    FOLDER_NAMES,
+    INLINE_KEYS,
+    find_named,
+    lyrics_source,
+    lyrics_text,
+    read_song_json,
+)
 
 SAMPLE_RATE = 16_000
 REPORT = "report.json"  # what yue_train.generation.song_folder writes
@@ -41,9 +50,9 @@ PLAYERS = {
 
 # A song folder's files (the names yue-prep build reads), by player.
 SONG_FOLDER_FILES = {
-    "mix": ("mix", "mixture"),
-    "vocal": ("vocals", "vocal"),
-    "inst": ("instrumental", "inst", "accompaniment"),
+    "mix": FOLDER_NAMES["mix"],
+    "vocal": FOLDER_NAMES["vocals"],
+    "inst": FOLDER_NAMES["instrumental"],
 }
 
 
@@ -70,7 +79,7 @@ def _load(path: Path) -> np.ndarray:
         raise SongLoadError(str(e)) from None
 
 
-MAX_TEXT_BYTES = 1 << 20  # lyrics.txt, genre.txt: far more than a song's text
+MAX_TEXT_BYTES = 1 << 20  # genre.txt, tags.txt: far more than a song's text
 
 
 def confined(path: Path, root: Path, follow_symlinks: bool, what: str) -> Path:
@@ -165,9 +174,26 @@ def _text(folder: Path, names: tuple[str, ...]) -> str:
         raise SongLoadError(str(e)) from None
 
 
+def _lyrics(folder: Path, root: Path, follow_symlinks: bool) -> str:
+    """A song folder's lyrics in any form ``yue-prep build`` reads (:mod:`yue_train.lyrics.song_lyrics`), as
+    ``[label]`` blocks of lines without times; "" when the folder has none."""
+    try:
+        data = read_song_json(folder)
+        found = find_named(folder, FOLDER_NAMES["lyrics"])
+        if found is None and "lyrics" not in data and not INLINE_KEYS & data.keys():
+            return ""
+        source = lyrics_source(data, folder, found)
+        for path in (source.file, source.plain):
+            if path is not None:
+                confined(path, root, follow_symlinks, "lyrics")
+        return lyrics_text(source)
+    except SongError as e:
+        raise SongLoadError(f"{folder}: {e}") from None
+
+
 def _song_folder(folder: Path, song_id: str, root: Path, follow_symlinks: bool) -> LoadedSong:
-    """A song folder as ``yue-prep build`` reads them: ``mix.*``, optional ``vocals.*`` and
-    ``instrumental.*`` stems, ``lyrics.txt`` and ``genre.txt``/``tags.txt``."""
+    """A song folder as ``yue-prep build`` reads them: ``mix.*`` (or ``mixture.*``, ``song.*``), optional
+    ``vocals.*`` and ``instrumental.*`` stems, lyrics (see :func:`_lyrics`) and ``genre.txt``/``tags.txt``."""
     files = {
         "mix": _find(folder, SONG_FOLDER_FILES["mix"]),
         "vocal": _find(folder, SONG_FOLDER_FILES["vocal"]),
@@ -181,7 +207,7 @@ def _song_folder(folder: Path, song_id: str, root: Path, follow_symlinks: bool) 
         vocal=_load(media["vocal"]) if "vocal" in media else None,
         inst=_load(media["inst"]) if "inst" in media else None,
         genres=_text(folder, ("genre.txt", "tags.txt")).strip(),
-        lyrics=_text(folder, ("lyrics.txt",)),
+        lyrics=_lyrics(folder, root, follow_symlinks),
     )
     return LoadedSong(audio, media)
 
