@@ -83,10 +83,9 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from yue_train.generation.generate import run_generate
     from yue_train.generation.inputs import GenerateInputError, GenerateOptions
-    from yue_train.generation.sampling import SamplingConfig
 
     try:
-        sampling = options_from(args, SamplingConfig, min_new_tokens=min(args.min_new_tokens, args.max_new_tokens))
+        sampling = sampling_from(args)
         torch_threads(args.threads)
         progress = not args.no_progress and show_progress()
         opts = options_from(args, GenerateOptions, adapters=args.adapters or [], sampling=sampling, progress=progress)
@@ -106,7 +105,6 @@ def _prompt_args(p: argparse.ArgumentParser) -> None:
     """The flags both ``generate`` and ``prompt`` build the stage-1 prompts from."""
     p.add_argument("--genre-txt", type=Path, required=True, help="genre tags, one line")
     p.add_argument("--lyrics-txt", type=Path, required=True, help="lyrics in [label] sections")
-    p.add_argument("--tokenizer", default=None, help="YuE tokenizer.model (default: generated synthetic tokenizer)")
     for name, what in (("ref-audio", "single-track reference audio (encoded with --codec)"),
                        ("ref-vocal-audio", "dual reference: vocal stem audio"),
                        ("ref-inst-audio", "dual reference: accompaniment stem audio"),
@@ -118,22 +116,28 @@ def _prompt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ref-end", type=float, default=30.0, help="reference end, seconds (default 30)")
 
 
-def _generate_args(p: argparse.ArgumentParser) -> None:
-    _prompt_args(p)
+def _tokenizer_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tokenizer", default=None, help="YuE tokenizer.model (default: generated synthetic tokenizer)")
+
+
+def add_generation_flags(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    required: bool = True,
+    out_help: str = "output folder (new or empty, unless --overwrite)",
+) -> None:
+    """The models, sampling and output flags of ``yue-infer generate``, which ``yue-eval --generate`` shares;
+    each flag's ``dest`` is a field of the options dataclass it fills (``options_from``). ``required``: the
+    models and ``--out`` must be given (``yue-eval`` checks them only with ``--generate``)."""
+    _tokenizer_arg(p)
     p.add_argument(
-        "--stage1-model", required=True, help="stage-1 model folder or hub id (m-a-p/YuE-s1-7B-anneal-en-cot)"
+        "--stage1-model", required=required, help="stage-1 model folder or hub id (m-a-p/YuE-s1-7B-anneal-en-cot)"
     )
-    p.add_argument("--stage2-model", required=True, help="stage-2 model folder or hub id (m-a-p/YuE-s2-1B-general)")
+    p.add_argument("--stage2-model", required=required, help="stage-2 model folder or hub id (m-a-p/YuE-s2-1B-general)")
     p.add_argument(
         "--codec", type=Path, help="converted codec folder (yue-prep convert-codec); without it only codes are written"
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder (new or empty, unless --overwrite)")
+    p.add_argument("--out", type=Path, required=required, help=out_help)
     p.add_argument("--overwrite", action="store_true", help="replace the songs an earlier run wrote into --out")
-    p.add_argument(
-        "--allow-mismatch",
-        action="store_true",
-        help="generate even when --tokenizer is not the one the stage-1 model records (a warning instead)",
-    )
     p.add_argument("--adapter", dest="adapters", action="append", help="LoRA adapter folder for stage 1 (repeatable)")
     p.add_argument(
         "--active-adapter",
@@ -142,13 +146,7 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
         help="which --adapter to use (a0, a1, ... or its path; default a0)",
     )
     p.add_argument("--n-sections", type=int, default=None, help="generate only the first N sections")
-    p.add_argument(
-        "--continue-from",
-        type=Path,
-        help="a song folder of an earlier run: keep its codes and append the lyrics' sections to it",
-    )
-    p.add_argument("--n-songs", type=int, default=1, help="songs to generate (seeds seed, seed+1, ...)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="seed of the first song; the next ones count up")
     p.add_argument("--top-p", type=float, default=0.93)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--repetition-penalty", type=float, default=1.1)
@@ -166,6 +164,30 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=int, default=None, help=f"CPU threads for torch (default: {DEFAULT_THREADS_HELP})")
     p.add_argument("--device", default="auto")
+
+
+def sampling_from(args: argparse.Namespace):
+    """The sampling flags of :func:`add_generation_flags` as a SamplingConfig (``--min-new-tokens`` capped at
+    ``--max-new-tokens``)."""
+    from yue_train.generation.sampling import SamplingConfig
+
+    return options_from(args, SamplingConfig, min_new_tokens=min(args.min_new_tokens, args.max_new_tokens))
+
+
+def _generate_args(p: argparse.ArgumentParser) -> None:
+    _prompt_args(p)
+    add_generation_flags(p)
+    p.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="generate even when --tokenizer is not the one the stage-1 model records (a warning instead)",
+    )
+    p.add_argument(
+        "--continue-from",
+        type=Path,
+        help="a song folder of an earlier run: keep its codes and append the lyrics' sections to it",
+    )
+    p.add_argument("--n-songs", type=int, default=1, help="songs to generate (seeds seed, seed+1, ...)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -180,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
     p = sub.add_parser("prompt", help="show the stage-1 generation prompts")
     _prompt_args(p)
+    _tokenizer_arg(p)
     p.add_argument("--codec", type=Path, help="converted codec folder, for audio references")
     p.add_argument("--ids", action="store_true", help='print {"n_sections", "first", "next"} as JSON')
     p.set_defaults(func=cmd_prompt)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from yue_train.evaluation.plots import pitch_png, spectrogram_png
 from yue_train.evaluation.scoring import Evaluation
-from yue_train.evaluation.songs import LoadedSong
+from yue_train.evaluation.songs import NO_VOCAL_STEM, LoadedSong
 
 REPORT_HTML = "report.html"
 MEDIA = "media"
@@ -52,7 +52,10 @@ def song_pictures(evaluation: Evaluation) -> list[dict[str, bytes]]:
             found["spectrogram"] = spectrogram_png(song.audio.mix, song.audio.sample_rate, f"{song.audio.id}: mix")
         contour = pitch_contour(sc.artifacts)
         if contour is not None:
-            found["pitch"] = pitch_png(contour, f"{song.audio.id}: vocal pitch")
+            heard = (
+                "vocal pitch" if contour.get("stem", "vocal") == "vocal" else "pitch of the whole mix (no vocal stem)"
+            )
+            found["pitch"] = pitch_png(contour, f"{song.audio.id}: {heard}")
         pictures.append(found)
     return pictures
 
@@ -125,6 +128,9 @@ def render_html(evaluation: Evaluation, folder: Path, pictures: list[dict[str, b
     ]
     for metric, why in evaluation.skipped.items():
         parts.append(f"<p class='note'>{html.escape(metric)} skipped: {html.escape(why)}</p>")
+    mix_only = [s.audio.id for s in evaluation.songs if s.vocal_source == "mix"]
+    if mix_only:
+        parts.append(f"<p class='note'>{len(mix_only)} song(s) with {html.escape(NO_VOCAL_STEM)}</p>")
     aggregate = {k: v for k, v in evaluation.aggregate.items() if k != "songs"}
     parts += ["<h2>Aggregate</h2>", _aggregate_table(aggregate)]
     parts += ["<h2>Per song</h2>", _song_table([(sc.id, sc.values) for sc in evaluation.scores], keys)]
@@ -145,6 +151,8 @@ def render_html(evaluation: Evaluation, folder: Path, pictures: list[dict[str, b
             parts.append("</div>")
         else:
             parts.append("<p class='note'>no audio (codes only: generate with a codec to hear it)</p>")
+        if song.vocal_source == "mix":
+            parts.append(f"<p class='note vocal-source'>{html.escape(NO_VOCAL_STEM)}</p>")
         for name, png in found.items():
             parts.append(_img(png, f"{a.id} {name}"))
         if a.lyrics:

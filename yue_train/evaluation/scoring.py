@@ -101,6 +101,7 @@ class Evaluation:
                     "genres": s.audio.genres,
                     "lyrics": s.audio.lyrics,
                     "seconds": s.audio.seconds if s.has_audio else None,
+                    "vocal_source": s.vocal_source,
                     "media": {k: rel(p) for k, p in s.media.items()},
                     "values": sc.values,
                 }
@@ -113,12 +114,17 @@ def _finite(v: float) -> float | None:
     return v if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
+def check_options(names: list[str], options: dict[str, dict[str, Any]], given_as: str = "options given") -> None:
+    """Options only for metrics among ``names`` (``given_as`` names where the options came from)."""
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise MetricError(f"{given_as} for {unknown[0]!r}, which is not among the chosen metrics ({','.join(names)})")
+
+
 def build_metrics(names: list[str], options: dict[str, dict[str, Any]] | None = None) -> list[SongMetric | SetMetric]:
     """The metrics, built before any song is scored (a metric missing its weights fails first)."""
     options = options or {}
-    unknown = sorted(set(options) - set(names))
-    if unknown:
-        raise MetricError(f"options given for {unknown[0]!r}, which is not among the chosen metrics {names}")
+    check_options(names, options)
     return [build_metric(n, **(options.get(n) or {})) for n in names]
 
 

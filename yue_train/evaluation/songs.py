@@ -28,14 +28,7 @@ from yue_train.format.bounded_json import field as json_field
 from yue_train.format.files import read_text_capped
 from yue_train.format.npy import load_npy
 from yue_train.lyrics.forms import SongError
-from yue_train.lyrics.song_lyrics import (
-    FOLDER_NAMES,
-    INLINE_KEYS,
-    find_named,
-    lyrics_source,
-    lyrics_text,
-    read_song_json,
-)
+from yue_train.lyrics.song_lyrics import FOLDER_NAMES, folder_lyrics
 
 SAMPLE_RATE = 16_000
 REPORT = "report.json"  # what yue_train.generation.song_folder writes
@@ -48,12 +41,15 @@ PLAYERS = {
 }
 
 
-# A song folder's files (the names yue-prep build reads), by player.
-SONG_FOLDER_FILES = {
-    "mix": FOLDER_NAMES["mix"],
-    "vocal": FOLDER_NAMES["vocals"],
-    "inst": FOLDER_NAMES["instrumental"],
-}
+# A song folder's files, by player: the files yue-prep build finds by these FOLDER_NAMES.
+FOLDER_PLAYERS = {"mix": "mix", "vocal": "vocals", "inst": "instrumental"}
+
+
+# Said in the report and by yue-eval for songs whose vocal_source is "mix".
+NO_VOCAL_STEM = (
+    "no vocal stem: the vocal metrics (pitch, range, activity, lyrics, voice) ran on the whole mix, "
+    "accompaniment included; give the song a vocals.* stem for them to hear the voice alone"
+)
 
 
 class SongLoadError(ValueError):
@@ -70,6 +66,14 @@ class LoadedSong:
     @property
     def has_audio(self) -> bool:
         return len(self.audio.mix) > 0
+
+    @property
+    def vocal_source(self) -> str | None:
+        """What the vocal metrics hear (:func:`~yue_train.evaluation.metrics.audio.vocal_or_mix`): ``"stem"``,
+        the song's vocal track; ``"mix"``, the whole mix (no vocal stem); None without audio."""
+        if not self.has_audio:
+            return None
+        return "stem" if self.audio.vocal is not None else "mix"
 
 
 def _load(path: Path) -> np.ndarray:
@@ -174,32 +178,15 @@ def _text(folder: Path, names: tuple[str, ...]) -> str:
         raise SongLoadError(str(e)) from None
 
 
-def _lyrics(folder: Path, root: Path, follow_symlinks: bool) -> str:
-    """A song folder's lyrics in any form ``yue-prep build`` reads (:mod:`yue_train.lyrics.song_lyrics`), as
-    ``[label]`` blocks of lines without times; "" when the folder has none."""
-    try:
-        data = read_song_json(folder)
-        found = find_named(folder, FOLDER_NAMES["lyrics"])
-        if found is None and "lyrics" not in data and not INLINE_KEYS & data.keys():
-            return ""
-        source = lyrics_source(data, folder, found)
-        for path in (source.file, source.plain):
-            if path is not None:
-                confined(path, root, follow_symlinks, "lyrics")
-        return lyrics_text(source)
-    except SongError as e:
-        raise SongLoadError(f"{folder}: {e}") from None
-
-
 def _song_folder(folder: Path, song_id: str, root: Path, follow_symlinks: bool) -> LoadedSong:
     """A song folder as ``yue-prep build`` reads them: ``mix.*`` (or ``mixture.*``, ``song.*``), optional
-    ``vocals.*`` and ``instrumental.*`` stems, lyrics (see :func:`_lyrics`) and ``genre.txt``/``tags.txt``."""
-    files = {
-        "mix": _find(folder, SONG_FOLDER_FILES["mix"]),
-        "vocal": _find(folder, SONG_FOLDER_FILES["vocal"]),
-        "inst": _find(folder, SONG_FOLDER_FILES["inst"]),
-    }
+    ``vocals.*`` and ``instrumental.*`` stems, lyrics in any form build reads, and ``genre.txt``/``tags.txt``."""
+    files = {player: _find(folder, FOLDER_NAMES[name]) for player, name in FOLDER_PLAYERS.items()}
     media = {k: confined(p, root, follow_symlinks, "audio") for k, p in files.items() if p is not None}
+    try:
+        lyrics = folder_lyrics(folder, lambda p: confined(p, root, follow_symlinks, "lyrics"))
+    except SongError as e:
+        raise SongLoadError(f"{folder}: {e}") from None
     audio = SongAudio(
         song_id,
         SAMPLE_RATE,
@@ -207,7 +194,7 @@ def _song_folder(folder: Path, song_id: str, root: Path, follow_symlinks: bool) 
         vocal=_load(media["vocal"]) if "vocal" in media else None,
         inst=_load(media["inst"]) if "inst" in media else None,
         genres=_text(folder, ("genre.txt", "tags.txt")).strip(),
-        lyrics=_lyrics(folder, root, follow_symlinks),
+        lyrics=lyrics,
     )
     return LoadedSong(audio, media)
 
@@ -223,7 +210,7 @@ def _walk(folder: Path, root: Path, follow_symlinks: bool) -> Iterator[LoadedSon
         if (st.st_dev, st.st_ino) in seen:
             continue
         seen.add((st.st_dev, st.st_ino))
-        if _find(here, SONG_FOLDER_FILES["mix"]) is not None:
+        if _find(here, FOLDER_NAMES["mix"]) is not None:
             yield _song_folder(here, rel or here.name, root, follow_symlinks)
             continue
         below = []

@@ -11,6 +11,7 @@ the times; evaluation needs only the words (:func:`lyrics_text`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,17 @@ def lyrics_text(source: LyricsSource) -> str:
         blocks = parse_plain(read_lyrics_text(source.plain))
         return "".join(segment_text(b.label, "\n".join(b.lines)) for b in blocks).strip() + "\n"
     return "".join(s.text for s in read_sections(source)).strip() + "\n"
+
+
+def folder_lyrics(folder: Path, check: Callable[[Path], object] = Path) -> str:
+    """A song folder's lyrics as :func:`lyrics_text` gives them; "" when it has none. ``check`` sees each
+    lyrics file before it is read (evaluation refuses files outside the songs folder)."""
+    data = read_song_json(folder)
+    found = find_named(folder, FOLDER_NAMES["lyrics"])
+    if found is None and "lyrics" not in data and not INLINE_KEYS & data.keys():
+        return ""
+    source = lyrics_source(data, folder, found)
+    for path in (source.file, source.plain):
+        if path is not None:
+            check(path)
+    return lyrics_text(source)
