@@ -28,6 +28,7 @@ from yue_train.format import codec_layout as cl
 from yue_train.format.bounded_json import JsonFileError, read_json_object
 from yue_train.format.files import check_regular_file
 from yue_train.format.provenance import file_fingerprint
+from yue_train.lyrics.forms import Section
 
 if TYPE_CHECKING:
     from data_prep.build import BuildOptions, Dist
@@ -233,23 +234,46 @@ class _Worker:
         with audio_bar(frames, f"encode {song_id}", enabled, leave=False, position=self.bar_line) as bar:
             return self.codec.encode_many(waves, N_CODEBOOKS, self.opts.batch_size, advance=bar.update)
 
+    def checked_sections(self, spec: SongSpec, result: SongResult) -> list[Section]:
+        """The song's sections, after every check that needs no audio decoded. A SongError lists all the
+        problems found, so that one run shows the user everything to fix. Plain lyrics are aligned, and missing
+        lyrics transcribed (both read the vocal), only when nothing else is wrong."""
+        problems = [] if spec.error is None else [spec.error]
+        try:
+            check_input_files(spec)
+        except SongError as e:
+            problems.append(str(e))
+        missing = [s for s in STEMS if spec.stems[s] is None]
+        if missing and self.opts.separate == "off" and spec.mix is not None:  # without a mix, spec.error says so
+            problems.append(
+                f"missing stem(s): {', '.join(missing)} (vocal separation is off: add {missing[0]}.wav to the "
+                f"song or pass --separate demucs)"
+            )
+        sections: list[Section] = []
+        from_vocal = spec.lyrics_file is None and (
+            (spec.plain_lyrics is not None and self._aligner is not None)
+            or (spec.transcript_lrc is not None and self._transcriber is not None)
+        )
+        sources = (spec.lyrics_file, spec.inline_lyrics, spec.plain_lyrics, spec.transcript_lrc)
+        if spec.plain_lyrics is not None and not problems:
+            result.alignment = self.align_lyrics(spec)
+        elif spec.transcript_lrc is not None and not problems:
+            result.transcription = self.transcribe_lyrics(spec)
+        # Lyrics timed from the vocal wait until the rest is fixed; a song with no lyrics has spec.error saying so.
+        if any(x is not None for x in sources) and not (from_vocal and problems):
+            try:
+                sections = load_sections(spec)
+            except SongError as e:
+                if str(e) not in problems:
+                    problems.append(str(e))
+        if problems:
+            raise SongError("; ".join(problems))
+        return sections
+
     def process(self, spec: SongSpec) -> SongResult:
         result = SongResult(spec.index, spec.id, spec.source, "rejected")
         try:
-            if spec.error is not None:
-                raise SongError(spec.error)
-            check_input_files(spec)
-            if spec.plain_lyrics is not None:
-                result.alignment = self.align_lyrics(spec)
-            elif spec.transcript_lrc is not None:
-                result.transcription = self.transcribe_lyrics(spec)
-            sections = load_sections(spec)
-            missing = [s for s in STEMS if spec.stems[s] is None]
-            if missing and self.opts.separate == "off":
-                raise SongError(
-                    f"missing stem(s): {', '.join(missing)} (vocal separation is off: add {missing[0]}.wav to the "
-                    f"song or pass --separate demucs)"
-                )
+            sections = self.checked_sections(spec, result)
             if self.top is not None:
                 result.warnings = check_tags(spec.tags, self.top)
             key = audio_hash(spec, self.codec_fp, self.separated_by)

@@ -294,6 +294,12 @@ SONG_LAYOUT = (
 )
 
 
+def _audio_files(folder: Path) -> str:
+    """``"2 audio file(s) (a.mp3, b.mp3)"`` for the audio files right in ``folder``; "" when it has none."""
+    audio = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in AUDIO_TYPES and not p.is_dir())
+    return f"{len(audio)} audio file(s) ({', '.join(audio[:3])}{', ...' if len(audio) > 3 else ''})" if audio else ""
+
+
 def discover(
     input_path: str | Path, exclude: Path | None = None, transcribe: bool = False, follow_symlinks: bool = False
 ) -> list[SongSpec]:
@@ -310,34 +316,30 @@ def discover(
         return _from_manifest(path)
     if not path.is_dir():
         raise FileNotFoundError(f"--input {path}: no such folder or manifest")
-    folders = [path] if is_song_folder(path) else sorted(p for p in path.iterdir() if p.is_dir())
-    if not folders:
-        audio = sorted(p.name for p in path.iterdir() if p.suffix.lower() in AUDIO_TYPES)
-        what = (
-            f"{len(audio)} audio file(s) ({', '.join(audio[:3])}{', ...' if len(audio) > 3 else ''})"
-            if audio
-            else "no song"
-        )
-        raise ValueError(f"--input {path}: {what} but no song folder: {SONG_LAYOUT}")
     excl = exclude.resolve() if exclude is not None else None
+    folders = (
+        [path]
+        if is_song_folder(path)
+        else sorted(
+            p
+            for p in path.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and (excl is None or p.resolve() != excl)
+        )
+    )
+    if not folders:
+        raise ValueError(f"--input {path}: {_audio_files(path) or 'nothing'} but no song folder: {SONG_LAYOUT}")
     specs = []
     for folder in folders:
-        if folder.name.startswith(".") or (excl is not None and folder.resolve() == excl):
-            continue
         index = len(specs)
         outside = None if follow_symlinks else _outside(folder, path, "song folder")
         if outside is not None:
             specs.append(SongSpec(index, folder.name, str(folder), error=outside))
             continue
         if not is_song_folder(folder):
-            specs.append(
-                SongSpec(
-                    index,
-                    folder.name,
-                    str(folder),
-                    error=f"not a song folder: no song.json and no {'/'.join(MIX_NAMES)}.* audio ({SONG_LAYOUT})",
-                )
-            )
+            audio = _audio_files(folder)
+            has = f"; it has {audio}: name the mix song.* or mix.*" if audio else ""
+            error = f"not a song folder: no song.json and no {'/'.join(MIX_NAMES)}.* audio{has} ({SONG_LAYOUT})"
+            specs.append(SongSpec(index, folder.name, str(folder), error=error))
             continue
         try:
             data = read_song_json(folder)

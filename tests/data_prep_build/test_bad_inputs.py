@@ -145,3 +145,18 @@ def test_interrupted_code_write_leaves_no_valid_metadata(tmp_path, monkeypatch):
         build_mod.write_codes(out, "s", codes, {"input_hash": "h2", **lengths})
     monkeypatch.undo()
     assert build_mod.cached_meta(out, "s", "h1") is None and build_mod.cached_meta(out, "s", "h2") is None
+
+
+def test_a_new_users_song_is_rejected_with_every_problem_at_once(tmp_path, demo_songs, codec_dir, capsys):
+    demo, _ = demo_songs
+    song = tmp_path / "songs" / "my_song"
+    song.mkdir(parents=True)
+    shutil.copy(demo / "demo0001" / "mix.wav", song / "song.wav")  # a mix, no stems, no tags, untimed lyrics
+    (song / "lyrics.txt").write_text("[verse]\nla la\n")
+    out = tmp_path / "out"
+    assert cmd_build(build_args(tmp_path / "songs", out, codec_dir)) == EXIT_FATAL
+    (rejected,) = json.loads((out / BUILD_SUMMARY_NAME).read_text())["rejected"]
+    problems = ("no tags", "missing stem(s): vocals, instrumental", "lyrics.txt has no times")
+    assert all(p in rejected["reason"] for p in problems), rejected["reason"]
+    shown = capsys.readouterr()
+    assert all(p in shown.out + shown.err for p in problems)

@@ -263,3 +263,27 @@ def test_plain_lyrics_use_their_aligned_lrc_once_there(tmp_path):
     (spec,) = discover(tmp_path)
     assert spec.lyrics_file.name == "lyrics.aligned.lrc"
     assert [(s.label, s.start, s.lyrics) for s in load_sections(spec)] == [("verse", 1.0, "la la")]
+
+
+def test_yue_prep_build_on_a_flat_folder_of_mp3s_says_what_it_looked_for(tmp_path, capsys, codec_dir):
+    from data_prep.cli import main
+
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for name in ("a.mp3", "b.mp3"):
+        (songs / name).write_bytes(b"")
+    (songs / ".cache").mkdir()  # hidden folders and the output folder are not songs
+    out = songs / "shards"
+    assert main(["build", "--input", str(songs), "--out", str(out), "--codec", str(codec_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "2 audio file(s) (a.mp3, b.mp3) but no song folder: each song is a folder" in err
+    assert "mix (mix.* or song.*, e.g. song.mp3), lyrics (lyrics.txt, lyrics.lrc, ...) and tags.txt" in err
+
+
+def test_a_folder_of_audio_without_a_mix_name_says_how_to_name_it(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "track1.mp3").write_bytes(b"")
+    (spec,) = discover(tmp_path)
+    assert (
+        "not a song folder" in spec.error and "it has 1 audio file(s) (track1.mp3): name the mix song.*" in spec.error
+    )
