@@ -12,6 +12,7 @@ of the model class and its arguments, which this project never loads from disk.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,19 @@ def model_identity(model: str) -> str:
                 f"model folder holds {MODEL_CONFIG} and {MODEL_WEIGHTS}"
             ) from None
     return f"folder:{h.hexdigest()}"
+
+
+def weights_unavailable(model_name: str, error: BaseException) -> str:
+    """One line naming the demucs weights that could not be loaded, where demucs keeps them and how to get them."""
+    from torch.hub import get_dir
+
+    return (
+        f"demucs weights {model_name!r} cannot be loaded ({first_line(error)[:160]}); demucs downloads them on first "
+        f"use from dl.fbaipublicfiles.com into the torch hub cache ({Path(get_dir()) / 'checkpoints'}): run "
+        f"`python -c \"from demucs.pretrained import get_model; get_model('{model_name}')\"` once with network (or "
+        f"copy that folder from a machine that has it), or pass --separation-model a folder with {MODEL_CONFIG} and "
+        f"{MODEL_WEIGHTS}, or give the songs vocals.* and instrumental.* stems"
+    )
 
 
 def separation_cache(model: str, device: str) -> Any:
@@ -126,27 +140,26 @@ class DemucsSeparator:
     once.
     """
 
-    def __init__(self, model_name: str = DEFAULT_MODEL, device: str = "cpu") -> None:
-        check_available("demucs")
+    def __init__(
+        self, model_name: str = DEFAULT_MODEL, device: str = "cpu", get_model: Callable[[str], Any] | None = None
+    ) -> None:
+        """``get_model``: name -> pretrained demucs model (default: demucs's own, which downloads on first use)."""
+        if get_model is None:
+            check_available("demucs")
         folder = Path(model_name)
-        model = load_model_folder(folder) if folder.is_dir() else self._pretrained(model_name)
+        model = load_model_folder(folder) if folder.is_dir() else self._pretrained(model_name, get_model)
         self.model = model.eval().to(device)
         self.device = device
 
     @staticmethod
-    def _pretrained(model_name: str) -> Any:
-        from demucs.pretrained import get_model
+    def _pretrained(model_name: str, get_model: Callable[[str], Any] | None = None) -> Any:
+        if get_model is None:
+            from demucs.pretrained import get_model
 
         try:
             return get_model(model_name)
         except Exception as e:  # demucs raises URLError, HTTPError or its own errors when the download fails
-            raise SeparationUnavailable(
-                f"demucs weights {model_name!r} cannot be loaded ({first_line(e)[:160]}); demucs downloads them on first use "
-                f"from dl.fbaipublicfiles.com into the torch hub cache (~/.cache/torch/hub/checkpoints): run "
-                f"`python -c \"from demucs.pretrained import get_model; get_model('{model_name}')\"` once with "
-                "network (or copy that folder from a machine that has it), or give the songs vocals.* and "
-                "instrumental.* stems"
-            ) from None
+            raise SeparationUnavailable(weights_unavailable(model_name, e)) from None
 
     def separate(self, path: str, sample_rate: int = 16_000) -> tuple[np.ndarray, np.ndarray]:
         import soxr

@@ -65,3 +65,29 @@ def test_a_separator_that_cannot_be_made_fails_every_song_at_once(tmp_path: Path
         with pytest.raises(OSError, match="cannot be downloaded"):
             cache.separate(mix, 16_000)
     assert len(tries) == 1
+
+
+def test_unreachable_demucs_weights_are_named_with_how_to_get_them(tmp_path: Path) -> None:
+    from urllib.error import URLError
+
+    from data_prep.separate import DemucsSeparator, SeparationUnavailable
+
+    asked: list[str] = []
+
+    def offline(name: str):  # what demucs's get_model raises when dl.fbaipublicfiles.com cannot be resolved
+        asked.append(name)
+        raise URLError("[Errno -2] Name or service not known")
+
+    mix = tmp_path / "mix.wav"
+    sf.write(mix, np.zeros(1600, dtype=np.float32), 16_000)
+    cache = SeparationCache(tmp_path / "cache", "htdemucs", lambda: DemucsSeparator("htdemucs", get_model=offline))
+    for _ in range(2):  # the second song fails at once with the same line, without asking again
+        with pytest.raises(SeparationUnavailable) as raised:
+            cache.separate(mix, 16_000)
+        message = str(raised.value)
+        assert "\n" not in message and message.startswith("demucs weights 'htdemucs' cannot be loaded (<urlopen error")
+        assert "Name or service not known" in message and "torch hub cache (" in message
+        assert (
+            "get_model('htdemucs')\"` once with network" in message and "vocals.* and instrumental.* stems" in message
+        )
+    assert asked == ["htdemucs"]
