@@ -4,25 +4,17 @@ A song is a folder (or a line of a JSONL manifest with the same keys, paths rela
 
     my_song/
         song.json         optional: {"id", "tags", "mix", "vocals", "instrumental", "lyrics", "sections", ...}
-        mix.wav           required (any of AUDIO_TYPES)
+        mix.wav           required: mix.*, mixture.* or song.* (any of AUDIO_TYPES)
         vocals.wav        optional stems; both are needed unless vocal separation is on
         instrumental.wav
-        tags.txt          optional: tags separated by commas or newlines (or "tags" in song.json)
+        tags.txt          tags separated by commas or newlines (or "tags" in song.json)
         lyrics.lrc | lyrics.json | sections.json | sections.csv | lyrics.txt (plain, aligned by --align)
 
-Lyrics with section labels come in one of three forms:
-
-(a) the official segmented form: JSON ``{"segmented_lyrics": [{"codec_frame_start", "codec_frame_end",
-    "line_content": "[verse]\\n..."}]}`` (frames already at 50 frames/s; ``line_content`` kept verbatim);
-(b) sections with times in seconds: JSON ``[{"start", "end", "label", "lyrics"}]`` (or ``{"sections": [...]}``)
-    or CSV with the header ``start,end,label,lyrics`` (times as seconds or ``mm:ss.xx``);
-(c) LRC: ``[mm:ss.xx] line`` lyrics with ``[verse]`` / ``[chorus]`` markers (optionally timestamped). A
-    section starts at its marker's time, else at its first timed line, and ends where the next one starts;
-    the last ends at the audio's end or at an ``[mm:ss.xx][end]`` marker. Timed lines before the first
-    marker (a downloaded LRC has no markers at all) form a ``[verse]`` section.
+Lyrics with times come in the forms :mod:`yue_train.lyrics.forms` reads (official segmented JSON, sections
+JSON or CSV, LRC); yue-eval reads them with the same code.
 
 Plain lyrics (``lyrics.txt``: lines, ``[verse]`` markers at best, no times) are aligned to the vocal by
-``yue-prep align`` or ``build --align`` into ``lyrics.aligned.lrc`` beside them, which is then read as (c);
+``yue-prep align`` or ``build --align`` into ``lyrics.aligned.lrc`` beside them, which is then read as LRC;
 an existing aligned file (checked or corrected by hand) is used as it is.
 
 A song folder with no lyrics at all is transcribed from its vocal by ``--transcribe`` (Whisper) into

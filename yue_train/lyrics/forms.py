@@ -4,10 +4,13 @@
     "line_content": "[verse]\\n..."}]}`` (frames at 50 frames/s; ``line_content`` kept verbatim);
 (b) sections with times in seconds: JSON ``[{"start", "end", "label", "lyrics"}]`` (or ``{"sections": [...]}``)
     or CSV with the header ``start,end,label,lyrics`` (times as seconds or ``mm:ss.xx``);
-(c) LRC: ``[mm:ss.xx] line`` lyrics, with or without ``[verse]`` / ``[chorus]`` markers.
+(c) LRC: ``[mm:ss.xx] line`` lyrics, with or without ``[verse]`` / ``[chorus]`` markers (optionally timed).
+    A section starts at its marker's time, else at its first timed line, and ends where the next one
+    starts; the last ends at the audio's end or at an ``[mm:ss.xx][end]`` marker. Timed lines before the
+    first marker (a downloaded LRC has no markers at all) form a ``[verse]`` section.
 
 ``yue-prep build`` turns them into training records and ``yue-eval`` reads a song folder's lyrics with
-them: one reader, so both see the same lyrics. The rules of each form are in ``docs/data-format.md``.
+them: one reader, so both see the same lyrics.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ _LRC_META_RE = re.compile(r"^\[[A-Za-z]+:[^\]]*\]$")  # [ti:Title], [ar:Artist],
 
 
 class SongError(ValueError):
-    """A song that cannot be built; the message says why (it goes to the build summary)."""
+    """A song (or its lyrics) that cannot be read or built; the message says why (yue-prep build puts it in
+    the build summary, yue-eval prints it as one line)."""
 
 
 def segment_text(label: str, lyrics: str) -> str:
