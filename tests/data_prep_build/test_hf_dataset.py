@@ -78,7 +78,8 @@ def test_build_from_hf_dataset_equals_build_from_folders(tmp_path, demo_songs, c
         "no mix audio (a mix/mixture/song.* file such as song.mp3, or 'mix' in song.json)",
     )
     assert "mix.wav: cannot decode audio" in reasons["broken-audio"][1]
-    assert reasons["bad-lyrics"][1].startswith("section 0 [verse] has empty lyrics")
+    bad_lyrics = reasons["bad-lyrics"][1]  # every problem of the row at once: its stems and its lyrics
+    assert "missing stem(s): vocals, instrumental" in bad_lyrics and "section 0 [verse] has empty lyrics" in bad_lyrics
     err = capsys.readouterr().err
     assert "rejected no-mix" in err and "rejected broken-audio" in err
     assert not (out / ".hf-rows").exists()  # the rows' scratch files are gone
