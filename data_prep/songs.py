@@ -18,7 +18,7 @@ Plain lyrics (``lyrics.txt``: lines, ``[verse]`` markers at best, no times) are 
 an existing aligned file (checked or corrected by hand) is used as it is.
 
 A song folder with no lyrics at all is transcribed from its vocal by ``--transcribe`` (Whisper) into
-``lyrics.transcribed.lrc`` in the folder, read as (c) too, its ``[verse]`` / ``[chorus]`` labels guessed; an
+``lyrics.transcribed.lrc`` in the folder, read as LRC too, its ``[verse]`` / ``[chorus]`` labels guessed; an
 existing transcribed file is used as it is, with or without ``--transcribe``.
 
 Times become codec frames at 50 frames/s: frame k covers [k/50, (k+1)/50) s, so a boundary at t seconds is

@@ -44,6 +44,10 @@ TIMED = {
         {"song.json": {"lyrics": "words.lrc"}, "words.lrc": "[00:00.10]la la\n"},
         "[verse]\nla la\n",
     ),  # fmt: skip
+    "transcribed lrc (--transcribe)": (
+        {"lyrics.transcribed.lrc": "[00:00.10][verse]\n[00:00.20]la la\n"},
+        "[verse]\nla la\n",
+    ),  # fmt: skip
     "aligned lrc beside lyrics.txt": (
         {"lyrics.txt": "la la\n", "lyrics.aligned.lrc": "[00:00.10][verse]\n[00:00.20]la la, fixed by hand\n"},
         "[verse]\nla la, fixed by hand\n",

@@ -152,9 +152,10 @@ def folder_lyrics(folder: Path, check: Callable[[Path], object] = Path) -> str:
     lyrics file before it is read (evaluation refuses files outside the songs folder)."""
     data = read_song_json(folder)
     found = find_named(folder, FOLDER_NAMES["lyrics"])
-    if found is None and "lyrics" not in data and not INLINE_KEYS & data.keys():
+    named = found is not None or "lyrics" in data or INLINE_KEYS & data.keys()
+    if not named and not transcribed_lrc_path(folder).is_file():
         return ""
-    source = lyrics_source(data, folder, found)
+    source = lyrics_source(data, folder, found, folder)
     for path in (source.file, source.plain):
         if path is not None:
             check(path)
