@@ -13,8 +13,8 @@ import soundfile as sf
 
 from data_prep.build import BuildOptions, cmd_build
 from data_prep.cli import main
-from data_prep.songs import load_lyrics_file
 from tests.data_prep_build.conftest import build_args
+from yue_train.lyrics.forms import load_lyrics_file
 from yue_train.lyrics.transcript import LRC_NOTE_LINE
 
 RATE = 16_000

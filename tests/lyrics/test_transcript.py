@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.songs import load_lyrics_file
+from yue_train.lyrics.forms import load_lyrics_file
 from yue_train.lyrics.transcript import (
     LRC_NOTE_LINE,
     Line,
