@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data_prep.songs import SongError, discover, frame_spans, load_lyrics_file
+from data_prep.songs import SongError, discover, frame_spans
+from yue_train.lyrics.forms import load_lyrics_file
 
 LYRICS_CASES = {
     "overflow.json": ('{"sections": [{"start": 0, "end": 1e308, "label": "verse", "lyrics": "la"}]}', "past 360,000 s"),
