@@ -16,21 +16,18 @@ def test_schedule_names_existing_tests(nodeid):
 
 
 class _Item:
-    def __init__(self, nodeid: str, slow: bool) -> None:
-        self.nodeid, self.slow = nodeid, slow
-
-    def get_closest_marker(self, name: str) -> object | None:
-        return object() if name == "slow" and self.slow else None
+    def __init__(self, nodeid: str) -> None:
+        self.nodeid = nodeid
 
 
-def test_longest_first_then_slow_then_the_rest():
+def test_longest_first_then_the_collection_order():
     items = [
-        _Item("tests/a.py::test_fast", False),
-        _Item("tests/b.py::test_slow", True),
-        _Item(f"{LONGEST_FIRST[1]}@group", True),
-        _Item(LONGEST_FIRST[0], True),
-        _Item("tests/c.py::test_fast", False),
+        _Item("tests/a.py::test_fast"),
+        _Item("tests/b.py::test_slow"),
+        _Item(f"{LONGEST_FIRST[1]}@group"),
+        _Item(LONGEST_FIRST[0]),
+        _Item("tests/c.py::test_fast"),
     ]
     order = [item.nodeid for item in sorted(items, key=schedule_rank)]
-    assert order == [LONGEST_FIRST[0], f"{LONGEST_FIRST[1]}@group", "tests/b.py::test_slow", "tests/a.py::test_fast",
+    assert order == [LONGEST_FIRST[0], f"{LONGEST_FIRST[1]}@group", "tests/a.py::test_fast", "tests/b.py::test_slow",
                      "tests/c.py::test_fast"]  # fmt: skip
