@@ -27,188 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
-import time
+from pathlib import Path
 
-import numpy as np
-import torch
-from transformers import AutoModelForCausalLM
-
-from yue_train.data.packing import Packer
-from yue_train.format.document import Document
-from yue_train.format.roles import Role
-from yue_train.models.architectures import architecture_config
-from yue_train.models.loading import ModelSpec, attention_choice, enable_activation_checkpointing
-from yue_train.models.lora import apply_lora
-from yue_train.training.forward import PackedForward
-from yue_train.training.loss import LossSettings, lm_loss, role_weight_table
-
-
-class _Lora:  # the fields apply_lora reads from cfg.lora
-    def __init__(self, r: int) -> None:
-        self.r, self.alpha, self.dropout = r, 32, 0.05
-        self.target_modules = ["q_proj", "k_proj", "v_proj", "o_proj"]
-
-
-def make_model(arch: str, device: torch.device, attn: str, r: int) -> torch.nn.Module:
-    config = architecture_config(arch)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    torch.manual_seed(0)  # both modes start from the same weights
-    with torch.device(device):  # initialise straight on the device (a 7B init on CPU takes minutes)
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
-    enable_activation_checkpointing(model)
-    model = apply_lora(model, _Lora(r))
-    model.train()
-    return model
-
-
-def packed_batch(seq_len: int, vocab: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    docs = []
-    for i in range(64):
-        n = int(rng.integers(seq_len // 8, seq_len // 2))
-        docs.append(Document(rng.integers(0, min(vocab, 46358), n), np.full(n, Role.VOCAL), {"id": str(i)}))
-    return Packer(iter(docs), seq_len, overflow="split").next_batch(1)
-
-
-def timed_steps(step, args: argparse.Namespace, device: torch.device) -> tuple[float, float, float]:
-    """(last loss, wall seconds, process CPU seconds) of ``args.steps`` calls of ``step`` after
-    ``args.warmup`` untimed ones; peak GPU memory is counted from the timed steps only."""
-    for _ in range(args.warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t0, c0 = time.perf_counter(), time.process_time()
-    loss = float("nan")
-    for _ in range(args.steps):
-        loss = step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return loss, time.perf_counter() - t0, time.process_time() - c0
-
-
-def measures(tokens: int, dt: float, cpu_s: float, device: torch.device) -> dict:
-    out = {
-        "tokens_per_s": round(tokens / dt, 1),
-        "tokens_per_cpu_s": round(tokens / cpu_s, 1),
-        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),  # KiB on Linux
-    }
-    if device.type == "cuda":
-        out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    return out
-
-
-def run(mode: str, args: argparse.Namespace, device: torch.device) -> dict:
-    attn = attention_choice(ModelSpec(attn_implementation=args.attn), device).impl
-    model = make_model(args.arch, device, attn, args.rank)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
-    vocab = model.config.vocab_size
-    batch = packed_batch(args.seq_len, vocab).to(device)
-    fwd = PackedForward(model)
-    table = role_weight_table({}, device)
-    impl = mode.split(":")[1] if ":" in mode else "auto"
-    settings = LossSettings(impl, args.chunk, args.memory_budget_gib)
-    used = []
-
-    def step() -> float:
-        if mode.startswith("ours"):
-            sums, name = lm_loss(
-                fwd.hidden_states(batch), fwd.lm_head, batch.labels, batch.target_roles, table, settings
-            )
-            used.append(name)
-            loss = sums.weighted / sums.weight_sum
-        else:
-            loss = model(input_ids=batch.input_ids, labels=batch.input_ids, use_cache=False).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return float(loss.detach())
-
-    loss, dt, cpu_s = timed_steps(step, args, device)
-    out = {
-        "mode": mode, "arch": args.arch, "device": str(device), "attn": attn, "seq_len": args.seq_len,
-        "lora_r": args.rank, "loss": round(loss, 4), **measures(args.seq_len * args.steps, dt, cpu_s, device),
-    }  # fmt: skip
-    if used:
-        out["loss_impl"] = used[-1]
-    tps = args.seq_len * args.steps / dt
-    out["model_tflops"] = round(tps * flops_per_token(model.config, args.seq_len, weight_grads=False) / 1e12, 4)
-    if args.peak_tflops:
-        out["mfu"] = round(out["model_tflops"] / args.peak_tflops, 4)
-    return out
-
-
-def flops_per_token(config, seq_len: int, weight_grads: bool = True) -> float:
-    """Model FLOPs per token: 6·N with weight gradients (full training), 4·N without (LoRA: forward and the
-    input gradient; the adapters' own FLOPs are negligible), plus attention; recomputation is not counted."""
-    h, layers, inter = config.hidden_size, config.num_hidden_layers, config.intermediate_size
-    kv = h * config.num_key_value_heads // config.num_attention_heads
-    per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter  # q, o, k, v, gate/up/down
-    n = layers * per_layer + h * config.vocab_size  # + lm_head; the embedding lookup costs no FLOPs
-    return (6.0 if weight_grads else 4.0) * n + 12.0 * layers * h * seq_len
-
-
-def run_full(strategy_name: str, args: argparse.Namespace, device: torch.device) -> dict:
-    """Full-parameter steps under one of the trainer's strategies (a one-process group for fsdp2/deepspeed)."""
-    from yue_train.config.compose import compose_config
-    from yue_train.training import strategies as D
-    from yue_train.training.forward import PackedLossModule
-
-    dcfg = compose_config(["recipe=full_s1", f"distributed={strategy_name}"]).distributed
-    D.init_process_group(str(dcfg.strategy), device.type)
-    config = architecture_config(args.arch)
-    attn = attention_choice(ModelSpec(attn_implementation=args.attn), device).impl
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation=attn)
-    enable_activation_checkpointing(model)
-    settings = LossSettings(args.loss_impl, args.chunk, args.memory_budget_gib)
-    module = PackedLossModule(model, role_weight_table({}, device), settings).train()
-    strategy = D.make_strategy(dcfg, device)
-    bf16 = device.type == "cuda"
-    strategy.autocast_bf16 = bf16
-    if isinstance(strategy, D.DeepSpeedStrategy):
-        strategy.configure(1, 1, 1, 1.0, bf16)
-    strategy.wrap(
-        module,
-        lambda params: torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda"),
-        lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0),
-    )
-    batch = packed_batch(args.seq_len, config.vocab_size).to(device)
-
-    def step() -> float:
-        sums = strategy.forward(*batch.tensors())
-        loss = sums[0] / sums[1]
-        strategy.backward(loss, True)
-        strategy.clip_and_step(1.0, True)
-        return float(loss.detach())
-
-    loss, dt, cpu_s = timed_steps(step, args, device)
-    tps = args.seq_len * args.steps / dt
-    out = {
-        "mode": f"full/{strategy_name}", "arch": args.arch, "device": str(device), "attn": attn,
-        "seq_len": args.seq_len, "loss": round(loss, 4), **measures(args.seq_len * args.steps, dt, cpu_s, device),
-        "model_tflops": round(tps * flops_per_token(config, args.seq_len) / 1e12, 4), "loss_impl": module.last_impl,
-    }  # fmt: skip
-    if args.peak_tflops:
-        out["mfu"] = round(out["model_tflops"] / args.peak_tflops, 4)
-    D.destroy_process_group()
-    return out
-
-
-def run_child(mode: str, args: argparse.Namespace) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return run_full(mode, args, device) if args.full else run(mode, args, device)
-    except torch.OutOfMemoryError:
-        return {"mode": mode, "arch": args.arch, "seq_len": args.seq_len, "error": "CUDA out of memory"}
+MODES = Path(__file__).resolve().parent / "train_step_modes.py"  # the code of each mode's process
 
 
 def median_rows(rows: list[dict]) -> dict:
@@ -221,11 +45,11 @@ def median_rows(rows: list[dict]) -> dict:
     return out
 
 
-def main() -> None:
-    cuda = torch.cuda.is_available()
+def parse_args() -> argparse.Namespace:
+    """The options of the parent and of each mode's process (defaults that depend on CUDA: None, resolved there)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", default="yue_s1_7b" if cuda else "tiny_s1")
-    p.add_argument("--seq-len", type=int, default=8192 if cuda else 2048)
+    p.add_argument("--arch", default=None, help="default: yue_s1_7b on CUDA, tiny_s1 on CPU")
+    p.add_argument("--seq-len", type=int, default=None, help="default: 8192 on CUDA, 2048 on CPU")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--rank", type=int, default=64)
@@ -238,21 +62,22 @@ def main() -> None:
         help="LoRA: ours,official (default), ours:IMPL for one loss implementation; --full: single,fsdp2,deepspeed_zero2",
     )  # fmt: skip
     p.add_argument("--full", action="store_true", help="full-parameter training under each strategy in --modes")
-    p.add_argument("--peak-tflops", type=float, default=989.0 if cuda else 0.0, help="for MFU (0: not reported)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="for MFU (0: not reported; default 989 on CUDA)")
     p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch default)")
     p.add_argument("--repeats", type=int, default=1, help="run the modes interleaved this often; report medians")
     p.add_argument("--json", default=None, help="also write the rows (and ratios) to this file")
-    p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one mode, in this process
-    args = p.parse_args()
-    if args.child:
-        print(json.dumps(run_child(args.child, args)), flush=True)
-        return
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # train_step_modes.py: the one mode to run
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     modes = (args.modes or ("single,fsdp2,deepspeed_zero2" if args.full else "ours,official")).split(",")
     runs: dict[str, list[dict]] = {m: [] for m in modes}
     for _ in range(args.repeats):
         for mode in modes:
             proc = subprocess.run(
-                [sys.executable, __file__, *sys.argv[1:], "--child", mode], capture_output=True, text=True
+                [sys.executable, str(MODES), *sys.argv[1:], "--child", mode], capture_output=True, text=True
             )
             rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
             if proc.returncode != 0 or not rows:

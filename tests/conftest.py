@@ -88,8 +88,28 @@ def synthetic_corpus(tmp_path_factory) -> Path:
 GPU_SKIP_REASON = "needs a CUDA device (torch.cuda.is_available() is False); benchmarks/gpu_suite.sh runs the gpu tests"
 
 
+# The longest tests of `make test` (each over 40 s on the 2-core CPU VM), longest first: they are handed to the
+# pytest-xdist workers before every other test, so that no long test starts last and keeps one worker running
+# while the other has finished (test_schedule_names_existing_tests keeps these names true). Their modules have
+# no module-scoped fixtures, so moving them splits no fixture's users; the other tests keep the collection order.
+LONGEST_FIRST = (
+    "tests/test_readme.py::test_every_documentation_bash_block_runs",
+    "tests/test_gpu_suite_smoke.py::test_gpu_suite_cpu_smoke_writes_one_json",
+    "tests/test_train_state_benchmark.py::test_smoke_run_reports_the_four_measurements",
+)
+
+
+def schedule_rank(item: pytest.Item) -> int:
+    """The sort key of the run order: the ``LONGEST_FIRST`` tests in its order, then every other test (a stable
+    sort keeps their collection order)."""
+    nodeid = item.nodeid.split("@")[0]
+    return next((i for i, name in enumerate(LONGEST_FIRST) if nodeid == name), len(LONGEST_FIRST))
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``gpu`` are skipped, with the reason, where no CUDA device is present."""
+    """Runs the longest tests first (``schedule_rank``); tests marked ``gpu`` are skipped, with the reason, where
+    no CUDA device is present."""
+    items.sort(key=schedule_rank)
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_items:
         return

@@ -1,4 +1,7 @@
-"""`launch.sh --dry-run`: the exact command for each environment, and the resolved config."""
+"""`launch.sh --dry-run`: the exact command for each environment, and the resolved config.
+
+A launch that really trains (two processes under DDP) is docs/scaling.md's `NPROC=2 ./launch.sh demo`, which
+tests/test_readme.py runs and checks (one summary, from rank 0; a checkpoint of world size 2 under ddp)."""
 
 import os
 import shlex
@@ -8,7 +11,6 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from yue_train.training.checkpointing.layout import TRAINER_STATE
 
 LAUNCH = REPO / "launch.sh"
 CLEAN = {
@@ -111,27 +113,6 @@ def test_help():
     out = subprocess.run(["bash", str(LAUNCH), "--help"], capture_output=True, text=True, check=True).stdout
     for word in ("NPROC", "NNODES", "MASTER_ADDR", "HOSTFILE", "srun", "--dry-run"):
         assert word in out
-
-
-@pytest.mark.slow
-@pytest.mark.multiprocess
-def test_two_cpu_processes_really_train(tmp_path):
-    """Not a dry run: NPROC=2 ./launch.sh trains the tiny recipe under DDP and writes one run."""
-    env = {**CLEAN, "PYTHON": sys.executable, "NPROC": "2", "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    env["PYTHONPATH"] = str(REPO)
-    run = tmp_path / "run"
-    args = [
-        "tiny",
-        f"trainer.run_dir={run}",
-        "trainer.max_steps=3",
-        "trainer.save_every=0",
-        "data.demo_corpus.n_songs=12",
-    ]
-    res = subprocess.run(["bash", str(LAUNCH), *args], env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-4000:]
-    assert res.stdout.count('"status": "finished"') == 1  # one summary, from rank 0
-    state = (run / "checkpoints" / "latest" / TRAINER_STATE).read_text()
-    assert '"world_size": 2' in state and '"strategy": "ddp"' in state
 
 
 def test_chain_of_phases():

@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import fixture_file
 from tests.data_prep_build.demucs_model import demucs_importable, save_random_demucs
+from yue_train.training.checkpointing.layout import TRAINER_STATE
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -63,6 +64,17 @@ WRITES = {
     "yue-eval --generate": ["eval_merged/eval.json", "eval_merged/report.html", "eval_merged/song00/song.final.wav"],
     "NPROC=2 ./launch.sh demo": ["runs/demo/checkpoints/latest/COMPLETE"],
 }
+
+
+def _two_processes_trained(proc: subprocess.CompletedProcess, cwd: Path) -> None:
+    """Not a dry run: two processes trained one run under DDP, and only rank 0 printed the summary."""
+    assert proc.stdout.count('"status": "finished"') == 1, proc.stdout[-2000:]
+    state = (cwd / "runs" / "demo" / "checkpoints" / "latest" / TRAINER_STATE).read_text()
+    assert '"world_size": 2' in state and '"strategy": "ddp"' in state, state
+
+
+# What a command's run must show beyond its files, by the command's first words.
+CHECKS = {"NPROC=2 ./launch.sh demo": _two_processes_trained}
 RELEASED_MODELS = {"m-a-p/YuE-s1-7B-anneal-en-cot": "tiny_s1", "m-a-p/YuE-s2-1B-general": "tiny_s2"}
 
 
@@ -234,6 +246,9 @@ def _run(command: str, page: Path, cwd: Path, env: dict[str, str]) -> None:
         if command.startswith(prefix):
             for f in files:
                 assert (cwd / f).exists(), f"{where}: {command!r} did not write {f}"
+    for prefix, check in CHECKS.items():
+        if command.startswith(prefix):
+            check(proc, cwd)
 
 
 @pytest.mark.slow
@@ -251,7 +266,7 @@ def test_every_documentation_bash_block_runs(tmp_path):
                     _run(command, page, tmp_path, env)
                 ran.append(command)
     # Every command the checks above name was in the README, so none of them checks nothing.
-    for prefix in [*WRITES, *(f"make {t}" for t in MAKE_TARGETS)]:
+    for prefix in [*WRITES, *CHECKS, *(f"make {t}" for t in MAKE_TARGETS)]:
         assert any(c.startswith(prefix) for c in ran), f"no documented command starts with {prefix!r}"
     mixture = json.loads((tmp_path / "data" / "mixture.json").read_text())
     assert [d["name"] for d in mixture["datasets"]] == ["cot", "icl-dual", "stage2"]

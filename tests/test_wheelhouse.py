@@ -34,7 +34,8 @@ from packaging.requirements import Requirement
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+# One worker runs both tests: they share the module's wheelhouse (.whl/, rebuilt in place) and venv.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheelhouse")]
 PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 WHEELHOUSE = REPO / ".whl" / f"cp{sys.version_info.major}{sys.version_info.minor}"
 NOT_INSTALLED = {"torch", "triton"}  # torch: borrowed (see above); triton: GPU only
