@@ -98,9 +98,9 @@ def test_the_wheel_is_what_gets_imported(installed):
     bin_dir, env, work = installed
     code = (
         "import json, yue_train, data_prep, inference\n"
-        "from yue_train.config.compose import builtin_recipes_dir, conf_dir\n"
+        "from yue_train.config.compose import conf_dir, recipe_dirs\n"
         "print(json.dumps([yue_train.__file__, data_prep.__file__, inference.__file__,"
-        " str(conf_dir()), str(builtin_recipes_dir())]))"
+        " str(conf_dir()), str(recipe_dirs()[0])]))"
     )
     paths = json.loads(run([bin_dir / "python", "-c", code], cwd=work, env=env).stdout)
     venv = bin_dir.parent.resolve()

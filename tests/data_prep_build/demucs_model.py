@@ -34,13 +34,15 @@ TINY_HTDEMUCS = {
 def register_openunmix_without_init() -> bool:
     """Register ``openunmix`` as a bare package over its installed folder (no import of torch or demucs, so
     it is cheap enough for a ``sitecustomize``); False when openunmix is not installed."""
+    if "openunmix" in sys.modules:
+        return True
     spec = importlib.util.find_spec("openunmix")
     if spec is None:
         return False
-    if "openunmix" not in sys.modules:
-        package = types.ModuleType("openunmix")
-        package.__path__ = list(spec.submodule_search_locations or [])
-        sys.modules["openunmix"] = package
+    package = types.ModuleType("openunmix")
+    package.__path__ = list(spec.submodule_search_locations or [])
+    package.__spec__ = spec
+    sys.modules["openunmix"] = package
     return True
 
 
