@@ -159,11 +159,13 @@ class _Worker:
         self.threads = threads
         self._codec: YueCodec | None = None
         self._separator = None
+        self.separation_identity: str | None = None
         self.separated_by = opts.separate  # what a missing stem's part of the codes' key says
         if opts.separate != "off":
             from data_prep.separate import model_identity
 
-            self.separated_by = f"{opts.separate} {model_identity(opts.separation_model)}"
+            self.separation_identity = model_identity(opts.separation_model)
+            self.separated_by = f"{opts.separate} {self.separation_identity}"
         self._aligner = SongAligner(opts.aligner, device, opts.min_align_score) if opts.align else None
         self._transcriber = SongTranscriber(opts.whisper, opts.language, device) if opts.transcribe else None
 
@@ -183,7 +185,7 @@ class _Worker:
         if self._separator is None:
             from data_prep.separate import separation_cache
 
-            self._separator = separation_cache(self.opts.separation_model, self.device)
+            self._separator = separation_cache(self.opts.separation_model, self.device, self.separation_identity)
         return self._separator
 
     def load_stems(self, spec: SongSpec) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from yue_train.errors import first_line
+from yue_train.format.provenance import file_fingerprint
 
 METHODS = ("off", "demucs")
 DEFAULT_MODEL = "htdemucs"
@@ -53,9 +54,7 @@ def model_identity(model: str) -> str:
     h = hashlib.sha256()
     for name in (MODEL_CONFIG, MODEL_WEIGHTS):
         try:
-            with open(folder / name, "rb") as f:
-                while block := f.read(1 << 20):
-                    h.update(block)
+            file_fingerprint(folder / name, h)
         except OSError as e:
             raise SeparationUnavailable(
                 f"--separation-model {model}: cannot read {name} ({e.strerror or type(e).__name__}); a local demucs "
@@ -77,11 +76,13 @@ def weights_unavailable(model_name: str, error: BaseException) -> str:
     )
 
 
-def separation_cache(model: str, device: str) -> Any:
-    """The content-keyed cache in front of a :class:`DemucsSeparator` made on its first miss."""
+def separation_cache(model: str, device: str, identity: str | None = None) -> Any:
+    """The content-keyed cache in front of a :class:`DemucsSeparator` made on its first miss; ``identity``:
+    :func:`model_identity` of ``model`` when the caller has it already (it hashes a local model's weights)."""
     from yue_train.data.separation_cache import SeparationCache, default_folder
 
-    return SeparationCache(default_folder(), model_identity(model), lambda: DemucsSeparator(model, device))
+    key = identity or model_identity(model)
+    return SeparationCache(default_folder(), key, lambda: DemucsSeparator(model, device))
 
 
 def load_model_folder(folder: Path) -> Any:
