@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from data_prep.separate import DEFAULT_MODEL
-from data_prep.songs import SongError, SongSpec, discover
+from data_prep.songs import LoadOnce, SongError, SongSpec, discover
 from data_prep.transcribe_songs import SongTranscriber
 from yue_train.lyrics.backends import MIN_SCORE
 from yue_train.lyrics.paths import alignment_csv_path
@@ -97,21 +97,12 @@ def align_inputs(
 class SongAligner:
     def __init__(self, name: str, device: str = "cpu", min_score: float = MIN_SCORE, force: bool = False) -> None:
         self.name, self.device, self.min_score, self.force = name, device, min_score, force
-        self._aligner: Any = None
-        self._load_error: str | None = None
+        self.aligner = LoadOnce("lyrics alignment", self._load, (OSError, ImportError))
 
-    def aligner(self) -> Any:
-        if self._load_error is not None:  # the same failure for every song, without retrying a download
-            raise SongError(self._load_error)
-        if self._aligner is None:
-            from yue_train.lyrics.backends import load_aligner
+    def _load(self) -> Any:
+        from yue_train.lyrics.backends import load_aligner
 
-            try:
-                self._aligner = load_aligner(self.name, self.device)
-            except (OSError, ImportError) as e:
-                self._load_error = f"lyrics alignment: {e}"
-                raise SongError(self._load_error) from None
-        return self._aligner
+        return load_aligner(self.name, self.device)
 
     def align(self, spec: SongSpec, load_vocal: Callable[[int], np.ndarray]) -> dict[str, Any]:
         """Align ``spec``'s plain lyrics (``load_vocal(sample_rate)``: its vocal, mono); sets ``spec.lyrics_file``."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,28 @@ END_TOLERANCE_S = 0.1  # a section may end this far past the audio (rounding in 
 _FRAME_EPS = 1e-6
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class LoadOnce:
+    """A model the songs share, loaded by ``load()`` when the first song needs it. A load that fails with one of
+    ``errors`` is remembered: every later song gets the same :class:`SongError` (``what: reason``) at once,
+    without retrying a download."""
+
+    def __init__(self, what: str, load: Callable[[], Any], errors: tuple[type[BaseException], ...]) -> None:
+        self.what, self._load, self._errors = what, load, errors
+        self._value: Any = None
+        self._error: str | None = None
+
+    def __call__(self) -> Any:
+        if self._error is not None:
+            raise SongError(self._error)
+        if self._value is None:
+            try:
+                self._value = self._load()
+            except self._errors as e:
+                self._error = f"{self.what}: {e}"
+                raise SongError(self._error) from None
+        return self._value
 
 
 def seconds_to_frame(seconds: float) -> int:

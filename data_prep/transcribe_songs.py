@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.songs import SongError, SongSpec
+from data_prep.songs import LoadOnce, SongError, SongSpec
 from yue_train.errors import first_line
+from yue_train.evaluation.metrics.base import MetricError
 from yue_train.evaluation.metrics.lyrics import DEFAULT_MODEL as DEFAULT_WHISPER
 from yue_train.evaluation.metrics.lyrics import RATE as WHISPER_RATE
 
@@ -29,22 +30,12 @@ class SongTranscriber:
         self, model: str = DEFAULT_WHISPER, language: str | None = None, device: str = "cpu", force: bool = False
     ) -> None:
         self.model, self.language, self.device, self.force = model, language, device, force
-        self._whisper: Any = None
-        self._load_error: str | None = None
+        self.whisper = LoadOnce("transcription", self._load, (MetricError, OSError, ImportError))
 
-    def whisper(self) -> Any:
-        if self._load_error is not None:  # the same failure for every song, without retrying a download
-            raise SongError(self._load_error)
-        if self._whisper is None:
-            from yue_train.evaluation.metrics.base import MetricError
-            from yue_train.evaluation.metrics.lyrics import whisper_transcriber
+    def _load(self) -> Any:
+        from yue_train.evaluation.metrics.lyrics import whisper_transcriber
 
-            try:
-                self._whisper = whisper_transcriber(self.model, self.language, True, self.device, WHISPER_FLAG)
-            except (MetricError, OSError, ImportError) as e:
-                self._load_error = f"transcription: {e}"
-                raise SongError(self._load_error) from None
-        return self._whisper
+        return whisper_transcriber(self.model, self.language, True, self.device, WHISPER_FLAG)
 
     def segments(self, audio: np.ndarray, sample_rate: int) -> list[tuple[float, float, str]]:
         whisper = self.whisper()
