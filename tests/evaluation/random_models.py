@@ -52,7 +52,11 @@ def save_random_clap(folder: Path, size: str = "tiny") -> Path:
         frequency_min=50,
         frequency_max=8000,
     )
-    ClapModel(config).save_pretrained(folder)
+    import torch
+
+    with torch.random.fork_rng():  # the same weights whatever ran before in this process
+        torch.manual_seed(0)
+        ClapModel(config).save_pretrained(folder)
     ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
 
